@@ -1,0 +1,289 @@
+#include "common/config.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+extern char** environ;
+
+ABSL_FLAG(std::string, grpc_listen, "0.0.0.0:50051", "gRPC address (host:port; port 0 = any)");
+ABSL_FLAG(std::string, ws_listen, "0.0.0.0:8080",
+          "HTTP/WebSocket address (edge, health, metrics, demo page)");
+ABSL_FLAG(std::string, role, "all", "all, api (gRPC only) or edge (WebSocket only)");
+ABSL_FLAG(std::string, redis, "", "redis://host:port[/db]; empty = embedded in-memory store");
+ABSL_FLAG(std::string, node_id, "", "the name this process shows in ListClients (default hostname)");
+ABSL_FLAG(absl::Duration, ping_interval, absl::Seconds(20), "server ping period on every WebSocket");
+ABSL_FLAG(absl::Duration, pong_timeout, absl::Seconds(10),
+          "a connection that has not answered a ping by then is closed");
+ABSL_FLAG(uint32_t, history_size, 1000, "messages kept per user for replay");
+ABSL_FLAG(absl::Duration, history_ttl, absl::Hours(24), "how long a message waits for an offline user");
+ABSL_FLAG(uint64_t, max_message_bytes, 65536, "largest data accepted by Push");
+ABSL_FLAG(uint64_t, send_queue_bytes, 1048576,
+          "per-connection outbound backlog before the connection is a slow consumer");
+ABSL_FLAG(uint64_t, max_store_bytes, 512ull << 20,
+          "memory bound of the in-memory store; least recently active users are evicted first");
+ABSL_FLAG(std::string, auth, "none", "none (user from query) or jwt (user from a signed token)");
+ABSL_FLAG(std::string, jwt_hs256_secret_file, "", "HS256 secret for --auth=jwt");
+ABSL_FLAG(std::string, jwt_rs256_public_key_file, "", "RS256 public key (PEM) for --auth=jwt");
+ABSL_FLAG(std::string, allowed_origins, "",
+          "comma list of allowed Origin values; empty = any (development only)");
+ABSL_FLAG(std::string, api_key_file, "", "when set, gRPC and admin HTTP calls need the key");
+ABSL_FLAG(std::string, tls_cert_file, "", "TLS certificate (PEM) for both listeners");
+ABSL_FLAG(std::string, tls_key_file, "", "TLS private key (PEM) for both listeners");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(25),
+          "on SIGTERM: stop accepting, close WebSockets with 1001, finish RPCs, exit");
+ABSL_FLAG(int32_t, edge_threads, 0, "I/O threads of the WebSocket edge; 0 = number of cores");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off");
+
+namespace push {
+namespace {
+
+constexpr const char* kFlagNames[] = {
+    "grpc_listen",    "ws_listen",         "role",
+    "redis",          "node_id",           "ping_interval",
+    "pong_timeout",   "history_size",      "history_ttl",
+    "max_message_bytes", "send_queue_bytes", "max_store_bytes",
+    "auth",           "jwt_hs256_secret_file", "jwt_rs256_public_key_file",
+    "allowed_origins", "api_key_file",      "tls_cert_file",
+    "tls_key_file",   "drain_timeout",     "edge_threads",
+    "log_level",
+};
+
+absl::CommandLineFlag* FindOurFlag(absl::string_view name) {
+  for (const char* known : kFlagNames) {
+    if (name == known) return absl::FindCommandLineFlag(name);
+  }
+  return nullptr;
+}
+
+absl::Status SetFlag(absl::string_view name, absl::string_view value, absl::string_view source) {
+  absl::CommandLineFlag* flag = FindOurFlag(name);
+  if (flag == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name, " (", source, ")"));
+  }
+  std::string error;
+  if (!flag->ParseFrom(value, &error)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad value '", value, "' for --", name, " (", source, "): ", error));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyArgs(const std::vector<std::string>& args, int depth);
+
+absl::Status ApplyFlagFile(const std::string& path, int depth) {
+  if (depth > 4) return absl::InvalidArgumentError("--flagfile nested too deeply");
+  std::ifstream in(path);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("--flagfile: cannot read '", path, "'"));
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    absl::string_view trimmed = absl::StripAsciiWhitespace(line);
+    if (trimmed.empty() || trimmed[0] == '#') continue;
+    lines.emplace_back(trimmed);
+  }
+  return ApplyArgs(lines, depth + 1);
+}
+
+absl::Status ApplyArgs(const std::vector<std::string>& args, int depth) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    absl::string_view arg = args[i];
+    if (!absl::ConsumePrefix(&arg, "--") && !absl::ConsumePrefix(&arg, "-")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument '", arg, "': flags look like --name=value"));
+    }
+    absl::string_view name = arg;
+    std::string value;
+    bool has_value = false;
+    if (size_t eq = arg.find('='); eq != absl::string_view::npos) {
+      name = arg.substr(0, eq);
+      value = std::string(arg.substr(eq + 1));
+      has_value = true;
+    }
+    if (name == "flagfile") {
+      if (!has_value) {
+        if (i + 1 >= args.size()) return absl::InvalidArgumentError("--flagfile needs a path");
+        value = args[++i];
+      }
+      if (absl::Status s = ApplyFlagFile(value, depth); !s.ok()) return s;
+      continue;
+    }
+    if (!has_value) {
+      if (FindOurFlag(name) == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
+      }
+      if (i + 1 >= args.size()) {
+        return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
+      }
+      value = args[++i];
+    }
+    if (absl::Status s = SetFlag(name, value, "command line"); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckListen(absl::string_view flag, const std::string& addr) {
+  size_t colon = addr.rfind(':');
+  uint32_t port = 0;
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(absl::string_view(addr).substr(colon + 1), &port) || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, "='", addr, "' is not host:port (e.g. 0.0.0.0:8080)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckPositive(absl::string_view flag, absl::Duration d) {
+  if (d <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be positive (e.g. 20s)"));
+  }
+  return absl::OkStatus();
+}
+
+std::string Hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0') return "pushd";
+  return buf;
+}
+
+absl::StatusOr<Config> ReadFlags() {
+  Config c;
+  c.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
+  c.ws_listen = absl::GetFlag(FLAGS_ws_listen);
+  std::string role = absl::GetFlag(FLAGS_role);
+  c.redis = absl::GetFlag(FLAGS_redis);
+  c.node_id = absl::GetFlag(FLAGS_node_id);
+  c.ping_interval = absl::GetFlag(FLAGS_ping_interval);
+  c.pong_timeout = absl::GetFlag(FLAGS_pong_timeout);
+  c.history_size = absl::GetFlag(FLAGS_history_size);
+  c.history_ttl = absl::GetFlag(FLAGS_history_ttl);
+  c.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  c.send_queue_bytes = absl::GetFlag(FLAGS_send_queue_bytes);
+  c.max_store_bytes = absl::GetFlag(FLAGS_max_store_bytes);
+  c.auth = absl::GetFlag(FLAGS_auth);
+  c.jwt_hs256_secret_file = absl::GetFlag(FLAGS_jwt_hs256_secret_file);
+  c.jwt_rs256_public_key_file = absl::GetFlag(FLAGS_jwt_rs256_public_key_file);
+  c.api_key_file = absl::GetFlag(FLAGS_api_key_file);
+  c.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  c.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  c.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  c.edge_threads = absl::GetFlag(FLAGS_edge_threads);
+  c.log_level = absl::GetFlag(FLAGS_log_level);
+  for (absl::string_view origin :
+       absl::StrSplit(absl::GetFlag(FLAGS_allowed_origins), ',', absl::SkipWhitespace())) {
+    c.allowed_origins.emplace_back(absl::StripAsciiWhitespace(origin));
+  }
+
+  if (absl::Status s = CheckListen("grpc_listen", c.grpc_listen); !s.ok()) return s;
+  if (absl::Status s = CheckListen("ws_listen", c.ws_listen); !s.ok()) return s;
+  if (role == "all") {
+    c.role = Role::kAll;
+  } else if (role == "api") {
+    c.role = Role::kApi;
+  } else if (role == "edge") {
+    c.role = Role::kEdge;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--role='", role, "' must be one of all, api, edge"));
+  }
+  if (c.role != Role::kAll && c.redis.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--role=", role, " needs --redis (the roles share state through Redis)"));
+  }
+  if (!c.redis.empty()) {
+    return absl::InvalidArgumentError(
+        "--redis: this build has no Redis backend yet; leave --redis empty for the in-memory store");
+  }
+  for (auto [flag, d] : {std::pair<absl::string_view, absl::Duration>{"ping_interval",
+                                                                     c.ping_interval},
+                         {"pong_timeout", c.pong_timeout},
+                         {"history_ttl", c.history_ttl},
+                         {"drain_timeout", c.drain_timeout}}) {
+    if (absl::Status s = CheckPositive(flag, d); !s.ok()) return s;
+  }
+  if (c.history_size == 0) return absl::InvalidArgumentError("--history_size must be at least 1");
+  if (c.max_message_bytes == 0 || c.max_message_bytes > (64u << 20)) {
+    return absl::InvalidArgumentError("--max_message_bytes must be between 1 and 67108864");
+  }
+  if (c.send_queue_bytes < 1024) {
+    return absl::InvalidArgumentError("--send_queue_bytes must be at least 1024");
+  }
+  if (c.max_store_bytes < (1u << 20)) {
+    return absl::InvalidArgumentError("--max_store_bytes must be at least 1048576");
+  }
+  if (c.auth != "none") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--auth='", c.auth, "': only 'none' is available in this build (jwt is not built yet)"));
+  }
+  if (c.edge_threads < 0 || c.edge_threads > 256) {
+    return absl::InvalidArgumentError("--edge_threads must be between 0 and 256");
+  }
+  static constexpr const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
+  if (std::find(std::begin(kLevels), std::end(kLevels), c.log_level) == std::end(kLevels)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--log_level='", c.log_level, "' must be one of trace, debug, info, warn, error, off"));
+  }
+  if (c.node_id.empty()) c.node_id = Hostname();
+  return c;
+}
+
+}  // namespace
+
+absl::StatusOr<Config> ParseConfig(const std::vector<std::string>& args,
+                                   const std::map<std::string, std::string>& env) {
+  // Start from defaults each time so the function is pure with respect to its inputs.
+  for (const char* name : kFlagNames) {
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    std::string error;
+    flag->ParseFrom(flag->DefaultValue(), &error);
+  }
+  for (const char* name : kFlagNames) {
+    std::string var = absl::StrCat("PUSHD_", absl::AsciiStrToUpper(name));
+    if (auto it = env.find(var); it != env.end()) {
+      if (absl::Status s = SetFlag(name, it->second, absl::StrCat("from $", var)); !s.ok()) {
+        return s;
+      }
+    }
+  }
+  if (auto it = env.find("PUSHD_FLAGFILE"); it != env.end()) {
+    if (absl::Status s = ApplyFlagFile(it->second, 0); !s.ok()) return s;
+  }
+  if (absl::Status s = ApplyArgs(args, 0); !s.ok()) return s;
+  return ReadFlags();
+}
+
+std::map<std::string, std::string> ProcessEnvironment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    absl::string_view kv = *e;
+    if (!absl::StartsWith(kv, "PUSHD_")) continue;
+    size_t eq = kv.find('=');
+    if (eq == absl::string_view::npos) continue;
+    env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  return env;
+}
+
+std::string FlagsHelp() {
+  std::string out =
+      "usage: pushd [--flag=value ...] [--flagfile=FILE]\n"
+      "Every flag can also be set as PUSHD_<FLAG_NAME_UPPERCASE> in the environment.\n\n";
+  for (const char* name : kFlagNames) {
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    absl::StrAppend(&out, "  --", name, " (default '", flag->DefaultValue(), "')\n      ",
+                    flag->Help(), "\n");
+  }
+  return out;
+}
+
+}  // namespace push

@@ -1,0 +1,53 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace push {
+
+enum class Role { kAll, kApi, kEdge };
+
+// Everything the process is configured with, read once at start from flags/environment.
+struct Config {
+  std::string grpc_listen = "0.0.0.0:50051";
+  std::string ws_listen = "0.0.0.0:8080";
+  Role role = Role::kAll;
+  std::string redis;
+  std::string node_id;
+  absl::Duration ping_interval = absl::Seconds(20);
+  absl::Duration pong_timeout = absl::Seconds(10);
+  uint32_t history_size = 1000;
+  absl::Duration history_ttl = absl::Hours(24);
+  uint64_t max_message_bytes = 65536;
+  uint64_t send_queue_bytes = 1 << 20;
+  uint64_t max_store_bytes = 512ull << 20;
+  std::string auth = "none";
+  std::string jwt_hs256_secret_file;
+  std::string jwt_rs256_public_key_file;
+  std::vector<std::string> allowed_origins;
+  std::string api_key_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  absl::Duration drain_timeout = absl::Seconds(25);
+  int edge_threads = 0;  // 0 = number of cores
+  std::string log_level = "info";
+};
+
+// Parses argv (Abseil flag syntax, --flagfile= included) on top of PUSHD_<FLAG> environment
+// variables; the command line wins over the environment. `env` maps variable names to values.
+// Errors name the flag and say what is wrong, in one line.
+absl::StatusOr<Config> ParseConfig(const std::vector<std::string>& args,
+                                   const std::map<std::string, std::string>& env);
+
+// The process environment as a map, for ParseConfig.
+std::map<std::string, std::string> ProcessEnvironment();
+
+// One paragraph per flag, for --help.
+std::string FlagsHelp();
+
+}  // namespace push

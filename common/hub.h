@@ -1,0 +1,95 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/message.h"
+#include "common/strings.h"
+
+namespace push {
+
+// WebSocket close codes the server sends (CONTRACT §3).
+enum CloseCode : uint16_t {
+  kCloseNormal = 1000,
+  kCloseGoingAway = 1001,
+  kCloseUnsupported = 1003,
+  kClosePolicy = 1008,
+  kCloseTooBig = 1009,
+  kCloseSlowConsumer = 4008,
+};
+
+struct ConnectionInfo {
+  std::string user_id;
+  std::string connection_id;
+  std::string remote_address;
+  std::string user_agent;
+  absl::Time connected_at;
+};
+
+// One live client connection as the hub sees it. Implemented by the edge; every method is
+// thread-safe and returns at once (work is handed to the connection's own executor).
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  virtual const ConnectionInfo& info() const = 0;
+  virtual void Deliver(MessagePtr message) = 0;
+  virtual void Close(uint16_t code, std::string reason) = 0;
+  virtual uint64_t messages_sent() const = 0;
+  virtual uint64_t queued_bytes() const = 0;
+};
+
+struct ClientSnapshot {
+  ConnectionInfo info;
+  uint64_t messages_sent = 0;
+  uint64_t queued_bytes = 0;
+};
+
+// Who is connected: user -> live connections, sharded by user so publishers of different users
+// never contend. Subscriber lists are copied under the shard lock and used after unlocking.
+class Hub {
+ public:
+  explicit Hub(int shards = 64);
+
+  void Add(std::shared_ptr<Connection> connection);
+  void Remove(const Connection& connection);
+
+  // Hands the message to every live connection of the user; returns how many.
+  uint32_t Publish(std::string_view user_id, const MessagePtr& message);
+
+  // The user's connections, or only the one with `connection_id` when it is not empty.
+  std::vector<std::shared_ptr<Connection>> Find(std::string_view user_id,
+                                                std::string_view connection_id = {});
+  std::vector<std::shared_ptr<Connection>> All();
+
+  // Closes the user's connections (or only `connection_id`); returns how many were closed.
+  uint32_t Close(std::string_view user_id, std::string_view connection_id, uint16_t code,
+                 const std::string& reason);
+
+  // Snapshots of every connection (or the user's), sorted by (user_id, connection_id).
+  std::vector<ClientSnapshot> Snapshot(std::optional<std::string_view> user_id);
+
+  int64_t size() const { return size_.load(std::memory_order_relaxed); }
+
+ private:
+  using ConnectionList = absl::InlinedVector<std::shared_ptr<Connection>, 2>;
+  struct Shard {
+    absl::Mutex mu;
+    StringMap<ConnectionList> users ABSL_GUARDED_BY(mu);
+  };
+  Shard& ShardFor(std::string_view user_id);
+
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::atomic<int64_t> size_{0};
+};
+
+}  // namespace push

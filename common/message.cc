@@ -1,0 +1,86 @@
+#include "common/message.h"
+
+#include <boost/json/monotonic_resource.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "common/json.h"
+
+namespace push {
+
+MessagePtr MakeMessage(uint64_t seq, std::string id, absl::Time now, absl::Time expires_at,
+                       std::string_view data) {
+  auto m = std::make_shared<Message>();
+  m->seq = seq;
+  m->ts_ms = absl::ToUnixMillis(now);
+  m->expires_at = expires_at;
+  m->id = std::move(id);
+  std::string& f = m->frame;
+  f.reserve(data.size() + m->id.size() + 80);
+  absl::StrAppend(&f, R"({"type":"message","seq":)", seq, R"(,"id":)");
+  AppendJsonString(&f, m->id);
+  absl::StrAppend(&f, R"(,"ts":)", m->ts_ms, R"(,"data":)");
+  m->data_offset = static_cast<uint32_t>(f.size());
+  m->data_size = static_cast<uint32_t>(data.size());
+  f.append(data);
+  f.push_back('}');
+  return m;
+}
+
+std::string EncodeWelcome(std::string_view connection_id, std::string_view user_id,
+                          uint64_t seq) {
+  std::string f = R"({"type":"welcome","connection_id":)";
+  AppendJsonString(&f, connection_id);
+  f.append(R"(,"user_id":)");
+  AppendJsonString(&f, user_id);
+  absl::StrAppend(&f, R"(,"seq":)", seq, "}");
+  return f;
+}
+
+std::string EncodeGap(uint64_t from, uint64_t to) {
+  return absl::StrCat(R"({"type":"gap","from":)", from, R"(,"to":)", to, "}");
+}
+
+bool ParseClientFrame(std::string_view text, ClientFrame* out, std::string* error) {
+  unsigned char buffer[8192];
+  boost::json::monotonic_resource mr(buffer, sizeof(buffer));
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(boost::json::string_view(text.data(), text.size()),
+                                            ec, &mr);
+  if (ec) {
+    *error = "frame is not JSON";
+    return false;
+  }
+  const boost::json::object* obj = v.if_object();
+  if (obj == nullptr) {
+    *error = "frame is not a JSON object";
+    return false;
+  }
+  const boost::json::value* type = obj->if_contains("type");
+  if (type == nullptr || !type->is_string()) {
+    *error = "frame has no string \"type\"";
+    return false;
+  }
+  if (type->get_string() != "ack") {
+    *error = "unknown frame type";
+    return false;
+  }
+  const boost::json::value* seq = obj->if_contains("seq");
+  if (seq == nullptr) {
+    *error = "ack needs \"seq\"";
+    return false;
+  }
+  if (seq->is_uint64()) {
+    out->seq = seq->get_uint64();
+  } else if (seq->is_int64() && seq->get_int64() >= 0) {
+    out->seq = static_cast<uint64_t>(seq->get_int64());
+  } else {
+    *error = "ack \"seq\" must be a non-negative integer";
+    return false;
+  }
+  out->type = ClientFrame::Type::kAck;
+  return true;
+}
+
+}  // namespace push

@@ -1,0 +1,52 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "common/hub.h"
+#include "common/store.h"
+
+namespace push::edge {
+
+struct EdgeOptions {
+  std::string listen = "0.0.0.0:8080";
+  int threads = 1;
+  absl::Duration ping_interval = absl::Seconds(20);
+  absl::Duration pong_timeout = absl::Seconds(10);
+  uint64_t send_queue_bytes = 1 << 20;
+  std::vector<std::string> allowed_origins;  // empty = any Origin
+  // Readiness as /readyz reports it; owned by the process.
+  const std::atomic<bool>* ready = nullptr;
+};
+
+// The HTTP/WebSocket edge: /ws, /getPushNews, /healthz, /readyz, /metrics,
+// DELETE /deleteClient/{id} and the demo page. Beast and Asio stay inside edge/*.cc.
+class EdgeServer {
+ public:
+  EdgeServer(EdgeOptions options, store::Store* store, Hub* hub);
+  ~EdgeServer();
+
+  // Binds the listener and starts the I/O threads.
+  absl::Status Start();
+  // The bound port (useful with port 0).
+  int port() const;
+  // Stops accepting new connections; open ones continue.
+  void StopAccepting();
+  // Closes every WebSocket with `code` and waits until all are gone or `deadline` passes.
+  // Returns the number still open at the deadline.
+  int64_t CloseAll(uint16_t code, const std::string& reason, absl::Time deadline);
+  // Stops the I/O threads and joins them.
+  void Stop();
+
+ struct Impl;  // public so that edge_server.cc's session classes can name it
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace push::edge

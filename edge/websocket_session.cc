@@ -1,0 +1,371 @@
+#include "edge/websocket_session.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include "common/metrics.h"
+#include "spdlog/spdlog.h"
+
+namespace push::edge {
+namespace {
+
+// How long a close handshake may take before the socket is simply closed; a peer that stopped
+// reading never answers, and its stuck write must not hold the connection forever.
+constexpr absl::Duration kCloseTimeout = absl::Seconds(10);
+constexpr size_t kReplayPageMessages = 256;
+
+std::chrono::nanoseconds ToChrono(absl::Duration d) {
+  return absl::ToChronoNanoseconds(std::max(d, absl::ZeroDuration()));
+}
+
+}  // namespace
+
+WebSocketSession::WebSocketSession(beast::tcp_stream&& stream, SessionParams params,
+                                   const EdgeOptions& options, store::Store* store, Hub* hub,
+                                   std::atomic<int64_t>* open_sessions)
+    : ws_(std::move(stream)),
+      params_(std::move(params)),
+      options_(options),
+      store_(store),
+      hub_(hub),
+      open_sessions_(open_sessions),
+      timer_(ws_.get_executor()) {}
+
+WebSocketSession::~WebSocketSession() {
+  GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(queued_bytes_.load()),
+                                             std::memory_order_relaxed);
+}
+
+void WebSocketSession::Run(http::request<http::string_body> request) {
+  beast::get_lowest_layer(ws_).expires_never();
+  websocket::stream_base::timeout timeouts{};
+  timeouts.handshake_timeout = std::chrono::seconds(10);
+  timeouts.idle_timeout = websocket::stream_base::none();
+  timeouts.keep_alive_pings = false;  // our own heartbeat follows --ping_interval/--pong_timeout
+  ws_.set_option(timeouts);
+  ws_.set_option(websocket::stream_base::decorator(
+      [](websocket::response_type& res) { res.set(http::field::server, "pushd"); }));
+  ws_.read_message_max(4096);
+  ws_.auto_fragment(false);
+  ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
+    if (kind == websocket::frame_type::pong) awaiting_pong_ = false;
+  });
+  ws_.async_accept(request,
+                   beast::bind_front_handler(&WebSocketSession::OnAccept, shared_from_this()));
+}
+
+void WebSocketSession::OnAccept(beast::error_code ec) {
+  if (ec) {
+    spdlog::info("handshake failed user={} remote={}: {}", params_.info.user_id,
+                 params_.info.remote_address, ec.message());
+    return;
+  }
+  open_sessions_->fetch_add(1, std::memory_order_relaxed);
+  GlobalMetrics().connections.fetch_add(1, std::memory_order_relaxed);
+  GlobalMetrics().connects.fetch_add(1, std::memory_order_relaxed);
+  spdlog::info("connect user={} conn={} remote={} mode={}{}", params_.info.user_id,
+               params_.info.connection_id, params_.info.remote_address,
+               params_.compat ? "compat" : "ws", params_.ack ? " ack" : "");
+  // Register before reading the store: every message is then either in the read or published
+  // to us afterwards (the append precedes the publish), so nothing falls between the two.
+  registered_ = true;
+  hub_->Add(shared_from_this());
+  ReadStore();
+  DoRead();
+  next_ping_ = absl::Now() + options_.ping_interval;
+  ScheduleTimer(options_.ping_interval);
+}
+
+// ---- Client frames --------------------------------------------------------------------------
+
+void WebSocketSession::DoRead() {
+  ws_.async_read(read_buffer_,
+                 beast::bind_front_handler(&WebSocketSession::OnRead, shared_from_this()));
+}
+
+void WebSocketSession::OnRead(beast::error_code ec, std::size_t) {
+  if (ec) {
+    if (closing_) {
+      Finish(close_why_, nullptr);
+    } else if (ec == websocket::error::closed) {
+      Finish("client closed", &GlobalMetrics().closed_client);
+    } else if (ec.category() == make_error_code(websocket::error::closed).category()) {
+      // Beast has already sent the close frame (1009 too big, 1002 protocol, 1007 bad UTF-8).
+      Finish("protocol violation", &GlobalMetrics().closed_protocol);
+    } else {
+      Finish("connection lost", &GlobalMetrics().closed_client);
+    }
+    return;
+  }
+  if (!closing_) {
+    if (!ws_.got_text()) {
+      DoClose(kCloseUnsupported, "binary frames are not accepted",
+              &GlobalMetrics().closed_protocol);
+    } else {
+      auto data = read_buffer_.cdata();
+      HandleClientFrame(std::string_view(static_cast<const char*>(data.data()), data.size()));
+    }
+  }
+  read_buffer_.consume(read_buffer_.size());
+  DoRead();  // keep reading: the close handshake completes through the read
+}
+
+void WebSocketSession::HandleClientFrame(std::string_view text) {
+  ClientFrame frame;
+  std::string error;
+  if (!ParseClientFrame(text, &frame, &error)) {
+    DoClose(kClosePolicy, error, &GlobalMetrics().closed_protocol);
+    return;
+  }
+  // An ack covers only what this connection has actually written.
+  if (params_.ack) store_->AdvanceCursor(params_.info.user_id, std::min(frame.seq, last_written_seq_));
+}
+
+// ---- Replay and live delivery ---------------------------------------------------------------
+
+void WebSocketSession::ReadStore() {
+  read_in_flight_ = true;
+  mode_ = Mode::kReading;
+  store::ReadRequest request;
+  request.user_id = params_.info.user_id;
+  request.after = started_ ? std::optional<uint64_t>(next_seq_ - 1) : params_.since;
+  request.max_messages = kReplayPageMessages;
+  request.max_bytes = options_.send_queue_bytes / 2;
+  store_->Read(std::move(request), [self = shared_from_this()](
+                                       absl::StatusOr<store::ReadResult> result) mutable {
+    net::post(self->ws_.get_executor(), [self, result = std::move(result)]() mutable {
+      self->OnStoreRead(std::move(result));
+    });
+  });
+}
+
+void WebSocketSession::OnStoreRead(absl::StatusOr<store::ReadResult> result) {
+  read_in_flight_ = false;
+  if (closing_ || finished_) return;
+  if (!result.ok()) {
+    spdlog::warn("store read failed user={} conn={}: {}", params_.info.user_id,
+                 params_.info.connection_id, result.status().ToString());
+    DoClose(1011, "message store unavailable", &GlobalMetrics().closed_error);
+    return;
+  }
+  if (!started_) {
+    started_ = true;
+    // A `since` beyond the end (the stream was reset) restarts at the end: the welcome's seq
+    // being below the client's since tells it so.
+    next_seq_ = std::min(result->after, result->last_seq) + 1;
+    if (!params_.compat) {
+      std::string welcome =
+          EncodeWelcome(params_.info.connection_id, params_.info.user_id, result->last_seq);
+      size_t size = welcome.size();
+      EnqueueFrame(OutFrame{nullptr, std::move(welcome)}, size);
+    }
+  }
+  for (MessagePtr& m : result->messages) {
+    if (m->seq < next_seq_) continue;
+    GlobalMetrics().replays.fetch_add(1, std::memory_order_relaxed);
+    Enqueue(std::move(m));
+  }
+  replay_more_ = result->more;
+  if (!replay_more_) {
+    // Everything up to last_seq that the read did not return has expired or been evicted.
+    if (result->last_seq >= next_seq_) {
+      EnqueueGap(next_seq_, result->last_seq);
+      next_seq_ = result->last_seq + 1;
+    }
+    mode_ = Mode::kLive;
+    // Live messages dropped while the read was in flight and not covered by it: read again.
+    if (max_live_seen_ >= next_seq_) ReadStore();
+  }
+  DoWrite();
+}
+
+void WebSocketSession::MaybeContinueReplay() {
+  if (replay_more_ && !read_in_flight_ && queued_bytes_ <= options_.send_queue_bytes / 2) {
+    ReadStore();
+  }
+}
+
+void WebSocketSession::Deliver(MessagePtr message) {
+  net::post(ws_.get_executor(), [self = shared_from_this(), m = std::move(message)]() mutable {
+    self->OnLive(std::move(m));
+  });
+}
+
+void WebSocketSession::OnLive(MessagePtr message) {
+  if (closing_ || finished_) return;
+  if (mode_ != Mode::kLive) {
+    max_live_seen_ = std::max(max_live_seen_, message->seq);
+    return;
+  }
+  if (message->seq < next_seq_) return;  // already sent (replay overlapped the publish)
+  if (message->seq > next_seq_) {
+    // Publishes of concurrent pushes can arrive out of order: fetch the hole from the stream.
+    max_live_seen_ = message->seq;
+    ReadStore();
+    return;
+  }
+  size_t size = message->frame.size();
+  uint64_t queued = queued_bytes_.load(std::memory_order_relaxed);
+  if (queued > 0 && queued + size > options_.send_queue_bytes) {
+    DoClose(kCloseSlowConsumer, "slow consumer", &GlobalMetrics().closed_slow_consumer);
+    return;
+  }
+  Enqueue(std::move(message));
+  DoWrite();
+}
+
+void WebSocketSession::Enqueue(MessagePtr message) {
+  if (message->seq > next_seq_) EnqueueGap(next_seq_, message->seq - 1);
+  next_seq_ = message->seq + 1;
+  size_t size = params_.compat ? message->data_size : message->frame.size();
+  EnqueueFrame(OutFrame{std::move(message), {}}, size);
+}
+
+void WebSocketSession::EnqueueGap(uint64_t from, uint64_t to) {
+  GlobalMetrics().gaps.fetch_add(1, std::memory_order_relaxed);
+  if (params_.compat) return;  // bare data frames cannot say it
+  std::string gap = EncodeGap(from, to);
+  size_t size = gap.size();
+  EnqueueFrame(OutFrame{nullptr, std::move(gap)}, size);
+}
+
+void WebSocketSession::EnqueueFrame(OutFrame frame, size_t bytes) {
+  queue_.push_back(std::move(frame));
+  queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  GlobalMetrics().send_queue_bytes.fetch_add(static_cast<int64_t>(bytes),
+                                             std::memory_order_relaxed);
+}
+
+void WebSocketSession::DoWrite() {
+  if (writing_ || queue_.empty() || closing_ || finished_) return;
+  writing_ = true;
+  std::string_view payload = queue_.front().Payload(params_.compat);
+  ws_.text(true);
+  ws_.async_write(net::buffer(payload.data(), payload.size()),
+                  beast::bind_front_handler(&WebSocketSession::OnWrite, shared_from_this()));
+}
+
+void WebSocketSession::OnWrite(beast::error_code ec, std::size_t) {
+  writing_ = false;
+  OutFrame& frame = queue_.front();
+  size_t size = frame.Payload(params_.compat).size();
+  queued_bytes_.fetch_sub(size, std::memory_order_relaxed);
+  GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(size),
+                                             std::memory_order_relaxed);
+  if (!ec && frame.message) {
+    uint64_t seq = frame.message->seq;
+    last_written_seq_ = seq;
+    messages_sent_.fetch_add(1, std::memory_order_relaxed);
+    GlobalMetrics().deliveries.fetch_add(1, std::memory_order_relaxed);
+    if (!params_.ack) store_->AdvanceCursor(params_.info.user_id, seq);
+  }
+  queue_.pop_front();
+  if (ec) {
+    if (closing_) {
+      Teardown(close_why_, nullptr);
+    } else {
+      Teardown("connection lost", &GlobalMetrics().closed_client);
+    }
+    return;
+  }
+  MaybeContinueReplay();
+  DoWrite();
+}
+
+// ---- Heartbeat and closing ------------------------------------------------------------------
+
+void WebSocketSession::ScheduleTimer(absl::Duration after) {
+  timer_.expires_after(ToChrono(after));
+  timer_.async_wait(beast::bind_front_handler(&WebSocketSession::OnTimer, shared_from_this()));
+}
+
+void WebSocketSession::OnTimer(beast::error_code ec) {
+  if (ec == net::error::operation_aborted || finished_) return;
+  if (closing_) {
+    Teardown(close_why_, nullptr);  // the close handshake did not finish in time
+    return;
+  }
+  absl::Time now = absl::Now();
+  if (awaiting_pong_ && now - ping_sent_ >= options_.pong_timeout) {
+    Teardown("pong timeout", &GlobalMetrics().closed_pong_timeout);
+    return;
+  }
+  if (now >= next_ping_) {
+    if (!ping_in_flight_) {
+      ping_in_flight_ = true;
+      ws_.async_ping({}, [self = shared_from_this()](beast::error_code) {
+        self->ping_in_flight_ = false;
+      });
+    }
+    if (!awaiting_pong_) {
+      awaiting_pong_ = true;
+      ping_sent_ = now;
+    }
+    next_ping_ = now + options_.ping_interval;
+  }
+  absl::Time wake = next_ping_;
+  if (awaiting_pong_) wake = std::min(wake, ping_sent_ + options_.pong_timeout);
+  ScheduleTimer(wake - now);
+}
+
+void WebSocketSession::Close(uint16_t code, std::string reason) {
+  net::post(ws_.get_executor(), [self = shared_from_this(), code, reason = std::move(reason)]() {
+    std::atomic<uint64_t>* counter = code == kCloseGoingAway ? &GlobalMetrics().closed_shutdown
+                                                             : &GlobalMetrics().closed_deleted;
+    self->DoClose(code, reason, counter);
+  });
+}
+
+void WebSocketSession::DoClose(uint16_t code, std::string reason,
+                               std::atomic<uint64_t>* reason_counter) {
+  if (closing_ || finished_) return;
+  closing_ = true;
+  close_why_ = code == kCloseSlowConsumer ? "slow consumer"
+               : code == kCloseGoingAway  ? "shutdown"
+               : code == kCloseNormal     ? "deleted"
+                                          : "closed by server";
+  reason_counter->fetch_add(1, std::memory_order_relaxed);
+  spdlog::info("closing user={} conn={} code={} reason='{}'", params_.info.user_id,
+               params_.info.connection_id, code, reason);
+  if (registered_) {
+    registered_ = false;
+    hub_->Remove(*this);
+  }
+  // Unsent frames are dropped (they stay in the stream for the next connect); a frame being
+  // written stays alive until its write completes.
+  size_t keep = writing_ ? 1 : 0;
+  while (queue_.size() > keep) {
+    size_t size = queue_.back().Payload(params_.compat).size();
+    queued_bytes_.fetch_sub(size, std::memory_order_relaxed);
+    GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(size),
+                                               std::memory_order_relaxed);
+    queue_.pop_back();
+  }
+  ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(code), reason),
+                  [self = shared_from_this()](beast::error_code) {});
+  ScheduleTimer(kCloseTimeout);
+}
+
+void WebSocketSession::Teardown(const char* why, std::atomic<uint64_t>* reason_counter) {
+  beast::error_code ignored;
+  beast::get_lowest_layer(ws_).socket().close(ignored);
+  Finish(why, reason_counter);
+}
+
+void WebSocketSession::Finish(const char* why, std::atomic<uint64_t>* reason_counter) {
+  if (finished_) return;
+  finished_ = true;
+  if (reason_counter != nullptr) reason_counter->fetch_add(1, std::memory_order_relaxed);
+  if (registered_) {
+    registered_ = false;
+    hub_->Remove(*this);
+  }
+  timer_.cancel();
+  open_sessions_->fetch_sub(1, std::memory_order_relaxed);
+  GlobalMetrics().connections.fetch_sub(1, std::memory_order_relaxed);
+  spdlog::info("disconnect user={} conn={} reason={} sent={}", params_.info.user_id,
+               params_.info.connection_id, why, messages_sent_.load());
+}
+
+}  // namespace push::edge

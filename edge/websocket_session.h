@@ -1,0 +1,124 @@
+#pragma once
+
+// Internal to edge/: includes Beast. Nothing outside edge/ includes this header.
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/websocket/stream.hpp>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/hub.h"
+#include "common/store.h"
+#include "edge/edge_server.h"
+
+namespace push::edge {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+
+struct SessionParams {
+  ConnectionInfo info;
+  bool compat = false;  // /getPushNews: bare data frames, no envelope
+  bool ack = false;     // the cursor moves on client acks instead of socket writes
+  std::optional<uint64_t> since;
+};
+
+// One WebSocket connection. All state is touched only on the connection's strand (the socket's
+// executor); the Connection methods called by other threads post onto it.
+class WebSocketSession final : public Connection,
+                               public std::enable_shared_from_this<WebSocketSession> {
+ public:
+  // `open_sessions` counts accepted sessions that have not finished (for shutdown).
+  WebSocketSession(beast::tcp_stream&& stream, SessionParams params, const EdgeOptions& options,
+                   store::Store* store, Hub* hub, std::atomic<int64_t>* open_sessions);
+  ~WebSocketSession() override;
+
+  void Run(http::request<http::string_body> request);
+
+  // Connection:
+  const ConnectionInfo& info() const override { return params_.info; }
+  void Deliver(MessagePtr message) override;
+  void Close(uint16_t code, std::string reason) override;
+  uint64_t messages_sent() const override {
+    return messages_sent_.load(std::memory_order_relaxed);
+  }
+  uint64_t queued_bytes() const override { return queued_bytes_.load(std::memory_order_relaxed); }
+
+ private:
+  // An outbound frame: a shared stored message, or a control frame of our own.
+  struct OutFrame {
+    MessagePtr message;
+    std::string text;
+    std::string_view Payload(bool compat) const {
+      if (!message) return text;
+      return compat ? message->data() : std::string_view(message->frame);
+    }
+  };
+  enum class Mode { kReading, kLive };
+
+  void OnAccept(beast::error_code ec);
+  void DoRead();
+  void OnRead(beast::error_code ec, std::size_t bytes);
+  void HandleClientFrame(std::string_view text);
+
+  void ReadStore();
+  void OnStoreRead(absl::StatusOr<store::ReadResult> result);
+  void OnLive(MessagePtr message);
+  // Queues the message after a gap frame for any seq skipped before it.
+  void Enqueue(MessagePtr message);
+  void EnqueueGap(uint64_t from, uint64_t to);
+  void EnqueueFrame(OutFrame frame, size_t bytes);
+  void DoWrite();
+  void OnWrite(beast::error_code ec, std::size_t bytes);
+  void MaybeContinueReplay();
+
+  void ScheduleTimer(absl::Duration after);
+  void OnTimer(beast::error_code ec);
+  void DoClose(uint16_t code, std::string reason, std::atomic<uint64_t>* reason_counter);
+  // Closes the socket at once (no handshake) and finishes.
+  void Teardown(const char* why, std::atomic<uint64_t>* reason_counter);
+  // Runs once when the connection is over; counts the reason unless DoClose already did.
+  void Finish(const char* why, std::atomic<uint64_t>* reason_counter);
+
+  websocket::stream<beast::tcp_stream> ws_;
+  SessionParams params_;
+  const EdgeOptions& options_;
+  store::Store* const store_;
+  Hub* const hub_;
+  std::atomic<int64_t>* const open_sessions_;
+  net::steady_timer timer_;
+  beast::flat_buffer read_buffer_;
+
+  std::deque<OutFrame> queue_;
+  bool writing_ = false;
+  std::atomic<uint64_t> queued_bytes_{0};
+  std::atomic<uint64_t> messages_sent_{0};
+
+  Mode mode_ = Mode::kReading;
+  bool started_ = false;        // the first store read came back (welcome sent)
+  bool replay_more_ = false;    // the last read stopped at a limit: read again when drained
+  bool read_in_flight_ = false;
+  uint64_t next_seq_ = 1;       // the next seq this client must get
+  uint64_t max_live_seen_ = 0;  // highest live seq dropped while reading the store
+  uint64_t last_written_seq_ = 0;
+
+  // Heartbeat and closing: one timer, whose meaning depends on the state.
+  bool awaiting_pong_ = false;
+  bool ping_in_flight_ = false;
+  absl::Time ping_sent_;
+  absl::Time next_ping_;
+  bool closing_ = false;
+  bool registered_ = false;
+  bool finished_ = false;
+  const char* close_why_ = nullptr;
+};
+
+}  // namespace push::edge

@@ -1,0 +1,117 @@
+#include "services/app.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/hub.h"
+#include "common/memory_store.h"
+#include "edge/edge_server.h"
+#include "services/push_service.h"
+#include "spdlog/spdlog.h"
+
+namespace push {
+namespace {
+
+// Room for the other PushRequest fields on top of the largest allowed data, so an oversized
+// `data` reaches our validation and gets INVALID_ARGUMENT with a clear message.
+constexpr int kGrpcEnvelopeSlack = 16 * 1024;
+constexpr absl::Duration kSweepInterval = absl::Seconds(1);
+
+}  // namespace
+
+App::App(Config config) : config_(std::move(config)) {}
+
+App::~App() {
+  {
+    absl::MutexLock lock(&sweep_mu_);
+    stop_sweeping_ = true;
+  }
+  if (sweeper_.joinable()) sweeper_.join();
+  if (grpc_server_) grpc_server_->Shutdown(std::chrono::system_clock::now());
+  if (edge_) edge_->Stop();
+}
+
+int App::ws_port() const { return edge_ ? edge_->port() : 0; }
+
+absl::Status App::Start() {
+  store::MemoryStoreOptions store_options;
+  store_options.history_size = config_.history_size;
+  store_options.max_bytes = config_.max_store_bytes;
+  store_ = std::make_unique<store::MemoryStore>(store_options);
+  hub_ = std::make_unique<Hub>();
+
+  service::PushOptions push_options;
+  push_options.max_message_bytes = config_.max_message_bytes;
+  push_options.history_ttl = config_.history_ttl;
+  push_options.node_id = config_.node_id;
+  logic_ = std::make_unique<service::PushLogic>(push_options, store_.get(), hub_.get());
+  service_ = std::make_unique<service::PushServiceImpl>(logic_.get());
+
+  if (config_.role != Role::kEdge) {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(config_.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port_);
+    builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes) +
+                                     kGrpcEnvelopeSlack);
+    builder.RegisterService(service_.get());
+    grpc_server_ = builder.BuildAndStart();
+    if (!grpc_server_ || grpc_port_ == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("--grpc_listen=", config_.grpc_listen, ": cannot listen"));
+    }
+  }
+
+  if (config_.role != Role::kApi) {
+    edge::EdgeOptions edge_options;
+    edge_options.listen = config_.ws_listen;
+    edge_options.threads =
+        config_.edge_threads > 0 ? config_.edge_threads
+                                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    edge_options.ping_interval = config_.ping_interval;
+    edge_options.pong_timeout = config_.pong_timeout;
+    edge_options.send_queue_bytes = config_.send_queue_bytes;
+    edge_options.allowed_origins = config_.allowed_origins;
+    edge_options.ready = &ready_;
+    edge_ = std::make_unique<edge::EdgeServer>(edge_options, store_.get(), hub_.get());
+    if (absl::Status s = edge_->Start(); !s.ok()) return s;
+  }
+
+  sweeper_ = std::thread([this] { SweepLoop(); });
+  ready_.store(true);
+  return absl::OkStatus();
+}
+
+void App::SweepLoop() {
+  absl::MutexLock lock(&sweep_mu_);
+  while (!stop_sweeping_) {
+    sweep_mu_.AwaitWithTimeout(absl::Condition(&stop_sweeping_), kSweepInterval);
+    if (stop_sweeping_) break;
+    sweep_mu_.Unlock();
+    store_->Sweep();
+    sweep_mu_.Lock();
+  }
+}
+
+void App::Drain() {
+  absl::Time deadline = absl::Now() + config_.drain_timeout;
+  spdlog::info("draining: up to {}", absl::FormatDuration(config_.drain_timeout));
+  ready_.store(false);
+  logic_->SetDraining();
+  if (edge_) edge_->StopAccepting();
+  if (grpc_server_) {
+    if (auto* health = grpc_server_->GetHealthCheckService()) health->SetServingStatus(false);
+    grpc_server_->Shutdown(absl::ToChronoTime(deadline));
+  }
+  if (edge_) {
+    int64_t left = edge_->CloseAll(kCloseGoingAway, "server shutting down", deadline);
+    if (left > 0) spdlog::warn("drain: {} connections still open at the deadline", left);
+    edge_->Stop();
+  }
+  spdlog::info("drained");
+}
+
+}  // namespace push

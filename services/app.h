@@ -1,0 +1,62 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "common/config.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace push {
+class Hub;
+namespace store {
+class MemoryStore;
+}
+namespace edge {
+class EdgeServer;
+}
+namespace service {
+class PushLogic;
+class PushServiceImpl;
+}  // namespace service
+
+// Wires the process together from a Config: store, hub, gRPC server and WebSocket edge.
+class App {
+ public:
+  explicit App(Config config);
+  ~App();
+
+  // Binds the listeners and starts serving; readiness goes up when both listen.
+  absl::Status Start();
+  int grpc_port() const { return grpc_port_; }
+  int ws_port() const;
+
+  // Graceful drain: readiness off, stop accepting, finish in-flight RPCs, close WebSockets
+  // with 1001, stop. Bounded by --drain_timeout.
+  void Drain();
+
+ private:
+  void SweepLoop();
+
+  Config config_;
+  std::atomic<bool> ready_{false};
+  std::unique_ptr<store::MemoryStore> store_;
+  std::unique_ptr<Hub> hub_;
+  std::unique_ptr<service::PushLogic> logic_;
+  std::unique_ptr<service::PushServiceImpl> service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  std::unique_ptr<edge::EdgeServer> edge_;
+  int grpc_port_ = 0;
+
+  absl::Mutex sweep_mu_;
+  bool stop_sweeping_ ABSL_GUARDED_BY(sweep_mu_) = false;
+  std::thread sweeper_;
+};
+
+}  // namespace push

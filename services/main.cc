@@ -1,0 +1,75 @@
+// pushd: the push service process (gRPC PushService + WebSocket edge).
+
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "common/config.h"
+#include "services/app.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+
+// Open files bound connections; take everything the hard limit allows.
+rlim_t RaiseOpenFilesLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  return limit.rlim_cur;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (const std::string& a : args) {
+    if (a == "--help" || a == "-h" || a == "--helpfull") {
+      std::cout << push::FlagsHelp();
+      return 0;
+    }
+  }
+  absl::StatusOr<push::Config> config = push::ParseConfig(args, push::ProcessEnvironment());
+  if (!config.ok()) {
+    std::fprintf(stderr, "pushd: %s\n", std::string(config.status().message()).c_str());
+    return 2;
+  }
+
+  auto logger = spdlog::stderr_color_mt("pushd");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(config->log_level));
+
+  // Signals are taken synchronously by the main thread; every other thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  rlim_t files = RaiseOpenFilesLimit();
+  push::App app(*config);
+  if (absl::Status s = app.Start(); !s.ok()) {
+    std::fprintf(stderr, "pushd: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  spdlog::info("pushd node={} grpc={} ws={} open-files={} (about {} WebSocket connections)",
+               config->node_id, app.grpc_port(), app.ws_port(), files,
+               files > 64 ? files - 64 : 0);
+  // One machine-readable line on stdout for scripts and tests that bind port 0.
+  std::printf("pushd ready grpc_port=%d ws_port=%d\n", app.grpc_port(), app.ws_port());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  app.Drain();
+  return 0;
+}

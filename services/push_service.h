@@ -1,0 +1,68 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "common/hub.h"
+#include "common/store.h"
+#include "push/v1/push.grpc.pb.h"
+
+namespace push::service {
+
+struct PushOptions {
+  uint64_t max_message_bytes = 65536;
+  absl::Duration history_ttl = absl::Hours(24);
+  std::string node_id;
+};
+
+// The PushService's logic as a plain class: validate, append to the store, publish to the hub.
+// It knows nothing of gRPC servers, so tests call it directly.
+class PushLogic {
+ public:
+  PushLogic(PushOptions options, store::Store* store, Hub* hub);
+
+  // `done` runs exactly once, possibly on another thread.
+  void Push(const v1::PushRequest& request, v1::PushResponse* response,
+            absl::AnyInvocable<void(absl::Status)> done);
+  void DeleteClient(const v1::DeleteClientRequest& request, v1::DeleteClientResponse* response,
+                    absl::AnyInvocable<void(absl::Status)> done);
+  absl::Status ListClients(const v1::ListClientsRequest& request,
+                           v1::ListClientsResponse* response);
+
+  // While draining, Push answers UNAVAILABLE.
+  void SetDraining() { draining_.store(true); }
+
+ private:
+  const PushOptions options_;
+  store::Store* const store_;
+  Hub* const hub_;
+  std::atomic<bool> draining_{false};
+};
+
+// absl::Status -> grpc::Status; the codes map one to one.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// The gRPC face of PushLogic (callback API; handlers never block).
+class PushServiceImpl final : public v1::PushService::CallbackService {
+ public:
+  explicit PushServiceImpl(PushLogic* logic) : logic_(logic) {}
+
+  grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* context,
+                                 const v1::PushRequest* request,
+                                 v1::PushResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteClient(grpc::CallbackServerContext* context,
+                                         const v1::DeleteClientRequest* request,
+                                         v1::DeleteClientResponse* response) override;
+  grpc::ServerUnaryReactor* ListClients(grpc::CallbackServerContext* context,
+                                        const v1::ListClientsRequest* request,
+                                        v1::ListClientsResponse* response) override;
+
+ private:
+  PushLogic* const logic_;
+};
+
+}  // namespace push::service
