@@ -1,0 +1,304 @@
+#include "tests/testing/clients.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/json/parse.hpp>
+#include <cstring>
+#include <random>
+
+#include "gtest/gtest.h"
+
+namespace push::testing {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+HttpResponse HttpRequest(int port, const std::string& method, const std::string& target,
+                         const std::map<std::string, std::string>& headers,
+                         const std::string& body) {
+  HttpResponse out;
+  net::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  beast::error_code ec;
+  stream.expires_after(std::chrono::seconds(10));
+  stream.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port), ec);
+  if (ec) return out;
+  http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  for (const auto& [k, v] : headers) req.set(k, v);
+  req.body() = body;
+  req.prepare_payload();
+  http::write(stream, req, ec);
+  if (ec) return out;
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(stream, buffer, res, ec);
+  if (ec) return out;
+  out.status = res.result_int();
+  out.body = res.body();
+  for (const auto& field : res) {
+    std::string name(field.name_string());
+    for (auto& c : name) c = static_cast<char>(std::tolower(c));
+    out.headers[name] = std::string(field.value());
+  }
+  return out;
+}
+
+// ---- WsClient --------------------------------------------------------------------------------
+
+struct WsClient::Impl {
+  net::io_context ioc;
+  websocket::stream<beast::tcp_stream> ws{ioc};
+  beast::flat_buffer buffer;
+
+  // Runs the io_context until `done` or the timeout; returns false on timeout.
+  template <typename Done>
+  bool RunUntil(Done done, milliseconds timeout) {
+    ioc.restart();
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      ioc.run_one_for(deadline - std::chrono::steady_clock::now());
+    }
+    return done();
+  }
+};
+
+WsClient::WsClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+WsClient::~WsClient() {
+  beast::error_code ignored;
+  beast::get_lowest_layer(impl_->ws).socket().close(ignored);
+}
+
+std::unique_ptr<WsClient> WsClient::Connect(int port, const std::string& target,
+                                            const std::map<std::string, std::string>& headers,
+                                            int* http_status) {
+  auto impl = std::make_unique<Impl>();
+  beast::error_code ec;
+  auto& lowest = beast::get_lowest_layer(impl->ws);
+  lowest.expires_after(std::chrono::seconds(10));
+  lowest.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port), ec);
+  if (ec) {
+    if (http_status) *http_status = 0;
+    return nullptr;
+  }
+  impl->ws.set_option(websocket::stream_base::decorator([headers](websocket::request_type& req) {
+    for (const auto& [k, v] : headers) req.set(k, v);
+  }));
+  websocket::response_type res;
+  impl->ws.handshake(res, "127.0.0.1:" + std::to_string(port), target, ec);
+  if (http_status) *http_status = res.result_int();
+  if (ec) return nullptr;
+  lowest.expires_never();
+  impl->ws.read_message_max(64 << 20);
+  return std::unique_ptr<WsClient>(new WsClient(std::move(impl)));
+}
+
+WsEvent WsClient::Read(milliseconds timeout) {
+  WsEvent event;
+  bool done = false;
+  beast::error_code result;
+  impl_->buffer.clear();
+  impl_->ws.async_read(impl_->buffer, [&](beast::error_code ec, std::size_t) {
+    result = ec;
+    done = true;
+  });
+  if (!impl_->RunUntil([&] { return done; }, timeout)) {
+    // Abandon the read: the connection is unusable after a timeout, as for any real client.
+    beast::error_code ignored;
+    beast::get_lowest_layer(impl_->ws).socket().close(ignored);
+    impl_->RunUntil([&] { return done; }, milliseconds(1000));
+    event.kind = WsEvent::kTimeout;
+    return event;
+  }
+  if (result == websocket::error::closed) {
+    event.kind = WsEvent::kClosed;
+    event.close_code = impl_->ws.reason().code;
+    event.close_reason = std::string(impl_->ws.reason().reason.c_str());
+    return event;
+  }
+  if (result) {
+    event.kind = WsEvent::kError;
+    event.data = result.message();
+    return event;
+  }
+  event.kind = impl_->ws.got_text() ? WsEvent::kText : WsEvent::kBinary;
+  event.data = beast::buffers_to_string(impl_->buffer.data());
+  return event;
+}
+
+boost::json::value WsClient::ReadJson(milliseconds timeout) {
+  WsEvent event = Read(timeout);
+  if (event.kind != WsEvent::kText) {
+    ADD_FAILURE() << "expected a text frame, got kind=" << event.kind << " data=" << event.data
+                  << " close=" << event.close_code << " " << event.close_reason;
+    return nullptr;
+  }
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(event.data, ec);
+  if (ec) {
+    ADD_FAILURE() << "frame is not JSON: " << event.data;
+    return nullptr;
+  }
+  return v;
+}
+
+bool WsClient::SendText(const std::string& text) {
+  beast::error_code ec;
+  impl_->ws.text(true);
+  impl_->ws.write(net::buffer(text), ec);
+  return !ec;
+}
+
+bool WsClient::SendBinary(const std::string& bytes) {
+  beast::error_code ec;
+  impl_->ws.binary(true);
+  impl_->ws.write(net::buffer(bytes), ec);
+  return !ec;
+}
+
+void WsClient::Close(uint16_t code) {
+  bool done = false;
+  impl_->ws.async_close(websocket::close_reason(static_cast<websocket::close_code>(code)),
+                        [&](beast::error_code) { done = true; });
+  impl_->RunUntil([&] { return done; }, milliseconds(5000));
+}
+
+// ---- RawClient -------------------------------------------------------------------------------
+
+std::unique_ptr<RawClient> RawClient::Connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return nullptr;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return nullptr;
+  }
+  return std::unique_ptr<RawClient>(new RawClient(fd));
+}
+
+RawClient::~RawClient() { close(fd_); }
+
+void RawClient::SetReceiveBuffer(int bytes) {
+  setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+}
+
+bool RawClient::SendBytes(const std::string& bytes) {
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    ssize_t n = send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    sent += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool RawClient::Fill(size_t n, milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (buffer_.size() < n) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    char chunk[16384];
+    ssize_t r = recv(fd_, chunk, sizeof(chunk), 0);
+    if (r <= 0) {
+      eof_ = true;
+      return false;
+    }
+    buffer_.append(chunk, static_cast<size_t>(r));
+  }
+  return true;
+}
+
+int RawClient::Upgrade(const std::string& target, const std::map<std::string, std::string>& headers) {
+  std::string req = "GET " + target +
+                    " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+  for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
+  req += "\r\n";
+  if (!SendBytes(req)) return 0;
+  size_t end;
+  auto deadline = std::chrono::steady_clock::now() + kDefaultTimeout;
+  while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+    if (std::chrono::steady_clock::now() > deadline || !Fill(buffer_.size() + 1, kDefaultTimeout)) {
+      return 0;
+    }
+  }
+  int status = 0;
+  std::sscanf(buffer_.c_str(), "HTTP/1.1 %d", &status);
+  buffer_.erase(0, end + 4);
+  return status;
+}
+
+std::optional<RawClient::Frame> RawClient::ReadFrame(milliseconds timeout) {
+  if (!Fill(2, timeout)) return std::nullopt;
+  auto b0 = static_cast<uint8_t>(buffer_[0]);
+  auto b1 = static_cast<uint8_t>(buffer_[1]);
+  uint64_t len = b1 & 0x7F;
+  size_t header = 2;
+  if (len == 126) {
+    if (!Fill(4, timeout)) return std::nullopt;
+    len = (uint64_t{static_cast<uint8_t>(buffer_[2])} << 8) | static_cast<uint8_t>(buffer_[3]);
+    header = 4;
+  } else if (len == 127) {
+    if (!Fill(10, timeout)) return std::nullopt;
+    len = 0;
+    for (int i = 0; i < 8; ++i) len = (len << 8) | static_cast<uint8_t>(buffer_[2 + i]);
+    header = 10;
+  }
+  if (!Fill(header + len, timeout)) return std::nullopt;
+  Frame f;
+  f.opcode = b0 & 0x0F;
+  f.payload = buffer_.substr(header, len);
+  buffer_.erase(0, header + len);
+  return f;
+}
+
+uint16_t RawClient::Frame::close_code() const {
+  if (opcode != 0x8 || payload.size() < 2) return 0;
+  return static_cast<uint16_t>((static_cast<uint8_t>(payload[0]) << 8) |
+                               static_cast<uint8_t>(payload[1]));
+}
+
+std::string RawClient::EncodeFrame(uint8_t opcode, const std::string& payload, bool mask, bool fin,
+                                   uint8_t rsv) {
+  std::string out;
+  out.push_back(static_cast<char>((fin ? 0x80 : 0) | ((rsv & 7) << 4) | (opcode & 0x0F)));
+  uint8_t mask_bit = mask ? 0x80 : 0;
+  if (payload.size() < 126) {
+    out.push_back(static_cast<char>(mask_bit | payload.size()));
+  } else if (payload.size() < 65536) {
+    out.push_back(static_cast<char>(mask_bit | 126));
+    out.push_back(static_cast<char>(payload.size() >> 8));
+    out.push_back(static_cast<char>(payload.size() & 0xFF));
+  } else {
+    out.push_back(static_cast<char>(mask_bit | 127));
+    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((payload.size() >> (8 * i)) & 0xFF));
+  }
+  if (!mask) return out + payload;
+  uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};
+  for (uint8_t k : key) out.push_back(static_cast<char>(k));
+  for (size_t i = 0; i < payload.size(); ++i) {
+    out.push_back(static_cast<char>(payload[i] ^ key[i % 4]));
+  }
+  return out;
+}
+
+}  // namespace push::testing

@@ -1,0 +1,56 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "push/v1/push.grpc.pb.h"
+
+namespace push::testing {
+
+// A real `pushd` child process on loopback with ephemeral ports. Stopped (SIGTERM, then SIGKILL)
+// when destroyed, so no server outlives its test.
+class PushdProcess {
+ public:
+  // Starts pushd with --grpc_listen/--ws_listen on 127.0.0.1:0, a short drain timeout and
+  // `args`; waits for its "pushd ready" line. Fails the current test on error.
+  explicit PushdProcess(std::vector<std::string> args = {});
+  ~PushdProcess();
+
+  bool started() const { return pid_ > 0 && grpc_port_ > 0; }
+  int grpc_port() const { return grpc_port_; }
+  int ws_port() const { return ws_port_; }
+  pid_t pid() const { return pid_; }
+
+  std::unique_ptr<v1::PushService::Stub> Stub() const;
+
+  // Sends SIGTERM and waits (at most `timeout_ms`) for the exit status; -1 on timeout.
+  int Terminate(int timeout_ms = 30000);
+  // Sends `sig` without waiting.
+  void Signal(int sig);
+  // Waits for exit; returns the exit status, or -1 if it did not exit within `timeout_ms`.
+  int Wait(int timeout_ms);
+
+ private:
+  pid_t pid_ = -1;
+  int grpc_port_ = 0;
+  int ws_port_ = 0;
+  int exit_status_ = -1;
+};
+
+// Runs `binary` with `args` to completion (bounded by `timeout_ms`); returns the exit status
+// and what it wrote to stderr and stdout.
+struct RunResult {
+  int exit_status = -1;
+  std::string out;
+  std::string err;
+};
+RunResult RunCommand(const std::string& binary, const std::vector<std::string>& args,
+                     const std::vector<std::string>& env = {}, int timeout_ms = 30000);
+
+std::string PushdBinary();
+std::string PushctlBinary();
+
+}  // namespace push::testing

@@ -1,0 +1,193 @@
+// pushctl: the operator CLI for the PushService.
+//   pushctl push --user alice --data '{"hello":1}' [--message_id ID] [--ttl SECONDS]
+//   pushctl list [--user alice] [--page_size N]
+//   pushctl delete --user alice [--connection ID] [--purge] [--reason TEXT]
+// Common: --addr host:port (default 127.0.0.1:50051), --timeout seconds (default 10).
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <map>
+#include <string>
+
+#include "push/v1/push.grpc.pb.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage:\n"
+    "  pushctl push   --user ID --data JSON [--message_id ID] [--ttl SECONDS]\n"
+    "  pushctl list   [--user ID] [--page_size N]\n"
+    "  pushctl delete --user ID [--connection ID] [--purge] [--reason TEXT]\n"
+    "options for all: --addr HOST:PORT (default 127.0.0.1:50051), --timeout SECONDS (10)\n";
+
+int Usage(const std::string& error) {
+  if (!error.empty()) std::fprintf(stderr, "pushctl: %s\n", error.c_str());
+  std::fputs(kUsage, stderr);
+  return 2;
+}
+
+int Fail(const grpc::Status& status) {
+  static const char* kNames[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
+  int code = status.error_code();
+  const char* name = code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN";
+  std::fprintf(stderr, "pushctl: %s: %s\n", name, status.error_message().c_str());
+  return 1;
+}
+
+std::string FormatTime(const google::protobuf::Timestamp& ts) {
+  std::time_t t = static_cast<std::time_t>(ts.seconds());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+bool ParseUint(const std::string& s, uint64_t* out) {
+  if (s.empty() || s.size() > 19) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return Usage("");
+  std::string command = argv[1];
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  std::map<std::string, std::string> opts;
+  bool purge = false;
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("--", 0) != 0) return Usage("unexpected argument '" + arg + "'");
+    arg = arg.substr(2);
+    if (arg == "purge") {
+      purge = true;
+      continue;
+    }
+    std::string value;
+    if (size_t eq = arg.find('='); eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      return Usage("--" + arg + " needs a value");
+    }
+    static const char* kKnown[] = {"addr", "timeout", "user", "data", "message_id",
+                                   "ttl", "page_size", "connection", "reason"};
+    if (std::find(std::begin(kKnown), std::end(kKnown), arg) == std::end(kKnown)) {
+      return Usage("unknown option --" + arg);
+    }
+    opts[arg] = value;
+  }
+  std::string addr = opts.count("addr") ? opts["addr"] : "127.0.0.1:50051";
+  uint64_t timeout_s = 10;
+  if (opts.count("timeout") && !ParseUint(opts["timeout"], &timeout_s)) {
+    return Usage("--timeout must be a number of seconds");
+  }
+  auto stub = push::v1::PushService::NewStub(
+      grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+  auto new_context = [timeout_s] {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));
+    return ctx;
+  };
+
+  if (command == "push") {
+    if (!opts.count("user")) return Usage("push needs --user");
+    if (!opts.count("data")) return Usage("push needs --data (a JSON value)");
+    push::v1::PushRequest req;
+    req.set_user_id(opts["user"]);
+    req.set_data(opts["data"]);
+    if (opts.count("message_id")) req.set_message_id(opts["message_id"]);
+    if (opts.count("ttl")) {
+      uint64_t ttl = 0;
+      if (!ParseUint(opts["ttl"], &ttl) || ttl > UINT32_MAX) {
+        return Usage("--ttl must be a number of seconds");
+      }
+      req.set_ttl_seconds(static_cast<uint32_t>(ttl));
+    }
+    push::v1::PushResponse res;
+    grpc::Status status = stub->Push(new_context().get(), req, &res);
+    if (!status.ok()) return Fail(status);
+    std::printf("pushed message_id=%s seq=%llu delivered=%u%s\n", res.message_id().c_str(),
+                static_cast<unsigned long long>(res.seq()), res.delivered(),
+                res.delivered() == 0 ? " (stored until the user connects)" : "");
+    return 0;
+  }
+  if (command == "list") {
+    push::v1::ListClientsRequest req;
+    if (opts.count("user")) req.set_user_id(opts["user"]);
+    if (opts.count("page_size")) {
+      uint64_t size = 0;
+      if (!ParseUint(opts["page_size"], &size) || size > UINT32_MAX) {
+        return Usage("--page_size must be a number");
+      }
+      req.set_page_size(static_cast<uint32_t>(size));
+    }
+    std::printf("%-24s %-22s %-16s %-22s %-20s %8s %8s\n", "USER", "CONNECTION", "NODE",
+                "REMOTE", "CONNECTED", "SENT", "QUEUED");
+    uint64_t total = 0;
+    do {
+      push::v1::ListClientsResponse res;
+      grpc::Status status = stub->ListClients(new_context().get(), req, &res);
+      if (!status.ok()) return Fail(status);
+      for (const auto& c : res.clients()) {
+        std::printf("%-24s %-22s %-16s %-22s %-20s %8llu %8llu\n", c.user_id().c_str(),
+                    c.connection_id().c_str(), c.node_id().c_str(), c.remote_address().c_str(),
+                    FormatTime(c.connected_at()).c_str(),
+                    static_cast<unsigned long long>(c.messages_sent()),
+                    static_cast<unsigned long long>(c.queued_bytes()));
+      }
+      total = res.total();
+      req.set_page_token(res.next_page_token());
+    } while (!req.page_token().empty());
+    std::printf("total: %llu connection(s)\n", static_cast<unsigned long long>(total));
+    return 0;
+  }
+  if (command == "delete") {
+    if (!opts.count("user")) return Usage("delete needs --user");
+    push::v1::DeleteClientRequest req;
+    req.set_user_id(opts["user"]);
+    if (opts.count("connection")) req.set_connection_id(opts["connection"]);
+    if (opts.count("reason")) req.set_reason(opts["reason"]);
+    req.set_purge(purge);
+    push::v1::DeleteClientResponse res;
+    grpc::Status status = stub->DeleteClient(new_context().get(), req, &res);
+    if (!status.ok()) return Fail(status);
+    std::printf("closed %u connection(s)%s\n", res.closed(),
+                purge ? "; stored messages purged" : "");
+    return 0;
+  }
+  return Usage("unknown command '" + command + "'");
+}
