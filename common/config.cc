@@ -21,12 +21,15 @@ ABSL_FLAG(std::string, ws_listen, "0.0.0.0:8080",
           "HTTP/WebSocket address (edge, health, metrics, demo page)");
 ABSL_FLAG(std::string, role, "all", "all, api (gRPC only) or edge (WebSocket only)");
 ABSL_FLAG(std::string, redis, "", "redis://host:port[/db]; empty = embedded in-memory store");
-ABSL_FLAG(std::string, node_id, "", "the name this process shows in ListClients (default hostname)");
-ABSL_FLAG(absl::Duration, ping_interval, absl::Seconds(20), "server ping period on every WebSocket");
+ABSL_FLAG(std::string, node_id, "",
+          "the name this process shows in ListClients (default hostname)");
+ABSL_FLAG(absl::Duration, ping_interval, absl::Seconds(20),
+          "server ping period on every WebSocket");
 ABSL_FLAG(absl::Duration, pong_timeout, absl::Seconds(10),
           "a connection that has not answered a ping by then is closed");
 ABSL_FLAG(uint32_t, history_size, 1000, "messages kept per user for replay");
-ABSL_FLAG(absl::Duration, history_ttl, absl::Hours(24), "how long a message waits for an offline user");
+ABSL_FLAG(absl::Duration, history_ttl, absl::Hours(24),
+          "how long a message waits for an offline user");
 ABSL_FLAG(uint64_t, max_message_bytes, 65536, "largest data accepted by Push");
 ABSL_FLAG(uint64_t, send_queue_bytes, 1048576,
           "per-connection outbound backlog before the connection is a slow consumer");
@@ -49,13 +52,27 @@ namespace push {
 namespace {
 
 constexpr const char* kFlagNames[] = {
-    "grpc_listen",    "ws_listen",         "role",
-    "redis",          "node_id",           "ping_interval",
-    "pong_timeout",   "history_size",      "history_ttl",
-    "max_message_bytes", "send_queue_bytes", "max_store_bytes",
-    "auth",           "jwt_hs256_secret_file", "jwt_rs256_public_key_file",
-    "allowed_origins", "api_key_file",      "tls_cert_file",
-    "tls_key_file",   "drain_timeout",     "edge_threads",
+    "grpc_listen",
+    "ws_listen",
+    "role",
+    "redis",
+    "node_id",
+    "ping_interval",
+    "pong_timeout",
+    "history_size",
+    "history_ttl",
+    "max_message_bytes",
+    "send_queue_bytes",
+    "max_store_bytes",
+    "auth",
+    "jwt_hs256_secret_file",
+    "jwt_rs256_public_key_file",
+    "allowed_origins",
+    "api_key_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "drain_timeout",
+    "edge_threads",
     "log_level",
 };
 
@@ -202,13 +219,14 @@ absl::StatusOr<Config> ReadFlags() {
   }
   if (!c.redis.empty()) {
     return absl::InvalidArgumentError(
-        "--redis: this build has no Redis backend yet; leave --redis empty for the in-memory store");
+        "--redis: this build has no Redis backend yet; leave --redis empty for the in-memory "
+        "store");
   }
-  for (auto [flag, d] : {std::pair<absl::string_view, absl::Duration>{"ping_interval",
-                                                                     c.ping_interval},
-                         {"pong_timeout", c.pong_timeout},
-                         {"history_ttl", c.history_ttl},
-                         {"drain_timeout", c.drain_timeout}}) {
+  for (auto [flag, d] :
+       {std::pair<absl::string_view, absl::Duration>{"ping_interval", c.ping_interval},
+        {"pong_timeout", c.pong_timeout},
+        {"history_ttl", c.history_ttl},
+        {"drain_timeout", c.drain_timeout}}) {
     if (absl::Status s = CheckPositive(flag, d); !s.ok()) return s;
   }
   if (c.history_size == 0) return absl::InvalidArgumentError("--history_size must be at least 1");

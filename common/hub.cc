@@ -28,8 +28,8 @@ void Hub::Remove(const Connection& connection) {
   auto it = shard.users.find(connection.info().user_id);
   if (it == shard.users.end()) return;
   ConnectionList& list = it->second;
-  auto pos = std::find_if(list.begin(), list.end(),
-                          [&](const auto& c) { return c.get() == &connection; });
+  auto pos =
+      std::find_if(list.begin(), list.end(), [&](const auto& c) { return c.get() == &connection; });
   if (pos == list.end()) return;
   list.erase(pos);
   size_.fetch_sub(1, std::memory_order_relaxed);

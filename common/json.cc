@@ -47,8 +47,8 @@ absl::Status ValidateJson(std::string_view text) {
   std::size_t used = parser.write_some(false, text.data(), text.size(), ec);
   if (!ec && used != text.size()) ec = json::error::extra_data;
   if (ec) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "data is not one valid JSON value: ", ec.message(), " near byte ", used));
+    return absl::InvalidArgumentError(
+        absl::StrCat("data is not one valid JSON value: ", ec.message(), " near byte ", used));
   }
   return absl::OkStatus();
 }
@@ -59,11 +59,21 @@ void AppendJsonString(std::string* out, std::string_view s) {
   for (char ch : s) {
     auto c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
       default:
         if (c < 0x20) {
           out->append("\\u00");

@@ -14,7 +14,7 @@ struct MemoryStore::Stream {
   uint64_t last_seq = 0;
   uint64_t cursor = 0;
   std::deque<MessagePtr> messages;  // increasing seq
-  StringMap<uint64_t> ids;  // idempotency keys of retained messages
+  StringMap<uint64_t> ids;          // idempotency keys of retained messages
   absl::Time last_active;
   // Intrusive LRU links within the shard: list 0 holds streams with messages, list 1 empty ones
   // (whose seq and cursor are kept until memory runs short).
@@ -116,8 +116,8 @@ void MemoryStore::Append(AppendRequest request,
     }
     if (!result.duplicate) {
       std::string id = request.message_id.empty() ? NewMessageId() : std::move(request.message_id);
-      MessagePtr m = MakeMessage(s.last_seq + 1, std::move(id), now, now + request.ttl,
-                                 request.data);
+      MessagePtr m =
+          MakeMessage(s.last_seq + 1, std::move(id), now, now + request.ttl, request.data);
       s.last_seq = m->seq;
       AddBytes(static_cast<int64_t>(m->Footprint()));
       s.ids[m->id] = m->seq;

@@ -15,8 +15,8 @@
 namespace push::store {
 
 struct MemoryStoreOptions {
-  uint32_t history_size = 1000;          // messages kept per user
-  uint64_t max_bytes = 512ull << 20;     // global bound; least recently active users go first
+  uint32_t history_size = 1000;       // messages kept per user
+  uint64_t max_bytes = 512ull << 20;  // global bound; least recently active users go first
   int shards = 64;
 };
 

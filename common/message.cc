@@ -28,8 +28,7 @@ MessagePtr MakeMessage(uint64_t seq, std::string id, absl::Time now, absl::Time 
   return m;
 }
 
-std::string EncodeWelcome(std::string_view connection_id, std::string_view user_id,
-                          uint64_t seq) {
+std::string EncodeWelcome(std::string_view connection_id, std::string_view user_id, uint64_t seq) {
   std::string f = R"({"type":"welcome","connection_id":)";
   AppendJsonString(&f, connection_id);
   f.append(R"(,"user_id":)");
@@ -46,8 +45,8 @@ bool ParseClientFrame(std::string_view text, ClientFrame* out, std::string* erro
   unsigned char buffer[8192];
   boost::json::monotonic_resource mr(buffer, sizeof(buffer));
   boost::system::error_code ec;
-  boost::json::value v = boost::json::parse(boost::json::string_view(text.data(), text.size()),
-                                            ec, &mr);
+  boost::json::value v =
+      boost::json::parse(boost::json::string_view(text.data(), text.size()), ec, &mr);
   if (ec) {
     *error = "frame is not JSON";
     return false;

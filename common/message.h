@@ -31,8 +31,7 @@ using MessagePtr = std::shared_ptr<const Message>;
 MessagePtr MakeMessage(uint64_t seq, std::string id, absl::Time now, absl::Time expires_at,
                        std::string_view data);
 
-std::string EncodeWelcome(std::string_view connection_id, std::string_view user_id,
-                          uint64_t seq);
+std::string EncodeWelcome(std::string_view connection_id, std::string_view user_id, uint64_t seq);
 std::string EncodeGap(uint64_t from, uint64_t to);
 
 // A frame a client may send on /ws.

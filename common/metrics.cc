@@ -12,8 +12,8 @@ Metrics& GlobalMetrics() {
 std::string Metrics::RenderPrometheus() const {
   std::string out;
   auto one = [&out](const char* name, const char* type, const char* help, auto value) {
-    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name,
-                    " ", value, "\n");
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ",
+                    value, "\n");
   };
   one("pushd_connections", "gauge", "Open WebSocket connections.", connections.load());
   one("pushd_connects_total", "counter", "WebSocket connections accepted.", connects.load());
@@ -25,8 +25,7 @@ std::string Metrics::RenderPrometheus() const {
                   "pushd_pushes_total{result=\"rejected\"} ", pushes_rejected.load(), "\n");
   one("pushd_deliveries_total", "counter", "Message frames written to WebSockets.",
       deliveries.load());
-  one("pushd_replays_total", "counter", "Message frames sent from stored history.",
-      replays.load());
+  one("pushd_replays_total", "counter", "Message frames sent from stored history.", replays.load());
   one("pushd_gaps_total", "counter", "Gap frames sent.", gaps.load());
   one("pushd_store_evictions_total", "counter", "Messages evicted before their ttl.",
       store_evictions.load());

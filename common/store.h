@@ -34,8 +34,8 @@ struct ReadRequest {
 };
 
 struct ReadResult {
-  uint64_t after = 0;     // the seq the read started after (since, or the cursor)
-  uint64_t last_seq = 0;  // the user's latest seq when read
+  uint64_t after = 0;                // the seq the read started after (since, or the cursor)
+  uint64_t last_seq = 0;             // the user's latest seq when read
   std::vector<MessagePtr> messages;  // increasing seq, unexpired, all > after
   bool more = false;                 // a limit stopped the read before last_seq
 };

@@ -229,11 +229,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     beast::error_code ec;
     tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
     if (!ec) {
-      params.info.remote_address = remote.address().is_v6()
-                                       ? absl::StrCat("[", remote.address().to_string(), "]:",
-                                                      remote.port())
-                                       : absl::StrCat(remote.address().to_string(), ":",
-                                                      remote.port());
+      params.info.remote_address =
+          remote.address().is_v6()
+              ? absl::StrCat("[", remote.address().to_string(), "]:", remote.port())
+              : absl::StrCat(remote.address().to_string(), ":", remote.port());
     }
     if (auto ua = req.find(http::field::user_agent); ua != req.end()) {
       params.info.user_agent = std::string(ua->value().substr(0, kMaxUserAgentBytes));

@@ -43,7 +43,7 @@ class EdgeServer {
   // Stops the I/O threads and joins them.
   void Stop();
 
- struct Impl;  // public so that edge_server.cc's session classes can name it
+  struct Impl;  // public so that edge_server.cc's session classes can name it
 
  private:
   std::unique_ptr<Impl> impl_;

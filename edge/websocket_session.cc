@@ -119,7 +119,8 @@ void WebSocketSession::HandleClientFrame(std::string_view text) {
     return;
   }
   // An ack covers only what this connection has actually written.
-  if (params_.ack) store_->AdvanceCursor(params_.info.user_id, std::min(frame.seq, last_written_seq_));
+  if (params_.ack)
+    store_->AdvanceCursor(params_.info.user_id, std::min(frame.seq, last_written_seq_));
 }
 
 // ---- Replay and live delivery ---------------------------------------------------------------
@@ -132,12 +133,12 @@ void WebSocketSession::ReadStore() {
   request.after = started_ ? std::optional<uint64_t>(next_seq_ - 1) : params_.since;
   request.max_messages = kReplayPageMessages;
   request.max_bytes = options_.send_queue_bytes / 2;
-  store_->Read(std::move(request), [self = shared_from_this()](
-                                       absl::StatusOr<store::ReadResult> result) mutable {
-    net::post(self->ws_.get_executor(), [self, result = std::move(result)]() mutable {
-      self->OnStoreRead(std::move(result));
-    });
-  });
+  store_->Read(std::move(request),
+               [self = shared_from_this()](absl::StatusOr<store::ReadResult> result) mutable {
+                 net::post(self->ws_.get_executor(), [self, result = std::move(result)]() mutable {
+                   self->OnStoreRead(std::move(result));
+                 });
+               });
 }
 
 void WebSocketSession::OnStoreRead(absl::StatusOr<store::ReadResult> result) {
@@ -251,8 +252,7 @@ void WebSocketSession::OnWrite(beast::error_code ec, std::size_t) {
   OutFrame& frame = queue_.front();
   size_t size = frame.Payload(params_.compat).size();
   queued_bytes_.fetch_sub(size, std::memory_order_relaxed);
-  GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(size),
-                                             std::memory_order_relaxed);
+  GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(size), std::memory_order_relaxed);
   if (!ec && frame.message) {
     uint64_t seq = frame.message->seq;
     last_written_seq_ = seq;
@@ -294,9 +294,8 @@ void WebSocketSession::OnTimer(beast::error_code ec) {
   if (now >= next_ping_) {
     if (!ping_in_flight_) {
       ping_in_flight_ = true;
-      ws_.async_ping({}, [self = shared_from_this()](beast::error_code) {
-        self->ping_in_flight_ = false;
-      });
+      ws_.async_ping(
+          {}, [self = shared_from_this()](beast::error_code) { self->ping_in_flight_ = false; });
     }
     if (!awaiting_pong_) {
       awaiting_pong_ = true;

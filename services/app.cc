@@ -69,8 +69,9 @@ absl::Status App::Start() {
     edge::EdgeOptions edge_options;
     edge_options.listen = config_.ws_listen;
     edge_options.threads =
-        config_.edge_threads > 0 ? config_.edge_threads
-                                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+        config_.edge_threads > 0
+            ? config_.edge_threads
+            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     edge_options.ping_interval = config_.ping_interval;
     edge_options.pong_timeout = config_.pong_timeout;
     edge_options.send_queue_bytes = config_.send_queue_bytes;

@@ -61,8 +61,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   spdlog::info("pushd node={} grpc={} ws={} open-files={} (about {} WebSocket connections)",
-               config->node_id, app.grpc_port(), app.ws_port(), files,
-               files > 64 ? files - 64 : 0);
+               config->node_id, app.grpc_port(), app.ws_port(), files, files > 64 ? files - 64 : 0);
   // One machine-readable line on stdout for scripts and tests that bind port 0.
   std::printf("pushd ready grpc_port=%d ws_port=%d\n", app.grpc_port(), app.ws_port());
   std::fflush(stdout);

@@ -69,29 +69,29 @@ void PushLogic::Push(const v1::PushRequest& request, v1::PushResponse* response,
   append.user_id = request.user_id();
   append.data = request.data();
   append.message_id = request.message_id();
-  append.ttl = request.ttl_seconds() == 0 ? options_.history_ttl
-                                          : absl::Seconds(request.ttl_seconds());
+  append.ttl =
+      request.ttl_seconds() == 0 ? options_.history_ttl : absl::Seconds(request.ttl_seconds());
   std::string user_id = request.user_id();
-  store_->Append(std::move(append), [this, response, user_id = std::move(user_id),
-                                     done = std::move(done)](
-                                        absl::StatusOr<store::AppendResult> result) mutable {
-    if (!result.ok()) {
-      GlobalMetrics().pushes_rejected.fetch_add(1, std::memory_order_relaxed);
-      done(result.status());
-      return;
-    }
-    const MessagePtr& message = result->message;
-    response->set_message_id(message->id);
-    response->set_seq(message->seq);
-    if (result->duplicate) {
-      GlobalMetrics().pushes_duplicate.fetch_add(1, std::memory_order_relaxed);
-      response->set_delivered(0);
-    } else {
-      GlobalMetrics().pushes_ok.fetch_add(1, std::memory_order_relaxed);
-      response->set_delivered(hub_->Publish(user_id, message));
-    }
-    done(absl::OkStatus());
-  });
+  store_->Append(std::move(append),
+                 [this, response, user_id = std::move(user_id),
+                  done = std::move(done)](absl::StatusOr<store::AppendResult> result) mutable {
+                   if (!result.ok()) {
+                     GlobalMetrics().pushes_rejected.fetch_add(1, std::memory_order_relaxed);
+                     done(result.status());
+                     return;
+                   }
+                   const MessagePtr& message = result->message;
+                   response->set_message_id(message->id);
+                   response->set_seq(message->seq);
+                   if (result->duplicate) {
+                     GlobalMetrics().pushes_duplicate.fetch_add(1, std::memory_order_relaxed);
+                     response->set_delivered(0);
+                   } else {
+                     GlobalMetrics().pushes_ok.fetch_add(1, std::memory_order_relaxed);
+                     response->set_delivered(hub_->Publish(user_id, message));
+                   }
+                   done(absl::OkStatus());
+                 });
 }
 
 void PushLogic::DeleteClient(const v1::DeleteClientRequest& request,
@@ -102,8 +102,8 @@ void PushLogic::DeleteClient(const v1::DeleteClientRequest& request,
     return done(absl::InvalidArgumentError("connection_id is longer than 64 bytes"));
   }
   if (request.reason().size() > kMaxReasonBytes) {
-    return done(absl::InvalidArgumentError(absl::StrCat(
-        "reason is ", request.reason().size(), " bytes; at most 120 are allowed")));
+    return done(absl::InvalidArgumentError(
+        absl::StrCat("reason is ", request.reason().size(), " bytes; at most 120 are allowed")));
   }
   if (!IsValidUtf8(request.reason())) {
     return done(absl::InvalidArgumentError("reason must be UTF-8 text"));
@@ -144,14 +144,13 @@ absl::Status PushLogic::ListClients(const v1::ListClientsRequest& request,
   uint32_t page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
   std::string after_user, after_conn;
   if (!request.page_token().empty()) {
-    if (absl::Status s = DecodePageToken(request.page_token(), &after_user, &after_conn);
-        !s.ok()) {
+    if (absl::Status s = DecodePageToken(request.page_token(), &after_user, &after_conn); !s.ok()) {
       return s;
     }
   }
-  std::vector<ClientSnapshot> all =
-      hub_->Snapshot(request.user_id().empty() ? std::nullopt
-                                               : std::optional<std::string_view>(request.user_id()));
+  std::vector<ClientSnapshot> all = hub_->Snapshot(
+      request.user_id().empty() ? std::nullopt
+                                : std::optional<std::string_view>(request.user_id()));
   response->set_total(all.size());
   auto begin = all.begin();
   if (!request.page_token().empty()) {
@@ -174,7 +173,8 @@ absl::Status PushLogic::ListClients(const v1::ListClientsRequest& request,
     client->set_messages_sent(it->messages_sent);
     client->set_queued_bytes(it->queued_bytes);
   }
-  if (end != all.end() && end != begin) response->set_next_page_token(EncodePageToken((end - 1)->info));
+  if (end != all.end() && end != begin)
+    response->set_next_page_token(EncodePageToken((end - 1)->info));
   return absl::OkStatus();
 }
 

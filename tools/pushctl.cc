@@ -103,8 +103,8 @@ int main(int argc, char** argv) {
     } else {
       return Usage("--" + arg + " needs a value");
     }
-    static const char* kKnown[] = {"addr", "timeout", "user", "data", "message_id",
-                                   "ttl", "page_size", "connection", "reason"};
+    static const char* kKnown[] = {"addr", "timeout",   "user",       "data",  "message_id",
+                                   "ttl",  "page_size", "connection", "reason"};
     if (std::find(std::begin(kKnown), std::end(kKnown), arg) == std::end(kKnown)) {
       return Usage("unknown option --" + arg);
     }
@@ -115,8 +115,8 @@ int main(int argc, char** argv) {
   if (opts.count("timeout") && !ParseUint(opts["timeout"], &timeout_s)) {
     return Usage("--timeout must be a number of seconds");
   }
-  auto stub = push::v1::PushService::NewStub(
-      grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+  auto stub =
+      push::v1::PushService::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
   auto new_context = [timeout_s] {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));
@@ -155,8 +155,8 @@ int main(int argc, char** argv) {
       }
       req.set_page_size(static_cast<uint32_t>(size));
     }
-    std::printf("%-24s %-22s %-16s %-22s %-20s %8s %8s\n", "USER", "CONNECTION", "NODE",
-                "REMOTE", "CONNECTED", "SENT", "QUEUED");
+    std::printf("%-24s %-22s %-16s %-22s %-20s %8s %8s\n", "USER", "CONNECTION", "NODE", "REMOTE",
+                "CONNECTED", "SENT", "QUEUED");
     uint64_t total = 0;
     do {
       push::v1::ListClientsResponse res;

@@ -103,8 +103,8 @@ TEST(CoreTest, CompatibilityRouteSendsBareData) {
 TEST(CoreTest, ListClientsShowsConnectionDetails) {
   PushdProcess pushd;
   auto stub = pushd.Stub();
-  auto ws = WsClient::Connect(pushd.ws_port(), "/ws?user_id=frank",
-                              {{"User-Agent", "core-test/1.0"}});
+  auto ws =
+      WsClient::Connect(pushd.ws_port(), "/ws?user_id=frank", {{"User-Agent", "core-test/1.0"}});
   ASSERT_TRUE(ws);
   ws->ReadJson();
   ASSERT_TRUE(DoPush(*stub, "frank", "42").ok());

@@ -212,7 +212,8 @@ bool RawClient::SendBytes(const std::string& bytes) {
 bool RawClient::Fill(size_t n, milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (buffer_.size() < n) {
-    auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left =
+        std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     pollfd p{fd_, POLLIN, 0};
     if (poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
@@ -227,7 +228,8 @@ bool RawClient::Fill(size_t n, milliseconds timeout) {
   return true;
 }
 
-int RawClient::Upgrade(const std::string& target, const std::map<std::string, std::string>& headers) {
+int RawClient::Upgrade(const std::string& target,
+                       const std::map<std::string, std::string>& headers) {
   std::string req = "GET " + target +
                     " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
@@ -290,7 +292,8 @@ std::string RawClient::EncodeFrame(uint8_t opcode, const std::string& payload, b
     out.push_back(static_cast<char>(payload.size() & 0xFF));
   } else {
     out.push_back(static_cast<char>(mask_bit | 127));
-    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((payload.size() >> (8 * i)) & 0xFF));
+    for (int i = 7; i >= 0; --i)
+      out.push_back(static_cast<char>((payload.size() >> (8 * i)) & 0xFF));
   }
   if (!mask) return out + payload;
   uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};

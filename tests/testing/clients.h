@@ -4,6 +4,7 @@
 // speaks WebSocket frames by hand (for clients that misbehave), and a small HTTP client.
 // Beast stays inside clients.cc so test files compile quickly.
 
+#include <boost/json/value.hpp>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -11,8 +12,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <boost/json/value.hpp>
 
 namespace push::testing {
 

@@ -1,6 +1,8 @@
 #include "tests/testing/pushd_process.h"
 
 #include <fcntl.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -10,9 +12,6 @@
 #include <cstdio>
 #include <cstring>
 #include <thread>
-
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
 
 #include "gtest/gtest.h"
 

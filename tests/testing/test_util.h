@@ -1,11 +1,11 @@
 #pragma once
 
+#include <grpcpp/client_context.h>
+
 #include <chrono>
 #include <functional>
 #include <string>
 #include <thread>
-
-#include <grpcpp/client_context.h>
 
 #include "push/v1/push.grpc.pb.h"
 
