@@ -1,0 +1,251 @@
+#include "common/config.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+
+namespace push {
+namespace {
+
+using Env = std::map<std::string, std::string>;
+
+::testing::AssertionResult MessageHas(const absl::Status& status, const std::string& part) {
+  std::string message(status.message());
+  if (message.find(part) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "'" << message << "' does not mention '" << part << "'";
+}
+
+// Writes `contents` to a fresh file under the test temp dir and returns its path.
+std::string WriteFile(const std::string& name, const std::string& contents) {
+  std::string path =
+      ::testing::TempDir() + "/pushd_config_test_" + std::to_string(getpid()) + "_" + name;
+  std::ofstream out(path, std::ios::trunc);
+  out << contents;
+  return path;
+}
+
+std::string HostName() {
+  char buf[256] = {};
+  gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+TEST(ParseConfigTest, DefaultsMatchTheContract) {
+  absl::StatusOr<Config> c = ParseConfig({}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->grpc_listen, "0.0.0.0:50051");
+  EXPECT_EQ(c->ws_listen, "0.0.0.0:8080");
+  EXPECT_EQ(c->role, Role::kAll);
+  EXPECT_EQ(c->redis, "");
+  EXPECT_EQ(c->ping_interval, absl::Seconds(20));
+  EXPECT_EQ(c->pong_timeout, absl::Seconds(10));
+  EXPECT_EQ(c->history_size, 1000u);
+  EXPECT_EQ(c->history_ttl, absl::Hours(24));
+  EXPECT_EQ(c->max_message_bytes, 65536u);
+  EXPECT_EQ(c->send_queue_bytes, 1048576u);
+  EXPECT_EQ(c->auth, "none");
+  EXPECT_TRUE(c->allowed_origins.empty());
+  EXPECT_EQ(c->api_key_file, "");
+  EXPECT_EQ(c->tls_cert_file, "");
+  EXPECT_EQ(c->tls_key_file, "");
+  EXPECT_EQ(c->drain_timeout, absl::Seconds(25));
+}
+
+TEST(ParseConfigTest, NodeIdDefaultsToHostnameAndCanBeSet) {
+  absl::StatusOr<Config> c = ParseConfig({}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_FALSE(HostName().empty());
+  EXPECT_EQ(c->node_id, HostName());
+
+  c = ParseConfig({"--node_id=edge-7"}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->node_id, "edge-7");
+}
+
+TEST(ParseConfigTest, ReadsEveryKindOfFlagFromTheCommandLine) {
+  absl::StatusOr<Config> c =
+      ParseConfig({"--grpc_listen=127.0.0.1:0", "--ws_listen=[::1]:9090", "--history_size=5",
+                   "--history_ttl=90m", "--ping_interval=500ms", "--pong_timeout=1m30s",
+                   "--max_message_bytes=1024", "--send_queue_bytes=4096", "--drain_timeout=3s",
+                   "--allowed_origins=https://a.example, https://b.example"},
+                  {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->grpc_listen, "127.0.0.1:0");
+  EXPECT_EQ(c->ws_listen, "[::1]:9090");
+  EXPECT_EQ(c->history_size, 5u);
+  EXPECT_EQ(c->history_ttl, absl::Minutes(90));
+  EXPECT_EQ(c->ping_interval, absl::Milliseconds(500));
+  EXPECT_EQ(c->pong_timeout, absl::Seconds(90));
+  EXPECT_EQ(c->max_message_bytes, 1024u);
+  EXPECT_EQ(c->send_queue_bytes, 4096u);
+  EXPECT_EQ(c->drain_timeout, absl::Seconds(3));
+  EXPECT_EQ(c->allowed_origins,
+            (std::vector<std::string>{"https://a.example", "https://b.example"}));
+}
+
+TEST(ParseConfigTest, AcceptsTheSeparateValueForm) {
+  absl::StatusOr<Config> c =
+      ParseConfig({"--history_size", "7", "--ping_interval", "2s", "--node_id", "n1"}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->history_size, 7u);
+  EXPECT_EQ(c->ping_interval, absl::Seconds(2));
+  EXPECT_EQ(c->node_id, "n1");
+}
+
+TEST(ParseConfigTest, ReadsEnvironmentVariables) {
+  absl::StatusOr<Config> c = ParseConfig({}, Env{{"PUSHD_HISTORY_SIZE", "12"},
+                                                 {"PUSHD_PING_INTERVAL", "750ms"},
+                                                 {"PUSHD_NODE_ID", "from-env"},
+                                                 {"PUSHD_WS_LISTEN", "127.0.0.1:8081"},
+                                                 {"UNRELATED", "x"}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->history_size, 12u);
+  EXPECT_EQ(c->ping_interval, absl::Milliseconds(750));
+  EXPECT_EQ(c->node_id, "from-env");
+  EXPECT_EQ(c->ws_listen, "127.0.0.1:8081");
+}
+
+TEST(ParseConfigTest, CommandLineWinsOverEnvironment) {
+  absl::StatusOr<Config> c = ParseConfig({"--history_size=3", "--node_id", "from-flag"},
+                                         Env{{"PUSHD_HISTORY_SIZE", "12"},
+                                             {"PUSHD_NODE_ID", "from-env"},
+                                             {"PUSHD_PONG_TIMEOUT", "4s"}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->history_size, 3u);
+  EXPECT_EQ(c->node_id, "from-flag");
+  EXPECT_EQ(c->pong_timeout, absl::Seconds(4));  // not on the command line: env stays
+}
+
+TEST(ParseConfigTest, EachCallStartsFromDefaults) {
+  ASSERT_TRUE(ParseConfig({"--history_size=5", "--node_id=x"}, {}).ok());
+  absl::StatusOr<Config> c = ParseConfig({}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->history_size, 1000u);
+  EXPECT_EQ(c->node_id, HostName());
+  // A failed parse leaves nothing behind either.
+  ASSERT_FALSE(ParseConfig({"--history_size=9", "--ping_interval=bad"}, {}).ok());
+  c = ParseConfig({}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->history_size, 1000u);
+}
+
+TEST(ParseConfigTest, FlagfileWithCommentsAndBlankLines) {
+  std::string path = WriteFile("basic.flags",
+                               "# pushd settings\n"
+                               "\n"
+                               "--history_size=21\n"
+                               "   # indented comment\n"
+                               "  --history_ttl=2h  \n"
+                               "--node_id=from-file\n");
+  absl::StatusOr<Config> c = ParseConfig({"--flagfile=" + path}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->history_size, 21u);
+  EXPECT_EQ(c->history_ttl, absl::Hours(2));
+  EXPECT_EQ(c->node_id, "from-file");
+
+  // A flag after the flagfile on the command line overrides the file.
+  c = ParseConfig({"--flagfile", path, "--node_id=later"}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->history_size, 21u);
+  EXPECT_EQ(c->node_id, "later");
+}
+
+TEST(ParseConfigTest, FlagfileFromEnvironment) {
+  std::string path = WriteFile("env.flags", "--history_size=33\n");
+  absl::StatusOr<Config> c = ParseConfig({}, Env{{"PUSHD_FLAGFILE", path}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->history_size, 33u);
+}
+
+TEST(ParseConfigTest, MissingFlagfileNamesThePath) {
+  absl::StatusOr<Config> c = ParseConfig({"--flagfile=/nonexistent/pushd.flags"}, {});
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(MessageHas(c.status(), "/nonexistent/pushd.flags"));
+}
+
+TEST(ParseConfigTest, BadValueInFlagfileNamesTheFlag) {
+  std::string path = WriteFile("bad.flags", "--history_size=lots\n");
+  absl::StatusOr<Config> c = ParseConfig({"--flagfile=" + path}, {});
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(MessageHas(c.status(), "--history_size"));
+}
+
+TEST(ParseConfigTest, BadValuesGiveOneLineErrorsNamingTheFlag) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string flag;
+  };
+  const Case cases[] = {
+      {{"--history_size=abc"}, "--history_size"},
+      {{"--history_size=-1"}, "--history_size"},
+      {{"--history_size=0"}, "--history_size"},
+      {{"--ping_interval=20"}, "--ping_interval"},  // no unit
+      {{"--ping_interval=soon"}, "--ping_interval"},
+      {{"--pong_timeout=-5s"}, "--pong_timeout"},
+      {{"--history_ttl=0s"}, "--history_ttl"},
+      {{"--drain_timeout=0"}, "--drain_timeout"},
+      {{"--max_message_bytes=0"}, "--max_message_bytes"},
+      {{"--max_message_bytes=1k"}, "--max_message_bytes"},
+      {{"--send_queue_bytes=10"}, "--send_queue_bytes"},
+      {{"--grpc_listen=localhost"}, "--grpc_listen"},
+      {{"--ws_listen=0.0.0.0:99999"}, "--ws_listen"},
+      {{"--ws_listen=:8080x"}, "--ws_listen"},
+      {{"--role=both"}, "--role"},
+      {{"--auth=basic"}, "--auth"},
+  };
+  for (const Case& tc : cases) {
+    absl::StatusOr<Config> c = ParseConfig(tc.args, {});
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << tc.args[0];
+    EXPECT_TRUE(MessageHas(c.status(), tc.flag)) << tc.args[0];
+    EXPECT_EQ(std::string(c.status().message()).find('\n'), std::string::npos) << c.status();
+  }
+}
+
+TEST(ParseConfigTest, BadEnvironmentValueNamesFlagAndVariable) {
+  absl::StatusOr<Config> c = ParseConfig({}, Env{{"PUSHD_PING_INTERVAL", "fast"}});
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(MessageHas(c.status(), "--ping_interval"));
+  EXPECT_TRUE(MessageHas(c.status(), "PUSHD_PING_INTERVAL"));
+}
+
+TEST(ParseConfigTest, UnknownFlagIsAnError) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--no_such_flag=1"}, std::vector<std::string>{"--no_such_flag"},
+        std::vector<std::string>{"--no_such_flag", "1"}}) {
+    absl::StatusOr<Config> c = ParseConfig(args, {});
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << args[0];
+    EXPECT_TRUE(MessageHas(c.status(), "unknown flag --no_such_flag"));
+  }
+}
+
+TEST(ParseConfigTest, PositionalArgumentAndMissingValueAreErrors) {
+  absl::StatusOr<Config> c = ParseConfig({"serve"}, {});
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(MessageHas(c.status(), "serve"));
+
+  c = ParseConfig({"--history_size"}, {});
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(MessageHas(c.status(), "--history_size"));
+}
+
+TEST(ParseConfigTest, SplitRolesNeedRedis) {
+  for (const char* role : {"api", "edge"}) {
+    absl::StatusOr<Config> c = ParseConfig({std::string("--role=") + role}, {});
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << role;
+    EXPECT_TRUE(MessageHas(c.status(), "--redis")) << role;
+    EXPECT_TRUE(MessageHas(c.status(), role));
+  }
+  absl::StatusOr<Config> c = ParseConfig({"--role=all"}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->role, Role::kAll);
+}
+
+}  // namespace
+}  // namespace push
