@@ -16,6 +16,9 @@ struct MemoryStore::Stream {
   std::deque<MessagePtr> messages;  // increasing seq
   StringMap<uint64_t> ids;          // idempotency keys of retained messages
   absl::Time last_active;
+  // A lower bound of the messages' expiry times, so Sweep only scans streams that may hold
+  // expired messages.
+  absl::Time earliest_expiry = absl::InfiniteFuture();
   // Intrusive LRU links within the shard: list 0 holds streams with messages, list 1 empty ones
   // (whose seq and cursor are kept until memory runs short).
   Stream* lru_prev = nullptr;
@@ -75,11 +78,14 @@ void MemoryStore::AddBytes(int64_t delta) {
   GlobalMetrics().store_bytes.fetch_add(delta, std::memory_order_relaxed);
 }
 
+void MemoryStore::Forget(Stream& s, const Message& m) {
+  // The key may already name a newer message with the same id (this one had expired).
+  if (auto it = s.ids.find(m.id); it != s.ids.end() && it->second == m.seq) s.ids.erase(it);
+  AddBytes(-static_cast<int64_t>(m.Footprint()));
+}
+
 void MemoryStore::PopFront(Shard& shard, Stream& s) {
-  const MessagePtr& m = s.messages.front();
-  size_t footprint = m->Footprint();
-  s.ids.erase(m->id);
-  AddBytes(-static_cast<int64_t>(footprint));
+  Forget(s, *s.messages.front());
   s.messages.pop_front();
   if (s.messages.empty()) shard.Relink(s);  // now on the list of empty streams
 }
@@ -121,6 +127,7 @@ void MemoryStore::Append(AppendRequest request,
       s.last_seq = m->seq;
       AddBytes(static_cast<int64_t>(m->Footprint()));
       s.ids[m->id] = m->seq;
+      s.earliest_expiry = std::min(s.earliest_expiry, m->expires_at);
       s.messages.push_back(m);
       while (s.messages.size() > options_.history_size) {
         PopFront(shard, s);
@@ -243,16 +250,30 @@ void MemoryStore::Sweep() {
   absl::Time now = clock_->Now();
   for (auto& shard : shards_) {
     absl::MutexLock lock(&shard->mu);
-    // Only streams holding messages can have expired ones; walk that list.
     for (Stream* s = shard->lru_head[0]; s != nullptr;) {
       Stream* next = s->lru_next;
-      while (!s->messages.empty() && s->messages.front()->expires_at <= now) {
-        PopFront(*shard, *s);
-        GlobalMetrics().store_expirations.fetch_add(1, std::memory_order_relaxed);
-      }
+      if (s->earliest_expiry <= now) RemoveExpired(*shard, *s, now);
       s = next;
     }
   }
+}
+
+void MemoryStore::RemoveExpired(Shard& shard, Stream& s, absl::Time now) {
+  // Messages expire out of order when their ttls differ: drop them wherever they are.
+  std::deque<MessagePtr> kept;
+  absl::Time earliest = absl::InfiniteFuture();
+  for (MessagePtr& m : s.messages) {
+    if (m->expires_at <= now) {
+      Forget(s, *m);
+      GlobalMetrics().store_expirations.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      earliest = std::min(earliest, m->expires_at);
+      kept.push_back(std::move(m));
+    }
+  }
+  s.messages = std::move(kept);
+  s.earliest_expiry = earliest;
+  if (s.messages.empty()) shard.Relink(s);
 }
 
 }  // namespace push::store

@@ -46,6 +46,9 @@ class MemoryStore final : public Store {
   Shard& ShardFor(std::string_view user_id);
   // Removes the oldest message of `s`; the caller holds the shard lock.
   void PopFront(Shard& shard, Stream& s);
+  // Drops the bookkeeping of a message leaving `s` (bytes, idempotency key).
+  void Forget(Stream& s, const Message& m);
+  void RemoveExpired(Shard& shard, Stream& s, absl::Time now);
   void Touch(Shard& shard, Stream& s);
   void AddBytes(int64_t delta);
   void EvictIfOverBudget();

@@ -152,14 +152,21 @@ void WebSocketSession::OnStoreRead(absl::StatusOr<store::ReadResult> result) {
   }
   if (!started_) {
     started_ = true;
-    // A `since` beyond the end (the stream was reset) restarts at the end: the welcome's seq
-    // being below the client's since tells it so.
-    next_seq_ = std::min(result->after, result->last_seq) + 1;
+    next_seq_ = result->after + 1;
     if (!params_.compat) {
       std::string welcome =
           EncodeWelcome(params_.info.connection_id, params_.info.user_id, result->last_seq);
       size_t size = welcome.size();
       EnqueueFrame(OutFrame{nullptr, std::move(welcome)}, size);
+    }
+    if (result->after > result->last_seq) {
+      // A `since` beyond the end comes from an earlier life of the stream (its numbering was
+      // forgotten under memory pressure): the welcome's lower seq tells the client, and it gets
+      // the new stream from the start.
+      next_seq_ = 1;
+      ReadStore();
+      DoWrite();
+      return;
     }
   }
   for (MessagePtr& m : result->messages) {

@@ -130,6 +130,25 @@ TEST(DeliveryTest, SinceReplaysEverythingRetainedAfterIt) {
   EXPECT_EQ(all.seqs, Range(1, 5));
 }
 
+TEST(DeliveryTest, SinceBeyondTheEndMeansANewStreamAndReplaysItFromTheStart) {
+  // A since from an earlier life of the stream (e.g. its numbering was forgotten): the welcome
+  // seq below since tells the client, and the current stream comes from seq 1.
+  PushdProcess pushd;
+  auto stub = pushd.Stub();
+  ASSERT_TRUE(DoPush(*stub, "nina", R"("a")").ok());
+  ASSERT_TRUE(DoPush(*stub, "nina", R"("b")").ok());
+  Seen seen;
+  auto ws = Connect(pushd, "user_id=nina&since=100", &seen);
+  ASSERT_TRUE(ws);
+  EXPECT_EQ(seen.welcome_seq, 2u);
+  ASSERT_TRUE(ReadMessages(*ws, 2, &seen));
+  EXPECT_EQ(seen.seqs, Range(1, 2));
+  ASSERT_TRUE(DoPush(*stub, "nina", R"("c")").ok());
+  ASSERT_TRUE(ReadMessages(*ws, 1, &seen));
+  EXPECT_EQ(seen.seqs, Range(1, 3));
+  EXPECT_TRUE(seen.gaps.empty());
+}
+
 TEST(DeliveryTest, AckConnectionsMoveTheCursorOnlyByAcks) {
   PushdProcess pushd;
   auto stub = pushd.Stub();
