@@ -1,0 +1,188 @@
+// Server heartbeat against a real pushd with short --ping_interval/--pong_timeout: clients that
+// answer pings stay, clients that do not are dropped and leave ListClients.
+
+#include <atomic>
+#include <boost/json.hpp>
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "tests/testing/clients.h"
+#include "tests/testing/pushd_process.h"
+#include "tests/testing/test_util.h"
+
+namespace push::testing {
+namespace {
+
+namespace json = boost::json;
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+constexpr milliseconds kPingInterval{200};
+constexpr milliseconds kPongTimeout{300};
+
+std::vector<std::string> HeartbeatFlags() {
+  return {"--ping_interval=200ms", "--pong_timeout=300ms"};
+}
+
+int64_t MillisSince(steady_clock::time_point t) {
+  return std::chrono::duration_cast<milliseconds>(steady_clock::now() - t).count();
+}
+
+uint64_t MetricValue(const std::string& body, const std::string& series) {
+  size_t pos = body.find("\n" + series + " ");
+  if (pos == std::string::npos) return UINT64_MAX;
+  return std::stoull(body.substr(pos + series.size() + 2));
+}
+
+TEST(HeartbeatTest, SilentClientIsPingedThenDroppedAndLeavesListClients) {
+  PushdProcess pushd(HeartbeatFlags());
+  ASSERT_TRUE(pushd.started());
+  auto stub = pushd.Stub();
+  auto raw = RawClient::Connect(pushd.ws_port());
+  ASSERT_TRUE(raw);
+  ASSERT_EQ(raw->Upgrade("/ws?user_id=silent"), 101);
+  auto connected = steady_clock::now();
+  std::optional<RawClient::Frame> welcome = raw->ReadFrame();
+  ASSERT_TRUE(welcome);
+  EXPECT_EQ(welcome->opcode, 0x1);
+  EXPECT_EQ(DoList(*stub, "silent").total(), 1u);
+
+  // Read (never answering) until the server gives up on us.
+  int pings = 0;
+  int64_t first_ping_ms = -1;
+  bool got_close_frame = false;
+  for (int i = 0; i < 50; ++i) {
+    std::optional<RawClient::Frame> f = raw->ReadFrame(milliseconds(5000));
+    if (!f) break;
+    if (f->opcode == 0x9) {
+      if (pings++ == 0) first_ping_ms = MillisSince(connected);
+    } else if (f->opcode == 0x8) {
+      got_close_frame = true;
+      break;
+    } else {
+      ADD_FAILURE() << "unexpected frame opcode " << int(f->opcode) << ": " << f->payload;
+    }
+  }
+  int64_t dropped_ms = MillisSince(connected);
+  ASSERT_GE(pings, 1) << "no ping before the drop";
+  // The first ping comes after about one interval, not at once.
+  EXPECT_GE(first_ping_ms, kPingInterval.count() / 2);
+  EXPECT_LT(first_ping_ms, 3000);
+  // Dropped: the socket reached EOF (or a close frame came), well before our 5 s read timeout.
+  EXPECT_TRUE(raw->eof() || got_close_frame) << "connection still open after " << dropped_ms;
+  // Not before the pong timeout had a chance to pass, not long after it.
+  EXPECT_GE(dropped_ms - first_ping_ms, kPongTimeout.count() - 50);
+  EXPECT_LT(dropped_ms, 4000);
+  EXPECT_TRUE(WaitFor([&] { return DoList(*stub, "silent").total() == 0; }));
+  HttpResponse metrics = HttpRequest(pushd.ws_port(), "GET", "/metrics");
+  EXPECT_EQ(MetricValue(metrics.body, R"(pushd_disconnects_total{reason="pong_timeout"})"), 1u)
+      << metrics.body;
+}
+
+TEST(HeartbeatTest, ReadingBeastClientStaysWhileSilentClientIsDropped) {
+  PushdProcess pushd(HeartbeatFlags());
+  ASSERT_TRUE(pushd.started());
+  auto stub = pushd.Stub();
+  auto ws = WsClient::Connect(pushd.ws_port(), "/ws?user_id=steady");
+  ASSERT_TRUE(ws);
+  EXPECT_EQ(ws->ReadJson().at("type"), "welcome");
+  auto raw = RawClient::Connect(pushd.ws_port());
+  ASSERT_TRUE(raw);
+  ASSERT_EQ(raw->Upgrade("/ws?user_id=silent"), 101);
+  ASSERT_TRUE(WaitFor([&] { return DoList(*stub).total() == 2; }));
+
+  // Keep the Beast client reading (it answers pings only inside a read) for 8 intervals: a
+  // second thread pushes every interval while this one reads.
+  constexpr int kMessages = 8;
+  auto start = steady_clock::now();
+  std::atomic<int> push_failures{0};
+  std::thread pusher([&] {
+    auto pusher_stub = pushd.Stub();
+    for (int i = 1; i <= kMessages; ++i) {
+      std::this_thread::sleep_for(kPingInterval);  // paces the pushes; nothing to poll
+      if (!DoPush(*pusher_stub, "steady", std::to_string(i)).ok()) ++push_failures;
+    }
+  });
+  for (int i = 1; i <= kMessages; ++i) {
+    WsEvent event = ws->Read(milliseconds(5000));
+    ASSERT_EQ(event.kind, WsEvent::kText) << "message " << i << ": kind=" << event.kind
+                                          << " close=" << event.close_code << " " << event.data;
+    json::value frame = json::parse(event.data);
+    EXPECT_EQ(frame.at("seq"), i);
+    EXPECT_EQ(frame.at("data"), i);
+  }
+  pusher.join();
+  EXPECT_EQ(push_failures.load(), 0);
+  EXPECT_GE(MillisSince(start), 3 * kPingInterval.count());
+
+  auto steady = DoList(*stub, "steady");
+  ASSERT_EQ(steady.total(), 1u);
+  EXPECT_EQ(steady.clients(0).messages_sent(), static_cast<uint64_t>(kMessages));
+  EXPECT_TRUE(WaitFor([&] { return DoList(*stub, "silent").total() == 0; }));
+  // The silent one is really gone at the socket level too.
+  for (int i = 0; i < 50 && !raw->eof(); ++i) raw->ReadFrame(milliseconds(1000));
+  EXPECT_TRUE(raw->eof());
+}
+
+TEST(HeartbeatTest, RawClientAnsweringPingsStaysConnected) {
+  PushdProcess pushd(HeartbeatFlags());
+  ASSERT_TRUE(pushd.started());
+  auto stub = pushd.Stub();
+  auto raw = RawClient::Connect(pushd.ws_port());
+  ASSERT_TRUE(raw);
+  ASSERT_EQ(raw->Upgrade("/ws?user_id=polite"), 101);
+  ASSERT_TRUE(raw->ReadFrame());  // welcome
+
+  // Answer every ping with a pong carrying its payload, for more than 5 intervals.
+  int pings = 0;
+  auto start = steady_clock::now();
+  while (MillisSince(start) < 6 * kPingInterval.count()) {
+    std::optional<RawClient::Frame> f = raw->ReadFrame(milliseconds(1000));
+    ASSERT_TRUE(f) << "connection lost after " << MillisSince(start) << " ms, eof=" << raw->eof();
+    ASSERT_EQ(f->opcode, 0x9) << f->payload;
+    ++pings;
+    ASSERT_TRUE(raw->SendBytes(RawClient::EncodeFrame(0xA, f->payload)));
+  }
+  EXPECT_GE(pings, 4);
+  EXPECT_EQ(DoList(*stub, "polite").total(), 1u);
+  // And it still gets messages.
+  ASSERT_TRUE(DoPush(*stub, "polite", R"("alive")").ok());
+  for (int i = 0; i < 10; ++i) {
+    std::optional<RawClient::Frame> f = raw->ReadFrame(milliseconds(2000));
+    ASSERT_TRUE(f);
+    if (f->opcode == 0x9) {
+      raw->SendBytes(RawClient::EncodeFrame(0xA, f->payload));
+      continue;
+    }
+    ASSERT_EQ(f->opcode, 0x1);
+    EXPECT_EQ(json::parse(f->payload).at("data"), "alive");
+    break;
+  }
+}
+
+TEST(HeartbeatTest, ClientPingGetsPongWithSamePayload) {
+  PushdProcess pushd;
+  ASSERT_TRUE(pushd.started());
+  auto raw = RawClient::Connect(pushd.ws_port());
+  ASSERT_TRUE(raw);
+  ASSERT_EQ(raw->Upgrade("/ws?user_id=pinger"), 101);
+  ASSERT_TRUE(raw->ReadFrame());  // welcome
+  ASSERT_TRUE(raw->SendBytes(RawClient::EncodeFrame(0x9, "are you there")));
+  std::optional<RawClient::Frame> pong = raw->ReadFrame();
+  ASSERT_TRUE(pong);
+  EXPECT_EQ(pong->opcode, 0xA);
+  EXPECT_EQ(pong->payload, "are you there");
+  // An unsolicited pong is legal (RFC 6455 5.5.3) and changes nothing.
+  ASSERT_TRUE(raw->SendBytes(RawClient::EncodeFrame(0xA, "unsolicited")));
+  auto stub = pushd.Stub();
+  ASSERT_TRUE(DoPush(*stub, "pinger", "7").ok());
+  std::optional<RawClient::Frame> msg = raw->ReadFrame();
+  ASSERT_TRUE(msg);
+  ASSERT_EQ(msg->opcode, 0x1);
+  EXPECT_EQ(json::parse(msg->payload).at("data"), 7);
+}
+
+}  // namespace
+}  // namespace push::testing

@@ -1,0 +1,208 @@
+// The operator CLI against a real pushd: push, list and delete do what they print, errors exit
+// non-zero with the server's status on stderr, usage errors exit 2.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/testing/clients.h"
+#include "tests/testing/pushd_process.h"
+#include "tests/testing/test_util.h"
+
+namespace push::testing {
+namespace {
+
+namespace json = boost::json;
+
+RunResult Pushctl(const PushdProcess& pushd, std::vector<std::string> args) {
+  args.push_back("--addr");
+  args.push_back("127.0.0.1:" + std::to_string(pushd.grpc_port()));
+  return RunCommand(PushctlBinary(), args, {}, 20000);
+}
+
+bool Contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+// A loopback port with nothing listening (bound, then released).
+int UnusedPort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST(PushctlTest, PushListDeleteRoundTrip) {
+  PushdProcess pushd;
+  ASSERT_TRUE(pushd.started());
+  auto ws = WsClient::Connect(pushd.ws_port(), "/ws?user_id=alice");
+  ASSERT_TRUE(ws);
+  json::value welcome = ws->ReadJson();
+  std::string connection_id = json::value_to<std::string>(welcome.at("connection_id"));
+
+  RunResult push = Pushctl(pushd, {"push", "--user", "alice", "--data", R"({"hello":1})"});
+  EXPECT_EQ(push.exit_status, 0) << push.err;
+  EXPECT_TRUE(Contains(push.out, "seq=1")) << push.out;
+  EXPECT_TRUE(Contains(push.out, "delivered=1")) << push.out;
+  json::value frame = ws->ReadJson();
+  EXPECT_EQ(frame.at("type"), "message");
+  EXPECT_EQ(frame.at("seq"), 1);
+  EXPECT_EQ(frame.at("data"), json::parse(R"({"hello":1})"));
+  // The printed message_id is the one the client got.
+  std::string id = json::value_to<std::string>(frame.at("id"));
+  EXPECT_TRUE(Contains(push.out, "message_id=" + id)) << push.out;
+
+  RunResult list = Pushctl(pushd, {"list"});
+  EXPECT_EQ(list.exit_status, 0) << list.err;
+  EXPECT_TRUE(Contains(list.out, "alice")) << list.out;
+  EXPECT_TRUE(Contains(list.out, connection_id)) << list.out;
+  EXPECT_TRUE(Contains(list.out, "test-node")) << list.out;
+  EXPECT_TRUE(Contains(list.out, "127.0.0.1:")) << list.out;
+  EXPECT_TRUE(Contains(list.out, "total: 1")) << list.out;
+
+  RunResult del = Pushctl(pushd, {"delete", "--user", "alice"});
+  EXPECT_EQ(del.exit_status, 0) << del.err;
+  EXPECT_TRUE(Contains(del.out, "closed 1")) << del.out;
+  WsEvent event = ws->Read();
+  ASSERT_EQ(event.kind, WsEvent::kClosed);
+  EXPECT_EQ(event.close_code, 1000);
+  EXPECT_EQ(event.close_reason, "deleted");
+
+  auto stub = pushd.Stub();
+  ASSERT_TRUE(WaitFor([&] { return DoList(*stub).total() == 0; }));
+  list = Pushctl(pushd, {"list"});
+  EXPECT_EQ(list.exit_status, 0) << list.err;
+  EXPECT_TRUE(Contains(list.out, "total: 0")) << list.out;
+  EXPECT_FALSE(Contains(list.out, connection_id)) << list.out;
+}
+
+TEST(PushctlTest, PushOptionsAndStoredMessage) {
+  PushdProcess pushd;
+  ASSERT_TRUE(pushd.started());
+  // Nobody connected: stored, and the CLI says so.
+  RunResult push =
+      Pushctl(pushd, {"push", "--user=bob", "--data=[1,2]", "--message_id=m-1", "--ttl", "60"});
+  EXPECT_EQ(push.exit_status, 0) << push.err;
+  EXPECT_TRUE(Contains(push.out, "message_id=m-1")) << push.out;
+  EXPECT_TRUE(Contains(push.out, "delivered=0")) << push.out;
+  // Same key again: the same message, not a second one.
+  RunResult again = Pushctl(pushd, {"push", "--user=bob", "--data=[1,2]", "--message_id=m-1"});
+  EXPECT_EQ(again.exit_status, 0) << again.err;
+  EXPECT_TRUE(Contains(again.out, "seq=1")) << again.out;
+
+  auto ws = WsClient::Connect(pushd.ws_port(), "/ws?user_id=bob");
+  ASSERT_TRUE(ws);
+  EXPECT_EQ(ws->ReadJson().at("seq"), 1);
+  json::value frame = ws->ReadJson();
+  EXPECT_EQ(frame.at("id"), "m-1");
+  EXPECT_EQ(frame.at("data"), json::parse("[1,2]"));
+}
+
+TEST(PushctlTest, DeleteWithReasonAndListFilter) {
+  PushdProcess pushd;
+  ASSERT_TRUE(pushd.started());
+  auto carol = WsClient::Connect(pushd.ws_port(), "/ws?user_id=carol");
+  auto dan = WsClient::Connect(pushd.ws_port(), "/ws?user_id=dan");
+  ASSERT_TRUE(carol && dan);
+  carol->ReadJson();
+  dan->ReadJson();
+
+  RunResult list = Pushctl(pushd, {"list", "--user", "dan"});
+  EXPECT_EQ(list.exit_status, 0) << list.err;
+  EXPECT_TRUE(Contains(list.out, "dan")) << list.out;
+  EXPECT_FALSE(Contains(list.out, "carol")) << list.out;
+  EXPECT_TRUE(Contains(list.out, "total: 1")) << list.out;
+
+  RunResult del = Pushctl(pushd, {"delete", "--user", "carol", "--reason", "maintenance"});
+  EXPECT_EQ(del.exit_status, 0) << del.err;
+  EXPECT_TRUE(Contains(del.out, "closed 1")) << del.out;
+  WsEvent event = carol->Read();
+  ASSERT_EQ(event.kind, WsEvent::kClosed);
+  EXPECT_EQ(event.close_code, 1000);
+  EXPECT_EQ(event.close_reason, "maintenance");
+  // dan is untouched.
+  auto stub = pushd.Stub();
+  ASSERT_TRUE(DoPush(*stub, "dan", "1").ok());
+  EXPECT_EQ(dan->ReadJson().at("data"), 1);
+}
+
+TEST(PushctlTest, ServerErrorsExitNonZeroWithStatusOnStderr) {
+  PushdProcess pushd;
+  ASSERT_TRUE(pushd.started());
+  RunResult del = Pushctl(pushd, {"delete", "--user", "nobody"});
+  EXPECT_NE(del.exit_status, 0);
+  EXPECT_NE(del.exit_status, -1);
+  EXPECT_TRUE(Contains(del.err, "NOT_FOUND")) << del.err;
+  EXPECT_TRUE(Contains(del.err, "nobody")) << del.err;
+  EXPECT_TRUE(del.out.empty()) << del.out;
+
+  RunResult push = Pushctl(pushd, {"push", "--user", "alice", "--data", "{not json"});
+  EXPECT_NE(push.exit_status, 0);
+  EXPECT_NE(push.exit_status, -1);
+  EXPECT_TRUE(Contains(push.err, "INVALID_ARGUMENT")) << push.err;
+  EXPECT_TRUE(Contains(push.err, "JSON")) << push.err;
+
+  push = Pushctl(pushd, {"push", "--user", "bad user", "--data", "1"});
+  EXPECT_NE(push.exit_status, 0);
+  EXPECT_TRUE(Contains(push.err, "INVALID_ARGUMENT")) << push.err;
+  EXPECT_TRUE(Contains(push.err, "user_id")) << push.err;
+
+  RunResult list = Pushctl(pushd, {"list", "--page_size", "5000"});
+  EXPECT_NE(list.exit_status, 0);
+  EXPECT_TRUE(Contains(list.err, "INVALID_ARGUMENT")) << list.err;
+  EXPECT_TRUE(Contains(list.err, "page_size")) << list.err;
+}
+
+TEST(PushctlTest, UnreachableServerIsUnavailable) {
+  RunResult r = RunCommand(
+      PushctlBinary(),
+      {"list", "--addr", "127.0.0.1:" + std::to_string(UnusedPort()), "--timeout", "3"}, {}, 20000);
+  EXPECT_NE(r.exit_status, 0);
+  EXPECT_NE(r.exit_status, -1);
+  EXPECT_TRUE(Contains(r.err, "UNAVAILABLE") || Contains(r.err, "DEADLINE_EXCEEDED")) << r.err;
+}
+
+TEST(PushctlTest, UsageErrorsExit2) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  for (const Case& c :
+       std::vector<Case>{{{"frobnicate"}, "frobnicate"},
+                         {{}, "usage"},
+                         {{"push", "--data", "1"}, "--user"},
+                         {{"push", "--user", "alice"}, "--data"},
+                         {{"delete"}, "--user"},
+                         {{"push", "--user", "a", "--data", "1", "--bogus", "x"}, "bogus"},
+                         {{"push", "--user", "a", "--data", "1", "--ttl", "soon"}, "ttl"},
+                         {{"list", "--page_size", "many"}, "page_size"},
+                         {{"list", "--user"}, "--user"}}) {
+    SCOPED_TRACE(c.args.empty() ? "<no args>" : c.args[0] + " ...");
+    // No server: usage errors are found before any call (a call would fail against this
+    // closed port and exit 1, not 2).
+    std::vector<std::string> args = c.args;
+    if (!args.empty()) {
+      args.insert(args.begin() + 1, {"--addr", "127.0.0.1:" + std::to_string(UnusedPort())});
+    }
+    RunResult r = RunCommand(PushctlBinary(), args, {}, 20000);
+    EXPECT_EQ(r.exit_status, 2) << r.err;
+    EXPECT_TRUE(Contains(r.err, c.says)) << r.err;
+  }
+  RunResult help = RunCommand(PushctlBinary(), {"--help"}, {}, 20000);
+  EXPECT_EQ(help.exit_status, 0);
+  EXPECT_TRUE(Contains(help.out, "pushctl push")) << help.out;
+}
+
+}  // namespace
+}  // namespace push::testing
