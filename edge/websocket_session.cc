@@ -13,7 +13,10 @@ namespace {
 // How long a close handshake may take before the socket is simply closed; a peer that stopped
 // reading never answers, and its stuck write must not hold the connection forever.
 constexpr absl::Duration kCloseTimeout = absl::Seconds(10);
+// Once open, a close handshake we start waits this long for the peer's reply before TCP goes.
+constexpr auto kCloseHandshakeTimeout = std::chrono::milliseconds(500);
 constexpr size_t kReplayPageMessages = 256;
+constexpr auto kLinger = std::chrono::seconds(1);
 
 std::chrono::nanoseconds ToChrono(absl::Duration d) {
   return absl::ToChronoNanoseconds(std::max(d, absl::ZeroDuration()));
@@ -21,10 +24,14 @@ std::chrono::nanoseconds ToChrono(absl::Duration d) {
 
 }  // namespace
 
+void teardown(beast::role_type, EdgeStream& stream, beast::error_code& ec) {
+  stream.socket().shutdown(net::socket_base::shutdown_send, ec);
+}
+
 WebSocketSession::WebSocketSession(beast::tcp_stream&& stream, SessionParams params,
                                    const EdgeOptions& options, store::Store* store, Hub* hub,
                                    std::atomic<int64_t>* open_sessions)
-    : ws_(std::move(stream)),
+    : ws_(EdgeStream(std::move(stream))),
       params_(std::move(params)),
       options_(options),
       store_(store),
@@ -69,6 +76,11 @@ void WebSocketSession::OnAccept(beast::error_code ec) {
                params_.compat ? "compat" : "ws", params_.ack ? " ack" : "");
   // Register before reading the store: every message is then either in the read or published
   // to us afterwards (the append precedes the publish), so nothing falls between the two.
+  websocket::stream_base::timeout timeouts{};
+  timeouts.handshake_timeout = kCloseHandshakeTimeout;
+  timeouts.idle_timeout = websocket::stream_base::none();
+  timeouts.keep_alive_pings = false;
+  ws_.set_option(timeouts);
   registered_ = true;
   hub_->Add(shared_from_this());
   ReadStore();
@@ -246,7 +258,7 @@ void WebSocketSession::EnqueueFrame(OutFrame frame, size_t bytes) {
 }
 
 void WebSocketSession::DoWrite() {
-  if (writing_ || queue_.empty() || closing_ || finished_) return;
+  if (writing_ || queue_.empty() || finished_) return;
   writing_ = true;
   std::string_view payload = queue_.front().Payload(params_.compat);
   ws_.text(true);
@@ -274,6 +286,11 @@ void WebSocketSession::OnWrite(beast::error_code ec, std::size_t) {
     } else {
       Teardown("connection lost", &GlobalMetrics().closed_client);
     }
+    return;
+  }
+  if (closing_) {
+    DoWrite();  // flushing before a going-away close
+    MaybeSendClose();
     return;
   }
   MaybeContinueReplay();
@@ -319,12 +336,14 @@ void WebSocketSession::Close(uint16_t code, std::string reason) {
   net::post(ws_.get_executor(), [self = shared_from_this(), code, reason = std::move(reason)]() {
     std::atomic<uint64_t>* counter = code == kCloseGoingAway ? &GlobalMetrics().closed_shutdown
                                                              : &GlobalMetrics().closed_deleted;
-    self->DoClose(code, reason, counter);
+    // Going away (drain): what is queued is still written, since this process will not be
+    // there to replay it. Otherwise unsent frames are dropped and replayed on reconnect.
+    self->DoClose(code, reason, counter, /*flush=*/code == kCloseGoingAway);
   });
 }
 
 void WebSocketSession::DoClose(uint16_t code, std::string reason,
-                               std::atomic<uint64_t>* reason_counter) {
+                               std::atomic<uint64_t>* reason_counter, bool flush) {
   if (closing_ || finished_) return;
   closing_ = true;
   close_why_ = code == kCloseSlowConsumer ? "slow consumer"
@@ -338,9 +357,9 @@ void WebSocketSession::DoClose(uint16_t code, std::string reason,
     registered_ = false;
     hub_->Remove(*this);
   }
-  // Unsent frames are dropped (they stay in the stream for the next connect); a frame being
-  // written stays alive until its write completes.
-  size_t keep = writing_ ? 1 : 0;
+  // Unless flushing, unsent frames are dropped (they stay in the stream for the next connect); a
+  // frame being written stays alive until its write completes.
+  size_t keep = flush ? queue_.size() : writing_ ? 1 : 0;
   while (queue_.size() > keep) {
     size_t size = queue_.back().Payload(params_.compat).size();
     queued_bytes_.fetch_sub(size, std::memory_order_relaxed);
@@ -348,9 +367,16 @@ void WebSocketSession::DoClose(uint16_t code, std::string reason,
                                                std::memory_order_relaxed);
     queue_.pop_back();
   }
-  ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(code), reason),
-                  [self = shared_from_this()](beast::error_code) {});
+  pending_close_.emplace(static_cast<websocket::close_code>(code), reason);
   ScheduleTimer(kCloseTimeout);
+  MaybeSendClose();
+}
+
+void WebSocketSession::MaybeSendClose() {
+  // The close frame follows the last queued frame.
+  if (!pending_close_ || close_sent_ || !queue_.empty()) return;
+  close_sent_ = true;
+  ws_.async_close(*pending_close_, [self = shared_from_this()](beast::error_code) {});
 }
 
 void WebSocketSession::Teardown(const char* why, std::atomic<uint64_t>* reason_counter) {
@@ -367,7 +393,13 @@ void WebSocketSession::Finish(const char* why, std::atomic<uint64_t>* reason_cou
     registered_ = false;
     hub_->Remove(*this);
   }
-  timer_.cancel();
+  // Linger briefly before closing the socket so the peer can read our close frame (closing with
+  // unread input would send a RST that may destroy it). The timer keeps the session alive.
+  timer_.expires_after(kLinger);
+  timer_.async_wait([self = shared_from_this()](beast::error_code) {
+    beast::error_code ignored;
+    beast::get_lowest_layer(self->ws_).socket().close(ignored);
+  });
   open_sessions_->fetch_sub(1, std::memory_order_relaxed);
   GlobalMetrics().connections.fetch_sub(1, std::memory_order_relaxed);
   spdlog::info("disconnect user={} conn={} reason={} sent={}", params_.info.user_id,

@@ -2,8 +2,11 @@
 
 // Internal to edge/: includes Beast. Nothing outside edge/ includes this header.
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/role.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -23,6 +26,25 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
 namespace net = boost::asio;
+
+// The WebSocket's TCP layer. Its own teardown (found by ADL from Beast's close paths) sends FIN
+// and completes at once, instead of Beast's default of waiting, without a time limit, for the
+// peer to close too: a peer that broke the protocol and lingers must not stay listed. The
+// session closes the socket a moment later (see Finish) so the close frame is not lost to a RST.
+class EdgeStream : public beast::tcp_stream {
+ public:
+  explicit EdgeStream(beast::tcp_stream&& stream) : beast::tcp_stream(std::move(stream)) {}
+};
+
+void teardown(beast::role_type role, EdgeStream& stream, beast::error_code& ec);
+
+template <class TeardownHandler>
+void async_teardown(beast::role_type, EdgeStream& stream, TeardownHandler&& handler) {
+  beast::error_code ignored;
+  stream.socket().shutdown(net::socket_base::shutdown_send, ignored);
+  net::post(stream.get_executor(),
+            beast::bind_front_handler(std::forward<TeardownHandler>(handler), beast::error_code{}));
+}
 
 struct SessionParams {
   ConnectionInfo info;
@@ -80,13 +102,16 @@ class WebSocketSession final : public Connection,
 
   void ScheduleTimer(absl::Duration after);
   void OnTimer(beast::error_code ec);
-  void DoClose(uint16_t code, std::string reason, std::atomic<uint64_t>* reason_counter);
+  // Stops delivery and closes with `code` once the queue is empty; `flush` keeps what is queued.
+  void DoClose(uint16_t code, std::string reason, std::atomic<uint64_t>* reason_counter,
+               bool flush = false);
+  void MaybeSendClose();
   // Closes the socket at once (no handshake) and finishes.
   void Teardown(const char* why, std::atomic<uint64_t>* reason_counter);
   // Runs once when the connection is over; counts the reason unless DoClose already did.
   void Finish(const char* why, std::atomic<uint64_t>* reason_counter);
 
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<EdgeStream> ws_;
   SessionParams params_;
   const EdgeOptions& options_;
   store::Store* const store_;
@@ -114,6 +139,8 @@ class WebSocketSession final : public Connection,
   absl::Time ping_sent_;
   absl::Time next_ping_;
   bool closing_ = false;
+  std::optional<websocket::close_reason> pending_close_;
+  bool close_sent_ = false;
   bool registered_ = false;
   bool finished_ = false;
   const char* close_why_ = nullptr;

@@ -19,6 +19,10 @@ namespace {
 // `data` reaches our validation and gets INVALID_ARGUMENT with a clear message.
 constexpr int kGrpcEnvelopeSlack = 16 * 1024;
 constexpr absl::Duration kSweepInterval = absl::Seconds(1);
+constexpr absl::Duration kGrpcShutdownGrace = absl::Milliseconds(200);
+// gRPC's own cap on request size. Over --max_message_bytes our validation answers
+// INVALID_ARGUMENT with the limit; gRPC's RESOURCE_EXHAUSTED only starts past this.
+constexpr int kMinGrpcReceiveBytes = 4 << 20;
 
 }  // namespace
 
@@ -55,8 +59,8 @@ absl::Status App::Start() {
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
     builder.AddListeningPort(config_.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port_);
-    builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes) +
-                                     kGrpcEnvelopeSlack);
+    builder.SetMaxReceiveMessageSize(std::max(
+        kMinGrpcReceiveBytes, static_cast<int>(config_.max_message_bytes) + kGrpcEnvelopeSlack));
     builder.RegisterService(service_.get());
     grpc_server_ = builder.BuildAndStart();
     if (!grpc_server_ || grpc_port_ == 0) {
@@ -100,18 +104,29 @@ void App::SweepLoop() {
 void App::Drain() {
   absl::Time deadline = absl::Now() + config_.drain_timeout;
   spdlog::info("draining: up to {}", absl::FormatDuration(config_.drain_timeout));
+  // 1. Refuse new work: readiness off, Push answers UNAVAILABLE, no new WebSockets.
   ready_.store(false);
   logic_->SetDraining();
   if (edge_) edge_->StopAccepting();
   if (grpc_server_) {
     if (auto* health = grpc_server_->GetHealthCheckService()) health->SetServingStatus(false);
-    grpc_server_->Shutdown(absl::ToChronoTime(deadline));
   }
+  // 2. Let RPCs already running finish, so what they stored reaches the sessions' queues.
+  while (service_->inflight() > 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  // 3. Close every WebSocket with 1001 after writing what is queued for it.
   if (edge_) {
     int64_t left = edge_->CloseAll(kCloseGoingAway, "server shutting down", deadline);
     if (left > 0) spdlog::warn("drain: {} connections still open at the deadline", left);
-    edge_->Stop();
   }
+  // 4. Stop gRPC. Calls that came in since step 1 were refused at once; the short grace lets
+  // their answers out. (gRPC's own Shutdown(deadline) would wait for idle client channels too.)
+  if (grpc_server_) {
+    grpc_server_->Shutdown(
+        absl::ToChronoTime(std::min(deadline, absl::Now() + kGrpcShutdownGrace)));
+  }
+  if (edge_) edge_->Stop();
   spdlog::info("drained");
 }
 

@@ -183,29 +183,45 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-grpc::ServerUnaryReactor* PushServiceImpl::Push(grpc::CallbackServerContext* context,
+// A unary reactor that counts itself in flight from the handler's start until gRPC is done with
+// it (the status has been sent), so a drain never cuts off an answer.
+class PushServiceImpl::Reactor final : public grpc::ServerUnaryReactor {
+ public:
+  explicit Reactor(std::atomic<int64_t>* inflight) : inflight_(inflight) {
+    inflight_->fetch_add(1);
+  }
+  void Done(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override {
+    inflight_->fetch_sub(1);
+    delete this;
+  }
+
+ private:
+  std::atomic<int64_t>* const inflight_;
+};
+
+grpc::ServerUnaryReactor* PushServiceImpl::Push(grpc::CallbackServerContext*,
                                                 const v1::PushRequest* request,
                                                 v1::PushResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  logic_->Push(*request, response,
-               [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
+  auto* reactor = new Reactor(&inflight_);
+  logic_->Push(*request, response, [reactor](absl::Status status) { reactor->Done(status); });
   return reactor;
 }
 
-grpc::ServerUnaryReactor* PushServiceImpl::DeleteClient(grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* PushServiceImpl::DeleteClient(grpc::CallbackServerContext*,
                                                         const v1::DeleteClientRequest* request,
                                                         v1::DeleteClientResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto* reactor = new Reactor(&inflight_);
   logic_->DeleteClient(*request, response,
-                       [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
+                       [reactor](absl::Status status) { reactor->Done(status); });
   return reactor;
 }
 
-grpc::ServerUnaryReactor* PushServiceImpl::ListClients(grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* PushServiceImpl::ListClients(grpc::CallbackServerContext*,
                                                        const v1::ListClientsRequest* request,
                                                        v1::ListClientsResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(logic_->ListClients(*request, response)));
+  auto* reactor = new Reactor(&inflight_);
+  reactor->Done(logic_->ListClients(*request, response));
   return reactor;
 }
 

@@ -51,6 +51,9 @@ class PushServiceImpl final : public v1::PushService::CallbackService {
  public:
   explicit PushServiceImpl(PushLogic* logic) : logic_(logic) {}
 
+  // Calls whose reactor is not done yet (the drain waits for zero before shutting gRPC down).
+  int64_t inflight() const { return inflight_.load(); }
+
   grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* context,
                                  const v1::PushRequest* request,
                                  v1::PushResponse* response) override;
@@ -62,7 +65,9 @@ class PushServiceImpl final : public v1::PushService::CallbackService {
                                         v1::ListClientsResponse* response) override;
 
  private:
+  class Reactor;
   PushLogic* const logic_;
+  std::atomic<int64_t> inflight_{0};
 };
 
 }  // namespace push::service
