@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,11 @@ struct EdgeOptions {
   std::vector<std::string> allowed_origins;  // empty = any Origin
   // Readiness as /readyz reports it; owned by the process.
   const std::atomic<bool>* ready = nullptr;
+  // Set only in development (--auth=none, no API key): the demo page's POST /demo/push sends a
+  // Push through it. `done` gets an HTTP status and a JSON body.
+  std::function<void(std::string user_id, std::string data,
+                     std::function<void(int status, std::string body)> done)>
+      demo_push;
 };
 
 // The HTTP/WebSocket edge: /ws, /getPushNews, /healthz, /readyz, /metrics,

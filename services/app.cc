@@ -7,7 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/hub.h"
+#include "common/json.h"
 #include "common/memory_store.h"
+#include "common/strings.h"
 #include "edge/edge_server.h"
 #include "services/push_service.h"
 #include "spdlog/spdlog.h"
@@ -81,6 +83,12 @@ absl::Status App::Start() {
     edge_options.send_queue_bytes = config_.send_queue_bytes;
     edge_options.allowed_origins = config_.allowed_origins;
     edge_options.ready = &ready_;
+    if (config_.auth == "none" && config_.api_key_file.empty()) {
+      edge_options.demo_push = [this](std::string user_id, std::string data,
+                                      std::function<void(int, std::string)> done) {
+        DemoPush(std::move(user_id), std::move(data), std::move(done));
+      };
+    }
     edge_ = std::make_unique<edge::EdgeServer>(edge_options, store_.get(), hub_.get());
     if (absl::Status s = edge_->Start(); !s.ok()) return s;
   }
@@ -88,6 +96,29 @@ absl::Status App::Start() {
   sweeper_ = std::thread([this] { SweepLoop(); });
   ready_.store(true);
   return absl::OkStatus();
+}
+
+void App::DemoPush(std::string user_id, std::string data,
+                   std::function<void(int, std::string)> done) {
+  auto request = std::make_shared<v1::PushRequest>();
+  request->set_user_id(std::move(user_id));
+  request->set_data(std::move(data));
+  auto response = std::make_shared<v1::PushResponse>();
+  logic_->Push(
+      *request, response.get(), [request, response, done = std::move(done)](absl::Status status) {
+        if (!status.ok()) {
+          std::string body = R"({"error":)";
+          AppendJsonString(&body, ToStd(status.message()));
+          body.push_back('}');
+          done(status.code() == absl::StatusCode::kUnavailable ? 503 : 400, std::move(body));
+          return;
+        }
+        std::string body = R"({"message_id":)";
+        AppendJsonString(&body, response->message_id());
+        absl::StrAppend(&body, R"(,"seq":)", response->seq(), R"(,"delivered":)",
+                        response->delivered(), "}");
+        done(200, std::move(body));
+      });
 }
 
 void App::SweepLoop() {

@@ -1,7 +1,9 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <string>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -43,6 +45,9 @@ class App {
 
  private:
   void SweepLoop();
+  // The demo page's push (development only): a Push through the same logic as gRPC.
+  void DemoPush(std::string user_id, std::string data,
+                std::function<void(int status, std::string body)> done);
 
   Config config_;
   std::atomic<bool> ready_{false};
