@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# CI check of the Helm chart without Helm (not packaged for Debian 12): render deploy/helm/pushd
+# with render/ (Go text/template + sprig, Helm's semantics) and validate the result with
+# validate.js (values.schema.json, Kubernetes schemas with unknown fields refused, wiring).
+#   - the default values, values-redis.yaml and values-secure.yaml must render and validate;
+#   - each cases/*.yaml must be refused with the message in its "# expect:" first line.
+# Usage: run.sh [WORK_DIR]   (ctest passes a folder in the build tree; default a temp folder)
+# Needs: go, Debian's golang-github-masterminds-sprig-dev and golang-k8s-sigs-yaml-dev, node, and
+# `npm ci` done here (scripts/setup.sh does all of it).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+chart="$here/../pushd"
+config_cc="$here/../../../common/config.cc"
+work=${1:-$(mktemp -d)}
+mkdir -p "$work"
+
+for tool in go node; do
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool not found: run scripts/setup.sh" >&2; exit 1; }
+done
+[ -d "$here/node_modules/kubernetes-models" ] ||
+  { echo "run.sh: no node_modules in $here: run scripts/setup.sh (npm ci)" >&2; exit 1; }
+
+# GOPATH mode builds from the sources Debian's golang-*-dev packages install: nothing downloaded.
+(cd "$here" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= GOCACHE="$work/gocache" \
+  go build -o "$work/render" ./render)
+
+passed=0
+failed=0
+pass() { echo "ok: $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $1"; failed=$((failed + 1)); }
+
+# render_and_validate NAME [VALUES_FILE]: output in $work/NAME.log, status as exit code.
+render_and_validate() {
+  local name=$1 args=()
+  [ $# -ge 2 ] && args=(-f "$2")
+  {
+    "$work/render" -chart "$chart" -name demo -namespace push "${args[@]}" -o "$work/$name.json" &&
+      (cd "$here" && node validate.js "$chart" "$work/$name.json" "$config_cc")
+  } >"$work/$name.log" 2>&1
+}
+
+for case in default values-redis values-secure; do
+  if [ "$case" = default ]; then render_and_validate "$case"; else render_and_validate "$case" "$here/$case.yaml"; fi &&
+    { pass "$case: $(tail -n 1 "$work/$case.log")"; continue; }
+  fail "$case"
+  sed 's/^/    /' "$work/$case.log"
+done
+
+for file in "$here"/cases/*.yaml; do
+  case=$(basename "$file" .yaml)
+  expect=$(sed -n '1s/^# expect: //p' "$file")
+  if [ -z "$expect" ]; then
+    fail "$case: first line must be '# expect: <message>'"
+  elif render_and_validate "case-$case" "$file"; then
+    fail "$case: accepted, expected refusal with: $expect"
+  elif grep -qF -- "$expect" "$work/case-$case.log"; then
+    pass "$case: refused ($expect)"
+  else
+    fail "$case: refused, but without: $expect"
+    sed 's/^/    /' "$work/case-$case.log"
+  fi
+done
+
+echo "chart: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
