@@ -161,9 +161,40 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       } else {
         reply(http::status::ok, absl::StrCat(R"({"closed":)", closed, "}"));
       }
-    } else if (path == "/" && method == http::verb::get) {
-      reply(http::status::ok, std::string(DemoPageHtml()), "text/html; charset=utf-8");
-    } else if (path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/" ||
+    } else if (const WebAsset* asset = FindWebAsset(path); asset && method == http::verb::get) {
+      // The demo page and the JavaScript client (GET / and GET /pushclient.js).
+      reply(http::status::ok, std::string(asset->body), asset->content_type);
+    } else if (path == "/demo/push" && method == http::verb::post) {
+      // The demo page's push form, only in development (App sets demo_push with --auth=none
+      // and no API key). The user is the user_id query parameter; the body is the pushed JSON.
+      if (!server_.options.demo_push) {
+        reply(http::status::not_found,
+              JsonError("not found: /demo/push is on only with --auth=none and no API key"));
+        return;
+      }
+      // Requiring the JSON type also keeps plain cross-site form posts out.
+      auto type = req.find(http::field::content_type);
+      if (type == req.end() || !beast::iequals(type->value().substr(0, 16), "application/json")) {
+        reply(http::status::unsupported_media_type,
+              JsonError("Content-Type must be application/json"));
+        return;
+      }
+      const std::string* user = target->Param("user_id");
+      if (user == nullptr) {
+        reply(http::status::bad_request, JsonError("missing user_id query parameter"));
+        return;
+      }
+      server_.options.demo_push(
+          *user, std::move(req.body()),
+          [self = shared_from_this(), version, keep_alive](int status, std::string body) {
+            net::post(self->stream_.get_executor(),
+                      [self, version, keep_alive, status, body = std::move(body)]() mutable {
+                        self->Send(self->MakeResponse(static_cast<http::status>(status), version,
+                                                      keep_alive, std::move(body)));
+                      });
+          });
+    } else if (path == "/healthz" || path == "/readyz" || path == "/metrics" ||
+               FindWebAsset(path) != nullptr || path == "/demo/push" ||
                path.rfind("/deleteClient/", 0) == 0) {
       reply(http::status::method_not_allowed, JsonError("method not allowed"));
     } else {
