@@ -202,11 +202,11 @@ void MemoryStore::Read(ReadRequest request,
       for (; m != s.messages.end(); ++m) {
         if ((*m)->expires_at <= now) continue;
         if (!result.messages.empty() && (result.messages.size() >= request.max_messages ||
-                                         bytes + (*m)->frame.size() > request.max_bytes)) {
+                                         bytes + (*m)->FrameSize() > request.max_bytes)) {
           result.more = true;
           break;
         }
-        bytes += (*m)->frame.size();
+        bytes += (*m)->FrameSize();
         result.messages.push_back(*m);
       }
     } else {

@@ -10,21 +10,18 @@
 namespace push {
 
 MessagePtr MakeMessage(uint64_t seq, std::string id, absl::Time now, absl::Time expires_at,
-                       std::string_view data) {
+                       std::shared_ptr<const std::string> payload) {
   auto m = std::make_shared<Message>();
   m->seq = seq;
   m->ts_ms = absl::ToUnixMillis(now);
   m->expires_at = expires_at;
   m->id = std::move(id);
-  std::string& f = m->frame;
-  f.reserve(data.size() + m->id.size() + 80);
-  absl::StrAppend(&f, R"({"type":"message","seq":)", seq, R"(,"id":)");
-  AppendJsonString(&f, m->id);
-  absl::StrAppend(&f, R"(,"ts":)", m->ts_ms, R"(,"data":)");
-  m->data_offset = static_cast<uint32_t>(f.size());
-  m->data_size = static_cast<uint32_t>(data.size());
-  f.append(data);
-  f.push_back('}');
+  std::string& h = m->header;
+  h.reserve(m->id.size() + 80);
+  absl::StrAppend(&h, R"({"type":"message","seq":)", seq, R"(,"id":)");
+  AppendJsonString(&h, m->id);
+  absl::StrAppend(&h, R"(,"ts":)", m->ts_ms, R"(,"data":)");
+  m->payload = std::move(payload);
   return m;
 }
 

@@ -9,27 +9,40 @@
 
 namespace push {
 
-// One stored message. The `/ws` envelope is encoded once at append time and shared, unchanged,
-// by the store and every connection that sends it; compatibility connections send the `data`
-// slice of the same buffer.
+// One stored message. Its `/ws` frame is `header` + `data` + "}": the header (type, seq, id, ts)
+// is encoded once at append time, and the data is shared, unchanged, by the store, every
+// connection that sends it and, for a broadcast, every recipient. Compatibility connections send
+// `data` alone.
 struct Message {
   uint64_t seq = 0;
   int64_t ts_ms = 0;
   absl::Time expires_at;
   std::string id;
-  std::string frame;  // {"type":"message","seq":N,"id":"...","ts":T,"data":<data>}
-  uint32_t data_offset = 0;
-  uint32_t data_size = 0;
+  std::string header;  // {"type":"message","seq":N,"id":"...","ts":T,"data":
+  std::shared_ptr<const std::string> payload;
 
-  std::string_view data() const { return std::string_view(frame).substr(data_offset, data_size); }
-  // Approximate memory held, for store accounting.
-  size_t Footprint() const { return sizeof(Message) + frame.capacity() + id.capacity() + 64; }
+  std::string_view data() const { return *payload; }
+  size_t FrameSize() const { return header.size() + payload->size() + 1; }
+  // The whole frame as one string (tests and diagnostics; the hot path writes the parts).
+  std::string Frame() const { return header + *payload + "}"; }
+  // Approximate memory held, for store accounting (a shared payload counts for each holder).
+  size_t Footprint() const {
+    return sizeof(Message) + HeapBytes(header) + HeapBytes(id) + sizeof(std::string) +
+           HeapBytes(*payload) + 64;  // 64: the two shared_ptr control blocks and malloc slack
+  }
+  static size_t HeapBytes(const std::string& s) {
+    return s.capacity() > 15 ? s.capacity() + 1 : 0;  // libstdc++ keeps up to 15 bytes inline
+  }
 };
 
 using MessagePtr = std::shared_ptr<const Message>;
 
 MessagePtr MakeMessage(uint64_t seq, std::string id, absl::Time now, absl::Time expires_at,
-                       std::string_view data);
+                       std::shared_ptr<const std::string> payload);
+inline MessagePtr MakeMessage(uint64_t seq, std::string id, absl::Time now, absl::Time expires_at,
+                              std::string_view data) {
+  return MakeMessage(seq, std::move(id), now, expires_at, std::make_shared<std::string>(data));
+}
 
 std::string EncodeWelcome(std::string_view connection_id, std::string_view user_id, uint64_t seq);
 std::string EncodeGap(uint64_t from, uint64_t to);

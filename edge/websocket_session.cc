@@ -225,7 +225,7 @@ void WebSocketSession::OnLive(MessagePtr message) {
     ReadStore();
     return;
   }
-  size_t size = message->frame.size();
+  size_t size = params_.compat ? message->payload->size() : message->FrameSize();
   uint64_t queued = queued_bytes_.load(std::memory_order_relaxed);
   if (queued > 0 && queued + size > options_.send_queue_bytes) {
     DoClose(kCloseSlowConsumer, "slow consumer", &GlobalMetrics().closed_slow_consumer);
@@ -238,7 +238,7 @@ void WebSocketSession::OnLive(MessagePtr message) {
 void WebSocketSession::Enqueue(MessagePtr message) {
   if (message->seq > next_seq_) EnqueueGap(next_seq_, message->seq - 1);
   next_seq_ = message->seq + 1;
-  size_t size = params_.compat ? message->data_size : message->frame.size();
+  size_t size = params_.compat ? message->payload->size() : message->FrameSize();
   EnqueueFrame(OutFrame{std::move(message), {}}, size);
 }
 
@@ -260,16 +260,15 @@ void WebSocketSession::EnqueueFrame(OutFrame frame, size_t bytes) {
 void WebSocketSession::DoWrite() {
   if (writing_ || queue_.empty() || finished_) return;
   writing_ = true;
-  std::string_view payload = queue_.front().Payload(params_.compat);
   ws_.text(true);
-  ws_.async_write(net::buffer(payload.data(), payload.size()),
+  ws_.async_write(queue_.front().Buffers(params_.compat),
                   beast::bind_front_handler(&WebSocketSession::OnWrite, shared_from_this()));
 }
 
 void WebSocketSession::OnWrite(beast::error_code ec, std::size_t) {
   writing_ = false;
   OutFrame& frame = queue_.front();
-  size_t size = frame.Payload(params_.compat).size();
+  size_t size = frame.Size(params_.compat);
   queued_bytes_.fetch_sub(size, std::memory_order_relaxed);
   GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(size), std::memory_order_relaxed);
   if (!ec && frame.message) {
@@ -361,7 +360,7 @@ void WebSocketSession::DoClose(uint16_t code, std::string reason,
   // frame being written stays alive until its write completes.
   size_t keep = flush ? queue_.size() : writing_ ? 1 : 0;
   while (queue_.size() > keep) {
-    size_t size = queue_.back().Payload(params_.compat).size();
+    size_t size = queue_.back().Size(params_.compat);
     queued_bytes_.fetch_sub(size, std::memory_order_relaxed);
     GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(size),
                                                std::memory_order_relaxed);

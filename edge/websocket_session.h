@@ -2,6 +2,7 @@
 
 // Internal to edge/: includes Beast. Nothing outside edge/ includes this header.
 
+#include <array>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/bind_handler.hpp>
@@ -77,9 +78,16 @@ class WebSocketSession final : public Connection,
   struct OutFrame {
     MessagePtr message;
     std::string text;
-    std::string_view Payload(bool compat) const {
-      if (!message) return text;
-      return compat ? message->data() : std::string_view(message->frame);
+    size_t Size(bool compat) const {
+      if (!message) return text.size();
+      return compat ? message->payload->size() : message->FrameSize();
+    }
+    // The bytes to write, in up to three pieces (no copy of the shared payload).
+    std::array<net::const_buffer, 3> Buffers(bool compat) const {
+      if (!message) return {net::buffer(text), net::const_buffer(), net::const_buffer()};
+      const std::string& data = *message->payload;
+      if (compat) return {net::buffer(data), net::const_buffer(), net::const_buffer()};
+      return {net::buffer(message->header), net::buffer(data), net::buffer("}", 1)};
     }
   };
   enum class Mode { kReading, kLive };

@@ -296,7 +296,7 @@ TEST_F(MemoryStoreTest, ReadPagesByMessageCount) {
 TEST_F(MemoryStoreTest, ReadPagesByBytesAndAlwaysReturnsOneMessage) {
   std::string big = "\"" + std::string(1000, 'x') + "\"";
   for (int i = 0; i < 4; ++i) Append("alice", big);
-  size_t frame = Read("alice", 0).messages.at(0)->frame.size();
+  size_t frame = Read("alice", 0).messages.at(0)->FrameSize();
   ReadResult page = Read("alice", 0, 256, 2 * frame + frame / 2);
   EXPECT_EQ(Seqs(page), (Seq{1, 2}));
   EXPECT_TRUE(page.more);

@@ -28,8 +28,8 @@ TEST(MakeMessageTest, FrameIsTheEnvelopeWithExactFields) {
   absl::Time now = absl::FromUnixMillis(1700000000123);
   MessagePtr m =
       MakeMessage(42, "order-7", now, now + absl::Hours(1), R"({"text":"h\u00e9llo","n":[1,2]})");
-  ASSERT_TRUE(ValidateJson(m->frame).ok()) << m->frame;
-  json::object o = ParseObject(m->frame);
+  ASSERT_TRUE(ValidateJson(m->Frame()).ok()) << m->Frame();
+  json::object o = ParseObject(m->Frame());
   EXPECT_EQ(Keys(o), (std::vector<std::string>{"type", "seq", "id", "ts", "data"}));
   EXPECT_EQ(o.at("type"), "message");
   EXPECT_EQ(o.at("seq"), 42);
@@ -50,14 +50,14 @@ TEST(MakeMessageTest, DataIsTheExactBytesPushed) {
         std::string("[\"caf\xc3\xa9\", \"\xf0\x9f\x98\x80\"]"), std::string(100000, ' ') + "0"}) {
     MessagePtr m = MakeMessage(1, "id", absl::UnixEpoch(), absl::InfiniteFuture(), data);
     EXPECT_EQ(m->data(), data);
-    EXPECT_TRUE(ValidateJson(m->frame).ok()) << m->frame.substr(0, 200);
-    EXPECT_EQ(m->frame.back(), '}');
+    EXPECT_TRUE(ValidateJson(m->Frame()).ok()) << m->Frame().substr(0, 200);
+    EXPECT_EQ(m->Frame().back(), '}');
   }
 }
 
 TEST(MakeMessageTest, IdIsEscapedInTheFrame) {
   MessagePtr m = MakeMessage(1, "a\"b\\c", absl::UnixEpoch(), absl::InfiniteFuture(), "0");
-  json::object o = ParseObject(m->frame);
+  json::object o = ParseObject(m->Frame());
   EXPECT_EQ(o.at("id"), "a\"b\\c");
   EXPECT_EQ(m->data(), "0");
 }
@@ -66,7 +66,7 @@ TEST(MakeMessageTest, FootprintGrowsWithData) {
   MessagePtr small = MakeMessage(1, "id", absl::UnixEpoch(), absl::InfiniteFuture(), "0");
   MessagePtr big = MakeMessage(1, "id", absl::UnixEpoch(), absl::InfiniteFuture(),
                                "\"" + std::string(10000, 'x') + "\"");
-  EXPECT_GE(small->Footprint(), small->frame.size());
+  EXPECT_GE(small->Footprint(), small->FrameSize());
   EXPECT_GE(big->Footprint(), small->Footprint() + 10000);
 }
 
