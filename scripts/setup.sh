@@ -10,6 +10,14 @@ PACKAGES=(
   libboost1.81-dev libboost-json1.81-dev
   libabsl-dev libspdlog-dev libgtest-dev libgmock-dev libssl-dev
 )
+# The container build (deploy/docker/Dockerfile) sets PUSHD_BUILD_TESTS=OFF: no test-only tools.
+PUSHD_BUILD_TESTS=${PUSHD_BUILD_TESTS:-ON}
+if [ "$PUSHD_BUILD_TESTS" != OFF ]; then
+  # Chart check (deploy/helm/test): a Go text/template + sprig renderer and a Node validator.
+  PACKAGES+=(golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev)
+  # Keep a Node.js that the machine brings with its own npm; Debian's npm would conflict with it.
+  command -v npm >/dev/null || PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -23,8 +31,15 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# npm ci again only when package-lock.json is newer than the last install.
+if [ "$PUSHD_BUILD_TESTS" != OFF ] &&
+  [ ! deploy/helm/test/node_modules/.package-lock.json -nt deploy/helm/test/package-lock.json ]; then
+  (cd deploy/helm/test && npm ci --no-audit --no-fund)
+fi
+
 BUILD_DIR=${BUILD_DIR:-build}
 if [ ! -f "$BUILD_DIR/build.ninja" ]; then
-  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}"
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" \
+    -DPUSHD_BUILD_TESTS="$PUSHD_BUILD_TESTS"
 fi
 cmake --build "$BUILD_DIR"
