@@ -1,0 +1,214 @@
+// The demo page and pushclient.js in real headless Chromium against a real pushd on 127.0.0.1:
+// pushes through gRPC (pushctl) and the page's own form, server-side kills, and JWT errors.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import {
+  grpcPush,
+  isRoot,
+  killConnections,
+  liveConnections,
+  pushctl,
+  sleep,
+  startPushd,
+  waitFor,
+} from '../../clients/js/testing/pushd.js';
+import { launchBrowser, pageSeqs, screenshot, waitText, withPage } from './browser.mjs';
+
+let userCounter = 0;
+const newUser = (name) => `${name}-${process.pid}-${++userCounter}`;
+
+function jwt(payload) {
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc(payload)}.c2lnbmF0dXJl`;
+}
+
+describe('demo page in Chromium', () => {
+  let server;
+  let browser;
+
+  before(async () => {
+    server = await startPushd();
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  async function connect(page, user, query = '') {
+    await page.goto(`${server.httpBase}/${query}`);
+    await page.fill('#user', user);
+    await page.click('#connect');
+    await waitText(page, '#state', /^open$/);
+    await waitFor(async () => (await page.textContent('#connection-id')) !== 'none', {
+      what: 'the welcome frame',
+    });
+  }
+
+  test('connects and shows a gRPC push live, with its seq and latency', async () => {
+    await withPage(browser, 'live-push', async (page) => {
+      const user = newUser('alice');
+      await connect(page, user);
+      const pushed = await grpcPush(server, user, { hello: 'world' });
+      assert.equal(pushed.seq, 1);
+      assert.equal(pushed.delivered, 1);
+      const line = page.locator('#log li.message[data-seq="1"]');
+      await line.waitFor();
+      assert.equal(await line.locator('.seq').textContent(), '#1');
+      assert.equal(await line.locator('.data').textContent(), '{"hello":"world"}');
+      assert.match(await line.locator('.latency').textContent(), /^\d+ ms$/);
+      assert.equal(await page.textContent('#last-seq'), '1');
+      assert.equal(await page.textContent('#error'), '');
+      await screenshot(page, 'live-push');
+    });
+  });
+
+  test("the page's push form sends a message that comes back to the page", async () => {
+    await withPage(browser, 'push-form', async (page) => {
+      const user = newUser('form');
+      await connect(page, user);
+      assert.equal(await page.inputValue('#push-user'), user);
+      await page.fill('#push-data', '{"from":"the form","n":[1,2]}');
+      await page.click('#push');
+      await waitText(page, '#push-result', /^pushed seq=1 delivered=1 \(id \S+\)$/);
+      const line = page.locator('#log li.message[data-seq="1"]');
+      await line.waitFor();
+      assert.equal(await line.locator('.data').textContent(), '{"from":"the form","n":[1,2]}');
+
+      await page.fill('#push-data', '{"oops": ');
+      await page.click('#push');
+      await waitText(page, '#push-result', /^Push refused \(400\): data is not one valid JSON value/);
+      assert.match(await page.getAttribute('#push-result', 'class'), /bad/);
+      await screenshot(page, 'push-form');
+    });
+  });
+
+  test('killed server-side, it reconnects and gets what was pushed meanwhile, without duplicates', async (t) => {
+    if (!isRoot()) {
+      t.skip('needs root to kill the server side of the connection with ss -K');
+      return;
+    }
+    await withPage(browser, 'reconnect-after-kill', async (page) => {
+      const user = newUser('kill');
+      // A first retry after 1-2 s, so the pushes below happen while the page is away.
+      await connect(page, user, '?minDelay=2000&maxDelay=4000');
+      await grpcPush(server, user, { n: 1 });
+      await page.locator('#log li.message[data-seq="1"]').waitFor();
+
+      assert.ok((await killConnections(server)) >= 1, 'ss -K found the connection');
+      await waitText(page, '#state', /^reconnecting$/);
+      await waitText(page, '#detail', /^closed with 1006; retry in \d\.\d s$/);
+      await waitFor(async () => (await liveConnections(server, user)) === 0, {
+        what: 'the server to drop the connection',
+      });
+      const p2 = await grpcPush(server, user, { n: 2 });
+      const p3 = await grpcPush(server, user, { n: 3 });
+      assert.deepEqual([p2.seq, p2.delivered, p3.seq, p3.delivered], [2, 0, 3, 0]);
+      assert.equal(await page.textContent('#state'), 'reconnecting', 'still away while pushing');
+
+      await waitText(page, '#state', /^open$/, 15000);
+      await page.locator('#log li.message[data-seq="3"]').waitFor();
+      const p4 = await grpcPush(server, user, { n: 4 });
+      assert.equal(p4.delivered, 1);
+      await page.locator('#log li.message[data-seq="4"]').waitFor();
+      await sleep(200); // a duplicate would show up right behind
+      assert.deepEqual(await pageSeqs(page), [1, 2, 3, 4]);
+      assert.deepEqual(
+        await page.$$eval('#log li.message .data', (els) => els.map((e) => JSON.parse(e.textContent).n)),
+        [1, 2, 3, 4],
+      );
+      assert.equal(await page.evaluate(() => window.demoClient.stats.duplicatesDropped), 0);
+      assert.equal(await page.evaluate(() => window.demoClient.stats.connects), 2);
+      await screenshot(page, 'reconnect-after-kill');
+    });
+  });
+
+  test("DeleteClient with reason 'reconnect' brings the page back; a plain DeleteClient ends it", async () => {
+    await withPage(browser, 'delete-client', async (page) => {
+      const user = newUser('deleted');
+      await connect(page, user, '?minDelay=1500&maxDelay=3000');
+      await grpcPush(server, user, { n: 1 });
+      await page.locator('#log li.message[data-seq="1"]').waitFor();
+
+      await pushctl(server, ['delete', '--user', user, '--reason', 'reconnect']);
+      await waitText(page, '#detail', /^closed with 1000 reconnect; retry in \d\.\d s$/);
+      await waitFor(async () => (await liveConnections(server, user)) === 0, { what: 'closed' });
+      const p2 = await grpcPush(server, user, { n: 2 });
+      assert.equal(p2.delivered, 0);
+      await waitText(page, '#state', /^open$/, 15000);
+      await page.locator('#log li.message[data-seq="2"]').waitFor();
+
+      await pushctl(server, ['delete', '--user', user]);
+      await waitText(page, '#state', /^closed$/);
+      assert.equal(await page.textContent('#detail'), 'closed with 1000 deleted');
+      await sleep(3500); // past maxDelay: a reconnect would have happened by now
+      assert.equal(await page.textContent('#state'), 'closed');
+      assert.equal(await liveConnections(server, user), 0);
+      assert.equal((await grpcPush(server, user, { n: 3 })).delivered, 0);
+      assert.deepEqual(await pageSeqs(page), [1, 2]);
+      assert.equal(await page.isEnabled('#connect'), true);
+    });
+  });
+
+  test('a bad JWT shows a clear error', async () => {
+    await withPage(browser, 'bad-token', async (page) => {
+      await page.goto(`${server.httpBase}/?minDelay=3000&maxDelay=6000`);
+      await page.check('#mode-token');
+      assert.equal(await page.isVisible('#token'), true);
+      assert.equal(await page.isVisible('#user'), false);
+
+      // Not a JWT at all: refused before any connection.
+      await page.fill('#token', 'not-a-jwt');
+      await page.click('#connect');
+      await waitText(page, '#error', /^Error: the token is not a JWT \(expected three base64url parts/);
+      assert.equal(await page.textContent('#state'), 'closed');
+
+      // Expired: refused before any connection too.
+      await page.fill('#token', jwt({ sub: 'tom', exp: 1700000000 }));
+      await page.click('#connect');
+      await waitText(page, '#error', /^Error: the token expired at 2023-11-14T22:13:20.000Z; get a fresh one$/);
+      assert.equal(await page.textContent('#state'), 'closed');
+
+      // Well-formed but refused by the server's handshake (this pushd runs --auth=none and
+      // answers 400 without user_id; with --auth=jwt a bad signature gets 401 the same way).
+      await page.fill('#token', jwt({ sub: 'tom', exp: Math.floor(Date.now() / 1000) + 3600 }));
+      await page.click('#connect');
+      await waitText(
+        page,
+        '#error',
+        /^Error: the server refused the connection with an HTTP error: the token is bad or expired/,
+      );
+      await waitText(page, '#state', /^reconnecting$/);
+      await screenshot(page, 'bad-token');
+      await page.click('#disconnect');
+      await waitText(page, '#state', /^closed$/);
+    });
+  });
+
+  test('a reloaded page resumes after the last seq it showed, even when another tab moved on', async () => {
+    await withPage(browser, 'reload', async (page) => {
+      const user = newUser('reload');
+      await connect(page, user);
+      await grpcPush(server, user, { n: 1 });
+      await page.locator('#log li.message[data-seq="1"]').waitFor();
+      await page.reload();
+      // Meanwhile another tab of the same user takes message 2, which moves the user's
+      // delivered cursor past it: only `since` can bring it to the reloaded page.
+      await withPage(browser, 'reload-other-tab', async (other) => {
+        await connect(other, user);
+        const p2 = await grpcPush(server, user, { n: 2 });
+        assert.equal(p2.delivered, 1);
+        await other.locator('#log li.message[data-seq="2"]').waitFor();
+      });
+      await page.fill('#user', user);
+      await page.click('#connect');
+      await waitText(page, '#state', /^open$/);
+      await page.locator('#log li.message[data-seq="2"]').waitFor();
+      await sleep(200);
+      assert.deepEqual(await pageSeqs(page), [2]);
+      assert.equal(await page.textContent('#last-seq'), '2');
+    });
+  });
+});
