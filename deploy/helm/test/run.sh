@@ -3,7 +3,8 @@
 # with render/ (Go text/template + sprig, Helm's semantics) and validate the result with
 # validate.js (values.schema.json, Kubernetes schemas with unknown fields refused, wiring).
 #   - the default values, values-redis.yaml and values-secure.yaml must render and validate;
-#   - each cases/*.yaml must be refused with the message in its "# expect:" first line.
+#   - each cases/*.yaml must be refused with the message in its "# expect:" first line;
+#   - deploy/grafana/pushd-dashboard.json must parse and query only metrics pushd exports.
 # Usage: run.sh [WORK_DIR]   (ctest passes a folder in the build tree; default a temp folder)
 # Needs: go, Debian's golang-github-masterminds-sprig-dev and golang-k8s-sigs-yaml-dev, node, and
 # `npm ci` done here (scripts/setup.sh does all of it).
@@ -60,6 +61,22 @@ for file in "$here"/cases/*.yaml; do
     sed 's/^/    /' "$work/case-$case.log"
   fi
 done
+
+# The Grafana dashboard parses and queries only metrics that pushd's sources export.
+dashboard="$here/../../grafana/pushd-dashboard.json"
+src="$here/../../.."
+unknown=""
+for metric in $(grep -o 'pushd_[a-z0-9_]*' "$dashboard" | sed -E 's/_(bucket|sum|count)$//' | sort -u); do
+  grep -rqE "\"$metric([^a-z0-9_]|\$)" "$src/common" "$src/services" "$src/edge" --include='*.cc' ||
+    unknown+=" $metric"
+done
+if ! node -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' "$dashboard"; then
+  fail "grafana: $dashboard is not JSON"
+elif [ -n "$unknown" ]; then
+  fail "grafana: the dashboard queries metrics pushd does not export:$unknown"
+else
+  pass "grafana: the dashboard queries only metrics pushd exports"
+fi
 
 echo "chart: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
