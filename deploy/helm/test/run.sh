@@ -22,8 +22,8 @@ done
   { echo "run.sh: no node_modules in $here: run scripts/setup.sh (npm ci)" >&2; exit 1; }
 
 # GOPATH mode builds from the sources Debian's golang-*-dev packages install: nothing downloaded.
-(cd "$here" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= GOCACHE="$work/gocache" \
-  go build -o "$work/render" ./render)
+(cd "$here" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= GOENV=off GOPROXY=off \
+  GOCACHE="$work/gocache" go build -o "$work/render" ./render)
 
 passed=0
 failed=0
