@@ -22,7 +22,7 @@ done
   { echo "run.sh: no node_modules in $here: run scripts/setup.sh (npm ci)" >&2; exit 1; }
 
 # GOPATH mode builds from the sources Debian's golang-*-dev packages install: nothing downloaded.
-(cd "$here" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= GOENV=off GOPROXY=off \
+(cd "$here" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS='' GOENV=off GOPROXY=off \
   GOCACHE="$work/gocache" go build -o "$work/render" ./render)
 
 passed=0
@@ -66,10 +66,10 @@ done
 dashboard="$here/../../grafana/pushd-dashboard.json"
 src="$here/../../.."
 unknown=""
-for metric in $(grep -o 'pushd_[a-z0-9_]*' "$dashboard" | sed -E 's/_(bucket|sum|count)$//' | sort -u); do
+while read -r metric; do
   grep -rqE "\"$metric([^a-z0-9_]|\$)" "$src/common" "$src/services" "$src/edge" --include='*.cc' ||
     unknown+=" $metric"
-done
+done < <(grep -o 'pushd_[a-z0-9_]*' "$dashboard" | sed -E 's/_(bucket|sum|count)$//' | sort -u)
 if ! node -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' "$dashboard"; then
   fail "grafana: $dashboard is not JSON"
 elif [ -n "$unknown" ]; then
