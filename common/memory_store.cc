@@ -123,7 +123,8 @@ void MemoryStore::Append(AppendRequest request,
     if (!result.duplicate) {
       std::string id = request.message_id.empty() ? NewMessageId() : std::move(request.message_id);
       MessagePtr m =
-          MakeMessage(s.last_seq + 1, std::move(id), now, now + request.ttl, request.data);
+          MakeMessage(s.last_seq + 1, std::move(id), now, now + request.ttl,
+                                 std::move(request.payload));
       s.last_seq = m->seq;
       AddBytes(static_cast<int64_t>(m->Footprint()));
       s.ids[m->id] = m->seq;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,7 +17,7 @@ namespace push::store {
 
 struct AppendRequest {
   std::string user_id;
-  std::string data;        // already validated JSON
+  std::shared_ptr<const std::string> payload;  // already validated JSON; shared, not copied
   std::string message_id;  // empty = the store makes one
   absl::Duration ttl;      // > 0
 };

@@ -1,6 +1,7 @@
 #include "services/push_service.h"
 
 #include <algorithm>
+#include <deque>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -16,6 +17,7 @@ constexpr uint32_t kDefaultPageSize = 100;
 constexpr uint32_t kMaxPageSize = 1000;
 constexpr size_t kMaxReasonBytes = 120;
 constexpr size_t kMaxConnectionIdBytes = 64;
+constexpr int kMaxBroadcastUsers = 10000;
 constexpr absl::string_view kPageTokenPrefix = "v1\n";
 
 // Page tokens carry the last (user_id, connection_id) of the previous page, so paging stays
@@ -46,52 +48,116 @@ absl::Status DecodePageToken(absl::string_view token, std::string* user, std::st
 PushLogic::PushLogic(PushOptions options, store::Store* store, Hub* hub)
     : options_(std::move(options)), store_(store), hub_(hub) {}
 
+absl::Status PushLogic::CheckPayload(const std::string& data, const std::string& message_id) {
+  if (draining_.load(std::memory_order_relaxed)) {
+    return absl::UnavailableError("server is shutting down; retry on another instance");
+  }
+  if (data.size() > options_.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("data is ", data.size(), " bytes; the limit is ",
+                                                   options_.max_message_bytes,
+                                                   " (--max_message_bytes)"));
+  }
+  if (absl::Status s = ValidateJson(data); !s.ok()) return s;
+  return ValidateMessageId(message_id);
+}
+
+absl::Duration PushLogic::Ttl(uint32_t ttl_seconds) const {
+  return ttl_seconds == 0 ? options_.history_ttl : absl::Seconds(ttl_seconds);
+}
+
 void PushLogic::Push(const v1::PushRequest& request, v1::PushResponse* response,
                      absl::AnyInvocable<void(absl::Status)> done) {
-  auto reject = [&done](absl::Status status) {
+  absl::Status status = ValidateUserId(request.user_id());
+  if (status.ok()) status = CheckPayload(request.data(), request.message_id());
+  if (!status.ok()) {
     GlobalMetrics().pushes_rejected.fetch_add(1, std::memory_order_relaxed);
-    done(std::move(status));
-  };
-  if (draining_.load(std::memory_order_relaxed)) {
-    reject(absl::UnavailableError("server is shutting down; retry on another instance"));
-    return;
+    return done(std::move(status));
   }
-  if (absl::Status s = ValidateUserId(request.user_id()); !s.ok()) return reject(s);
-  if (request.data().size() > options_.max_message_bytes) {
-    return reject(absl::InvalidArgumentError(
-        absl::StrCat("data is ", request.data().size(), " bytes; the limit is ",
-                     options_.max_message_bytes, " (--max_message_bytes)")));
-  }
-  if (absl::Status s = ValidateJson(request.data()); !s.ok()) return reject(s);
-  if (absl::Status s = ValidateMessageId(request.message_id()); !s.ok()) return reject(s);
+  Append(request.user_id(), std::make_shared<std::string>(request.data()), request.message_id(),
+         Ttl(request.ttl_seconds()), response, std::move(done));
+}
 
+void PushLogic::Append(const std::string& user_id, std::shared_ptr<const std::string> payload,
+                       const std::string& message_id, absl::Duration ttl,
+                       v1::PushResponse* response, absl::AnyInvocable<void(absl::Status)> done) {
   store::AppendRequest append;
-  append.user_id = request.user_id();
-  append.data = request.data();
-  append.message_id = request.message_id();
-  append.ttl =
-      request.ttl_seconds() == 0 ? options_.history_ttl : absl::Seconds(request.ttl_seconds());
-  std::string user_id = request.user_id();
-  store_->Append(std::move(append),
-                 [this, response, user_id = std::move(user_id),
-                  done = std::move(done)](absl::StatusOr<store::AppendResult> result) mutable {
-                   if (!result.ok()) {
-                     GlobalMetrics().pushes_rejected.fetch_add(1, std::memory_order_relaxed);
-                     done(result.status());
-                     return;
-                   }
-                   const MessagePtr& message = result->message;
-                   response->set_message_id(message->id);
-                   response->set_seq(message->seq);
-                   if (result->duplicate) {
-                     GlobalMetrics().pushes_duplicate.fetch_add(1, std::memory_order_relaxed);
-                     response->set_delivered(0);
-                   } else {
-                     GlobalMetrics().pushes_ok.fetch_add(1, std::memory_order_relaxed);
-                     response->set_delivered(hub_->Publish(user_id, message));
-                   }
-                   done(absl::OkStatus());
-                 });
+  append.user_id = user_id;
+  append.payload = std::move(payload);
+  append.message_id = message_id;
+  append.ttl = ttl;
+  store_->Append(std::move(append), [this, response, user_id, done = std::move(done)](
+                                        absl::StatusOr<store::AppendResult> result) mutable {
+    if (!result.ok()) {
+      GlobalMetrics().pushes_rejected.fetch_add(1, std::memory_order_relaxed);
+      done(result.status());
+      return;
+    }
+    const MessagePtr& message = result->message;
+    response->set_message_id(message->id);
+    response->set_seq(message->seq);
+    if (result->duplicate) {
+      GlobalMetrics().pushes_duplicate.fetch_add(1, std::memory_order_relaxed);
+      response->set_delivered(0);
+    } else {
+      GlobalMetrics().pushes_ok.fetch_add(1, std::memory_order_relaxed);
+      response->set_delivered(hub_->Publish(user_id, message));
+    }
+    done(absl::OkStatus());
+  });
+}
+
+void PushLogic::Broadcast(const v1::BroadcastRequest& request, v1::BroadcastResponse* response,
+                          absl::AnyInvocable<void(absl::Status)> done) {
+  if (request.user_ids_size() == 0 || request.user_ids_size() > kMaxBroadcastUsers) {
+    return done(absl::InvalidArgumentError(absl::StrCat("user_ids has ", request.user_ids_size(),
+                                                        " entries; 1 to ", kMaxBroadcastUsers,
+                                                        " are allowed")));
+  }
+  for (int i = 0; i < request.user_ids_size(); ++i) {
+    if (absl::Status s = ValidateUserId(request.user_ids(i)); !s.ok()) {
+      return done(absl::InvalidArgumentError(absl::StrCat("user_ids[", i, "]: ", s.message())));
+    }
+  }
+  if (absl::Status s = CheckPayload(request.data(), request.message_id()); !s.ok()) {
+    return done(s);
+  }
+  // One id for all recipients: it also makes a user listed twice get the message once.
+  std::string id = request.message_id().empty() ? NewMessageId() : request.message_id();
+  auto payload = std::make_shared<const std::string>(request.data());
+  absl::Duration ttl = Ttl(request.ttl_seconds());
+  for (int i = 0; i < request.user_ids_size(); ++i) response->add_results();
+
+  // The appends may complete on other threads: the last one to finish answers.
+  struct State {
+    std::atomic<int> remaining;
+    absl::Mutex mu;
+    absl::Status status;
+    v1::BroadcastResponse* response;
+    absl::AnyInvocable<void(absl::Status)> done;
+  };
+  auto state = std::make_shared<State>();
+  state->remaining = request.user_ids_size();
+  state->response = response;
+  state->done = std::move(done);
+  for (int i = 0; i < request.user_ids_size(); ++i) {
+    Append(request.user_ids(i), payload, id, ttl, response->mutable_results(i),
+           [state](absl::Status status) {
+             if (!status.ok()) {
+               absl::MutexLock lock(&state->mu);
+               if (state->status.ok()) state->status = status;
+             }
+             if (state->remaining.fetch_sub(1) != 1) return;
+             uint64_t delivered = 0;
+             for (const auto& r : state->response->results()) delivered += r.delivered();
+             state->response->set_delivered(delivered);
+             absl::Status final_status;
+             {
+               absl::MutexLock lock(&state->mu);
+               final_status = state->status;
+             }
+             state->done(final_status);
+           });
+  }
 }
 
 void PushLogic::DeleteClient(const v1::DeleteClientRequest& request,
@@ -206,6 +272,151 @@ grpc::ServerUnaryReactor* PushServiceImpl::Push(grpc::CallbackServerContext*,
   auto* reactor = new Reactor(&inflight_);
   logic_->Push(*request, response, [reactor](absl::Status status) { reactor->Done(status); });
   return reactor;
+}
+
+grpc::ServerUnaryReactor* PushServiceImpl::Broadcast(grpc::CallbackServerContext*,
+                                                     const v1::BroadcastRequest* request,
+                                                     v1::BroadcastResponse* response) {
+  auto* reactor = new Reactor(&inflight_);
+  logic_->Broadcast(*request, response, [reactor](absl::Status status) { reactor->Done(status); });
+  return reactor;
+}
+
+// PushStream: each request is pushed as it arrives; responses go out in request order, one write
+// in flight. Reading pauses while too many responses wait, so a fast sender cannot grow memory.
+class PushServiceImpl::StreamReactor final
+    : public grpc::ServerBidiReactor<v1::PushRequest, v1::PushResponse> {
+ public:
+  StreamReactor(PushLogic* logic, std::atomic<int64_t>* inflight)
+      : logic_(logic), inflight_(inflight) {
+    inflight_->fetch_add(1);
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Action action;
+      {
+        absl::MutexLock lock(&mu_);
+        reads_done_ = true;
+        action = Next();
+      }
+      return Run(action);
+    }
+    Slot* slot;
+    uint64_t index;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;  // a request that raced the end of the stream is not taken
+      slots_.emplace_back();
+      slot = &slots_.back();
+      index = next_index_++;
+    }
+    // Push copies what it needs from request_ before returning, so the next read may reuse it.
+    logic_->Push(request_, &slot->response, [this, slot, index](absl::Status status) {
+      Action action;
+      {
+        absl::MutexLock lock(&mu_);
+        slot->done = true;
+        if (!status.ok()) {
+          slot->status = absl::Status(
+              status.code(), absl::StrCat("request #", index, " (from 0): ", status.message()));
+        }
+        action = Next();
+      }
+      Run(action);
+    });
+    bool read;
+    {
+      absl::MutexLock lock(&mu_);
+      read = slots_.size() < kMaxWaiting && !finishing_;
+      read_paused_ = !read;
+    }
+    if (read) StartRead(&request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    Action action;
+    bool read = false;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      slots_.pop_front();
+      if (!ok) {
+        // The client is gone; nothing more to write.
+        finishing_ = true;
+        action = {Action::kFinish, nullptr, grpc::Status::CANCELLED};
+      } else {
+        if (read_paused_ && slots_.size() < kMaxWaiting / 2 && !finishing_) {
+          read_paused_ = false;
+          read = true;
+        }
+        action = Next();
+      }
+    }
+    if (read) StartRead(&request_);
+    Run(action);
+  }
+
+  void OnDone() override {
+    inflight_->fetch_sub(1);
+    delete this;
+  }
+
+ private:
+  struct Slot {
+    v1::PushResponse response;
+    absl::Status status;
+    bool done = false;
+  };
+  struct Action {
+    enum Kind { kNone, kWrite, kFinish } kind = kNone;
+    const v1::PushResponse* write = nullptr;
+    grpc::Status status;
+  };
+  static constexpr size_t kMaxWaiting = 256;
+
+  // Decides the next step under mu_: write the next finished response in order, or finish.
+  // The step itself runs after unlocking (Finish may run OnDone, which deletes this, inline).
+  Action Next() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finishing_) return {};
+    if (!slots_.empty()) {
+      Slot& front = slots_.front();
+      if (!front.done) return {};
+      if (!front.status.ok()) {
+        finishing_ = true;
+        return {Action::kFinish, nullptr, ToGrpcStatus(front.status)};
+      }
+      writing_ = true;
+      return {Action::kWrite, &front.response, {}};
+    }
+    if (reads_done_) {
+      finishing_ = true;
+      return {Action::kFinish, nullptr, grpc::Status::OK};
+    }
+    return {};
+  }
+
+  void Run(const Action& action) {
+    if (action.kind == Action::kWrite) StartWrite(action.write);
+    if (action.kind == Action::kFinish) Finish(action.status);
+  }
+
+  PushLogic* const logic_;
+  std::atomic<int64_t>* const inflight_;
+  v1::PushRequest request_;
+  absl::Mutex mu_;
+  std::deque<Slot> slots_ ABSL_GUARDED_BY(mu_);  // deque: pointers stay valid on push_back
+  uint64_t next_index_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+grpc::ServerBidiReactor<v1::PushRequest, v1::PushResponse>* PushServiceImpl::PushStream(
+    grpc::CallbackServerContext*) {
+  return new StreamReactor(logic_, &inflight_);
 }
 
 grpc::ServerUnaryReactor* PushServiceImpl::DeleteClient(grpc::CallbackServerContext*,

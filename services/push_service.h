@@ -28,6 +28,8 @@ class PushLogic {
   // `done` runs exactly once, possibly on another thread.
   void Push(const v1::PushRequest& request, v1::PushResponse* response,
             absl::AnyInvocable<void(absl::Status)> done);
+  void Broadcast(const v1::BroadcastRequest& request, v1::BroadcastResponse* response,
+                 absl::AnyInvocable<void(absl::Status)> done);
   void DeleteClient(const v1::DeleteClientRequest& request, v1::DeleteClientResponse* response,
                     absl::AnyInvocable<void(absl::Status)> done);
   absl::Status ListClients(const v1::ListClientsRequest& request,
@@ -37,6 +39,14 @@ class PushLogic {
   void SetDraining() { draining_.store(true); }
 
  private:
+  // Draining, size, JSON and message id checks shared by Push and Broadcast.
+  absl::Status CheckPayload(const std::string& data, const std::string& message_id);
+  absl::Duration Ttl(uint32_t ttl_seconds) const;
+  // Appends one validated message to `user_id`'s stream and publishes it.
+  void Append(const std::string& user_id, std::shared_ptr<const std::string> payload,
+              const std::string& message_id, absl::Duration ttl, v1::PushResponse* response,
+              absl::AnyInvocable<void(absl::Status)> done);
+
   const PushOptions options_;
   store::Store* const store_;
   Hub* const hub_;
@@ -57,6 +67,11 @@ class PushServiceImpl final : public v1::PushService::CallbackService {
   grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* context,
                                  const v1::PushRequest* request,
                                  v1::PushResponse* response) override;
+  grpc::ServerBidiReactor<v1::PushRequest, v1::PushResponse>* PushStream(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* Broadcast(grpc::CallbackServerContext* context,
+                                      const v1::BroadcastRequest* request,
+                                      v1::BroadcastResponse* response) override;
   grpc::ServerUnaryReactor* DeleteClient(grpc::CallbackServerContext* context,
                                          const v1::DeleteClientRequest* request,
                                          v1::DeleteClientResponse* response) override;
@@ -66,6 +81,7 @@ class PushServiceImpl final : public v1::PushService::CallbackService {
 
  private:
   class Reactor;
+  class StreamReactor;
   PushLogic* const logic_;
   std::atomic<int64_t> inflight_{0};
 };

@@ -39,7 +39,7 @@ class MemoryStoreTest : public ::testing::Test {
   AppendResult Append(const std::string& user, const std::string& data,
                       const std::string& message_id = "", absl::Duration ttl = absl::Hours(24)) {
     std::optional<absl::StatusOr<AppendResult>> out;
-    store_->Append(AppendRequest{user, data, message_id, ttl},
+    store_->Append(AppendRequest{user, std::make_shared<std::string>(data), message_id, ttl},
                    [&out](absl::StatusOr<AppendResult> r) { out = std::move(r); });
     // The memory store answers inline.
     EXPECT_TRUE(out.has_value());
