@@ -17,6 +17,9 @@ if [ "$PUSHD_BUILD_TESTS" != OFF ]; then
   PACKAGES+=(golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev)
   # Keep a Node.js that the machine brings with its own npm; Debian's npm would conflict with it.
   command -v npm >/dev/null || PACKAGES+=(nodejs npm)
+  # Browser tests (tests/browser): Debian's Chromium driven by playwright-core, no browser
+  # download; ss (iproute2) kills connections server-side in the reconnect tests.
+  PACKAGES+=(chromium iproute2)
 fi
 
 missing=()
@@ -32,9 +35,12 @@ if ((${#missing[@]})); then
 fi
 
 # npm ci again only when package-lock.json is newer than the last install.
-if [ "$PUSHD_BUILD_TESTS" != OFF ] &&
-  [ ! deploy/helm/test/node_modules/.package-lock.json -nt deploy/helm/test/package-lock.json ]; then
-  (cd deploy/helm/test && npm ci --no-audit --no-fund)
+if [ "$PUSHD_BUILD_TESTS" != OFF ]; then
+  for dir in deploy/helm/test clients/js tests/browser; do
+    if [ ! "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+      (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+    fi
+  done
 fi
 
 BUILD_DIR=${BUILD_DIR:-build}
