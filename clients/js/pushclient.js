@@ -17,6 +17,7 @@ const DEFAULTS = {
 export const RECONNECT_REASON = 'reconnect';
 
 const CLOSE_NORMAL = 1000;
+const USER_ID = /^[A-Za-z0-9._:@-]{1,128}$/; // as the server accepts it
 
 /**
  * Decides whether to reconnect after the server (or the network) closed the connection.
@@ -87,6 +88,9 @@ export class PushClient {
     for (const [key, value] of Object.entries(options)) if (value !== undefined) opts[key] = value;
     if ((opts.userId == null) === (opts.token == null)) {
       throw new TypeError('PushClient: give exactly one of userId and token');
+    }
+    if (opts.userId != null && !USER_ID.test(opts.userId)) {
+      throw new TypeError('PushClient: userId must be 1-128 characters of A-Z a-z 0-9 . _ : @ -');
     }
     const url = opts.url ?? defaultUrl();
     if (!url) throw new TypeError('PushClient: url is required outside a browser page');
@@ -461,7 +465,7 @@ export class PushClient {
     const who =
       this._token != null
         ? 'the token is bad or expired, the origin is not allowed, or the server is not ready'
-        : 'the user id is invalid, the origin is not allowed, or the server is not ready';
+        : 'the origin is not allowed or the server is not ready';
     return `the server refused the connection with ${what}: ${who}`;
   }
 

@@ -418,6 +418,10 @@ describe('PushClient without a server', () => {
       /exactly one of userId and token/,
     );
     assert.throws(() => new PushClient({ userId: 'a', WebSocket }), /url is required/);
+    for (const userId of ['', 'a b', 'x'.repeat(129), 'é']) {
+      assert.throws(() => new PushClient({ url: 'ws://x/ws', WebSocket, userId }), /userId must be 1-128/);
+    }
+    assert.doesNotThrow(() => new PushClient({ url: 'ws://x/ws', WebSocket, userId: 'A-z.0_9:@' }));
     assert.throws(() => new PushClient({ url: 'ftp://x/ws', WebSocket, userId: 'a' }), /unsupported url scheme/);
     const c = new PushClient({ url: 'https://push.example.com/ws', WebSocket, userId: 'a' });
     assert.equal(c.state, 'closed');
