@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/json.h"
+#include "common/metrics.h"
 
 namespace push {
 
@@ -14,6 +15,7 @@ MessagePtr MakeMessage(uint64_t seq, std::string id, absl::Time now, absl::Time 
   auto m = std::make_shared<Message>();
   m->seq = seq;
   m->ts_ms = absl::ToUnixMillis(now);
+  m->appended_ns = Metrics::NowNanos();
   m->expires_at = expires_at;
   m->id = std::move(id);
   std::string& h = m->header;

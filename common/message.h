@@ -16,6 +16,7 @@ namespace push {
 struct Message {
   uint64_t seq = 0;
   int64_t ts_ms = 0;
+  int64_t appended_ns = 0;  // monotonic clock, for the delivery latency histogram
   absl::Time expires_at;
   std::string id;
   std::string header;  // {"type":"message","seq":N,"id":"...","ts":T,"data":

@@ -1,8 +1,39 @@
 #include "common/metrics.h"
 
+#include <algorithm>
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 
 namespace push {
+
+void LatencyHistogram::Observe(int64_t nanos) {
+  double seconds = static_cast<double>(nanos) * 1e-9;
+  int i = 0;
+  while (i < kBuckets && seconds > kBounds[i]) ++i;
+  counts_[i].fetch_add(1, std::memory_order_relaxed);
+  sum_nanos_.fetch_add(static_cast<uint64_t>(std::max<int64_t>(nanos, 0)),
+                       std::memory_order_relaxed);
+}
+
+void LatencyHistogram::Render(std::string* out, const char* name, const char* help) const {
+  absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " histogram\n");
+  uint64_t cumulative = 0;
+  for (int i = 0; i <= kBuckets; ++i) {
+    cumulative += counts_[i].load(std::memory_order_relaxed);
+    std::string le = i < kBuckets ? absl::StrCat(kBounds[i]) : "+Inf";
+    absl::StrAppend(out, name, "_bucket{le=\"", le, "\"} ", cumulative, "\n");
+  }
+  absl::StrAppend(out, name, "_sum ",
+                  static_cast<double>(sum_nanos_.load(std::memory_order_relaxed)) * 1e-9, "\n",
+                  name, "_count ", cumulative, "\n");
+}
+
+int64_t Metrics::NowNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 Metrics& GlobalMetrics() {
   static Metrics* metrics = new Metrics();
@@ -15,7 +46,16 @@ std::string Metrics::RenderPrometheus() const {
     absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ",
                     value, "\n");
   };
-  one("pushd_connections", "gauge", "Open WebSocket connections.", connections.load());
+  absl::StrAppend(&out,
+                  "# HELP pushd_build_info Version of the running pushd.\n"
+                  "# TYPE pushd_build_info gauge\n"
+                  "pushd_build_info{version=\"",
+                  version, "\",role=\"", role, "\"} 1\n");
+  absl::StrAppend(&out,
+                  "# HELP pushd_connections Open WebSocket connections.\n"
+                  "# TYPE pushd_connections gauge\n"
+                  "pushd_connections{role=\"",
+                  role, "\"} ", connections.load(), "\n");
   one("pushd_connects_total", "counter", "WebSocket connections accepted.", connects.load());
   absl::StrAppend(&out,
                   "# HELP pushd_pushes_total Push calls by result.\n"
@@ -46,6 +86,10 @@ std::string Metrics::RenderPrometheus() const {
                                {"error", closed_error.load()}}) {
     absl::StrAppend(&out, "pushd_disconnects_total{reason=\"", reason, "\"} ", value, "\n");
   }
+  push_duration.Render(&out, "pushd_push_duration_seconds",
+                       "Push handling time: validate, store, hand to connections.");
+  delivery_latency.Render(&out, "pushd_delivery_latency_seconds",
+                          "From a Push being stored to its frame written to a socket (live).");
   return out;
 }
 

@@ -6,6 +6,22 @@
 
 namespace push {
 
+// A Prometheus histogram of durations with fixed buckets; lock-free, cheap enough per message.
+class LatencyHistogram {
+ public:
+  static constexpr int kBuckets = 16;
+  // Upper bounds in seconds.
+  static constexpr double kBounds[kBuckets] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                               0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                               1,      2.5,     5,      10};
+  void Observe(int64_t nanos);
+  void Render(std::string* out, const char* name, const char* help) const;
+
+ private:
+  std::atomic<uint64_t> counts_[kBuckets + 1] = {};  // the last one is +Inf
+  std::atomic<uint64_t> sum_nanos_{0};
+};
+
 // Process-wide counters; the /metrics endpoint renders them in Prometheus text format.
 struct Metrics {
   std::atomic<int64_t> connections{0};
@@ -28,8 +44,18 @@ struct Metrics {
   std::atomic<uint64_t> closed_pong_timeout{0};
   std::atomic<uint64_t> closed_protocol{0};
   std::atomic<uint64_t> closed_error{0};
+  // Push handling (validate, append, hand to connections) and push -> socket write of live
+  // messages (replays are excluded: their age is how long the user was away).
+  LatencyHistogram push_duration;
+  LatencyHistogram delivery_latency;
+  // Labels set once at start.
+  std::string role = "all";
+  std::string version;
 
   std::string RenderPrometheus() const;
+
+  // Nanoseconds on the monotonic clock, for latency measurements.
+  static int64_t NowNanos();
 };
 
 Metrics& GlobalMetrics();

@@ -371,8 +371,17 @@ void EdgeServer::StopAccepting() {
   });
 }
 
-int64_t EdgeServer::CloseAll(uint16_t code, const std::string& reason, absl::Time deadline) {
-  for (const auto& c : impl_->hub->All()) c->Close(code, reason);
+int64_t EdgeServer::CloseAll(uint16_t code, const std::string& reason, absl::Time deadline,
+                             absl::Duration spread) {
+  // Spread the closes evenly over the window so that clients do not all reconnect (to the
+  // other replicas) in the same instant.
+  std::vector<std::shared_ptr<Connection>> all = impl_->hub->All();
+  absl::Time start = absl::Now();
+  for (size_t i = 0; i < all.size(); ++i) {
+    absl::Time at = start + spread * (static_cast<double>(i) / static_cast<double>(all.size()));
+    if (absl::Duration wait = at - absl::Now(); wait > absl::ZeroDuration()) absl::SleepFor(wait);
+    all[i]->Close(code, reason);
+  }
   while (impl_->open_sessions.load() > 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(10));
   }

@@ -43,9 +43,10 @@ class EdgeServer {
   int port() const;
   // Stops accepting new connections; open ones continue.
   void StopAccepting();
-  // Closes every WebSocket with `code` and waits until all are gone or `deadline` passes.
-  // Returns the number still open at the deadline.
-  int64_t CloseAll(uint16_t code, const std::string& reason, absl::Time deadline);
+  // Closes every WebSocket with `code`, spread evenly over `spread`, and waits until all are gone
+  // or `deadline` passes. Returns the number still open at the deadline.
+  int64_t CloseAll(uint16_t code, const std::string& reason, absl::Time deadline,
+                   absl::Duration spread = absl::ZeroDuration());
   // Stops the I/O threads and joins them.
   void Stop();
 

@@ -184,7 +184,7 @@ void WebSocketSession::OnStoreRead(absl::StatusOr<store::ReadResult> result) {
   for (MessagePtr& m : result->messages) {
     if (m->seq < next_seq_) continue;
     GlobalMetrics().replays.fetch_add(1, std::memory_order_relaxed);
-    Enqueue(std::move(m));
+    Enqueue(std::move(m), /*live=*/false);
   }
   replay_more_ = result->more;
   if (!replay_more_) {
@@ -231,15 +231,15 @@ void WebSocketSession::OnLive(MessagePtr message) {
     DoClose(kCloseSlowConsumer, "slow consumer", &GlobalMetrics().closed_slow_consumer);
     return;
   }
-  Enqueue(std::move(message));
+  Enqueue(std::move(message), /*live=*/true);
   DoWrite();
 }
 
-void WebSocketSession::Enqueue(MessagePtr message) {
+void WebSocketSession::Enqueue(MessagePtr message, bool live) {
   if (message->seq > next_seq_) EnqueueGap(next_seq_, message->seq - 1);
   next_seq_ = message->seq + 1;
   size_t size = params_.compat ? message->payload->size() : message->FrameSize();
-  EnqueueFrame(OutFrame{std::move(message), {}}, size);
+  EnqueueFrame(OutFrame{std::move(message), {}, live}, size);
 }
 
 void WebSocketSession::EnqueueGap(uint64_t from, uint64_t to) {
@@ -276,6 +276,9 @@ void WebSocketSession::OnWrite(beast::error_code ec, std::size_t) {
     last_written_seq_ = seq;
     messages_sent_.fetch_add(1, std::memory_order_relaxed);
     GlobalMetrics().deliveries.fetch_add(1, std::memory_order_relaxed);
+    if (frame.live) {
+      GlobalMetrics().delivery_latency.Observe(Metrics::NowNanos() - frame.message->appended_ns);
+    }
     if (!params_.ack) store_->AdvanceCursor(params_.info.user_id, seq);
   }
   queue_.pop_front();

@@ -78,6 +78,7 @@ class WebSocketSession final : public Connection,
   struct OutFrame {
     MessagePtr message;
     std::string text;
+    bool live = false;  // published now, not replayed from the stream
     size_t Size(bool compat) const {
       if (!message) return text.size();
       return compat ? message->payload->size() : message->FrameSize();
@@ -101,7 +102,7 @@ class WebSocketSession final : public Connection,
   void OnStoreRead(absl::StatusOr<store::ReadResult> result);
   void OnLive(MessagePtr message);
   // Queues the message after a gap frame for any seq skipped before it.
-  void Enqueue(MessagePtr message);
+  void Enqueue(MessagePtr message, bool live);
   void EnqueueGap(uint64_t from, uint64_t to);
   void EnqueueFrame(OutFrame frame, size_t bytes);
   void DoWrite();

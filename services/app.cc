@@ -9,6 +9,7 @@
 #include "common/hub.h"
 #include "common/json.h"
 #include "common/memory_store.h"
+#include "common/metrics.h"
 #include "common/strings.h"
 #include "edge/edge_server.h"
 #include "services/push_service.h"
@@ -22,6 +23,9 @@ namespace {
 constexpr int kGrpcEnvelopeSlack = 16 * 1024;
 constexpr absl::Duration kSweepInterval = absl::Seconds(1);
 constexpr absl::Duration kGrpcShutdownGrace = absl::Milliseconds(200);
+// Going-away closes per second during a drain: a thousand browsers reconnect over two seconds,
+// not in the same instant; a handful of connections close at once.
+constexpr double kDrainCloseRate = 500;
 // gRPC's own cap on request size. Over --max_message_bytes our validation answers
 // INVALID_ARGUMENT with the limit; gRPC's RESOURCE_EXHAUSTED only starts past this.
 constexpr int kMinGrpcReceiveBytes = 4 << 20;
@@ -43,6 +47,10 @@ App::~App() {
 int App::ws_port() const { return edge_ ? edge_->port() : 0; }
 
 absl::Status App::Start() {
+  GlobalMetrics().version = PUSHD_VERSION;
+  GlobalMetrics().role = config_.role == Role::kApi    ? "api"
+                         : config_.role == Role::kEdge ? "edge"
+                                                       : "all";
   store::MemoryStoreOptions store_options;
   store_options.history_size = config_.history_size;
   store_options.max_bytes = config_.max_store_bytes;
@@ -148,7 +156,11 @@ void App::Drain() {
   }
   // 3. Close every WebSocket with 1001 after writing what is queued for it.
   if (edge_) {
-    int64_t left = edge_->CloseAll(kCloseGoingAway, "server shutting down", deadline);
+    // At most kDrainCloseRate closes a second, and within the first half of the drain window.
+    int64_t open = hub_->size();
+    absl::Duration spread = std::min(config_.drain_timeout / 2,
+                                     absl::Seconds(static_cast<double>(open) / kDrainCloseRate));
+    int64_t left = edge_->CloseAll(kCloseGoingAway, "server shutting down", deadline, spread);
     if (left > 0) spdlog::warn("drain: {} connections still open at the deadline", left);
   }
   // 4. Stop gRPC. Calls that came in since step 1 were refused at once; the short grace lets

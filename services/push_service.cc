@@ -73,8 +73,13 @@ void PushLogic::Push(const v1::PushRequest& request, v1::PushResponse* response,
     GlobalMetrics().pushes_rejected.fetch_add(1, std::memory_order_relaxed);
     return done(std::move(status));
   }
+  int64_t start = Metrics::NowNanos();
   Append(request.user_id(), std::make_shared<std::string>(request.data()), request.message_id(),
-         Ttl(request.ttl_seconds()), response, std::move(done));
+         Ttl(request.ttl_seconds()), response,
+         [start, done = std::move(done)](absl::Status status) mutable {
+           GlobalMetrics().push_duration.Observe(Metrics::NowNanos() - start);
+           done(std::move(status));
+         });
 }
 
 void PushLogic::Append(const std::string& user_id, std::shared_ptr<const std::string> payload,

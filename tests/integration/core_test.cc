@@ -241,7 +241,9 @@ TEST(CoreTest, HealthReadinessAndMetrics) {
       << metrics.body;
   HttpResponse page = HttpRequest(pushd.ws_port(), "GET", "/");
   EXPECT_EQ(page.status, 200);
-  EXPECT_NE(page.body.find("/ws?user_id="), std::string::npos);
+  // The demo page loads the client library, which the edge serves too.
+  EXPECT_NE(page.body.find("pushclient.js"), std::string::npos);
+  EXPECT_EQ(HttpRequest(pushd.ws_port(), "GET", "/pushclient.js").status, 200);
   EXPECT_EQ(HttpRequest(pushd.ws_port(), "GET", "/nope").status, 404);
 }
 

@@ -1,0 +1,103 @@
+// A drain with many connections (issue 7): going-away closes are spread out, and nothing a Push
+// was acknowledged for is lost on the way out (in-memory store: it is written before the 1001).
+
+#include <signal.h>
+
+#include <atomic>
+#include <boost/json.hpp>
+#include <mutex>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "tests/testing/clients.h"
+#include "tests/testing/pushd_process.h"
+#include "tests/testing/test_util.h"
+
+namespace push::testing {
+namespace {
+
+namespace json = boost::json;
+using std::chrono::steady_clock;
+
+TEST(DrainTest, TwoHundredConnectionsCloseSpreadOutAndLoseNothing) {
+  constexpr int kUsers = 200;
+  PushdProcess pushd({"--drain_timeout=10s", "--log_level=warn"});
+  ASSERT_TRUE(pushd.started());
+  auto stub = pushd.Stub();
+  std::vector<std::unique_ptr<WsClient>> clients;
+  for (int i = 0; i < kUsers; ++i) {
+    clients.push_back(WsClient::Connect(pushd.ws_port(), "/ws?user_id=d" + std::to_string(i)));
+    ASSERT_TRUE(clients.back()) << i;
+    ASSERT_EQ(clients.back()->ReadJson().at("type"), "welcome");
+  }
+  // Acknowledged pushes per user: one each before the signal, more while the drain starts.
+  std::vector<std::vector<uint64_t>> acked(kUsers);
+  for (int i = 0; i < kUsers; ++i) {
+    v1::PushResponse res;
+    ASSERT_TRUE(DoPush(*stub, "d" + std::to_string(i), "0", &res).ok());
+    acked[i].push_back(res.seq());
+  }
+  std::atomic<bool> refused{false};
+  std::thread pusher([&] {
+    for (int n = 0; n < 100000 && !refused; ++n) {
+      int i = n % kUsers;
+      v1::PushResponse res;
+      grpc::Status s = DoPush(*stub, "d" + std::to_string(i), std::to_string(n), &res);
+      if (s.ok()) {
+        acked[i].push_back(res.seq());
+      } else {
+        EXPECT_TRUE(s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                    s.error_code() == grpc::StatusCode::CANCELLED)
+            << s.error_message();
+        refused = true;
+      }
+    }
+  });
+  // Let some pushes run, then signal while they continue.
+  ASSERT_TRUE(WaitFor([&] { return acked[kUsers - 1].size() >= 3; }));
+  pushd.Signal(SIGTERM);
+  pusher.join();
+
+  std::vector<std::vector<uint64_t>> received(kUsers);
+  std::vector<int64_t> close_ms(kUsers, -1);
+  std::vector<uint16_t> codes(kUsers, 0);
+  auto t0 = steady_clock::now();
+  std::vector<std::thread> readers;
+  for (int i = 0; i < kUsers; ++i) {
+    readers.emplace_back([&, i] {
+      for (int n = 0; n < 100000; ++n) {
+        WsEvent e = clients[i]->Read(std::chrono::milliseconds(15000));
+        if (e.kind == WsEvent::kClosed) {
+          codes[i] = e.close_code;
+          close_ms[i] =
+              std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - t0)
+                  .count();
+          return;
+        }
+        if (e.kind != WsEvent::kText) return;
+        json::value v = json::parse(e.data);
+        if (v.at("type") == "message") received[i].push_back(v.at("seq").to_number<uint64_t>());
+      }
+    });
+  }
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(pushd.Wait(15000), 0);
+
+  int64_t first = INT64_MAX, last = 0;
+  for (int i = 0; i < kUsers; ++i) {
+    ASSERT_EQ(codes[i], 1001) << "user d" << i;
+    // Everything acknowledged was written before the close (seqs 1..n, in order).
+    ASSERT_GE(received[i].size(), acked[i].size()) << "user d" << i << " lost messages";
+    for (size_t k = 0; k < received[i].size(); ++k) ASSERT_EQ(received[i][k], k + 1);
+    first = std::min(first, close_ms[i]);
+    last = std::max(last, close_ms[i]);
+  }
+  // 200 closes at 500/s take ~400 ms; scheduling delays can only widen that.
+  EXPECT_GE(last - first, 200) << "the 1001 closes were not spread out";
+  int early = 0;
+  for (int64_t ms : close_ms) early += ms - first < 50 ? 1 : 0;
+  EXPECT_LT(early, kUsers / 2) << "half the connections were closed in the same 50 ms";
+}
+
+}  // namespace
+}  // namespace push::testing

@@ -1,0 +1,83 @@
+// GET /metrics: Prometheus text whose counters move as a user would expect.
+
+#include <map>
+#include <sstream>
+
+#include "gtest/gtest.h"
+#include "tests/testing/clients.h"
+#include "tests/testing/pushd_process.h"
+#include "tests/testing/test_util.h"
+
+namespace push::testing {
+namespace {
+
+// Parses "name{labels} value" sample lines into a map keyed by "name{labels}".
+std::map<std::string, double> Scrape(int port) {
+  HttpResponse res = HttpRequest(port, "GET", "/metrics");
+  EXPECT_EQ(res.status, 200);
+  EXPECT_EQ(res.headers["content-type"].rfind("text/plain", 0), 0u);
+  std::map<std::string, double> out;
+  std::istringstream in(res.body);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    size_t space = line.rfind(' ');
+    EXPECT_NE(space, std::string::npos) << line;
+    out[line.substr(0, space)] = std::stod(line.substr(space + 1));
+  }
+  return out;
+}
+
+TEST(MetricsTest, CountersFollowWhatHappens) {
+  PushdProcess pushd({"--history_size=2"});
+  auto stub = pushd.Stub();
+  auto before = Scrape(pushd.ws_port());
+  EXPECT_EQ(before["pushd_connections{role=\"all\"}"], 0);
+  EXPECT_EQ(before.count("pushd_build_info{version=\"0.1.0\",role=\"all\"}"), 1u);
+
+  // Three offline pushes with history 2: one evicted, so a replay from 0 has a gap.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(DoPush(*stub, "mia", "1").ok());
+  ASSERT_FALSE(DoPush(*stub, "mia", "{").ok());
+  ASSERT_TRUE(DoPush(*stub, "mia", "1", nullptr, "same").ok());
+  ASSERT_TRUE(DoPush(*stub, "mia", "1", nullptr, "same").ok());
+  auto ws = WsClient::Connect(pushd.ws_port(), "/ws?user_id=mia&since=0");
+  ASSERT_TRUE(ws);
+  ws->ReadJson();  // welcome
+  ws->ReadJson();  // gap 1..2
+  ws->ReadJson();  // 3
+  ws->ReadJson();  // 4
+  ASSERT_TRUE(DoPush(*stub, "mia", "2").ok());
+  ASSERT_EQ(ws->ReadJson().at("seq"), 5);
+
+  std::map<std::string, double> m;
+  ASSERT_TRUE(WaitFor([&] {
+    m = Scrape(pushd.ws_port());
+    return m["pushd_deliveries_total"] == 3;
+  }));
+  EXPECT_EQ(m["pushd_connections{role=\"all\"}"], 1);
+  EXPECT_EQ(m["pushd_connects_total"], 1);
+  EXPECT_EQ(m["pushd_pushes_total{result=\"ok\"}"], 5);
+  EXPECT_EQ(m["pushd_pushes_total{result=\"duplicate\"}"], 1);
+  EXPECT_EQ(m["pushd_pushes_total{result=\"rejected\"}"], 1);
+  EXPECT_EQ(m["pushd_replays_total"], 2);
+  EXPECT_EQ(m["pushd_gaps_total"], 1);
+  EXPECT_GE(m["pushd_store_evictions_total"], 2);
+  EXPECT_GT(m["pushd_store_bytes"], 0);
+  EXPECT_EQ(m["pushd_push_duration_seconds_count"], 6);
+  // Only the live message counts for push -> write latency; replays do not.
+  EXPECT_EQ(m["pushd_delivery_latency_seconds_count"], 1);
+  EXPECT_EQ(m["pushd_delivery_latency_seconds_bucket{le=\"+Inf\"}"], 1);
+  EXPECT_LE(m["pushd_delivery_latency_seconds_bucket{le=\"0.0001\"}"],
+            m["pushd_delivery_latency_seconds_bucket{le=\"10\"}"]);
+
+  ASSERT_TRUE(DoDelete(*stub, "mia").ok());
+  ASSERT_TRUE(WaitFor([&] {
+    m = Scrape(pushd.ws_port());
+    return m["pushd_connections{role=\"all\"}"] == 0;
+  }));
+  EXPECT_EQ(m["pushd_disconnects_total{reason=\"deleted\"}"], 1);
+  EXPECT_EQ(m["pushd_send_queue_bytes"], 0);
+}
+
+}  // namespace
+}  // namespace push::testing
