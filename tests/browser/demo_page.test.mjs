@@ -92,8 +92,9 @@ describe('demo page in Chromium', () => {
     }
     await withPage(browser, 'reconnect-after-kill', async (page) => {
       const user = newUser('kill');
-      // A first retry after 1-2 s, so the pushes below happen while the page is away.
-      await connect(page, user, '?minDelay=2000&maxDelay=4000');
+      // A first retry after 2-4 s, so the pushes below happen while the page is away, even on
+      // a busy machine.
+      await connect(page, user, '?minDelay=4000&maxDelay=8000');
       await grpcPush(server, user, { n: 1 });
       await page.locator('#log li.message[data-seq="1"]').waitFor();
 
@@ -128,7 +129,7 @@ describe('demo page in Chromium', () => {
   test("DeleteClient with reason 'reconnect' brings the page back; a plain DeleteClient ends it", async () => {
     await withPage(browser, 'delete-client', async (page) => {
       const user = newUser('deleted');
-      await connect(page, user, '?minDelay=1500&maxDelay=3000');
+      await connect(page, user, '?minDelay=4000&maxDelay=8000');
       await grpcPush(server, user, { n: 1 });
       await page.locator('#log li.message[data-seq="1"]').waitFor();
 
@@ -143,8 +144,10 @@ describe('demo page in Chromium', () => {
       await pushctl(server, ['delete', '--user', user]);
       await waitText(page, '#state', /^closed$/);
       assert.equal(await page.textContent('#detail'), 'closed with 1000 deleted');
-      await sleep(3500); // past maxDelay: a reconnect would have happened by now
+      // A client about to reconnect shows 'reconnecting' at once, before its delay.
+      await sleep(1000);
       assert.equal(await page.textContent('#state'), 'closed');
+      assert.equal(await page.textContent('#detail'), 'closed with 1000 deleted');
       assert.equal(await liveConnections(server, user), 0);
       assert.equal((await grpcPush(server, user, { n: 3 })).delivered, 0);
       assert.deepEqual(await pageSeqs(page), [1, 2]);

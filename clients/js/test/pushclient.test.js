@@ -154,7 +154,7 @@ describe('PushClient against a real pushd', () => {
     const user = newUser('killed');
     const log = { urls: [], sent: [] };
     // A long enough first delay that the pushes below land while the client is away.
-    const client = newClient({ userId: user, WebSocket: recordingWebSocket(log), minDelay: 1500 });
+    const client = newClient({ userId: user, WebSocket: recordingWebSocket(log), minDelay: 3000 });
     const t = track(client);
     client.connect();
     await t.waitState('open');
@@ -165,7 +165,7 @@ describe('PushClient against a real pushd', () => {
     assert.ok((await killConnections(server)) >= 1, 'ss -K killed the connection');
     const reconnecting = await t.waitState('reconnecting');
     assert.equal(reconnecting.code, 1006);
-    assert.ok(reconnecting.delay >= 750 && reconnecting.delay <= 1500, `delay ${reconnecting.delay}`);
+    assert.ok(reconnecting.delay >= 1500 && reconnecting.delay <= 3000, `delay ${reconnecting.delay}`);
     await waitFor(async () => (await liveConnections(server, user)) === 0, { what: 'server saw the drop' });
     const p2 = await grpcPush(server, user, { n: 2 });
     const p3 = await demoPush(server, user, { n: 3 });
