@@ -162,8 +162,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         reply(http::status::ok, absl::StrCat(R"({"closed":)", closed, "}"));
       }
     } else if (const WebAsset* asset = FindWebAsset(path); asset && method == http::verb::get) {
-      // The demo page and the JavaScript client (GET / and GET /pushclient.js).
-      reply(http::status::ok, std::string(asset->body), asset->content_type);
+      // The demo page and the JavaScript client (GET / and GET /pushclient.js). Pages of other
+      // origins may import the client (module scripts need CORS); revalidate after upgrades.
+      Response res = MakeResponse(http::status::ok, version, keep_alive, std::string(asset->body),
+                                  asset->content_type);
+      res.set(http::field::cache_control, "no-cache");
+      if (path != "/") res.set(http::field::access_control_allow_origin, "*");
+      Send(std::move(res));
     } else if (path == "/demo/push" && method == http::verb::post) {
       // The demo page's push form, only in development (App sets demo_push with --auth=none
       // and no API key). The user is the user_id query parameter; the body is the pushed JSON.
@@ -268,7 +273,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     if (auto ua = req.find(http::field::user_agent); ua != req.end()) {
       params.info.user_agent = std::string(ua->value().substr(0, kMaxUserAgentBytes));
     }
-    std::make_shared<WebSocketSession>(std::move(stream_), std::move(params), server_.options,
+    std::make_shared<WebSocketSession>(stream_.release_socket(), std::move(params), server_.options,
                                        server_.store, server_.hub, &server_.open_sessions)
         ->Run(std::move(req));
   }

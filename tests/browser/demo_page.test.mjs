@@ -155,6 +155,36 @@ describe('demo page in Chromium', () => {
     });
   });
 
+  test("another origin's page imports /pushclient.js and receives pushes with it", async () => {
+    await withPage(browser, 'cross-origin-import', async (page) => {
+      const user = newUser('xorigin');
+      // http://localhost:P and http://127.0.0.1:P are different origins.
+      await page.goto(`http://localhost:${server.wsPort}/healthz`);
+      const base = `http://127.0.0.1:${server.wsPort}`;
+      await page.evaluate(
+        async ({ base, user }) => {
+          const { PushClient } = await import(`${base}/pushclient.js`);
+          window.got = [];
+          window.client = new PushClient({ url: `${base}/ws`, userId: user });
+          window.client.on('message', (m) => window.got.push(m));
+          window.client.connect();
+        },
+        { base, user },
+      );
+      await waitFor(() => page.evaluate(() => window.client.state === 'open'), { what: 'open' });
+      await waitFor(async () => (await liveConnections(server, user)) === 1, { what: 'connected' });
+      await grpcPush(server, user, { hello: 'from afar' });
+      const got = await waitFor(() => page.evaluate(() => window.got.length && window.got), {
+        what: 'the message',
+      });
+      assert.deepEqual(
+        got.map((m) => [m.seq, m.data]),
+        [[1, { hello: 'from afar' }]],
+      );
+      await page.evaluate(() => window.client.close());
+    });
+  });
+
   test('a bad JWT shows a clear error', async () => {
     await withPage(browser, 'bad-token', async (page) => {
       await page.goto(`${server.httpBase}/?minDelay=3000&maxDelay=6000`);

@@ -36,6 +36,7 @@ describe('browser routes in development (--auth=none, no API key)', () => {
     const res = await fetch(`${server.httpBase}/`);
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('content-type'), 'text/html; charset=utf-8');
+    assert.equal(res.headers.get('access-control-allow-origin'), null);
     assert.equal(await res.text(), await readFile(repoFile('edge/web/index.html'), 'utf8'));
   });
 
@@ -43,6 +44,8 @@ describe('browser routes in development (--auth=none, no API key)', () => {
     const res = await fetch(`${server.httpBase}/pushclient.js`);
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('content-type'), 'text/javascript; charset=utf-8');
+    assert.equal(res.headers.get('access-control-allow-origin'), '*', 'importable from any page');
+    assert.equal(res.headers.get('cache-control'), 'no-cache');
     assert.equal(await res.text(), await readFile(repoFile('clients/js/pushclient.js'), 'utf8'));
   });
 
