@@ -17,6 +17,7 @@ constexpr absl::Duration kCloseTimeout = absl::Seconds(10);
 constexpr auto kCloseHandshakeTimeout = std::chrono::milliseconds(500);
 constexpr size_t kReplayPageMessages = 256;
 constexpr auto kLinger = std::chrono::seconds(1);
+constexpr size_t kReadChunk = 128;
 
 std::chrono::nanoseconds ToChrono(absl::Duration d) {
   return absl::ToChronoNanoseconds(std::max(d, absl::ZeroDuration()));
@@ -25,13 +26,13 @@ std::chrono::nanoseconds ToChrono(absl::Duration d) {
 }  // namespace
 
 void teardown(beast::role_type, EdgeStream& stream, beast::error_code& ec) {
-  stream.socket().shutdown(net::socket_base::shutdown_send, ec);
+  stream.shutdown(net::socket_base::shutdown_send, ec);
 }
 
-WebSocketSession::WebSocketSession(beast::tcp_stream&& stream, SessionParams params,
+WebSocketSession::WebSocketSession(net::ip::tcp::socket&& socket, SessionParams params,
                                    const EdgeOptions& options, store::Store* store, Hub* hub,
                                    std::atomic<int64_t>* open_sessions)
-    : ws_(EdgeStream(std::move(stream))),
+    : ws_(EdgeStream(std::move(socket))),
       params_(std::move(params)),
       options_(options),
       store_(store),
@@ -45,7 +46,6 @@ WebSocketSession::~WebSocketSession() {
 }
 
 void WebSocketSession::Run(http::request<http::string_body> request) {
-  beast::get_lowest_layer(ws_).expires_never();
   websocket::stream_base::timeout timeouts{};
   timeouts.handshake_timeout = std::chrono::seconds(10);
   timeouts.idle_timeout = websocket::stream_base::none();
@@ -92,8 +92,10 @@ void WebSocketSession::OnAccept(beast::error_code ec) {
 // ---- Client frames --------------------------------------------------------------------------
 
 void WebSocketSession::DoRead() {
-  ws_.async_read(read_buffer_,
-                 beast::bind_front_handler(&WebSocketSession::OnRead, shared_from_this()));
+  // Read in small pieces: Beast sizes the buffer it prepares for a pending read by this limit,
+  // and an idle connection always has a read pending. Client frames are small acks.
+  ws_.async_read_some(read_buffer_, kReadChunk,
+                      beast::bind_front_handler(&WebSocketSession::OnRead, shared_from_this()));
 }
 
 void WebSocketSession::OnRead(beast::error_code ec, std::size_t) {
@@ -110,6 +112,7 @@ void WebSocketSession::OnRead(beast::error_code ec, std::size_t) {
     }
     return;
   }
+  if (!ws_.is_message_done()) return DoRead();
   if (!closing_) {
     if (!ws_.got_text()) {
       DoClose(kCloseUnsupported, "binary frames are not accepted",
@@ -120,6 +123,7 @@ void WebSocketSession::OnRead(beast::error_code ec, std::size_t) {
     }
   }
   read_buffer_.consume(read_buffer_.size());
+  if (read_buffer_.capacity() > 2 * kReadChunk) read_buffer_.shrink_to_fit();
   DoRead();  // keep reading: the close handshake completes through the read
 }
 
@@ -169,7 +173,8 @@ void WebSocketSession::OnStoreRead(absl::StatusOr<store::ReadResult> result) {
       std::string welcome =
           EncodeWelcome(params_.info.connection_id, params_.info.user_id, result->last_seq);
       size_t size = welcome.size();
-      EnqueueFrame(OutFrame{nullptr, std::move(welcome)}, size);
+      EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(std::move(welcome))},
+                   size);
     }
     if (result->after > result->last_seq) {
       // A `since` beyond the end comes from an earlier life of the stream (its numbering was
@@ -239,7 +244,7 @@ void WebSocketSession::Enqueue(MessagePtr message, bool live) {
   if (message->seq > next_seq_) EnqueueGap(next_seq_, message->seq - 1);
   next_seq_ = message->seq + 1;
   size_t size = params_.compat ? message->payload->size() : message->FrameSize();
-  EnqueueFrame(OutFrame{std::move(message), {}, live}, size);
+  EnqueueFrame(OutFrame{std::move(message), nullptr, live}, size);
 }
 
 void WebSocketSession::EnqueueGap(uint64_t from, uint64_t to) {
@@ -247,7 +252,7 @@ void WebSocketSession::EnqueueGap(uint64_t from, uint64_t to) {
   if (params_.compat) return;  // bare data frames cannot say it
   std::string gap = EncodeGap(from, to);
   size_t size = gap.size();
-  EnqueueFrame(OutFrame{nullptr, std::move(gap)}, size);
+  EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(std::move(gap))}, size);
 }
 
 void WebSocketSession::EnqueueFrame(OutFrame frame, size_t bytes) {
@@ -383,7 +388,7 @@ void WebSocketSession::MaybeSendClose() {
 
 void WebSocketSession::Teardown(const char* why, std::atomic<uint64_t>* reason_counter) {
   beast::error_code ignored;
-  beast::get_lowest_layer(ws_).socket().close(ignored);
+  beast::get_lowest_layer(ws_).close(ignored);
   Finish(why, reason_counter);
 }
 
@@ -400,7 +405,7 @@ void WebSocketSession::Finish(const char* why, std::atomic<uint64_t>* reason_cou
   timer_.expires_after(kLinger);
   timer_.async_wait([self = shared_from_this()](beast::error_code) {
     beast::error_code ignored;
-    beast::get_lowest_layer(self->ws_).socket().close(ignored);
+    beast::get_lowest_layer(self->ws_).close(ignored);
   });
   open_sessions_->fetch_sub(1, std::memory_order_relaxed);
   GlobalMetrics().connections.fetch_sub(1, std::memory_order_relaxed);

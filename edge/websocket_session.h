@@ -3,20 +3,20 @@
 // Internal to edge/: includes Beast. Nothing outside edge/ includes this header.
 
 #include <array>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/role.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/websocket/stream.hpp>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "common/frame_queue.h"
 #include "common/hub.h"
 #include "common/store.h"
 #include "edge/edge_server.h"
@@ -28,13 +28,15 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 namespace net = boost::asio;
 
-// The WebSocket's TCP layer. Its own teardown (found by ADL from Beast's close paths) sends FIN
-// and completes at once, instead of Beast's default of waiting, without a time limit, for the
-// peer to close too: a peer that broke the protocol and lingers must not stay listed. The
-// session closes the socket a moment later (see Finish) so the close frame is not lost to a RST.
-class EdgeStream : public beast::tcp_stream {
+// The WebSocket's TCP layer: a plain socket (Beast's tcp_stream would add its own timer state to
+// every idle connection; the WebSocket layer has its own timeouts). Its own teardown (found by ADL
+// from Beast's close paths) sends FIN and completes at once, instead of Beast's default of waiting,
+// without a time limit, for the peer to close too: a peer that broke the protocol and lingers must
+// not stay listed. The session closes the socket a moment later (see Finish) so the close frame is
+// not lost to a RST.
+class EdgeStream : public net::ip::tcp::socket {
  public:
-  explicit EdgeStream(beast::tcp_stream&& stream) : beast::tcp_stream(std::move(stream)) {}
+  explicit EdgeStream(net::ip::tcp::socket&& socket) : net::ip::tcp::socket(std::move(socket)) {}
 };
 
 void teardown(beast::role_type role, EdgeStream& stream, beast::error_code& ec);
@@ -42,7 +44,7 @@ void teardown(beast::role_type role, EdgeStream& stream, beast::error_code& ec);
 template <class TeardownHandler>
 void async_teardown(beast::role_type, EdgeStream& stream, TeardownHandler&& handler) {
   beast::error_code ignored;
-  stream.socket().shutdown(net::socket_base::shutdown_send, ignored);
+  stream.shutdown(net::socket_base::shutdown_send, ignored);
   net::post(stream.get_executor(),
             beast::bind_front_handler(std::forward<TeardownHandler>(handler), beast::error_code{}));
 }
@@ -60,7 +62,7 @@ class WebSocketSession final : public Connection,
                                public std::enable_shared_from_this<WebSocketSession> {
  public:
   // `open_sessions` counts accepted sessions that have not finished (for shutdown).
-  WebSocketSession(beast::tcp_stream&& stream, SessionParams params, const EdgeOptions& options,
+  WebSocketSession(net::ip::tcp::socket&& socket, SessionParams params, const EdgeOptions& options,
                    store::Store* store, Hub* hub, std::atomic<int64_t>* open_sessions);
   ~WebSocketSession() override;
 
@@ -74,18 +76,19 @@ class WebSocketSession final : public Connection,
   uint64_t queued_bytes() const override { return queued_bytes_.load(std::memory_order_relaxed); }
 
  private:
-  // An outbound frame: a shared stored message, or a control frame of our own.
+  // An outbound frame: a shared stored message, or a control frame of our own. Both point to
+  // heap data, so moving an OutFrame (the queue may) never moves the bytes being written.
   struct OutFrame {
     MessagePtr message;
-    std::string text;
+    std::shared_ptr<const std::string> text;
     bool live = false;  // published now, not replayed from the stream
     size_t Size(bool compat) const {
-      if (!message) return text.size();
+      if (!message) return text->size();
       return compat ? message->payload->size() : message->FrameSize();
     }
     // The bytes to write, in up to three pieces (no copy of the shared payload).
     std::array<net::const_buffer, 3> Buffers(bool compat) const {
-      if (!message) return {net::buffer(text), net::const_buffer(), net::const_buffer()};
+      if (!message) return {net::buffer(*text), net::const_buffer(), net::const_buffer()};
       const std::string& data = *message->payload;
       if (compat) return {net::buffer(data), net::const_buffer(), net::const_buffer()};
       return {net::buffer(message->header), net::buffer(data), net::buffer("}", 1)};
@@ -129,7 +132,7 @@ class WebSocketSession final : public Connection,
   net::steady_timer timer_;
   beast::flat_buffer read_buffer_;
 
-  std::deque<OutFrame> queue_;
+  FrameQueue<OutFrame> queue_;
   bool writing_ = false;
   std::atomic<uint64_t> queued_bytes_{0};
   std::atomic<uint64_t> messages_sent_{0};
