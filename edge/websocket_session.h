@@ -123,7 +123,7 @@ class WebSocketSession final : public Connection,
   // Runs once when the connection is over; counts the reason unless DoClose already did.
   void Finish(const char* why, std::atomic<uint64_t>* reason_counter);
 
-  websocket::stream<EdgeStream> ws_;
+  websocket::stream<EdgeStream, /*deflateSupported=*/false> ws_;
   SessionParams params_;
   const EdgeOptions& options_;
   store::Store* const store_;
