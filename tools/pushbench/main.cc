@@ -1,0 +1,583 @@
+// pushbench: load generator and meter for any server speaking the push contract.
+//
+// Opens N WebSocket connections to /ws, pushes stamped JSON payloads over gRPC (Push, PushStream
+// or Broadcast), and reports connect rate, delivered messages/s, end-to-end latency percentiles,
+// lost/duplicated messages (must be 0), and the server's RSS and CPU time from /proc. Prints a
+// human table and, as its last line, one JSON object. Exit status: 0 = ran clean, 1 = loss,
+// duplication or errors, 2 = bad usage.
+//
+//   pushbench --scenario=throughput --mode=broadcast --pushd=build/services/pushd
+//   pushbench --scenario=latency --grpc=127.0.0.1:50051 --ws=127.0.0.1:8080 --server_pid=1234
+//
+// Scenarios (sizes are the published ones; every one can be shrunk by flags):
+//   idle        15,000 connections held 60 s with the server's heartbeats, then one push each
+//   throughput  1,000 users x 1 connection, 256-byte payloads to random users, max rate, 10 s
+//   latency     10,000 connections, 5,000 pushes/s to random users for 30 s
+//   multitab    2,000 users x 5 connections, pushes to random users, max rate, 10 s
+//   replay      10,000 messages to 1,000 offline users, then all connect: time to deliver all
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "tools/pushbench/pusher.h"
+#include "tools/pushbench/server.h"
+#include "tools/pushbench/stats.h"
+#include "tools/pushbench/ws_fleet.h"
+
+ABSL_FLAG(std::string, scenario, "throughput", "idle, throughput, latency, multitab or replay");
+ABSL_FLAG(std::string, pushd, "", "start this pushd binary (loopback, ports 0) and measure it");
+ABSL_FLAG(std::string, pushd_args, "", "extra flags for the started pushd, space-separated");
+ABSL_FLAG(std::string, grpc, "", "gRPC address of an already-running server (host:port)");
+ABSL_FLAG(std::string, ws, "", "WebSocket address of an already-running server (host:port)");
+ABSL_FLAG(int, server_pid, 0, "pid of the already-running server, for RSS/CPU from /proc");
+ABSL_FLAG(int, connections, -1, "WebSocket connections (default: the scenario's)");
+ABSL_FLAG(int, tabs, -1, "connections per user (default: 5 for multitab, else 1)");
+ABSL_FLAG(std::string, mode, "unary", "how to push: unary (Push), stream (PushStream), broadcast");
+ABSL_FLAG(int, concurrency, -1,
+          "unary: Push calls in flight (64); stream: streams (2); broadcast: calls in flight (4)");
+ABSL_FLAG(int, window, 128, "stream: unanswered requests per stream");
+ABSL_FLAG(int, batch, 100, "broadcast: users per Broadcast call");
+ABSL_FLAG(double, rate, -1, "requests per second; 0 = max (default: 5000 for latency, else 0)");
+ABSL_FLAG(double, duration, -1, "seconds of pushing (default: 30 for latency, else 10)");
+ABSL_FLAG(double, hold, 60, "idle: seconds to hold the connections");
+ABSL_FLAG(int, messages, 10000, "replay: messages pushed while the users are offline");
+ABSL_FLAG(int, payload_bytes, 256, "size of each pushed JSON payload");
+ABSL_FLAG(int, max_backlog, 5000,
+          "max rate: pause pushing while this many deliveries are outstanding (0 = never)");
+ABSL_FLAG(int, io_threads, 2, "WebSocket client threads");
+ABSL_FLAG(int, source_ips, 0, "source addresses 127.0.0.1..N (0 = one per 5,000 connections)");
+ABSL_FLAG(int, connect_concurrency, 256, "WebSocket handshakes in flight");
+ABSL_FLAG(int, channels, 1, "gRPC channels (TCP connections)");
+ABSL_FLAG(double, drain_seconds, 20, "how long to wait for deliveries after the last push");
+ABSL_FLAG(double, max_seconds, 175, "hard limit for the whole run; exceeded = error, exit 3");
+
+namespace pushbench {
+namespace {
+
+struct Target {
+  std::string grpc;
+  std::string ws_host;
+  int ws_port = 0;
+  pid_t pid = 0;
+  bool started = false;
+};
+
+struct Report {
+  std::string scenario;
+  std::string mode;
+  bool ok = true;
+  std::vector<std::string> errors;
+  uint64_t connections = 0, users = 0, tabs = 1;
+  double connect_seconds = 0;
+  PushStats push;
+  bool pushed = false;
+  FleetTotals fleet;
+  uint64_t seq_anomalies = 0;  // users whose highest seq differs from their confirmed pushes
+  double measure_seconds = 0;  // push start (or connect start, for replay) to last delivery
+  double hold_seconds = 0;
+  ProcStats rss_before, rss_connected, rss_held, rss_after, cpu_start, cpu_end;
+  double client_cpu = 0;
+  double rate = 0;
+  bool latency_meaningful = true;
+};
+
+std::vector<std::string> SplitArgs(const std::string& s) {
+  std::istringstream in(s);
+  std::vector<std::string> out;
+  for (std::string word; in >> word;) out.push_back(word);
+  return out;
+}
+
+bool SplitHostPort(const std::string& addr, std::string* host, int* port) {
+  size_t colon = addr.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = addr.substr(0, colon);
+  *port = std::atoi(addr.c_str() + colon + 1);
+  return !host->empty() && *port > 0 && *port < 65536;
+}
+
+bool IsLoopback(const std::string& host) {
+  return host.rfind("127.", 0) == 0 || host == "localhost" || host == "::1" || host == "[::1]";
+}
+
+void RaiseOpenFilesLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+uint64_t OpenFilesLimit() {
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  return limit.rlim_cur;
+}
+
+// Run-unique user names, so streams on a long-lived server start empty.
+std::vector<std::string> MakeUsers(size_t n) {
+  char prefix[48];
+  std::snprintf(prefix, sizeof(prefix), "pb%x%llx-", static_cast<unsigned>(getpid()),
+                static_cast<unsigned long long>(NowNanos() & 0xffffffffff));
+  std::vector<std::string> names;
+  names.reserve(n);
+  for (size_t i = 0; i < n; ++i) names.push_back(prefix + std::to_string(i));
+  return names;
+}
+
+void Sleep(double seconds) { std::this_thread::sleep_for(std::chrono::duration<double>(seconds)); }
+
+// Waits until `fleet` has `expected` distinct messages or `timeout_s` passes with no progress;
+// returns the time the last one arrived.
+Clock::time_point WaitForDeliveries(const WsFleet& fleet, uint64_t expected, double timeout_s) {
+  uint64_t seen = fleet.Unique();
+  auto last_progress = Clock::now();
+  while (seen < expected) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    uint64_t now_seen = fleet.Unique();
+    auto now = Clock::now();
+    if (now_seen != seen) {
+      seen = now_seen;
+      last_progress = now;
+    } else if (SecondsBetween(last_progress, now) > timeout_s) {
+      break;
+    }
+  }
+  return last_progress;
+}
+
+uint64_t ExpectedDeliveries(const UserTable& users, uint64_t tabs) {
+  uint64_t sum = 0;
+  for (size_t u = 0; u < users.size(); ++u) sum += users.pushed[u].load() * tabs;
+  return sum;
+}
+
+uint64_t SeqAnomalies(const UserTable& users) {
+  uint64_t bad = 0;
+  for (size_t u = 0; u < users.size(); ++u) bad += users.pushed[u] != users.max_seq[u];
+  return bad;
+}
+
+// ---- Output ----------------------------------------------------------------------------------
+
+double Ms(uint64_t ns) { return static_cast<double>(ns) / 1e6; }
+
+// Server memory per connection: growth from before connecting to connected (after the hold, for
+// idle), before any message history accumulates.
+double RssPerConnection(const Report& r) {
+  if (r.connections == 0) return 0;
+  int64_t connected = std::max(r.rss_connected.rss_kib, r.rss_held.rss_kib);
+  return static_cast<double>(connected - r.rss_before.rss_kib) * 1024.0 / r.connections;
+}
+
+void PrintTable(const Report& r, const Target& t) {
+  std::printf("pushbench %s%s against %s (pid %d%s)\n", r.scenario.c_str(),
+              r.pushed ? (" (" + r.mode + ")").c_str() : "", t.grpc.c_str(),
+              static_cast<int>(t.pid), t.started ? ", started by pushbench" : "");
+  auto row = [](const char* name, const std::string& value) {
+    std::printf("  %-20s %s\n", name, value.c_str());
+  };
+  char buf[512];
+  std::snprintf(buf, sizeof(buf),
+                "%" PRIu64 " (%" PRIu64 " users x %" PRIu64 "), %" PRIu64
+                " up in %.2f s = %.0f/s, %" PRIu64 " failed",
+                r.connections, r.users, r.tabs, r.fleet.welcomed, r.connect_seconds,
+                r.connect_seconds > 0 ? r.fleet.welcomed / r.connect_seconds : 0.0, r.fleet.failed);
+  row("connections", buf);
+  if (r.hold_seconds > 0) {
+    std::snprintf(buf, sizeof(buf),
+                  "%.0f s, %" PRIu64 " server pings answered, %" PRIu64 " dropped", r.hold_seconds,
+                  r.fleet.pings, r.fleet.dropped);
+    row("held", buf);
+  }
+  if (r.pushed) {
+    std::snprintf(buf, sizeof(buf),
+                  "%" PRIu64 " requests, %" PRIu64 " pushes ok, %" PRIu64
+                  " failed, %.0f/s"
+                  "%s",
+                  r.push.requests, r.push.pushes_ok, r.push.failed,
+                  r.push.seconds > 0 ? r.push.pushes_ok / r.push.seconds : 0.0,
+                  r.rate > 0 ? (" (target " + std::to_string(static_cast<int>(r.rate)) +
+                                " req/s, " + std::to_string(r.push.late) + " sent >1 ms late)")
+                                   .c_str()
+                             : "");
+    row("pushes", buf);
+    std::snprintf(buf, sizeof(buf), "%" PRIu64 " in %.2f s = %.0f msg/s", r.fleet.unique,
+                  r.measure_seconds,
+                  r.measure_seconds > 0 ? r.fleet.unique / r.measure_seconds : 0.0);
+    row("delivered", buf);
+  }
+  std::snprintf(buf, sizeof(buf),
+                "%" PRIu64 " lost, %" PRIu64 " duplicated, %" PRIu64 " reordered, %" PRIu64
+                " gaps, %" PRIu64 " extra (of %" PRIu64 " expected)",
+                r.fleet.lost, r.fleet.duplicated, r.fleet.reordered, r.fleet.gaps, r.fleet.extra,
+                r.fleet.expected);
+  row("loss check", buf);
+  const Histogram& h = r.fleet.latency_ns;
+  if (h.count() > 0 && r.latency_meaningful) {
+    std::snprintf(buf, sizeof(buf),
+                  "p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  (%" PRIu64 " samples)",
+                  Ms(h.Percentile(50)), Ms(h.Percentile(90)), Ms(h.Percentile(99)),
+                  Ms(h.Percentile(99.9)), Ms(h.max()), h.count());
+    row("latency ms", buf);
+  }
+  if (r.pushed && r.push.rpc_latency_ns.count() > 0) {
+    const Histogram& g = r.push.rpc_latency_ns;
+    std::snprintf(buf, sizeof(buf), "p50 %.3f  p99 %.3f  max %.3f", Ms(g.Percentile(50)),
+                  Ms(g.Percentile(99)), Ms(g.max()));
+    row("rpc latency ms", buf);
+  }
+  if (r.rss_before.ok) {
+    std::snprintf(buf, sizeof(buf),
+                  "before %" PRId64 ", connected %" PRId64 "%s, end %" PRId64 " (%.0f B/conn)",
+                  r.rss_before.rss_kib, r.rss_connected.rss_kib,
+                  r.rss_held.ok ? (", held " + std::to_string(r.rss_held.rss_kib)).c_str() : "",
+                  r.rss_after.rss_kib, RssPerConnection(r));
+    row("server RSS KiB", buf);
+    double cpu = r.cpu_end.cpu_seconds - r.cpu_start.cpu_seconds;
+    std::snprintf(buf, sizeof(buf), "%.2f s%s", cpu,
+                  r.pushed && cpu > 0
+                      ? (" = " + std::to_string(static_cast<int64_t>(r.fleet.unique / cpu)) +
+                         " deliveries per server CPU-second")
+                            .c_str()
+                      : "");
+    row("server CPU", buf);
+  } else {
+    row("server stats", "unavailable (pass --server_pid for an external server)");
+  }
+  std::snprintf(buf, sizeof(buf), "%.2f s", r.client_cpu);
+  row("pushbench CPU", buf);
+  row("result", r.ok ? "OK" : "FAILED");
+  for (const auto& e : r.errors) row("error", e);
+}
+
+std::string JsonEscape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char b[8];
+      std::snprintf(b, sizeof(b), "\\u%04x", c);
+      out += b;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+void PrintJson(const Report& r, const Target& t) {
+  std::ostringstream j;
+  j.setf(std::ios::fixed);
+  j.precision(3);
+  auto rate = [](double n, double s) { return s > 0 ? std::round(n / s) : 0.0; };
+  j << "{\"tool\":\"pushbench\",\"scenario\":\"" << r.scenario << "\",\"mode\":\""
+    << (r.pushed ? r.mode : "none") << "\",\"ok\":" << (r.ok ? "true" : "false")
+    << ",\"connections\":" << r.connections << ",\"users\":" << r.users << ",\"tabs\":" << r.tabs
+    << ",\"connected\":" << r.fleet.welcomed << ",\"connect_failed\":" << r.fleet.failed
+    << ",\"connect_seconds\":" << r.connect_seconds
+    << ",\"connect_rate\":" << rate(r.fleet.welcomed, r.connect_seconds)
+    << ",\"dropped\":" << r.fleet.dropped << ",\"pings\":" << r.fleet.pings
+    << ",\"hold_seconds\":" << r.hold_seconds << ",\"requests\":" << r.push.requests
+    << ",\"pushes_ok\":" << r.push.pushes_ok << ",\"push_failed\":" << r.push.failed
+    << ",\"push_seconds\":" << r.push.seconds
+    << ",\"push_rate\":" << rate(r.push.pushes_ok, r.push.seconds) << ",\"target_rate\":" << r.rate
+    << ",\"late\":" << r.push.late << ",\"reported_delivered\":" << r.push.delivered
+    << ",\"expected\":" << r.fleet.expected << ",\"delivered\":" << r.fleet.unique
+    << ",\"measure_seconds\":" << r.measure_seconds
+    << ",\"delivered_per_s\":" << rate(r.fleet.unique, r.measure_seconds)
+    << ",\"lost\":" << r.fleet.lost << ",\"duplicated\":" << r.fleet.duplicated
+    << ",\"reordered\":" << r.fleet.reordered << ",\"gaps\":" << r.fleet.gaps
+    << ",\"extra\":" << r.fleet.extra << ",\"bad_frames\":" << r.fleet.bad_frames
+    << ",\"seq_anomalies\":" << r.seq_anomalies;
+  const Histogram& h = r.fleet.latency_ns;
+  if (h.count() > 0 && r.latency_meaningful) {
+    j << ",\"latency_ms\":{\"p50\":" << Ms(h.Percentile(50)) << ",\"p90\":" << Ms(h.Percentile(90))
+      << ",\"p99\":" << Ms(h.Percentile(99)) << ",\"p999\":" << Ms(h.Percentile(99.9))
+      << ",\"max\":" << Ms(h.max()) << ",\"samples\":" << h.count() << "}";
+  } else {
+    j << ",\"latency_ms\":null";
+  }
+  const Histogram& g = r.push.rpc_latency_ns;
+  if (g.count() > 0) {
+    j << ",\"rpc_latency_ms\":{\"p50\":" << Ms(g.Percentile(50))
+      << ",\"p99\":" << Ms(g.Percentile(99)) << ",\"max\":" << Ms(g.max()) << "}";
+  }
+  if (r.rss_before.ok) {
+    double cpu = r.cpu_end.cpu_seconds - r.cpu_start.cpu_seconds;
+    j << ",\"server\":{\"pid\":" << t.pid << ",\"rss_before_kib\":" << r.rss_before.rss_kib
+      << ",\"rss_connected_kib\":" << r.rss_connected.rss_kib
+      << ",\"rss_held_kib\":" << (r.rss_held.ok ? r.rss_held.rss_kib : 0)
+      << ",\"rss_after_kib\":" << r.rss_after.rss_kib
+      << ",\"rss_per_conn_bytes\":" << std::round(RssPerConnection(r)) << ",\"cpu_seconds\":" << cpu
+      << ",\"deliveries_per_cpu_s\":" << (cpu > 0 ? std::round(r.fleet.unique / cpu) : 0.0) << "}";
+  } else {
+    j << ",\"server\":null";
+  }
+  j << ",\"client_cpu_seconds\":" << r.client_cpu << ",\"errors\":[";
+  for (size_t i = 0; i < r.errors.size(); ++i) {
+    j << (i ? "," : "") << "\"" << JsonEscape(r.errors[i]) << "\"";
+  }
+  j << "]}";
+  std::printf("%s\n", j.str().c_str());
+  std::fflush(stdout);
+}
+
+// ---- Scenarios -------------------------------------------------------------------------------
+
+struct Sizes {
+  int connections;
+  int tabs;
+  double duration;
+  double rate;
+};
+
+Sizes ScenarioSizes(const std::string& scenario) {
+  Sizes s{1000, 1, 10, 0};
+  if (scenario == "idle") s = {15000, 1, 0, 0};
+  if (scenario == "latency") s = {10000, 1, 30, 5000};
+  if (scenario == "multitab") s = {10000, 5, 10, 0};
+  if (scenario == "replay") s = {1000, 1, 0, 0};
+  if (absl::GetFlag(FLAGS_connections) > 0) s.connections = absl::GetFlag(FLAGS_connections);
+  if (absl::GetFlag(FLAGS_tabs) > 0) s.tabs = absl::GetFlag(FLAGS_tabs);
+  if (absl::GetFlag(FLAGS_duration) >= 0) s.duration = absl::GetFlag(FLAGS_duration);
+  if (absl::GetFlag(FLAGS_rate) >= 0) s.rate = absl::GetFlag(FLAGS_rate);
+  return s;
+}
+
+PushOptions BasePushOptions(const std::string& mode, int tabs) {
+  PushOptions o;
+  o.mode = mode == "stream"      ? PushMode::kStream
+           : mode == "broadcast" ? PushMode::kBroadcast
+                                 : PushMode::kUnary;
+  int c = absl::GetFlag(FLAGS_concurrency);
+  o.concurrency = c > 0 ? c : o.mode == PushMode::kUnary ? 64 : o.mode == PushMode::kStream ? 2 : 4;
+  o.stream_window = absl::GetFlag(FLAGS_window);
+  o.broadcast_batch = absl::GetFlag(FLAGS_batch);
+  o.payload_bytes = absl::GetFlag(FLAGS_payload_bytes);
+  o.max_backlog = static_cast<uint64_t>(std::max(0, absl::GetFlag(FLAGS_max_backlog)));
+  o.connections_per_user = tabs;
+  return o;
+}
+
+int Run(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "pushbench --scenario=idle|throughput|latency|multitab|replay "
+      "(--pushd=PATH | --grpc=HOST:PORT --ws=HOST:PORT [--server_pid=PID]) [flags]");
+  absl::ParseCommandLine(argc, argv);
+  signal(SIGPIPE, SIG_IGN);
+  RaiseOpenFilesLimit();
+
+  Report report;
+  report.scenario = absl::GetFlag(FLAGS_scenario);
+  report.mode = absl::GetFlag(FLAGS_mode);
+  const std::string& scenario = report.scenario;
+  if (scenario != "idle" && scenario != "throughput" && scenario != "latency" &&
+      scenario != "multitab" && scenario != "replay") {
+    std::fprintf(stderr,
+                 "pushbench: --scenario=%s: want idle, throughput, latency, multitab or "
+                 "replay\n",
+                 scenario.c_str());
+    return 2;
+  }
+  if (report.mode != "unary" && report.mode != "stream" && report.mode != "broadcast") {
+    std::fprintf(stderr, "pushbench: --mode=%s: want unary, stream or broadcast\n",
+                 report.mode.c_str());
+    return 2;
+  }
+  Sizes sizes = ScenarioSizes(scenario);
+  if (sizes.connections % sizes.tabs != 0) {
+    std::fprintf(stderr, "pushbench: --connections must be a multiple of --tabs\n");
+    return 2;
+  }
+  uint64_t files = OpenFilesLimit();
+  if (static_cast<uint64_t>(sizes.connections) + 100 > files) {
+    std::fprintf(stderr,
+                 "pushbench: %d connections need more open files than the limit of %llu allows\n",
+                 sizes.connections, static_cast<unsigned long long>(files));
+    return 2;
+  }
+
+  // Hard stop: whatever hangs, the run ends, and a pushd we started goes with it.
+  double max_seconds = absl::GetFlag(FLAGS_max_seconds);
+  std::thread([max_seconds] {
+    Sleep(max_seconds);
+    std::fprintf(stderr, "pushbench: --max_seconds=%.0f exceeded; stopping\n", max_seconds);
+    std::printf("{\"tool\":\"pushbench\",\"ok\":false,\"errors\":[\"time limit exceeded\"]}\n");
+    std::fflush(stdout);
+    if (ChildServerPid() > 0) kill(ChildServerPid(), SIGKILL);
+    std::_Exit(3);
+  }).detach();
+
+  Target target;
+  ServerProcess server;
+  if (!absl::GetFlag(FLAGS_pushd).empty()) {
+    std::string error;
+    if (!server.Start(absl::GetFlag(FLAGS_pushd), SplitArgs(absl::GetFlag(FLAGS_pushd_args)),
+                      &error)) {
+      std::fprintf(stderr, "pushbench: %s\n", error.c_str());
+      return 1;
+    }
+    target.grpc = "127.0.0.1:" + std::to_string(server.grpc_port());
+    target.ws_host = "127.0.0.1";
+    target.ws_port = server.ws_port();
+    target.pid = server.pid();
+    target.started = true;
+  } else {
+    target.grpc = absl::GetFlag(FLAGS_grpc);
+    std::string grpc_host;
+    int grpc_port = 0;
+    if (!SplitHostPort(target.grpc, &grpc_host, &grpc_port) ||
+        !SplitHostPort(absl::GetFlag(FLAGS_ws), &target.ws_host, &target.ws_port)) {
+      std::fprintf(stderr,
+                   "pushbench: pass --pushd=PATH, or --grpc=HOST:PORT and --ws=HOST:PORT\n");
+      return 2;
+    }
+    // A load generator aimed elsewhere by mistake is a denial of service: loopback only.
+    if (!IsLoopback(grpc_host) || !IsLoopback(target.ws_host)) {
+      std::fprintf(stderr, "pushbench: only loopback servers (127.x.x.x) may be targeted\n");
+      return 2;
+    }
+    if (target.ws_host == "localhost") target.ws_host = "127.0.0.1";
+    target.pid = absl::GetFlag(FLAGS_server_pid);
+  }
+
+  const int tabs = scenario == "multitab" || absl::GetFlag(FLAGS_tabs) > 0 ? sizes.tabs : 1;
+  const int n_users = sizes.connections / tabs;
+  report.connections = static_cast<uint64_t>(sizes.connections);
+  report.users = static_cast<uint64_t>(n_users);
+  report.tabs = static_cast<uint64_t>(tabs);
+  UserTable users(MakeUsers(static_cast<size_t>(n_users)));
+  std::vector<uint32_t> conn_user(static_cast<size_t>(sizes.connections));
+  for (size_t i = 0; i < conn_user.size(); ++i) conn_user[i] = static_cast<uint32_t>(i % n_users);
+
+  FleetOptions fleet_options;
+  fleet_options.host = target.ws_host;
+  fleet_options.port = target.ws_port;
+  fleet_options.io_threads = absl::GetFlag(FLAGS_io_threads);
+  fleet_options.connect_concurrency = absl::GetFlag(FLAGS_connect_concurrency);
+  int ips = absl::GetFlag(FLAGS_source_ips);
+  fleet_options.source_ips = ips > 0 ? ips : (sizes.connections + 4999) / 5000;
+  WsFleet fleet(fleet_options);
+
+  Pusher pusher(target.grpc, absl::GetFlag(FLAGS_channels), &users);
+  {
+    std::string error;
+    if (!pusher.WaitReady(10, &error)) {
+      std::fprintf(stderr, "pushbench: %s (%s)\n", error.c_str(), target.grpc.c_str());
+      return 1;
+    }
+  }
+  const double drain = absl::GetFlag(FLAGS_drain_seconds);
+  const double self_cpu0 = SelfCpuSeconds();
+  report.rss_before = ReadProcStats(target.pid);
+  auto connect = [&] {
+    auto deadline = Clock::now() + std::chrono::seconds(90);
+    report.connect_seconds = fleet.Connect(users.names, conn_user, deadline);
+    if (fleet.Welcomed() < report.connections) {
+      report.errors.push_back(std::to_string(report.connections - fleet.Welcomed()) +
+                              " connections did not open");
+    }
+  };
+
+  if (scenario == "replay") {
+    // Everything is pushed while nobody is connected, then everyone connects at once.
+    report.latency_meaningful = false;
+    PushOptions o = BasePushOptions("unary", tabs);
+    o.round_robin = true;
+    o.max_requests = static_cast<uint64_t>(absl::GetFlag(FLAGS_messages));
+    o.duration_s = 120;
+    o.max_backlog = 0;
+    report.push = pusher.Run(o, {});
+    report.pushed = true;
+    report.mode = "unary";
+    // Memory is measured from here: the stored backlog is not the connections' cost.
+    report.rss_before = ReadProcStats(target.pid);
+    report.cpu_start = report.rss_before;
+    auto t0 = Clock::now();
+    connect();
+    auto t1 = WaitForDeliveries(fleet, ExpectedDeliveries(users, tabs), drain);
+    report.measure_seconds = SecondsBetween(t0, t1);
+    report.rss_connected = ReadProcStats(target.pid);
+  } else {
+    connect();
+    Sleep(0.5);  // let the server settle before the "connected" reading
+    report.rss_connected = ReadProcStats(target.pid);
+    if (scenario == "idle") {
+      report.cpu_start = report.rss_connected;
+      double hold = absl::GetFlag(FLAGS_hold);
+      auto start = Clock::now();
+      while (SecondsBetween(start, Clock::now()) < hold && fleet.Dropped() == 0) Sleep(0.05);
+      report.hold_seconds = SecondsBetween(start, Clock::now());
+      report.cpu_end = ReadProcStats(target.pid);
+      report.rss_held = report.cpu_end;
+      // Prove every connection is still alive: one message to each user.
+      PushOptions o = BasePushOptions("unary", tabs);
+      o.round_robin = true;
+      o.max_requests = static_cast<uint64_t>(n_users);
+      o.duration_s = 120;
+      report.push = pusher.Run(o, [&fleet] { return fleet.Unique(); });
+      report.mode = "unary";
+      WaitForDeliveries(fleet, ExpectedDeliveries(users, tabs), drain);
+    } else {
+      PushOptions o = BasePushOptions(report.mode, tabs);
+      o.duration_s = sizes.duration;
+      o.rate = sizes.rate;
+      report.rate = sizes.rate;
+      report.cpu_start = ReadProcStats(target.pid);
+      auto t0 = Clock::now();
+      report.push = pusher.Run(o, [&fleet] { return fleet.Unique(); });
+      report.pushed = true;
+      auto t1 = WaitForDeliveries(fleet, ExpectedDeliveries(users, tabs), drain);
+      report.measure_seconds = SecondsBetween(t0, t1);
+    }
+  }
+  report.rss_after = ReadProcStats(target.pid);
+  if (scenario != "idle") report.cpu_end = report.rss_after;
+  report.client_cpu = SelfCpuSeconds() - self_cpu0;
+  report.seq_anomalies = SeqAnomalies(users);
+  report.fleet = fleet.Collect([&users](uint32_t u) { return users.pushed[u].load(); });
+  server.Stop();
+
+  // Verdict: the contract's delivery rules, and a tool that did everything it set out to.
+  const FleetTotals& f = report.fleet;
+  auto check = [&report](bool bad, const std::string& what) {
+    if (bad) report.errors.push_back(what);
+  };
+  check(f.lost > 0, std::to_string(f.lost) + " messages lost");
+  check(f.duplicated > 0, std::to_string(f.duplicated) + " messages duplicated");
+  check(f.reordered > 0, std::to_string(f.reordered) + " messages out of order");
+  check(f.gaps > 0, std::to_string(f.gaps) + " gap frames");
+  check(f.dropped > 0, std::to_string(f.dropped) + " connections dropped");
+  check(f.bad_frames > 0, std::to_string(f.bad_frames) + " unexpected frames");
+  check(report.push.failed > 0,
+        std::to_string(report.push.failed) + " pushes failed (" + report.push.first_error + ")");
+  check(report.seq_anomalies > 0,
+        std::to_string(report.seq_anomalies) + " users whose seqs are not 1..pushes");
+  check(report.push.pushes_ok == 0 && f.connections > 0, "nothing was pushed");
+  if (!f.first_error.empty() && !report.errors.empty()) report.errors.push_back(f.first_error);
+  report.ok = report.errors.empty();
+  PrintTable(report, target);
+  PrintJson(report, target);
+  return report.ok ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace pushbench
+
+int main(int argc, char** argv) { return pushbench::Run(argc, argv); }
