@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
@@ -13,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/jwt.h"
 
 extern char** environ;
 
@@ -36,8 +38,12 @@ ABSL_FLAG(uint64_t, send_queue_bytes, 1048576,
 ABSL_FLAG(uint64_t, max_store_bytes, 512ull << 20,
           "memory bound of the in-memory store; least recently active users are evicted first");
 ABSL_FLAG(std::string, auth, "none", "none (user from query) or jwt (user from a signed token)");
-ABSL_FLAG(std::string, jwt_hs256_secret_file, "", "HS256 secret for --auth=jwt");
-ABSL_FLAG(std::string, jwt_rs256_public_key_file, "", "RS256 public key (PEM) for --auth=jwt");
+ABSL_FLAG(std::string, jwt_hs256_secret_file, "",
+          "HS256 secret for --auth=jwt (at least 32 bytes; one trailing newline is ignored)");
+ABSL_FLAG(std::string, jwt_rs256_public_key_file, "",
+          "RS256 public key (PEM, RSA of at least 2048 bits) for --auth=jwt");
+ABSL_FLAG(absl::Duration, jwt_leeway, absl::Seconds(30),
+          "clock-skew allowance on a token's exp and nbf");
 ABSL_FLAG(std::string, allowed_origins, "",
           "comma list of allowed Origin values; empty = any (development only)");
 ABSL_FLAG(std::string, api_key_file, "", "when set, gRPC and admin HTTP calls need the key");
@@ -67,6 +73,7 @@ constexpr const char* kFlagNames[] = {
     "auth",
     "jwt_hs256_secret_file",
     "jwt_rs256_public_key_file",
+    "jwt_leeway",
     "allowed_origins",
     "api_key_file",
     "tls_cert_file",
@@ -167,6 +174,79 @@ absl::Status CheckPositive(absl::string_view flag, absl::Duration d) {
   return absl::OkStatus();
 }
 
+absl::Status ReadKeyFile(absl::string_view flag, const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  std::string contents((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": cannot read '", path, "'"));
+  }
+  if (contents.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": '", path, "' is empty"));
+  }
+  *out = std::move(contents);
+  return absl::OkStatus();
+}
+
+// Reads the key files and builds a verifier once, so a bad key stops pushd at start.
+absl::Status CheckAuth(Config& c) {
+  if (c.auth == "none") {
+    for (auto [flag, path] : {std::pair<absl::string_view, const std::string&>{
+                                  "jwt_hs256_secret_file", c.jwt_hs256_secret_file},
+                              {"jwt_rs256_public_key_file", c.jwt_rs256_public_key_file}}) {
+      if (!path.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", flag, " is set but --auth=none: add --auth=jwt to use it"));
+      }
+    }
+    return absl::OkStatus();
+  }
+  if (c.auth != "jwt") {
+    return absl::InvalidArgumentError(absl::StrCat("--auth='", c.auth, "' must be none or jwt"));
+  }
+  if (c.jwt_hs256_secret_file.empty() && c.jwt_rs256_public_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--auth=jwt needs --jwt_hs256_secret_file or --jwt_rs256_public_key_file");
+  }
+  if (c.jwt_leeway < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--jwt_leeway must not be negative");
+  }
+  JwtOptions options;
+  options.leeway = c.jwt_leeway;
+  if (!c.jwt_hs256_secret_file.empty()) {
+    if (absl::Status s =
+            ReadKeyFile("jwt_hs256_secret_file", c.jwt_hs256_secret_file, &c.jwt_hs256_secret);
+        !s.ok()) {
+      return s;
+    }
+    // `echo secret > file` adds a newline that is not part of the secret.
+    if (absl::EndsWith(c.jwt_hs256_secret, "\r\n")) {
+      c.jwt_hs256_secret.resize(c.jwt_hs256_secret.size() - 2);
+    } else if (absl::EndsWith(c.jwt_hs256_secret, "\n")) {
+      c.jwt_hs256_secret.pop_back();
+    }
+    options.hs256_secret = c.jwt_hs256_secret;
+    if (absl::StatusOr<std::unique_ptr<JwtVerifier>> v = JwtVerifier::Create(options); !v.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--jwt_hs256_secret_file='", c.jwt_hs256_secret_file, "': ", v.status().message()));
+    }
+  }
+  if (!c.jwt_rs256_public_key_file.empty()) {
+    if (absl::Status s = ReadKeyFile("jwt_rs256_public_key_file", c.jwt_rs256_public_key_file,
+                                     &c.jwt_rs256_public_key);
+        !s.ok()) {
+      return s;
+    }
+    JwtOptions rs_only;
+    rs_only.rs256_public_key_pem = c.jwt_rs256_public_key;
+    if (absl::StatusOr<std::unique_ptr<JwtVerifier>> v = JwtVerifier::Create(rs_only); !v.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--jwt_rs256_public_key_file='",
+                                                     c.jwt_rs256_public_key_file,
+                                                     "': ", v.status().message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::string Hostname() {
   char buf[256] = {};
   if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0') return "pushd";
@@ -190,6 +270,7 @@ absl::StatusOr<Config> ReadFlags() {
   c.auth = absl::GetFlag(FLAGS_auth);
   c.jwt_hs256_secret_file = absl::GetFlag(FLAGS_jwt_hs256_secret_file);
   c.jwt_rs256_public_key_file = absl::GetFlag(FLAGS_jwt_rs256_public_key_file);
+  c.jwt_leeway = absl::GetFlag(FLAGS_jwt_leeway);
   c.api_key_file = absl::GetFlag(FLAGS_api_key_file);
   c.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   c.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
@@ -239,9 +320,11 @@ absl::StatusOr<Config> ReadFlags() {
   if (c.max_store_bytes < (1u << 20)) {
     return absl::InvalidArgumentError("--max_store_bytes must be at least 1048576");
   }
-  if (c.auth != "none") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--auth='", c.auth, "': only 'none' is available in this build (jwt is not built yet)"));
+  if (absl::Status s = CheckAuth(c); !s.ok()) return s;
+  if (!c.tls_cert_file.empty() || !c.tls_key_file.empty()) {
+    // Refused rather than ignored: an operator who sets it must not believe traffic is encrypted.
+    return absl::InvalidArgumentError(
+        "--tls_cert_file/--tls_key_file: TLS is not built yet; terminate TLS in front of pushd");
   }
   if (c.edge_threads < 0 || c.edge_threads > 256) {
     return absl::InvalidArgumentError("--edge_threads must be between 0 and 256");

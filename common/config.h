@@ -29,6 +29,10 @@ struct Config {
   std::string auth = "none";
   std::string jwt_hs256_secret_file;
   std::string jwt_rs256_public_key_file;
+  // With --auth=jwt: the key files' contents, read (and checked) at start.
+  std::string jwt_hs256_secret;
+  std::string jwt_rs256_public_key;
+  absl::Duration jwt_leeway = absl::Seconds(30);
   std::vector<std::string> allowed_origins;
   std::string api_key_file;
   std::string tls_cert_file;
