@@ -150,6 +150,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       reply(http::status::ok, GlobalMetrics().RenderPrometheus(),
             "text/plain; version=0.0.4; charset=utf-8");
     } else if (path.rfind("/deleteClient/", 0) == 0 && method == http::verb::delete_) {
+      if (const ApiKey* key = server_.options.api_key) {
+        auto auth = req.find(http::field::authorization);
+        if (auth == req.end() || !key->Check(auth->value())) {
+          reply(http::status::unauthorized,
+                JsonError("missing or wrong API key: send Authorization: Bearer <key>"));
+          return;
+        }
+      }
       std::string user = path.substr(std::string_view("/deleteClient/").size());
       if (absl::Status s = ValidateUserId(user); !s.ok()) {
         reply(http::status::bad_request, JsonError(ToStd(s.message())));

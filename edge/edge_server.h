@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/api_key.h"
 #include "common/hub.h"
 #include "common/store.h"
 
@@ -21,6 +22,8 @@ struct EdgeOptions {
   absl::Duration pong_timeout = absl::Seconds(10);
   uint64_t send_queue_bytes = 1 << 20;
   std::vector<std::string> allowed_origins;  // empty = any Origin
+  // When set, DELETE /deleteClient needs `Authorization: Bearer <key>`.
+  const ApiKey* api_key = nullptr;
   // Readiness as /readyz reports it; owned by the process.
   const std::atomic<bool>* ready = nullptr;
   // Set only in development (--auth=none, no API key): the demo page's POST /demo/push sends a

@@ -6,6 +6,7 @@
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/api_key.h"
 #include "common/hub.h"
 #include "common/json.h"
 #include "common/memory_store.h"
@@ -62,7 +63,13 @@ absl::Status App::Start() {
   push_options.history_ttl = config_.history_ttl;
   push_options.node_id = config_.node_id;
   logic_ = std::make_unique<service::PushLogic>(push_options, store_.get(), hub_.get());
-  service_ = std::make_unique<service::PushServiceImpl>(logic_.get());
+  if (!config_.api_key_file.empty()) {
+    api_key_ = std::make_unique<ApiKey>(config_.api_key_file);
+    if (absl::Status s = api_key_->Load(); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--api_key_file: ", s.message()));
+    }
+  }
+  service_ = std::make_unique<service::PushServiceImpl>(logic_.get(), api_key_.get());
 
   if (config_.role != Role::kEdge) {
     grpc::EnableDefaultHealthCheckService(true);
@@ -91,6 +98,7 @@ absl::Status App::Start() {
     edge_options.send_queue_bytes = config_.send_queue_bytes;
     edge_options.allowed_origins = config_.allowed_origins;
     edge_options.ready = &ready_;
+    edge_options.api_key = api_key_.get();
     if (config_.auth == "none" && config_.api_key_file.empty()) {
       edge_options.demo_push = [this](std::string user_id, std::string data,
                                       std::function<void(int, std::string)> done) {
@@ -127,6 +135,15 @@ void App::DemoPush(std::string user_id, std::string data,
                         response->delivered(), "}");
         done(200, std::move(body));
       });
+}
+
+void App::ReloadApiKey() {
+  if (!api_key_) return;
+  if (absl::Status s = api_key_->Load(); !s.ok()) {
+    spdlog::error("API key reload failed, the old key stays: {}", ToStd(s.message()));
+  } else {
+    spdlog::info("API key reloaded from {}", api_key_->path());
+  }
 }
 
 void App::SweepLoop() {

@@ -16,6 +16,7 @@ class Server;
 }
 
 namespace push {
+class ApiKey;
 class Hub;
 namespace store {
 class MemoryStore;
@@ -39,6 +40,9 @@ class App {
   int grpc_port() const { return grpc_port_; }
   int ws_port() const;
 
+  // Re-reads --api_key_file (SIGHUP), for key rotation without a restart.
+  void ReloadApiKey();
+
   // Graceful drain: readiness off, stop accepting, finish in-flight RPCs, close WebSockets
   // with 1001, stop. Bounded by --drain_timeout.
   void Drain();
@@ -51,6 +55,7 @@ class App {
 
   Config config_;
   std::atomic<bool> ready_{false};
+  std::unique_ptr<ApiKey> api_key_;
   std::unique_ptr<store::MemoryStore> store_;
   std::unique_ptr<Hub> hub_;
   std::unique_ptr<service::PushLogic> logic_;

@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -58,7 +59,8 @@ int main(int argc, char** argv) {
   push::App app(*config);
   if (absl::Status s = app.Start(); !s.ok()) {
     std::fprintf(stderr, "pushd: %s\n", std::string(s.message()).c_str());
-    return 1;
+    // A flag whose value turns out unusable (an unreadable key file) is a bad flag value.
+    return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
   spdlog::info("pushd node={} grpc={} ws={} open-files={} (about {} WebSocket connections)",
                config->node_id, app.grpc_port(), app.ws_port(), files, files > 64 ? files - 64 : 0);
@@ -67,7 +69,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) app.ReloadApiKey();
   spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   app.Drain();
   return 0;

@@ -271,18 +271,38 @@ class PushServiceImpl::Reactor final : public grpc::ServerUnaryReactor {
   std::atomic<int64_t>* const inflight_;
 };
 
-grpc::ServerUnaryReactor* PushServiceImpl::Push(grpc::CallbackServerContext*,
+absl::Status PushServiceImpl::Authorize(grpc::CallbackServerContext* context) const {
+  if (api_key_ == nullptr) return absl::OkStatus();
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find("authorization");
+  if (it != metadata.end() &&
+      api_key_->Check(std::string_view(it->second.data(), it->second.size()))) {
+    return absl::OkStatus();
+  }
+  return absl::UnauthenticatedError(
+      "missing or wrong API key: send metadata 'authorization: Bearer <key>'");
+}
+
+grpc::ServerUnaryReactor* PushServiceImpl::Push(grpc::CallbackServerContext* context,
                                                 const v1::PushRequest* request,
                                                 v1::PushResponse* response) {
   auto* reactor = new Reactor(&inflight_);
+  if (absl::Status s = Authorize(context); !s.ok()) {
+    reactor->Done(s);
+    return reactor;
+  }
   logic_->Push(*request, response, [reactor](absl::Status status) { reactor->Done(status); });
   return reactor;
 }
 
-grpc::ServerUnaryReactor* PushServiceImpl::Broadcast(grpc::CallbackServerContext*,
+grpc::ServerUnaryReactor* PushServiceImpl::Broadcast(grpc::CallbackServerContext* context,
                                                      const v1::BroadcastRequest* request,
                                                      v1::BroadcastResponse* response) {
   auto* reactor = new Reactor(&inflight_);
+  if (absl::Status s = Authorize(context); !s.ok()) {
+    reactor->Done(s);
+    return reactor;
+  }
   logic_->Broadcast(*request, response, [reactor](absl::Status status) { reactor->Done(status); });
   return reactor;
 }
@@ -292,9 +312,14 @@ grpc::ServerUnaryReactor* PushServiceImpl::Broadcast(grpc::CallbackServerContext
 class PushServiceImpl::StreamReactor final
     : public grpc::ServerBidiReactor<v1::PushRequest, v1::PushResponse> {
  public:
-  StreamReactor(PushLogic* logic, std::atomic<int64_t>* inflight)
+  StreamReactor(PushLogic* logic, std::atomic<int64_t>* inflight, absl::Status authorized)
       : logic_(logic), inflight_(inflight) {
     inflight_->fetch_add(1);
+    if (!authorized.ok()) {
+      finishing_ = true;
+      Finish(ToGrpcStatus(authorized));
+      return;
+    }
     StartRead(&request_);
   }
 
@@ -420,23 +445,31 @@ class PushServiceImpl::StreamReactor final
 };
 
 grpc::ServerBidiReactor<v1::PushRequest, v1::PushResponse>* PushServiceImpl::PushStream(
-    grpc::CallbackServerContext*) {
-  return new StreamReactor(logic_, &inflight_);
+    grpc::CallbackServerContext* context) {
+  return new StreamReactor(logic_, &inflight_, Authorize(context));
 }
 
-grpc::ServerUnaryReactor* PushServiceImpl::DeleteClient(grpc::CallbackServerContext*,
+grpc::ServerUnaryReactor* PushServiceImpl::DeleteClient(grpc::CallbackServerContext* context,
                                                         const v1::DeleteClientRequest* request,
                                                         v1::DeleteClientResponse* response) {
   auto* reactor = new Reactor(&inflight_);
+  if (absl::Status s = Authorize(context); !s.ok()) {
+    reactor->Done(s);
+    return reactor;
+  }
   logic_->DeleteClient(*request, response,
                        [reactor](absl::Status status) { reactor->Done(status); });
   return reactor;
 }
 
-grpc::ServerUnaryReactor* PushServiceImpl::ListClients(grpc::CallbackServerContext*,
+grpc::ServerUnaryReactor* PushServiceImpl::ListClients(grpc::CallbackServerContext* context,
                                                        const v1::ListClientsRequest* request,
                                                        v1::ListClientsResponse* response) {
   auto* reactor = new Reactor(&inflight_);
+  if (absl::Status s = Authorize(context); !s.ok()) {
+    reactor->Done(s);
+    return reactor;
+  }
   reactor->Done(logic_->ListClients(*request, response));
   return reactor;
 }

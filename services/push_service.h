@@ -7,6 +7,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/api_key.h"
 #include "common/hub.h"
 #include "common/store.h"
 #include "push/v1/push.grpc.pb.h"
@@ -59,7 +60,8 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 // The gRPC face of PushLogic (callback API; handlers never block).
 class PushServiceImpl final : public v1::PushService::CallbackService {
  public:
-  explicit PushServiceImpl(PushLogic* logic) : logic_(logic) {}
+  // `api_key` may be null (no key configured).
+  PushServiceImpl(PushLogic* logic, const ApiKey* api_key) : logic_(logic), api_key_(api_key) {}
 
   // Calls whose reactor is not done yet (the drain waits for zero before shutting gRPC down).
   int64_t inflight() const { return inflight_.load(); }
@@ -82,7 +84,11 @@ class PushServiceImpl final : public v1::PushService::CallbackService {
  private:
   class Reactor;
   class StreamReactor;
+  // OK, or UNAUTHENTICATED when a key is configured and the call does not carry it.
+  absl::Status Authorize(grpc::CallbackServerContext* context) const;
+
   PushLogic* const logic_;
+  const ApiKey* const api_key_;
   std::atomic<int64_t> inflight_{0};
 };
 

@@ -10,8 +10,10 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 #include <iostream>
 #include <map>
+#include <sstream>
 #include <string>
 
 #include "push/v1/push.grpc.pb.h"
@@ -23,7 +25,8 @@ constexpr const char* kUsage =
     "  pushctl push   --user ID --data JSON [--message_id ID] [--ttl SECONDS]\n"
     "  pushctl list   [--user ID] [--page_size N]\n"
     "  pushctl delete --user ID [--connection ID] [--purge] [--reason TEXT]\n"
-    "options for all: --addr HOST:PORT (default 127.0.0.1:50051), --timeout SECONDS (10)\n";
+    "options for all: --addr HOST:PORT (default 127.0.0.1:50051), --timeout SECONDS (10),\n"
+    "                 --api_key_file FILE (when pushd runs with --api_key_file)\n";
 
 int Usage(const std::string& error) {
   if (!error.empty()) std::fprintf(stderr, "pushctl: %s\n", error.c_str());
@@ -103,8 +106,8 @@ int main(int argc, char** argv) {
     } else {
       return Usage("--" + arg + " needs a value");
     }
-    static const char* kKnown[] = {"addr", "timeout",   "user",       "data",  "message_id",
-                                   "ttl",  "page_size", "connection", "reason"};
+    static const char* kKnown[] = {"addr", "timeout",   "user",       "data",   "message_id",
+                                   "ttl",  "page_size", "connection", "reason", "api_key_file"};
     if (std::find(std::begin(kKnown), std::end(kKnown), arg) == std::end(kKnown)) {
       return Usage("unknown option --" + arg);
     }
@@ -117,8 +120,23 @@ int main(int argc, char** argv) {
   }
   auto stub =
       push::v1::PushService::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
-  auto new_context = [timeout_s] {
+  std::string api_key;
+  if (opts.count("api_key_file")) {
+    std::ifstream in(opts["api_key_file"]);
+    if (!in) return Usage("cannot read --api_key_file '" + opts["api_key_file"] + "'");
+    std::stringstream content;
+    content << in.rdbuf();
+    api_key = content.str();
+    while (!api_key.empty() && std::isspace(static_cast<unsigned char>(api_key.back()))) {
+      api_key.pop_back();
+    }
+    while (!api_key.empty() && std::isspace(static_cast<unsigned char>(api_key.front()))) {
+      api_key.erase(0, 1);
+    }
+  }
+  auto new_context = [timeout_s, &api_key] {
     auto ctx = std::make_unique<grpc::ClientContext>();
+    if (!api_key.empty()) ctx->AddMetadata("authorization", "Bearer " + api_key);
     ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));
     return ctx;
   };
