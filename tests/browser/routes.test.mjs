@@ -113,7 +113,7 @@ describe('browser routes with an API key', () => {
   let dir;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'pushd-key-'));
-    await writeFile(join(dir, 'key'), 'secret-key\n');
+    await writeFile(join(dir, 'key'), 'secret-key-0123456789\n');  // keys need >= 16 bytes
     server = await startPushd([`--api_key_file=${join(dir, 'key')}`]);
   });
   after(async () => {
