@@ -1,10 +1,11 @@
 #include "common/config.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
-#include <iterator>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
@@ -82,6 +83,9 @@ constexpr const char* kFlagNames[] = {
     "edge_threads",
     "log_level",
 };
+
+// Key files are small; a bigger one is a wrong path (a log, a device), not a key.
+constexpr size_t kMaxKeyFileBytes = 64 * 1024;
 
 absl::CommandLineFlag* FindOurFlag(absl::string_view name) {
   for (const char* known : kFlagNames) {
@@ -175,10 +179,24 @@ absl::Status CheckPositive(absl::string_view flag, absl::Duration d) {
 }
 
 absl::Status ReadKeyFile(absl::string_view flag, const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  std::string contents((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in.good() && !in.eof()) {
-    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": cannot read '", path, "'"));
+  // Plain POSIX reads: a directory or an unreadable file is an error to report, not an exception.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  std::string contents;
+  bool ok = fd >= 0;
+  char buf[4096];
+  while (ok) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || contents.size() > kMaxKeyFileBytes) {
+      ok = n == 0 && contents.size() <= kMaxKeyFileBytes;
+      break;
+    }
+    contents.append(buf, static_cast<size_t>(n));
+  }
+  if (fd >= 0) close(fd);
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", flag, ": cannot read '", path, "' (a file of at most ", kMaxKeyFileBytes, " bytes)"));
   }
   if (contents.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("--", flag, ": '", path, "' is empty"));

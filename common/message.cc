@@ -60,6 +60,16 @@ bool ParseClientFrame(std::string_view text, ClientFrame* out, std::string* erro
     *error = "frame has no string \"type\"";
     return false;
   }
+  if (type->get_string() == "refresh") {
+    const boost::json::value* token = obj->if_contains("token");
+    if (token == nullptr || !token->is_string()) {
+      *error = "refresh needs a string \"token\"";
+      return false;
+    }
+    out->type = ClientFrame::Type::kRefresh;
+    out->token.assign(token->get_string().data(), token->get_string().size());
+    return true;
+  }
   if (type->get_string() != "ack") {
     *error = "unknown frame type";
     return false;

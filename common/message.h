@@ -48,11 +48,13 @@ inline MessagePtr MakeMessage(uint64_t seq, std::string id, absl::Time now, absl
 std::string EncodeWelcome(std::string_view connection_id, std::string_view user_id, uint64_t seq);
 std::string EncodeGap(uint64_t from, uint64_t to);
 
-// A frame a client may send on /ws.
+// A frame a client may send on /ws: {"type":"ack","seq":N} or, with --auth=jwt,
+// {"type":"refresh","token":"<jwt>"}.
 struct ClientFrame {
-  enum class Type { kAck };
+  enum class Type { kAck, kRefresh };
   Type type = Type::kAck;
-  uint64_t seq = 0;
+  uint64_t seq = 0;   // kAck
+  std::string token;  // kRefresh
 };
 
 // Parses a client text frame; the error says what is wrong (it becomes the close reason).

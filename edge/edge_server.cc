@@ -41,6 +41,25 @@ std::string JsonError(std::string_view message) {
   return out;
 }
 
+// The token of an upgrade: `Authorization: Bearer <t>` when that header is present, else the
+// `token` query parameter (browsers cannot set headers on a WebSocket).
+absl::StatusOr<std::string> BearerToken(const http::request<http::string_body>& req,
+                                        const RequestTarget& target) {
+  if (auto auth = req.find(http::field::authorization); auth != req.end()) {
+    std::string_view value = auth->value();
+    constexpr std::string_view kScheme = "bearer ";
+    if (value.size() <= kScheme.size() ||
+        !beast::iequals(value.substr(0, kScheme.size()), kScheme)) {
+      return absl::UnauthenticatedError("Authorization must be: Bearer <token>");
+    }
+    value.remove_prefix(kScheme.size());
+    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+    return std::string(value);
+  }
+  if (const std::string* token = target.Param("token")) return *token;
+  return absl::UnauthenticatedError("missing token");
+}
+
 }  // namespace
 
 struct EdgeServer::Impl {
@@ -241,15 +260,34 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     SessionParams params;
     params.compat = compat;
-    const std::string* user = target.Param(compat ? "userId" : "user_id");
-    if (user == nullptr) {
-      reject(http::status::bad_request,
-             compat ? "missing userId query parameter" : "missing user_id query parameter");
-      return;
-    }
-    if (absl::Status s = ValidateUserId(*user); !s.ok()) {
-      reject(http::status::bad_request, ToStd(s.message()));
-      return;
+    std::string user;
+    if (const JwtVerifier* jwt = server_.options.jwt.get()) {
+      // The token is the only source of the user: a user_id/userId in the query is ignored, so
+      // it can never name someone else.
+      absl::StatusOr<std::string> token = BearerToken(req, target);
+      absl::StatusOr<JwtClaims> claims =
+          token.ok() ? jwt->Verify(*token) : absl::StatusOr<JwtClaims>(token.status());
+      if (!claims.ok()) {
+        Response res = MakeResponse(http::status::unauthorized, version, false,
+                                    JsonError(ToStd(claims.status().message())));
+        res.set(http::field::www_authenticate, R"(Bearer error="invalid_token")");
+        Send(std::move(res));
+        return;
+      }
+      user = std::move(claims->user_id);
+      params.token_valid_until = claims->valid_until;
+    } else {
+      const std::string* param = target.Param(compat ? "userId" : "user_id");
+      if (param == nullptr) {
+        reject(http::status::bad_request,
+               compat ? "missing userId query parameter" : "missing user_id query parameter");
+        return;
+      }
+      if (absl::Status s = ValidateUserId(*param); !s.ok()) {
+        reject(http::status::bad_request, ToStd(s.message()));
+        return;
+      }
+      user = *param;
     }
     if (const std::string* since = target.Param("since")) {
       uint64_t value = 0;
@@ -267,7 +305,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         return;
       }
     }
-    params.info.user_id = *user;
+    params.info.user_id = std::move(user);
     params.info.connection_id = NewConnectionId();
     params.info.connected_at = absl::Now();
     beast::error_code ec;

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "common/api_key.h"
 #include "common/hub.h"
+#include "common/jwt.h"
 #include "common/store.h"
 
 namespace push::edge {
@@ -22,6 +23,9 @@ struct EdgeOptions {
   absl::Duration pong_timeout = absl::Seconds(10);
   uint64_t send_queue_bytes = 1 << 20;
   std::vector<std::string> allowed_origins;  // empty = any Origin
+  // --auth=jwt: the user is the `sub` of a token verified by this (from `token=` or
+  // `Authorization: Bearer`); null = the user comes from the query (--auth=none).
+  std::shared_ptr<const JwtVerifier> jwt;
   // When set, DELETE /deleteClient needs `Authorization: Bearer <key>`.
   const ApiKey* api_key = nullptr;
   // Readiness as /readyz reports it; owned by the process.

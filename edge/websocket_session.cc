@@ -5,6 +5,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include "common/metrics.h"
+#include "common/strings.h"
 #include "spdlog/spdlog.h"
 
 namespace push::edge {
@@ -18,6 +19,8 @@ constexpr auto kCloseHandshakeTimeout = std::chrono::milliseconds(500);
 constexpr size_t kReplayPageMessages = 256;
 constexpr auto kLinger = std::chrono::seconds(1);
 constexpr size_t kReadChunk = 128;
+// The token's exp passed without a refresh, or a refresh brought a token that was refused.
+constexpr uint16_t kCloseTokenExpired = 4001;
 
 std::chrono::nanoseconds ToChrono(absl::Duration d) {
   return absl::ToChronoNanoseconds(std::max(d, absl::ZeroDuration()));
@@ -85,8 +88,9 @@ void WebSocketSession::OnAccept(beast::error_code ec) {
   hub_->Add(shared_from_this());
   ReadStore();
   DoRead();
-  next_ping_ = absl::Now() + options_.ping_interval;
-  ScheduleTimer(options_.ping_interval);
+  absl::Time now = absl::Now();
+  next_ping_ = now + options_.ping_interval;
+  ScheduleTimer(NextWake() - now);
 }
 
 // ---- Client frames --------------------------------------------------------------------------
@@ -134,9 +138,33 @@ void WebSocketSession::HandleClientFrame(std::string_view text) {
     DoClose(kClosePolicy, error, &GlobalMetrics().closed_protocol);
     return;
   }
+  if (frame.type == ClientFrame::Type::kRefresh) {
+    HandleRefresh(frame.token);
+    return;
+  }
   // An ack covers only what this connection has actually written.
   if (params_.ack)
     store_->AdvanceCursor(params_.info.user_id, std::min(frame.seq, last_written_seq_));
+}
+
+void WebSocketSession::HandleRefresh(const std::string& token) {
+  if (options_.jwt == nullptr) {
+    DoClose(kClosePolicy, "refresh needs --auth=jwt", &GlobalMetrics().closed_protocol);
+    return;
+  }
+  absl::StatusOr<JwtClaims> claims = options_.jwt->Verify(token);
+  if (!claims.ok()) {
+    DoClose(kCloseTokenExpired, std::string(ToStd(claims.status().message())), &GlobalMetrics().closed_protocol);
+    return;
+  }
+  // A connection never changes hands: another user's token is refused like a bad one.
+  if (claims->user_id != params_.info.user_id) {
+    DoClose(kCloseTokenExpired, "refresh token is for another user",
+            &GlobalMetrics().closed_protocol);
+    return;
+  }
+  params_.token_valid_until = claims->valid_until;
+  ScheduleTimer(NextWake() - absl::Now());  // the new deadline may be earlier than the old
 }
 
 // ---- Replay and live delivery ---------------------------------------------------------------
@@ -322,6 +350,10 @@ void WebSocketSession::OnTimer(beast::error_code ec) {
     Teardown("pong timeout", &GlobalMetrics().closed_pong_timeout);
     return;
   }
+  if (now >= params_.token_valid_until) {
+    DoClose(kCloseTokenExpired, "token expired", &GlobalMetrics().closed_protocol);
+    return;
+  }
   if (now >= next_ping_) {
     if (!ping_in_flight_) {
       ping_in_flight_ = true;
@@ -334,9 +366,13 @@ void WebSocketSession::OnTimer(beast::error_code ec) {
     }
     next_ping_ = now + options_.ping_interval;
   }
-  absl::Time wake = next_ping_;
+  ScheduleTimer(NextWake() - now);
+}
+
+absl::Time WebSocketSession::NextWake() const {
+  absl::Time wake = std::min(next_ping_, params_.token_valid_until);
   if (awaiting_pong_) wake = std::min(wake, ping_sent_ + options_.pong_timeout);
-  ScheduleTimer(wake - now);
+  return wake;
 }
 
 void WebSocketSession::Close(uint16_t code, std::string reason) {
@@ -353,10 +389,11 @@ void WebSocketSession::DoClose(uint16_t code, std::string reason,
                                std::atomic<uint64_t>* reason_counter, bool flush) {
   if (closing_ || finished_) return;
   closing_ = true;
-  close_why_ = code == kCloseSlowConsumer ? "slow consumer"
-               : code == kCloseGoingAway  ? "shutdown"
-               : code == kCloseNormal     ? "deleted"
-                                          : "closed by server";
+  close_why_ = code == kCloseSlowConsumer   ? "slow consumer"
+               : code == kCloseGoingAway    ? "shutdown"
+               : code == kCloseNormal       ? "deleted"
+               : code == kCloseTokenExpired ? "token"
+                                            : "closed by server";
   reason_counter->fetch_add(1, std::memory_order_relaxed);
   spdlog::info("closing user={} conn={} code={} reason='{}'", params_.info.user_id,
                params_.info.connection_id, code, reason);

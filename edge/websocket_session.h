@@ -54,6 +54,9 @@ struct SessionParams {
   bool compat = false;  // /getPushNews: bare data frames, no envelope
   bool ack = false;     // the cursor moves on client acks instead of socket writes
   std::optional<uint64_t> since;
+  // --auth=jwt: when the token stops being valid (exp + leeway); the connection closes with 4001
+  // then, unless a refresh frame moves it.
+  absl::Time token_valid_until = absl::InfiniteFuture();
 };
 
 // One WebSocket connection. All state is touched only on the connection's strand (the socket's
@@ -100,6 +103,7 @@ class WebSocketSession final : public Connection,
   void DoRead();
   void OnRead(beast::error_code ec, std::size_t bytes);
   void HandleClientFrame(std::string_view text);
+  void HandleRefresh(const std::string& token);
 
   void ReadStore();
   void OnStoreRead(absl::StatusOr<store::ReadResult> result);
@@ -113,6 +117,8 @@ class WebSocketSession final : public Connection,
   void MaybeContinueReplay();
 
   void ScheduleTimer(absl::Duration after);
+  // The next heartbeat or token deadline.
+  absl::Time NextWake() const;
   void OnTimer(beast::error_code ec);
   // Stops delivery and closes with `code` once the queue is empty; `flush` keeps what is queued.
   void DoClose(uint16_t code, std::string reason, std::atomic<uint64_t>* reason_counter,
@@ -145,7 +151,7 @@ class WebSocketSession final : public Connection,
   uint64_t max_live_seen_ = 0;  // highest live seq dropped while reading the store
   uint64_t last_written_seq_ = 0;
 
-  // Heartbeat and closing: one timer, whose meaning depends on the state.
+  // Heartbeat, token expiry and closing: one timer, whose meaning depends on the state.
   bool awaiting_pong_ = false;
   bool ping_in_flight_ = false;
   absl::Time ping_sent_;

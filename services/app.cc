@@ -9,6 +9,7 @@
 #include "common/api_key.h"
 #include "common/hub.h"
 #include "common/json.h"
+#include "common/jwt.h"
 #include "common/memory_store.h"
 #include "common/metrics.h"
 #include "common/strings.h"
@@ -97,6 +98,17 @@ absl::Status App::Start() {
     edge_options.pong_timeout = config_.pong_timeout;
     edge_options.send_queue_bytes = config_.send_queue_bytes;
     edge_options.allowed_origins = config_.allowed_origins;
+    if (config_.auth == "jwt") {
+      JwtOptions jwt_options;
+      jwt_options.hs256_secret = config_.jwt_hs256_secret;
+      jwt_options.rs256_public_key_pem = config_.jwt_rs256_public_key;
+      jwt_options.leeway = config_.jwt_leeway;
+      absl::StatusOr<std::unique_ptr<JwtVerifier>> jwt = JwtVerifier::Create(jwt_options);
+      if (!jwt.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("--auth=jwt: ", jwt.status().message()));
+      }
+      edge_options.jwt = std::move(*jwt);
+    }
     edge_options.ready = &ready_;
     edge_options.api_key = api_key_.get();
     if (config_.auth == "none" && config_.api_key_file.empty()) {
