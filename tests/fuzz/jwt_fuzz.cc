@@ -1,0 +1,107 @@
+// libFuzzer target for the JWT parser/verifier. The first input byte picks what the rest is:
+//   0: a token, verified as it comes (forgeries, malformed parts, bad base64url and JSON);
+//   1: "<header JSON>\n<payload JSON>", signed here with the HS256 secret before verifying, so
+//      the claims code (sub, exp, nbf, numbers of every shape) is reached past the signature;
+//   2: base64url text: a successful decode must re-encode to exactly the input (canonical).
+// Anything that crashes, leaks, hits UB, accepts a token without its true signature or breaks
+// the round trip aborts.
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/jwt.h"
+
+namespace {
+
+constexpr char kSecret[] = "fuzz-secret-0123456789abcdef0123456789abcdef";
+
+class FixedClock final : public push::Clock {
+ public:
+  absl::Time Now() const override { return absl::FromUnixSeconds(1'700'000'000); }
+};
+
+std::string PublicPem(EVP_PKEY* key) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_PUBKEY(bio, key);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string pem(data, static_cast<size_t>(len));
+  BIO_free(bio);
+  return pem;
+}
+
+const push::JwtVerifier& Verifier() {
+  static const push::JwtVerifier* verifier = [] {
+    static FixedClock clock;
+    EVP_PKEY* rsa = EVP_RSA_gen(2048);
+    push::JwtOptions options;
+    options.hs256_secret = kSecret;
+    options.rs256_public_key_pem = PublicPem(rsa);
+    options.clock = &clock;
+    EVP_PKEY_free(rsa);
+    auto v = push::JwtVerifier::Create(options);
+    if (!v.ok()) std::abort();
+    return v->release();
+  }();
+  return *verifier;
+}
+
+std::string SignHs256(std::string_view header, std::string_view payload) {
+  std::string input = push::Base64UrlEncode(header) + "." + push::Base64UrlEncode(payload);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), kSecret, sizeof(kSecret) - 1,
+       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len);
+  return input + "." + push::Base64UrlEncode(std::string_view(reinterpret_cast<char*>(mac), len));
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const push::JwtVerifier& verifier = Verifier();
+  std::string_view rest(reinterpret_cast<const char*>(data) + 1, size - 1);
+  switch (data[0] % 3) {
+    case 0: {
+      absl::StatusOr<push::JwtClaims> claims = verifier.Verify(rest);
+      // The RSA private key is gone, and the fuzzer cannot forge an HMAC: only a token carrying
+      // the true HS256 signature of its own first two parts may be accepted.
+      if (claims.ok()) {
+        size_t dot2 = rest.rfind('.');
+        size_t dot1 = rest.find('.');
+        std::string header, payload;
+        if (!push::Base64UrlDecode(rest.substr(0, dot1), &header) ||
+            !push::Base64UrlDecode(rest.substr(dot1 + 1, dot2 - dot1 - 1), &payload) ||
+            SignHs256(header, payload) != rest) {
+          std::abort();
+        }
+      }
+      break;
+    }
+    case 1: {
+      size_t nl = rest.find('\n');
+      if (nl == std::string_view::npos) return 0;
+      std::string token = SignHs256(rest.substr(0, nl), rest.substr(nl + 1));
+      absl::StatusOr<push::JwtClaims> claims = verifier.Verify(token);
+      if (claims.ok() && (claims->user_id.empty() || claims->valid_until < claims->expires_at)) {
+        std::abort();
+      }
+      break;
+    }
+    case 2: {
+      std::string decoded;
+      if (push::Base64UrlDecode(rest, &decoded) && push::Base64UrlEncode(decoded) != rest) {
+        std::abort();
+      }
+      break;
+    }
+  }
+  return 0;
+}
