@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
+#include "common/message.h"
 #include "gtest/gtest.h"
 
 namespace push {
@@ -332,6 +333,22 @@ TEST(JwtCreateTest, BadKeysAreRefusedAtCreation) {
   JwtOptions not_rsa;
   not_rsa.rs256_public_key_pem = PublicPem(ec.get());
   EXPECT_EQ(JwtVerifier::Create(not_rsa).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(RefreshFrameTest, ParsesTheTokenAndRefusesAFrameWithoutOne) {
+  ClientFrame frame;
+  std::string error;
+  ASSERT_TRUE(ParseClientFrame(R"({"type":"refresh","token":"a.b.c"})", &frame, &error)) << error;
+  EXPECT_EQ(frame.type, ClientFrame::Type::kRefresh);
+  EXPECT_EQ(frame.token, "a.b.c");
+  for (const char* bad : {R"({"type":"refresh"})", R"({"type":"refresh","token":7})",
+                          R"({"type":"refresh","token":null})"}) {
+    EXPECT_FALSE(ParseClientFrame(bad, &frame, &error)) << bad;
+    EXPECT_NE(error.find("token"), std::string::npos) << error;
+  }
+  ASSERT_TRUE(ParseClientFrame(R"({"type":"ack","seq":3})", &frame, &error));
+  EXPECT_EQ(frame.type, ClientFrame::Type::kAck);
+  EXPECT_EQ(frame.seq, 3u);
 }
 
 // A key file in the test's temp dir, removed afterwards.
