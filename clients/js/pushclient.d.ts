@@ -39,7 +39,7 @@ export interface PushReset {
 }
 
 export type PushErrorKind =
-  | 'token' // the token is malformed or expired, or the token function failed
+  | 'token' // the token is malformed or expired, the token function failed, or 4001 at exp
   | 'refused' // the server answered the upgrade with an HTTP error (401, 400, 403, 503...)
   | 'unreachable' // nothing answers at the url
   | 'timeout' // the handshake did not finish within connectTimeout
@@ -52,7 +52,7 @@ export interface PushError {
   message: string;
   /** The HTTP status of a refused handshake, when the WebSocket implementation tells it. */
   status?: number;
-  /** The close code, for 'protocol'. */
+  /** The close code, for 'protocol' and 4001 'token'. */
   code?: number;
 }
 
@@ -107,6 +107,8 @@ interface CommonOptions {
   maxDelay?: number;
   /** Abandon a handshake after this many ms (default 10000). */
   connectTimeout?: number;
+  /** With a token function: refresh this many ms before the token's exp (default 30000). */
+  refreshBefore?: number;
   /** A connection open this long resets the backoff (ms, default 5000). */
   stableAfter?: number;
   /** Whether to reconnect after a close the application did not ask for. */
@@ -177,8 +179,8 @@ export declare class PushClient<T = unknown> {
   /** Acknowledges everything up to seq (with ack and autoAck false). False when not open. */
   ack(seq: number): boolean;
   /**
-   * Uses this token from now on, and sends {"type":"refresh","token":...} on the open
-   * connection (for servers that accept it). False when not open.
+   * Sends {"type":"refresh","token":...} on the open connection (pushd --auth=jwt moves the
+   * connection's expiry); a fixed token is replaced for later connections. False when not open.
    */
   refresh(token: string): boolean;
 }

@@ -10,6 +10,7 @@ const DEFAULTS = {
   maxDelay: 30000,
   connectTimeout: 10000, // a handshake that has not opened by then is abandoned
   stableAfter: 5000, // a connection open this long resets the backoff
+  refreshBefore: 30000, // with a token function: refresh this long before the token's exp
 };
 
 // The DeleteClient reason by which a backend asks clients to come back (rebalance, re-auth).
@@ -18,6 +19,17 @@ export const RECONNECT_REASON = 'reconnect';
 
 const CLOSE_NORMAL = 1000;
 const USER_ID = /^[A-Za-z0-9._:@-]{1,128}$/; // as the server accepts it
+const CLOSE_TOKEN_EXPIRED = 4001; // pushd --auth=jwt: the token expired without a refresh
+
+// The token's exp in Unix ms, or null (no exp, or not a JWT).
+function tokenExpiry(token) {
+  try {
+    const exp = JSON.parse(base64UrlDecode(token.split('.')[1])).exp;
+    return typeof exp === 'number' ? exp * 1000 : null;
+  } catch {
+    return null;
+  }
+}
 
 /**
  * Decides whether to reconnect after the server (or the network) closed the connection.
@@ -113,6 +125,9 @@ export class PushClient {
     this._maxDelay = Math.max(opts.maxDelay, opts.minDelay);
     this._connectTimeout = opts.connectTimeout;
     this._stableAfter = opts.stableAfter;
+    this._refreshBefore = opts.refreshBefore;
+    this._refreshTimer = null;
+    this._currentToken = null; // the token of the current connection
     this._shouldReconnect = opts.shouldReconnect ?? defaultShouldReconnect;
     this._random = opts.random ?? Math.random;
 
@@ -178,6 +193,7 @@ export class PushClient {
     this._generation++;
     clearTimeout(this._timer);
     this._timer = null;
+    clearTimeout(this._refreshTimer);
     const ws = this._ws;
     this._ws = null;
     if (ws) {
@@ -200,15 +216,20 @@ export class PushClient {
   }
 
   /**
-   * Replaces the token: used for every later connection, and sent now on the open one as
-   * {"type":"refresh","token":...} for servers that accept it (pushd with --auth=jwt).
+   * Sends {"type":"refresh","token":...} on the open connection (pushd --auth=jwt then moves
+   * its expiry); a fixed token is also replaced for later connections.
    */
   refresh(token) {
     if (this._token == null) throw new Error('PushClient: refresh() needs token mode');
     const problem = checkToken(token);
     if (problem) throw new TypeError(`PushClient: ${problem}`);
-    this._token = token;
-    return this._send({ type: 'refresh', token });
+    if (typeof this._token !== 'function') this._token = token;
+    const sent = this._send({ type: 'refresh', token });
+    if (sent) {
+      this._currentToken = token;
+      this._scheduleRefresh();
+    }
+    return sent;
   }
 
   // ---- internals -----------------------------------------------------------------------------
@@ -279,6 +300,7 @@ export class PushClient {
         return;
       }
       url.searchParams.set('token', resolved.token);
+      this._currentToken = resolved.token;
     } else {
       url.searchParams.set('user_id', this._userId);
     }
@@ -324,6 +346,7 @@ export class PushClient {
       this._lastError = null;
       this.stats.connects++;
       this._setState('open', { attempt: this._attempt });
+      this._scheduleRefresh();
     };
     ws.onmessage = (event) => {
       if (generation !== this._generation || finished) return;
@@ -413,6 +436,7 @@ export class PushClient {
 
   async _onClose(generation, opened, event, handshakeError, explained = false) {
     clearTimeout(this._timer);
+    clearTimeout(this._refreshTimer);
     this._ws = null;
     const code = event?.code ?? 1006;
     const reason = event?.reason ?? '';
@@ -424,8 +448,12 @@ export class PushClient {
       if (generation !== this._generation) return;
     } else if (code === 1003 || code === 1008 || code === 1009) {
       this._error('protocol', `the server closed the connection (${code} ${reason})`, { code });
+    } else if (code === CLOSE_TOKEN_EXPIRED) {
+      this._error('token', `the server ended the connection: ${reason || 'token expired'}`, { code });
     }
-    if (this._wanted && this._shouldReconnect({ code, reason, opened })) {
+    // A 401 for a fixed token will not change: stop until the application gives a new one.
+    const hopeless = this._lastError?.status === 401 && typeof this._token === 'string';
+    if (this._wanted && !hopeless && this._shouldReconnect({ code, reason, opened })) {
       this._retry({ code, reason });
     } else {
       this._wanted = false;
@@ -467,6 +495,40 @@ export class PushClient {
         ? 'the token is bad or expired, the origin is not allowed, or the server is not ready'
         : 'the origin is not allowed or the server is not ready';
     return `the server refused the connection with ${what}: ${who}`;
+  }
+
+  // With a token function, get a fresh token before the current one expires and send it as a
+  // refresh frame, so that the server (which closes with 4001 at exp) keeps the connection.
+  _scheduleRefresh() {
+    clearTimeout(this._refreshTimer);
+    if (typeof this._token !== 'function' || this._state !== 'open') return;
+    const expiry = tokenExpiry(this._currentToken);
+    if (expiry === null) return;
+    const remaining = expiry - Date.now();
+    if (remaining <= 0) return;
+    const generation = this._generation;
+    const delay = Math.max(remaining - this._refreshBefore, remaining / 2);
+    this._refreshTimer = setTimeout(async () => {
+      let token;
+      try {
+        token = await this._token();
+      } catch (e) {
+        if (generation === this._generation) this._error('token', `could not refresh the token: ${e?.message ?? e}`);
+        return;
+      }
+      if (generation !== this._generation || this._state !== 'open') return;
+      const problem = checkToken(token);
+      if (problem) {
+        this._error('token', `could not refresh the token: ${problem}`);
+        return;
+      }
+      // A token that expires no later than the current one would only bring the next refresh
+      // closer; let the server close at exp and reconnect with a new token instead.
+      if ((tokenExpiry(token) ?? Infinity) <= expiry) return;
+      this._currentToken = token;
+      this._send({ type: 'refresh', token });
+      this._scheduleRefresh();
+    }, delay);
   }
 
   _retry({ code, reason }) {

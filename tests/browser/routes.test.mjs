@@ -37,7 +37,8 @@ describe('browser routes in development (--auth=none, no API key)', () => {
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('content-type'), 'text/html; charset=utf-8');
     assert.equal(res.headers.get('access-control-allow-origin'), null);
-    assert.equal(await res.text(), await readFile(repoFile('edge/web/index.html'), 'utf8'));
+    const same = (await res.text()) === (await readFile(repoFile('edge/web/index.html'), 'utf8'));
+    assert.ok(same, 'GET / differs from edge/web/index.html: rebuild pushd');
   });
 
   test('GET /pushclient.js is clients/js/pushclient.js, as built', async () => {
@@ -46,7 +47,8 @@ describe('browser routes in development (--auth=none, no API key)', () => {
     assert.equal(res.headers.get('content-type'), 'text/javascript; charset=utf-8');
     assert.equal(res.headers.get('access-control-allow-origin'), '*', 'importable from any page');
     assert.equal(res.headers.get('cache-control'), 'no-cache');
-    assert.equal(await res.text(), await readFile(repoFile('clients/js/pushclient.js'), 'utf8'));
+    const same = (await res.text()) === (await readFile(repoFile('clients/js/pushclient.js'), 'utf8'));
+    assert.ok(same, 'GET /pushclient.js differs from clients/js/pushclient.js: rebuild pushd');
   });
 
   test('other methods on the page routes get 405', async () => {

@@ -3,7 +3,11 @@
 // Node 20 has no global WebSocket.
 
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { WebSocket } from 'ws';
 
@@ -342,6 +346,107 @@ describe('PushClient against a real pushd', () => {
     assert.throws(() => client.refresh('nope'), /not a JWT/);
     const byUser = newClient({ userId: newUser('refresh') });
     assert.throws(() => byUser.refresh(fresh), /needs token mode/);
+  });
+});
+
+describe('PushClient against pushd --auth=jwt', () => {
+  const secret = 'browser-tests-secret-0123456789abcdef0123456789';
+  let server;
+  let dir;
+  const clients = [];
+  const newClient = (options) => {
+    const client = new PushClient({ url: server.wsUrl, WebSocket, ...options });
+    clients.push(client);
+    return client;
+  };
+  const signed = (payload, key = secret) => {
+    const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const input = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc(payload)}`;
+    return `${input}.${createHmac('sha256', key).update(input).digest('base64url')}`;
+  };
+  const nowS = () => Math.floor(Date.now() / 1000);
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'pushd-jwt-'));
+    await writeFile(join(dir, 'secret'), secret);
+    server = await startPushd([
+      '--auth=jwt',
+      `--jwt_hs256_secret_file=${join(dir, 'secret')}`,
+      '--jwt_leeway=0s',
+    ]);
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await server?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("a good token connects as its sub and gets the sub's pushes", async () => {
+    const user = newUser('jwt');
+    const log = { urls: [], sent: [] };
+    const client = newClient({ token: signed({ sub: user, exp: nowS() + 600 }), WebSocket: recordingWebSocket(log) });
+    const t = track(client);
+    client.connect();
+    await waitFor(() => t.welcomes.length === 1, { what: 'welcome' });
+    assert.equal(client.userId, user);
+    assert.equal(new URL(log.urls[0]).searchParams.has('user_id'), false);
+    await grpcPush(server, user, { to: 'token user' });
+    await waitFor(() => t.messages.length === 1, { what: 'message' });
+    assert.deepEqual(t.messages[0].data, { to: 'token user' });
+  });
+
+  test('a token with a bad signature is refused with 401, and a fixed token is not retried', async () => {
+    const client = newClient({ token: signed({ sub: 'mallory', exp: nowS() + 600 }, 'not-the-secret'), minDelay: 50 });
+    const t = track(client);
+    client.connect();
+    const closed = await t.waitState('closed');
+    assert.equal(closed.error.kind, 'refused');
+    assert.equal(closed.error.status, 401);
+    assert.match(closed.error.message, /refused the connection with HTTP 401: the token is bad or expired/);
+    assert.equal(t.stateNames().includes('reconnecting'), false);
+  });
+
+  test('a token function keeps the connection past exp with refresh frames', async () => {
+    const user = newUser('refresh');
+    const log = { urls: [], sent: [] };
+    let issued = 0;
+    const client = newClient({
+      token: () => {
+        issued++;
+        return signed({ sub: user, exp: nowS() + 3 });
+      },
+      refreshBefore: 1500,
+      WebSocket: recordingWebSocket(log),
+    });
+    const t = track(client);
+    client.connect();
+    await waitFor(() => t.welcomes.length === 1, { what: 'welcome' });
+    const firstExp = JSON.parse(Buffer.from(new URL(log.urls[0]).searchParams.get('token').split('.')[1], 'base64url')).exp;
+    // Past the first token's exp (the server closes at exp with --jwt_leeway=0s).
+    await waitFor(() => Date.now() > firstExp * 1000 + 1500, { what: 'exp to pass', timeout: 8000 });
+    assert.equal(client.state, 'open');
+    assert.equal(client.stats.connects, 1, 'never reconnected');
+    assert.ok(log.sent.some((f) => f.type === 'refresh'), 'sent a refresh frame');
+    assert.ok(issued >= 2);
+    await grpcPush(server, user, { still: 'here' });
+    await waitFor(() => t.messages.length === 1, { what: 'message after exp' });
+  });
+
+  test('a fixed token closes with 4001 at exp and says so; it is not retried', async () => {
+    const user = newUser('expiring');
+    const client = newClient({ token: signed({ sub: user, exp: nowS() + 2 }), minDelay: 50 });
+    const t = track(client);
+    client.connect();
+    await t.waitState('open');
+    const r = await waitFor(() => t.states.find((s) => s.state === 'reconnecting'), {
+      what: '4001',
+      timeout: 8000,
+    });
+    assert.equal(r.code, 4001);
+    assert.ok(t.errors.some((e) => e.kind === 'token' && /ended the connection: token expired/.test(e.message)));
+    const closed = await t.waitState('closed');
+    assert.match(closed.error.message, /the token expired at/);
+    assert.equal(client.stats.connects, 1);
   });
 });
 
