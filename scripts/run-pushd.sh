@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec "${BUILD_DIR:-build}/pushd" "$@"
+exec "${BUILD_DIR:-build}/services/pushd" "$@"
