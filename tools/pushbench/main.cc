@@ -55,14 +55,16 @@ ABSL_FLAG(double, duration, -1, "seconds of pushing (default: 30 for latency, el
 ABSL_FLAG(double, hold, 60, "idle: seconds to hold the connections");
 ABSL_FLAG(int, messages, 10000, "replay: messages pushed while the users are offline");
 ABSL_FLAG(int, payload_bytes, 256, "size of each pushed JSON payload");
-ABSL_FLAG(int, max_backlog, 5000,
+ABSL_FLAG(int, max_backlog, 2000,
           "max rate: pause pushing while this many deliveries are outstanding (0 = never)");
 ABSL_FLAG(int, io_threads, 2, "WebSocket client threads");
 ABSL_FLAG(int, source_ips, 0, "source addresses 127.0.0.1..N (0 = one per 5,000 connections)");
 ABSL_FLAG(int, connect_concurrency, 256, "WebSocket handshakes in flight");
 ABSL_FLAG(int, channels, 1, "gRPC channels (TCP connections)");
 ABSL_FLAG(double, drain_seconds, 20, "how long to wait for deliveries after the last push");
-ABSL_FLAG(double, max_seconds, 175, "hard limit for the whole run; exceeded = error, exit 3");
+ABSL_FLAG(int, runs, 1,
+          "repeat the scenario this often (fresh pushd each time) and report medians");
+ABSL_FLAG(double, max_seconds, 175, "hard limit per run; exceeded = error, exit 3");
 
 namespace pushbench {
 namespace {
@@ -338,6 +340,93 @@ void PrintJson(const Report& r, const Target& t) {
   std::fflush(stdout);
 }
 
+// The figures worth comparing across runs, with how to read each from a report.
+struct Metric {
+  const char* key;
+  const char* label;
+  double (*get)(const Report&);
+};
+
+double ServerCpu(const Report& r) { return r.cpu_end.cpu_seconds - r.cpu_start.cpu_seconds; }
+
+const Metric kMetrics[] = {
+    {"connect_rate", "connects/s",
+     [](const Report& r) {
+       return r.connect_seconds > 0 ? r.fleet.welcomed / r.connect_seconds : 0;
+     }},
+    {"delivered_per_s", "delivered msg/s",
+     [](const Report& r) {
+       return r.measure_seconds > 0 ? r.fleet.unique / r.measure_seconds : 0;
+     }},
+    {"measure_seconds", "measured seconds", [](const Report& r) { return r.measure_seconds; }},
+    {"p50_ms", "latency p50 ms",
+     [](const Report& r) { return Ms(r.fleet.latency_ns.Percentile(50)); }},
+    {"p90_ms", "latency p90 ms",
+     [](const Report& r) { return Ms(r.fleet.latency_ns.Percentile(90)); }},
+    {"p99_ms", "latency p99 ms",
+     [](const Report& r) { return Ms(r.fleet.latency_ns.Percentile(99)); }},
+    {"p999_ms", "latency p99.9 ms",
+     [](const Report& r) { return Ms(r.fleet.latency_ns.Percentile(99.9)); }},
+    {"max_ms", "latency max ms", [](const Report& r) { return Ms(r.fleet.latency_ns.max()); }},
+    {"rss_per_conn_bytes", "server RSS B/conn",
+     [](const Report& r) { return RssPerConnection(r); }},
+    {"server_cpu_seconds", "server CPU s", [](const Report& r) { return ServerCpu(r); }},
+    {"deliveries_per_cpu_s", "deliveries/server CPU-s",
+     [](const Report& r) { return ServerCpu(r) > 0 ? r.fleet.unique / ServerCpu(r) : 0; }},
+    {"client_cpu_seconds", "pushbench CPU s", [](const Report& r) { return r.client_cpu; }},
+};
+
+bool Applies(const Metric& m, const Report& r) {
+  std::string key = m.key;
+  if (key.rfind("p", 0) == 0 || key == "max_ms") {
+    return r.latency_meaningful && r.fleet.latency_ns.count() > 0;
+  }
+  if (key == "rss_per_conn_bytes" || key.rfind("server_", 0) == 0 ||
+      key == "deliveries_per_cpu_s") {
+    return r.rss_before.ok;
+  }
+  if (key == "delivered_per_s" || key == "measure_seconds") return r.measure_seconds > 0;
+  return true;
+}
+
+// Medians (and the range) over repeated runs: the figures BENCHMARKS.md quotes.
+void PrintSummary(const std::vector<Report>& reports) {
+  const Report& first = reports.front();
+  bool ok = true;
+  uint64_t lost = 0, duplicated = 0;
+  for (const Report& r : reports) {
+    ok = ok && r.ok;
+    lost += r.fleet.lost;
+    duplicated += r.fleet.duplicated + r.fleet.reordered;
+  }
+  std::printf("pushbench %s%s: median of %zu runs (min .. max)\n", first.scenario.c_str(),
+              first.pushed ? (" (" + first.mode + ")").c_str() : "", reports.size());
+  std::ostringstream j;
+  j.setf(std::ios::fixed);
+  j.precision(3);
+  j << "{\"tool\":\"pushbench\",\"summary\":true,\"scenario\":\"" << first.scenario
+    << "\",\"mode\":\"" << (first.pushed ? first.mode : "none") << "\",\"runs\":" << reports.size()
+    << ",\"ok\":" << (ok ? "true" : "false") << ",\"connections\":" << first.connections
+    << ",\"lost\":" << lost << ",\"duplicated\":" << duplicated << ",\"median\":{";
+  bool comma = false;
+  for (const Metric& m : kMetrics) {
+    if (!Applies(m, first)) continue;
+    std::vector<double> v;
+    for (const Report& r : reports) v.push_back(m.get(r));
+    std::sort(v.begin(), v.end());
+    size_t n = v.size();
+    double median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    std::printf("  %-24s %12.3f   (%.3f .. %.3f)\n", m.label, median, v.front(), v.back());
+    j << (comma ? "," : "") << "\"" << m.key << "\":" << median;
+    comma = true;
+  }
+  std::printf("  %-24s %12s   (%" PRIu64 " lost, %" PRIu64 " duplicated or reordered in all)\n",
+              "result", ok ? "OK" : "FAILED", lost, duplicated);
+  j << "}}";
+  std::printf("%s\n", j.str().c_str());
+  std::fflush(stdout);
+}
+
 // ---- Scenarios -------------------------------------------------------------------------------
 
 struct Sizes {
@@ -375,63 +464,24 @@ PushOptions BasePushOptions(const std::string& mode, int tabs) {
   return o;
 }
 
-int Run(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "pushbench --scenario=idle|throughput|latency|multitab|replay "
-      "(--pushd=PATH | --grpc=HOST:PORT --ws=HOST:PORT [--server_pid=PID]) [flags]");
-  absl::ParseCommandLine(argc, argv);
-  signal(SIGPIPE, SIG_IGN);
-  RaiseOpenFilesLimit();
-
+// One measured run: its own pushd (when starting one), fresh users, fresh connections.
+Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes& sizes,
+               Target* target_out) {
   Report report;
-  report.scenario = absl::GetFlag(FLAGS_scenario);
-  report.mode = absl::GetFlag(FLAGS_mode);
-  const std::string& scenario = report.scenario;
-  if (scenario != "idle" && scenario != "throughput" && scenario != "latency" &&
-      scenario != "multitab" && scenario != "replay") {
-    std::fprintf(stderr,
-                 "pushbench: --scenario=%s: want idle, throughput, latency, multitab or "
-                 "replay\n",
-                 scenario.c_str());
-    return 2;
-  }
-  if (report.mode != "unary" && report.mode != "stream" && report.mode != "broadcast") {
-    std::fprintf(stderr, "pushbench: --mode=%s: want unary, stream or broadcast\n",
-                 report.mode.c_str());
-    return 2;
-  }
-  Sizes sizes = ScenarioSizes(scenario);
-  if (sizes.connections % sizes.tabs != 0) {
-    std::fprintf(stderr, "pushbench: --connections must be a multiple of --tabs\n");
-    return 2;
-  }
-  uint64_t files = OpenFilesLimit();
-  if (static_cast<uint64_t>(sizes.connections) + 100 > files) {
-    std::fprintf(stderr,
-                 "pushbench: %d connections need more open files than the limit of %llu allows\n",
-                 sizes.connections, static_cast<unsigned long long>(files));
-    return 2;
-  }
-
-  // Hard stop: whatever hangs, the run ends, and a pushd we started goes with it.
-  double max_seconds = absl::GetFlag(FLAGS_max_seconds);
-  std::thread([max_seconds] {
-    Sleep(max_seconds);
-    std::fprintf(stderr, "pushbench: --max_seconds=%.0f exceeded; stopping\n", max_seconds);
-    std::printf("{\"tool\":\"pushbench\",\"ok\":false,\"errors\":[\"time limit exceeded\"]}\n");
-    std::fflush(stdout);
-    if (ChildServerPid() > 0) kill(ChildServerPid(), SIGKILL);
-    std::_Exit(3);
-  }).detach();
-
-  Target target;
+  report.scenario = scenario;
+  report.mode = mode;
+  Target& target = *target_out;
   ServerProcess server;
+  auto fail = [&report](const std::string& why) {
+    report.errors.push_back(why);
+    report.ok = false;
+    return report;
+  };
   if (!absl::GetFlag(FLAGS_pushd).empty()) {
     std::string error;
     if (!server.Start(absl::GetFlag(FLAGS_pushd), SplitArgs(absl::GetFlag(FLAGS_pushd_args)),
                       &error)) {
-      std::fprintf(stderr, "pushbench: %s\n", error.c_str());
-      return 1;
+      return fail(error);
     }
     target.grpc = "127.0.0.1:" + std::to_string(server.grpc_port());
     target.ws_host = "127.0.0.1";
@@ -439,20 +489,12 @@ int Run(int argc, char** argv) {
     target.pid = server.pid();
     target.started = true;
   } else {
-    target.grpc = absl::GetFlag(FLAGS_grpc);
+    // Checked by ValidTarget before the first run.
     std::string grpc_host;
     int grpc_port = 0;
-    if (!SplitHostPort(target.grpc, &grpc_host, &grpc_port) ||
-        !SplitHostPort(absl::GetFlag(FLAGS_ws), &target.ws_host, &target.ws_port)) {
-      std::fprintf(stderr,
-                   "pushbench: pass --pushd=PATH, or --grpc=HOST:PORT and --ws=HOST:PORT\n");
-      return 2;
-    }
-    // A load generator aimed elsewhere by mistake is a denial of service: loopback only.
-    if (!IsLoopback(grpc_host) || !IsLoopback(target.ws_host)) {
-      std::fprintf(stderr, "pushbench: only loopback servers (127.x.x.x) may be targeted\n");
-      return 2;
-    }
+    target.grpc = absl::GetFlag(FLAGS_grpc);
+    SplitHostPort(target.grpc, &grpc_host, &grpc_port);
+    SplitHostPort(absl::GetFlag(FLAGS_ws), &target.ws_host, &target.ws_port);
     if (target.ws_host == "localhost") target.ws_host = "127.0.0.1";
     target.pid = absl::GetFlag(FLAGS_server_pid);
   }
@@ -478,10 +520,7 @@ int Run(int argc, char** argv) {
   Pusher pusher(target.grpc, absl::GetFlag(FLAGS_channels), &users);
   {
     std::string error;
-    if (!pusher.WaitReady(10, &error)) {
-      std::fprintf(stderr, "pushbench: %s (%s)\n", error.c_str(), target.grpc.c_str());
-      return 1;
-    }
+    if (!pusher.WaitReady(10, &error)) return fail(error + " (" + target.grpc + ")");
   }
   const double drain = absl::GetFlag(FLAGS_drain_seconds);
   const double self_cpu0 = SelfCpuSeconds();
@@ -572,9 +611,88 @@ int Run(int argc, char** argv) {
   check(report.push.pushes_ok == 0 && f.connections > 0, "nothing was pushed");
   if (!f.first_error.empty() && !report.errors.empty()) report.errors.push_back(f.first_error);
   report.ok = report.errors.empty();
-  PrintTable(report, target);
-  PrintJson(report, target);
-  return report.ok ? 0 : 1;
+  return report;
+}
+
+bool ValidTarget() {
+  if (!absl::GetFlag(FLAGS_pushd).empty()) return true;
+  std::string grpc_host, ws_host;
+  int grpc_port = 0, ws_port = 0;
+  if (!SplitHostPort(absl::GetFlag(FLAGS_grpc), &grpc_host, &grpc_port) ||
+      !SplitHostPort(absl::GetFlag(FLAGS_ws), &ws_host, &ws_port)) {
+    std::fprintf(stderr, "pushbench: pass --pushd=PATH, or --grpc=HOST:PORT and --ws=HOST:PORT\n");
+    return false;
+  }
+  // A load generator aimed elsewhere by mistake is a denial of service: loopback only.
+  if (!IsLoopback(grpc_host) || !IsLoopback(ws_host)) {
+    std::fprintf(stderr, "pushbench: only loopback servers (127.x.x.x) may be targeted\n");
+    return false;
+  }
+  return true;
+}
+
+int Run(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "pushbench --scenario=idle|throughput|latency|multitab|replay "
+      "(--pushd=PATH | --grpc=HOST:PORT --ws=HOST:PORT [--server_pid=PID]) [flags]");
+  absl::ParseCommandLine(argc, argv);
+  signal(SIGPIPE, SIG_IGN);
+  RaiseOpenFilesLimit();
+
+  const std::string scenario = absl::GetFlag(FLAGS_scenario);
+  const std::string mode = absl::GetFlag(FLAGS_mode);
+  if (scenario != "idle" && scenario != "throughput" && scenario != "latency" &&
+      scenario != "multitab" && scenario != "replay") {
+    std::fprintf(stderr,
+                 "pushbench: --scenario=%s: want idle, throughput, latency, multitab or "
+                 "replay\n",
+                 scenario.c_str());
+    return 2;
+  }
+  if (mode != "unary" && mode != "stream" && mode != "broadcast") {
+    std::fprintf(stderr, "pushbench: --mode=%s: want unary, stream or broadcast\n", mode.c_str());
+    return 2;
+  }
+  Sizes sizes = ScenarioSizes(scenario);
+  if (sizes.connections % sizes.tabs != 0) {
+    std::fprintf(stderr, "pushbench: --connections must be a multiple of --tabs\n");
+    return 2;
+  }
+  uint64_t files = OpenFilesLimit();
+  if (static_cast<uint64_t>(sizes.connections) + 100 > files) {
+    std::fprintf(stderr,
+                 "pushbench: %d connections need more open files than the limit of %llu allows\n",
+                 sizes.connections, static_cast<unsigned long long>(files));
+    return 2;
+  }
+  if (!ValidTarget()) return 2;
+  const int runs = std::max(1, absl::GetFlag(FLAGS_runs));
+
+  // Hard stop: whatever hangs, the tool ends, and a pushd it started goes with it.
+  double max_seconds = absl::GetFlag(FLAGS_max_seconds) * runs;
+  std::thread([max_seconds] {
+    Sleep(max_seconds);
+    std::fprintf(stderr, "pushbench: time limit of %.0f s exceeded; stopping\n", max_seconds);
+    std::printf("{\"tool\":\"pushbench\",\"ok\":false,\"errors\":[\"time limit exceeded\"]}\n");
+    std::fflush(stdout);
+    if (ChildServerPid() > 0) kill(ChildServerPid(), SIGKILL);
+    std::_Exit(3);
+  }).detach();
+
+  std::vector<Report> reports;
+  for (int i = 0; i < runs; ++i) {
+    Target target;
+    reports.push_back(RunOnce(scenario, mode, sizes, &target));
+    if (runs > 1) std::printf("run %d of %d\n", i + 1, runs);
+    PrintTable(reports.back(), target);
+    PrintJson(reports.back(), target);
+    if (i + 1 < runs) Sleep(2);  // let the kernel reap the last run's sockets
+  }
+  if (runs > 1) PrintSummary(reports);
+  for (const Report& r : reports) {
+    if (!r.ok) return 1;
+  }
+  return 0;
 }
 
 }  // namespace

@@ -251,7 +251,9 @@ bool Pusher::WaitReady(double timeout_s, std::string* error) {
                   std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   for (auto& channel : impl_->channels) {
     if (!channel->WaitForConnected(deadline)) {
-      *error = "gRPC channel did not connect within " + std::to_string(timeout_s) + " s";
+      char buf[80];
+      std::snprintf(buf, sizeof(buf), "gRPC channel did not connect within %g s", timeout_s);
+      *error = buf;
       return false;
     }
   }
