@@ -19,7 +19,13 @@ class FrameQueue {
   void push_back(T item) { items_.push_back(std::move(item)); }
   void pop_front() {
     items_[head_] = T();
-    if (++head_ == items_.size()) Reset();
+    if (++head_ == items_.size()) {
+      Reset();
+    } else if (head_ >= kKeepCapacity && 2 * head_ >= items_.size()) {
+      // A queue that never quite drains must not keep every popped slot: drop the prefix.
+      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
   }
   void pop_back() {
     items_.pop_back();

@@ -24,7 +24,6 @@ enum CloseCode : uint16_t {
   kCloseGoingAway = 1001,
   kCloseUnsupported = 1003,
   kClosePolicy = 1008,
-  kCloseTooBig = 1009,
   kCloseSlowConsumer = 4008,
 };
 

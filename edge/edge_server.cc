@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/http_query.h"
 #include "common/ids.h"
+#include "common/json.h"
 #include "common/metrics.h"
 #include "common/strings.h"
 #include "edge/demo_page.h"
@@ -32,12 +33,9 @@ constexpr auto kRequestTimeout = std::chrono::seconds(30);
 constexpr size_t kMaxUserAgentBytes = 256;
 
 std::string JsonError(std::string_view message) {
-  std::string out = R"({"error":")";
-  for (char c : message) {
-    if (c == '"' || c == '\\') out.push_back('\\');
-    out.push_back(c);
-  }
-  out.append("\"}");
+  std::string out = R"({"error":)";
+  AppendJsonString(&out, message);
+  out.push_back('}');
   return out;
 }
 
@@ -69,7 +67,10 @@ struct EdgeServer::Impl {
   net::io_context ioc;
   net::executor_work_guard<net::io_context::executor_type> work{ioc.get_executor()};
   std::optional<tcp::acceptor> acceptor;
-  net::steady_timer accept_retry{ioc};
+  // The acceptor and its retry timer live on one strand: accept handlers and StopAccepting may
+  // run on different I/O threads.
+  net::strand<net::io_context::executor_type> accept_strand{net::make_strand(ioc)};
+  net::steady_timer accept_retry{accept_strand};
   std::vector<std::thread> threads;
   std::atomic<int64_t> open_sessions{0};
   std::atomic<bool> accepting{true};
@@ -395,7 +396,7 @@ absl::Status EdgeServer::Start() {
         absl::StrCat("--ws_listen=", listen, ": cannot resolve: ", ec.message()));
   }
   tcp::endpoint endpoint = results.begin()->endpoint();
-  tcp::acceptor& acceptor = impl_->acceptor.emplace(impl_->ioc);
+  tcp::acceptor& acceptor = impl_->acceptor.emplace(impl_->accept_strand);
   acceptor.open(endpoint.protocol(), ec);
   if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
   if (!ec) acceptor.bind(endpoint, ec);
@@ -415,7 +416,7 @@ int EdgeServer::port() const { return impl_->port; }
 
 void EdgeServer::StopAccepting() {
   impl_->accepting.store(false);
-  net::post(impl_->ioc, [impl = impl_.get()] {
+  net::post(impl_->accept_strand, [impl = impl_.get()] {
     beast::error_code ignored;
     if (impl->acceptor) impl->acceptor->close(ignored);
     impl->accept_retry.cancel();
@@ -428,6 +429,7 @@ int64_t EdgeServer::CloseAll(uint16_t code, const std::string& reason, absl::Tim
   // other replicas) in the same instant.
   std::vector<std::shared_ptr<Connection>> all = impl_->hub->All();
   absl::Time start = absl::Now();
+  spread = std::min(spread, deadline - start);
   for (size_t i = 0; i < all.size(); ++i) {
     absl::Time at = start + spread * (static_cast<double>(i) / static_cast<double>(all.size()));
     if (absl::Duration wait = at - absl::Now(); wait > absl::ZeroDuration()) absl::SleepFor(wait);
@@ -445,6 +447,9 @@ void EdgeServer::Stop() {
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
+  // Sessions still registered (past the drain deadline) must not outlive the io_context their
+  // sockets belong to: drop the hub's references; the io_context's destructor frees the rest.
+  for (const auto& c : impl_->hub->All()) impl_->hub->Remove(*c);
 }
 
 }  // namespace push::edge

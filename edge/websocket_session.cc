@@ -77,13 +77,13 @@ void WebSocketSession::OnAccept(beast::error_code ec) {
   spdlog::info("connect user={} conn={} remote={} mode={}{}", params_.info.user_id,
                params_.info.connection_id, params_.info.remote_address,
                params_.compat ? "compat" : "ws", params_.ack ? " ack" : "");
-  // Register before reading the store: every message is then either in the read or published
-  // to us afterwards (the append precedes the publish), so nothing falls between the two.
   websocket::stream_base::timeout timeouts{};
   timeouts.handshake_timeout = kCloseHandshakeTimeout;
   timeouts.idle_timeout = websocket::stream_base::none();
   timeouts.keep_alive_pings = false;
   ws_.set_option(timeouts);
+  // Register before reading the store: every message is then either in the read or published
+  // to us afterwards (the append precedes the publish), so nothing falls between the two.
   registered_ = true;
   hub_->Add(shared_from_this());
   ReadStore();
@@ -91,6 +91,11 @@ void WebSocketSession::OnAccept(beast::error_code ec) {
   absl::Time now = absl::Now();
   next_ping_ = now + options_.ping_interval;
   ScheduleTimer(NextWake() - now);
+  // A handshake that finished after a drain began (and after its close sweep) goes at once.
+  if (options_.ready != nullptr && !options_.ready->load()) {
+    DoClose(kCloseGoingAway, "server shutting down", &GlobalMetrics().closed_shutdown,
+            /*flush=*/true);
+  }
 }
 
 // ---- Client frames --------------------------------------------------------------------------
@@ -154,7 +159,8 @@ void WebSocketSession::HandleRefresh(const std::string& token) {
   }
   absl::StatusOr<JwtClaims> claims = options_.jwt->Verify(token);
   if (!claims.ok()) {
-    DoClose(kCloseTokenExpired, std::string(ToStd(claims.status().message())), &GlobalMetrics().closed_protocol);
+    DoClose(kCloseTokenExpired, std::string(ToStd(claims.status().message())),
+            &GlobalMetrics().closed_protocol);
     return;
   }
   // A connection never changes hands: another user's token is refused like a bad one.
@@ -341,6 +347,9 @@ void WebSocketSession::ScheduleTimer(absl::Duration after) {
 
 void WebSocketSession::OnTimer(beast::error_code ec) {
   if (ec == net::error::operation_aborted || finished_) return;
+  // A wait that completed just before ScheduleTimer moved the expiry is stale: a newer wait is
+  // pending for the new deadline.
+  if (timer_.expiry() > std::chrono::steady_clock::now()) return;
   if (closing_) {
     Teardown(close_why_, nullptr);  // the close handshake did not finish in time
     return;

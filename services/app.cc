@@ -192,8 +192,9 @@ void App::Drain() {
     int64_t left = edge_->CloseAll(kCloseGoingAway, "server shutting down", deadline, spread);
     if (left > 0) spdlog::warn("drain: {} connections still open at the deadline", left);
   }
-  // 4. Stop gRPC. Calls that came in since step 1 were refused at once; the short grace lets
-  // their answers out. (gRPC's own Shutdown(deadline) would wait for idle client channels too.)
+  // 4. Stop gRPC. Pushes that came in since step 1 were refused at once (other calls were
+  // served); the short grace lets their answers out. (gRPC's own Shutdown(deadline) would wait for
+  // idle client channels too.)
   if (grpc_server_) {
     grpc_server_->Shutdown(
         absl::ToChronoTime(std::min(deadline, absl::Now() + kGrpcShutdownGrace)));

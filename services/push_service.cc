@@ -309,12 +309,14 @@ grpc::ServerUnaryReactor* PushServiceImpl::Broadcast(grpc::CallbackServerContext
 
 // PushStream: each request is pushed as it arrives; responses go out in request order, one write
 // in flight. Reading pauses while too many responses wait, so a fast sender cannot grow memory.
+// Each request counts as in flight until answered (an idle open stream does not hold a drain),
+// and the stream finishes only when no Push callback is pending, since those may run on a store
+// thread and reference the reactor.
 class PushServiceImpl::StreamReactor final
     : public grpc::ServerBidiReactor<v1::PushRequest, v1::PushResponse> {
  public:
   StreamReactor(PushLogic* logic, std::atomic<int64_t>* inflight, absl::Status authorized)
       : logic_(logic), inflight_(inflight) {
-    inflight_->fetch_add(1);
     if (!authorized.ok()) {
       finishing_ = true;
       Finish(ToGrpcStatus(authorized));
@@ -337,7 +339,8 @@ class PushServiceImpl::StreamReactor final
     uint64_t index;
     {
       absl::MutexLock lock(&mu_);
-      if (finishing_) return;  // a request that raced the end of the stream is not taken
+      if (finishing_ || failed_) return;  // a request that raced the end is not taken
+      inflight_->fetch_add(1);
       slots_.emplace_back();
       slot = &slots_.back();
       index = next_index_++;
@@ -359,7 +362,7 @@ class PushServiceImpl::StreamReactor final
     bool read;
     {
       absl::MutexLock lock(&mu_);
-      read = slots_.size() < kMaxWaiting && !finishing_;
+      read = slots_.size() < kMaxWaiting && !finishing_ && !failed_;
       read_paused_ = !read;
     }
     if (read) StartRead(&request_);
@@ -372,24 +375,24 @@ class PushServiceImpl::StreamReactor final
       absl::MutexLock lock(&mu_);
       writing_ = false;
       slots_.pop_front();
+      inflight_->fetch_sub(1);
       if (!ok) {
-        // The client is gone; nothing more to write.
-        finishing_ = true;
-        action = {Action::kFinish, nullptr, grpc::Status::CANCELLED};
-      } else {
-        if (read_paused_ && slots_.size() < kMaxWaiting / 2 && !finishing_) {
-          read_paused_ = false;
-          read = true;
-        }
-        action = Next();
+        // The client is gone: write nothing more, finish once pending pushes are done.
+        failed_ = true;
+        failure_ = grpc::Status::CANCELLED;
+      } else if (read_paused_ && slots_.size() < kMaxWaiting / 2 && !finishing_ && !failed_) {
+        read_paused_ = false;
+        read = true;
       }
+      action = Next();
     }
     if (read) StartRead(&request_);
     Run(action);
   }
 
   void OnDone() override {
-    inflight_->fetch_sub(1);
+    // Requests that were never answered (the stream failed) stop counting too.
+    inflight_->fetch_sub(static_cast<int64_t>(slots_.size()));
     delete this;
   }
 
@@ -410,13 +413,20 @@ class PushServiceImpl::StreamReactor final
   // The step itself runs after unlocking (Finish may run OnDone, which deletes this, inline).
   Action Next() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || finishing_) return {};
+    if (!failed_ && !slots_.empty() && slots_.front().done && !slots_.front().status.ok()) {
+      failed_ = true;
+      failure_ = ToGrpcStatus(slots_.front().status);
+    }
+    if (failed_) {
+      for (const Slot& slot : slots_) {
+        if (!slot.done) return {};
+      }
+      finishing_ = true;
+      return {Action::kFinish, nullptr, failure_};
+    }
     if (!slots_.empty()) {
       Slot& front = slots_.front();
       if (!front.done) return {};
-      if (!front.status.ok()) {
-        finishing_ = true;
-        return {Action::kFinish, nullptr, ToGrpcStatus(front.status)};
-      }
       writing_ = true;
       return {Action::kWrite, &front.response, {}};
     }
@@ -442,6 +452,8 @@ class PushServiceImpl::StreamReactor final
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool failed_ ABSL_GUARDED_BY(mu_) = false;  // finish with failure_ once no push is pending
+  grpc::Status failure_ ABSL_GUARDED_BY(mu_);
 };
 
 grpc::ServerBidiReactor<v1::PushRequest, v1::PushResponse>* PushServiceImpl::PushStream(

@@ -1,5 +1,7 @@
 // PushStream and Broadcast, the high-volume RPCs, against a real pushd.
 
+#include <signal.h>
+
 #include <boost/json.hpp>
 
 #include "gtest/gtest.h"
@@ -156,6 +158,35 @@ TEST(BroadcastTest, RejectsBadRequestsWithClearMessages) {
   v1::PushResponse next;
   ASSERT_TRUE(DoPush(*stub, "ok", "1", &next).ok());
   EXPECT_EQ(next.seq(), 1u);
+}
+
+}  // namespace
+}  // namespace push::testing
+
+namespace push::testing {
+namespace {
+
+TEST(PushStreamTest, AnIdleOpenStreamDoesNotHoldUpADrain) {
+  PushdProcess pushd;  // --drain_timeout=5s
+  auto stub = pushd.Stub();
+  grpc::ClientContext ctx;
+  auto stream = stub->PushStream(&ctx);
+  ASSERT_TRUE(stream->Write(Request("idle", "1")));
+  v1::PushResponse res;
+  ASSERT_TRUE(stream->Read(&res));  // the stream is open and served, then goes quiet
+  auto ws = ConnectUser(pushd, "viewer");
+  ASSERT_TRUE(ws);
+  auto signalled = std::chrono::steady_clock::now();
+  pushd.Signal(SIGTERM);
+  WsEvent event = ws->Read(std::chrono::milliseconds(8000));
+  ASSERT_EQ(event.kind, WsEvent::kClosed);
+  EXPECT_EQ(event.close_code, 1001);
+  EXPECT_EQ(pushd.Wait(10000), 0);
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - signalled)
+                  .count();
+  EXPECT_LT(took, 3000) << "the quiet stream held the drain to its deadline";
+  ctx.TryCancel();
 }
 
 }  // namespace
