@@ -12,51 +12,25 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/testing/fakes.h"
 
 namespace push {
 namespace {
 
-// Records what the hub hands it; stands in for the edge's WebSocket session.
-class RecordingConnection final : public Connection {
- public:
-  RecordingConnection(std::string user_id, std::string connection_id) {
-    info_.user_id = std::move(user_id);
-    info_.connection_id = std::move(connection_id);
-    info_.remote_address = "127.0.0.1:5000";
-    info_.user_agent = "test";
-    info_.connected_at = absl::FromUnixSeconds(1700000000);
-  }
+using ::push::testing::RecordingConnection;
 
-  const ConnectionInfo& info() const override { return info_; }
-  void Deliver(MessagePtr message) override {
-    absl::MutexLock lock(&mu_);
-    delivered_.push_back(std::move(message));
-  }
-  void Close(uint16_t code, std::string reason) override {
-    absl::MutexLock lock(&mu_);
-    closes_.emplace_back(code, std::move(reason));
-  }
-  uint64_t messages_sent() const override { return 3; }
-  uint64_t queued_bytes() const override { return 7; }
-
-  std::vector<MessagePtr> delivered() const {
-    absl::MutexLock lock(&mu_);
-    return delivered_;
-  }
-  std::vector<std::pair<uint16_t, std::string>> closes() const {
-    absl::MutexLock lock(&mu_);
-    return closes_;
-  }
-
- private:
-  ConnectionInfo info_;
-  mutable absl::Mutex mu_;
-  std::vector<MessagePtr> delivered_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::pair<uint16_t, std::string>> closes_ ABSL_GUARDED_BY(mu_);
-};
+ConnectionInfo Info(std::string user, std::string id) {
+  ConnectionInfo info;
+  info.user_id = std::move(user);
+  info.connection_id = std::move(id);
+  info.remote_address = "127.0.0.1:5000";
+  info.user_agent = "test";
+  info.connected_at = absl::FromUnixSeconds(1700000000);
+  return info;
+}
 
 std::shared_ptr<RecordingConnection> Conn(std::string user, std::string id) {
-  return std::make_shared<RecordingConnection>(std::move(user), std::move(id));
+  return std::make_shared<RecordingConnection>(Info(std::move(user), std::move(id)), 3, 7);
 }
 
 MessagePtr Msg(uint64_t seq) {
@@ -86,7 +60,7 @@ TEST(HubTest, AddAndRemoveTrackSize) {
   EXPECT_EQ(ConnectionIds(hub.Find("alice")), std::vector<std::string>{"a2"});
   // Removing something already gone, or never added, changes nothing.
   hub.Remove(*a1);
-  RecordingConnection stranger("alice", "a9");
+  RecordingConnection stranger(Info("alice", "a9"), 3, 7);
   hub.Remove(stranger);
   EXPECT_EQ(hub.size(), 2);
   hub.Remove(*a2);

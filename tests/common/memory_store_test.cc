@@ -8,26 +8,12 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/fakes.h"
 
 namespace push::store {
 namespace {
 
-// A clock that moves only when the test says so.
-class FakeClock final : public Clock {
- public:
-  absl::Time Now() const override {
-    absl::MutexLock lock(&mu_);
-    return now_;
-  }
-  void Advance(absl::Duration d) {
-    absl::MutexLock lock(&mu_);
-    now_ += d;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::FromUnixSeconds(1700000000);
-};
+using ::push::testing::FakeClock;
 
 class MemoryStoreTest : public ::testing::Test {
  protected:

@@ -15,65 +15,13 @@
 #include "common/memory_store.h"
 #include "gtest/gtest.h"
 #include "services/push_service.h"
+#include "tests/testing/fakes.h"
 
 namespace push::service {
 namespace {
 
-// Records what PushLogic hands it; stands in for the edge's WebSocket session.
-class RecordingConnection final : public Connection {
- public:
-  RecordingConnection(std::string user_id, std::string connection_id) {
-    info_.user_id = std::move(user_id);
-    info_.connection_id = std::move(connection_id);
-    info_.remote_address = "10.0.0.1:4242";
-    info_.user_agent = "unit-test";
-    info_.connected_at = absl::FromUnixMillis(1700000000250);
-  }
-
-  const ConnectionInfo& info() const override { return info_; }
-  void Deliver(MessagePtr message) override {
-    absl::MutexLock lock(&mu_);
-    delivered_.push_back(std::move(message));
-  }
-  void Close(uint16_t code, std::string reason) override {
-    absl::MutexLock lock(&mu_);
-    closes_.emplace_back(code, std::move(reason));
-  }
-  uint64_t messages_sent() const override { return 11; }
-  uint64_t queued_bytes() const override { return 22; }
-
-  std::vector<MessagePtr> delivered() const {
-    absl::MutexLock lock(&mu_);
-    return delivered_;
-  }
-  std::vector<std::pair<uint16_t, std::string>> closes() const {
-    absl::MutexLock lock(&mu_);
-    return closes_;
-  }
-
- private:
-  ConnectionInfo info_;
-  mutable absl::Mutex mu_;
-  std::vector<MessagePtr> delivered_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::pair<uint16_t, std::string>> closes_ ABSL_GUARDED_BY(mu_);
-};
-
-// A clock that moves only when the test says so.
-class FakeClock final : public Clock {
- public:
-  absl::Time Now() const override {
-    absl::MutexLock lock(&mu_);
-    return now_;
-  }
-  void Advance(absl::Duration d) {
-    absl::MutexLock lock(&mu_);
-    now_ += d;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::FromUnixSeconds(1700000000);
-};
+using ::push::testing::FakeClock;
+using ::push::testing::RecordingConnection;
 
 ::testing::AssertionResult MessageHas(const absl::Status& status, const std::string& part) {
   std::string message(status.message());
@@ -91,7 +39,13 @@ class PushLogicTest : public ::testing::Test {
             &store_, &hub_) {}
 
   std::shared_ptr<RecordingConnection> Connect(const std::string& user, const std::string& id) {
-    auto c = std::make_shared<RecordingConnection>(user, id);
+    ConnectionInfo info;
+    info.user_id = user;
+    info.connection_id = id;
+    info.remote_address = "10.0.0.1:4242";
+    info.user_agent = "unit-test";
+    info.connected_at = absl::FromUnixMillis(1700000000250);
+    auto c = std::make_shared<RecordingConnection>(std::move(info), 11, 22);
     hub_.Add(c);
     return c;
   }
