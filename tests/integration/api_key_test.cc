@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <boost/json.hpp>
 #include <fstream>
 
 #include "gtest/gtest.h"
@@ -76,8 +77,10 @@ TEST(ApiKeyTest, HttpDeleteNeedsTheKey) {
   TempDir dir;
   std::string file = dir.Write("key", kKey);
   PushdProcess pushd({"--api_key_file=" + file});
-  auto ws = WsClient::Connect(pushd.ws_port(), "/getPushNews?userId=kai");
+  auto ws = WsClient::Connect(pushd.ws_port(), "/ws?user_id=kai");
   ASSERT_TRUE(ws);
+  // The welcome comes after the connection is registered, so the delete below can find it.
+  ASSERT_EQ(ws->ReadJson().at("type"), "welcome");
   HttpResponse res = HttpRequest(pushd.ws_port(), "DELETE", "/deleteClient/kai");
   EXPECT_EQ(res.status, 401);
   res = HttpRequest(pushd.ws_port(), "DELETE", "/deleteClient/kai",
