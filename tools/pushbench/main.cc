@@ -63,6 +63,10 @@ ABSL_FLAG(int, source_ips, 0, "source addresses 127.0.0.1..N (0 = one per 5,000 
 ABSL_FLAG(int, connect_concurrency, 256, "WebSocket handshakes in flight");
 ABSL_FLAG(int, channels, 1, "gRPC channels (TCP connections)");
 ABSL_FLAG(double, drain_seconds, 20, "how long to wait for deliveries after the last push");
+ABSL_FLAG(std::string, slow_log, "",
+          "write every message slower than --slow_ms to this file (seconds since the first "
+          "push, latency ms, connection), to see whether a tail comes in bursts");
+ABSL_FLAG(double, slow_ms, 5, "threshold for --slow_log");
 ABSL_FLAG(int, runs, 1,
           "repeat the scenario this often (fresh pushd each time) and report medians");
 ABSL_FLAG(double, max_seconds, 175, "hard limit per run; exceeded = error, exit 3");
@@ -95,6 +99,7 @@ struct Report {
   double client_cpu = 0;
   double rate = 0;
   bool latency_meaningful = true;
+  int64_t origin_ns = 0;  // when pushing started (steady clock), for --slow_log
 };
 
 std::vector<std::string> SplitArgs(const std::string& s) {
@@ -243,6 +248,14 @@ void PrintTable(const Report& r, const Target& t) {
                   Ms(g.Percentile(99)), Ms(g.max()));
     row("rpc latency ms", buf);
   }
+  if (r.rate > 0 && r.push.send_lag_ns.count() > 0) {
+    // The latency above counts from each request's slot, so a late sender is charged to it
+    // (no coordinated omission); this says how much of the tail is the sender's own lateness.
+    const Histogram& g = r.push.send_lag_ns;
+    std::snprintf(buf, sizeof(buf), "p50 %.3f  p99 %.3f  p99.9 %.3f  max %.3f",
+                  Ms(g.Percentile(50)), Ms(g.Percentile(99)), Ms(g.Percentile(99.9)), Ms(g.max()));
+    row("send lag ms", buf);
+  }
   if (r.rss_before.ok) {
     std::snprintf(buf, sizeof(buf),
                   "before %" PRId64 ", connected %" PRId64 "%s, end %" PRId64 " (%.0f B/conn)",
@@ -321,6 +334,12 @@ void PrintJson(const Report& r, const Target& t) {
     j << ",\"rpc_latency_ms\":{\"p50\":" << Ms(g.Percentile(50))
       << ",\"p99\":" << Ms(g.Percentile(99)) << ",\"max\":" << Ms(g.max()) << "}";
   }
+  const Histogram& lag = r.push.send_lag_ns;
+  if (r.rate > 0 && lag.count() > 0) {
+    j << ",\"send_lag_ms\":{\"p50\":" << Ms(lag.Percentile(50))
+      << ",\"p99\":" << Ms(lag.Percentile(99)) << ",\"p999\":" << Ms(lag.Percentile(99.9))
+      << ",\"max\":" << Ms(lag.max()) << "}";
+  }
   if (r.rss_before.ok) {
     double cpu = r.cpu_end.cpu_seconds - r.cpu_start.cpu_seconds;
     j << ",\"server\":{\"pid\":" << t.pid << ",\"rss_before_kib\":" << r.rss_before.rss_kib
@@ -339,6 +358,26 @@ void PrintJson(const Report& r, const Target& t) {
   j << "]}";
   std::printf("%s\n", j.str().c_str());
   std::fflush(stdout);
+}
+
+void WriteSlowLog(const std::string& path, std::vector<SlowMessage> slow, int64_t origin_ns) {
+  std::sort(slow.begin(), slow.end(), [](const SlowMessage& a, const SlowMessage& b) {
+    return a.received_ns < b.received_ns;
+  });
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) {
+    std::fprintf(stderr, "pushbench: cannot write %s\n", path.c_str());
+    return;
+  }
+  std::fprintf(f,
+               "# first push at %lld ns (CLOCK_MONOTONIC)\n# seconds_since_first_push latency_ms "
+               "connection\n",
+               static_cast<long long>(origin_ns));
+  for (const SlowMessage& m : slow) {
+    std::fprintf(f, "%.4f %.3f %u\n", (m.received_ns - origin_ns) / 1e9, m.latency_ns / 1e6,
+                 m.connection);
+  }
+  std::fclose(f);
 }
 
 // The figures worth comparing across runs, with how to read each from a report.
@@ -514,6 +553,9 @@ Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes
   fleet_options.port = target.ws_port;
   fleet_options.io_threads = absl::GetFlag(FLAGS_io_threads);
   fleet_options.connect_concurrency = absl::GetFlag(FLAGS_connect_concurrency);
+  if (!absl::GetFlag(FLAGS_slow_log).empty()) {
+    fleet_options.slow_ns = static_cast<int64_t>(absl::GetFlag(FLAGS_slow_ms) * 1e6);
+  }
   int ips = absl::GetFlag(FLAGS_source_ips);
   fleet_options.source_ips = ips > 0 ? ips : (sizes.connections + 4999) / 5000;
   WsFleet fleet(fleet_options);
@@ -550,6 +592,7 @@ Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes
     report.rss_before = ReadProcStats(target.pid);
     report.cpu_start = report.rss_before;
     auto t0 = Clock::now();
+    report.origin_ns = NowNanos();
     connect();
     auto t1 = WaitForDeliveries(fleet, ExpectedDeliveries(users, tabs), drain);
     report.measure_seconds = SecondsBetween(t0, t1);
@@ -571,6 +614,7 @@ Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes
       o.round_robin = true;
       o.max_requests = static_cast<uint64_t>(n_users);
       o.duration_s = 120;
+      report.origin_ns = NowNanos();
       report.push = pusher.Run(o, [&fleet] { return fleet.Unique(); });
       report.mode = "unary";
       WaitForDeliveries(fleet, ExpectedDeliveries(users, tabs), drain);
@@ -581,6 +625,7 @@ Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes
       report.rate = sizes.rate;
       report.cpu_start = ReadProcStats(target.pid);
       auto t0 = Clock::now();
+      report.origin_ns = NowNanos();
       report.push = pusher.Run(o, [&fleet] { return fleet.Unique(); });
       report.pushed = true;
       auto t1 = WaitForDeliveries(fleet, ExpectedDeliveries(users, tabs), drain);
@@ -592,6 +637,9 @@ Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes
   report.client_cpu = SelfCpuSeconds() - self_cpu0;
   report.seq_anomalies = SeqAnomalies(users);
   report.fleet = fleet.Collect([&users](uint32_t u) { return users.pushed[u].load(); });
+  if (!absl::GetFlag(FLAGS_slow_log).empty()) {
+    WriteSlowLog(absl::GetFlag(FLAGS_slow_log), report.fleet.slow, report.origin_ns);
+  }
   server.Stop();
 
   // Verdict: the contract's delivery rules, and a tool that did everything it set out to.

@@ -309,6 +309,8 @@ PushStats Pusher::Run(const PushOptions& options, const std::function<uint64_t()
         continue;
       }
       if (now - due > std::chrono::milliseconds(1)) ++stats.late;
+      stats.send_lag_ns.Record(static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(now - due).count()));
       // The intended send time, so a sender that falls behind is charged for it.
       stamp = std::chrono::duration_cast<std::chrono::nanoseconds>(due.time_since_epoch()).count();
     } else {

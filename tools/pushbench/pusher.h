@@ -57,6 +57,7 @@ struct PushStats {
   double seconds = 0;      // from the first request to the last answer
   std::string first_error;
   Histogram rpc_latency_ns;  // request sent to its answer
+  Histogram send_lag_ns;     // fixed rate: how late each request left after its slot
 };
 
 // Drives PushService over one gRPC channel per `channels` with the callback API.

@@ -73,6 +73,7 @@ struct Worker {
   int max_connecting = 1;
   // Owned by the worker thread; read after it is joined.
   Histogram latency;
+  std::vector<SlowMessage> slow;
   uint64_t gaps = 0;
   uint64_t bad_frames = 0;
   std::string first_error;
@@ -88,7 +89,9 @@ struct Worker {
 }  // namespace
 
 struct WsFleet::Impl {
+  static constexpr size_t kMaxSlow = 100000;
   FleetOptions options;
+  int64_t slow_ns = 0;
   std::vector<std::unique_ptr<Worker>> workers;
   tcp::endpoint server;
   std::string host_header;
@@ -176,7 +179,11 @@ struct WsFleet::Impl {
         return BadFrame(c, text);
       }
       ++c.frames;
-      w.latency.Record(now > static_cast<int64_t>(stamp) ? now - static_cast<int64_t>(stamp) : 0);
+      int64_t latency = std::max<int64_t>(now - static_cast<int64_t>(stamp), 0);
+      w.latency.Record(static_cast<uint64_t>(latency));
+      if (slow_ns > 0 && latency > slow_ns && w.slow.size() < kMaxSlow) {
+        w.slow.push_back({now, latency, c.index});
+      }
       size_t word = seq / 64;
       if (word >= c.seen.size()) c.seen.resize(std::max(word + 1, c.seen.size() * 2));
       uint64_t bit = uint64_t{1} << (seq % 64);
@@ -218,6 +225,7 @@ WsFleet::WsFleet(FleetOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   impl_->options.io_threads = std::max(1, impl_->options.io_threads);
   impl_->options.source_ips = std::clamp(impl_->options.source_ips, 1, 254);
+  impl_->slow_ns = impl_->options.slow_ns;
   impl_->server = tcp::endpoint(net::ip::make_address(impl_->options.host), impl_->options.port);
   impl_->host_header = impl_->options.host + ":" + std::to_string(impl_->options.port);
   int per_thread = std::max(1, impl_->options.connect_concurrency / impl_->options.io_threads);
@@ -301,6 +309,7 @@ FleetTotals WsFleet::Collect(const std::function<uint64_t(uint32_t)>& expected) 
   FleetTotals t;
   for (auto& w : impl_->workers) {
     t.latency_ns.Merge(w->latency);
+    t.slow.insert(t.slow.end(), w->slow.begin(), w->slow.end());
     t.gaps += w->gaps;
     t.bad_frames += w->bad_frames;
     t.pings += w->pings.load();

@@ -20,6 +20,15 @@ struct FleetOptions {
   int source_ips = 1;
   // Handshakes in flight at once (all threads together), so the server's accept backlog holds.
   int connect_concurrency = 256;
+  // Messages slower than this (0 = none) are listed in FleetTotals::slow, to find stalls in time.
+  int64_t slow_ns = 0;
+};
+
+// One message that took longer than FleetOptions::slow_ns.
+struct SlowMessage {
+  int64_t received_ns;  // steady clock
+  int64_t latency_ns;
+  uint32_t connection;
 };
 
 // What the connections saw, checked against what was pushed.
@@ -39,7 +48,8 @@ struct FleetTotals {
   uint64_t bad_frames = 0;  // frames that are not welcome/message/gap, or unparsable
   uint64_t pings = 0;       // server heartbeats answered
   std::string first_error;
-  Histogram latency_ns;  // push stamp to receipt, every message frame
+  Histogram latency_ns;           // push stamp to receipt, every message frame
+  std::vector<SlowMessage> slow;  // at most 100,000, in arrival order per thread
 };
 
 // N WebSocket connections to /ws, each on one of a few single-threaded io_contexts, counting what
