@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/jwt.h"
+#include "common/redis_client.h"
 
 extern char** environ;
 
@@ -317,9 +318,9 @@ absl::StatusOr<Config> ReadFlags() {
         absl::StrCat("--role=", role, " needs --redis (the roles share state through Redis)"));
   }
   if (!c.redis.empty()) {
-    return absl::InvalidArgumentError(
-        "--redis: this build has no Redis backend yet; leave --redis empty for the in-memory "
-        "store");
+    if (absl::StatusOr<redis::Endpoint> e = redis::ParseUrl(c.redis); !e.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--redis: ", e.status().message()));
+    }
   }
   for (auto [flag, d] :
        {std::pair<absl::string_view, absl::Duration>{"ping_interval", c.ping_interval},

@@ -16,15 +16,19 @@ Hub::Shard& Hub::ShardFor(std::string_view user_id) {
 }
 
 void Hub::Add(std::shared_ptr<Connection> connection) {
-  Shard& shard = ShardFor(connection->info().user_id);
-  absl::MutexLock lock(&shard.mu);
-  shard.users[connection->info().user_id].push_back(std::move(connection));
-  size_.fetch_add(1, std::memory_order_relaxed);
+  const Connection& c = *connection;
+  {
+    Shard& shard = ShardFor(c.info().user_id);
+    absl::MutexLock lock(&shard.mu);
+    shard.users[c.info().user_id].push_back(std::move(connection));
+    size_.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (observer_ != nullptr) observer_->OnAdd(c);
 }
 
 void Hub::Remove(const Connection& connection) {
   Shard& shard = ShardFor(connection.info().user_id);
-  absl::MutexLock lock(&shard.mu);
+  absl::ReleasableMutexLock lock(&shard.mu);
   auto it = shard.users.find(connection.info().user_id);
   if (it == shard.users.end()) return;
   ConnectionList& list = it->second;
@@ -34,6 +38,10 @@ void Hub::Remove(const Connection& connection) {
   list.erase(pos);
   size_.fetch_sub(1, std::memory_order_relaxed);
   if (list.empty()) shard.users.erase(it);
+  if (observer_ != nullptr) {
+    lock.Release();
+    observer_->OnRemove(connection);
+  }
 }
 
 uint32_t Hub::Publish(std::string_view user_id, const MessagePtr& message) {

@@ -45,6 +45,17 @@ class Connection {
   virtual void Close(uint16_t code, std::string reason) = 0;
   virtual uint64_t messages_sent() const = 0;
   virtual uint64_t queued_bytes() const = 0;
+  // Catch up from the store after routing may have missed messages (a lost Redis link).
+  virtual void Resync() {}
+};
+
+// Told of every connection added to or removed from the hub (the Redis directory registers
+// them), outside the hub's locks, on the thread that added or removed it.
+class HubObserver {
+ public:
+  virtual ~HubObserver() = default;
+  virtual void OnAdd(const Connection& connection) = 0;
+  virtual void OnRemove(const Connection& connection) = 0;
 };
 
 struct ClientSnapshot {
@@ -58,6 +69,9 @@ struct ClientSnapshot {
 class Hub {
  public:
   explicit Hub(int shards = 64);
+
+  // Set once, before the first Add.
+  void SetObserver(HubObserver* observer) { observer_ = observer; }
 
   void Add(std::shared_ptr<Connection> connection);
   void Remove(const Connection& connection);
@@ -89,6 +103,7 @@ class Hub {
 
   std::vector<std::unique_ptr<Shard>> shards_;
   std::atomic<int64_t> size_{0};
+  HubObserver* observer_ = nullptr;
 };
 
 }  // namespace push

@@ -90,6 +90,15 @@ std::string Metrics::RenderPrometheus() const {
                        "Push handling time: validate, store, hand to connections.");
   delivery_latency.Render(&out, "pushd_delivery_latency_seconds",
                           "From a Push being stored to its frame written to a socket (live).");
+  if (redis_up.load() >= 0) {
+    one("pushd_redis_up", "gauge", "1 when the Redis command and subscriber links are up.",
+        redis_up.load());
+    one("pushd_redis_errors_total", "counter",
+        "Redis connection failures: refused connects, lost links, timed-out commands.",
+        redis_errors.load());
+    redis_roundtrip.Render(&out, "pushd_redis_roundtrip_seconds",
+                           "Redis pipeline round trips: first command written to last reply.");
+  }
   return out;
 }
 

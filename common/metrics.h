@@ -48,6 +48,10 @@ struct Metrics {
   // messages (replays are excluded: their age is how long the user was away).
   LatencyHistogram push_duration;
   LatencyHistogram delivery_latency;
+  // Redis (--redis): pipelined round trips, connection failures, whether the links are up.
+  LatencyHistogram redis_roundtrip;
+  std::atomic<uint64_t> redis_errors{0};
+  std::atomic<int64_t> redis_up{-1};  // -1: no Redis configured
   // Labels set once at start.
   std::string role = "all";
   std::string version;

@@ -25,6 +25,9 @@ struct AppendRequest {
 struct AppendResult {
   MessagePtr message;      // the stored message; for a duplicate, the first one
   bool duplicate = false;  // message_id was already in the user's retained stream
+  // Set when the store also routed the message to the user's connections (Redis: one script
+  // appends and publishes); otherwise the caller hands it to the local hub.
+  std::optional<uint32_t> delivered;
 };
 
 struct ReadRequest {

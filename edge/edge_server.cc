@@ -183,12 +183,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         reply(http::status::bad_request, JsonError(ToStd(s.message())));
         return;
       }
-      uint32_t closed = server_.hub->Close(user, "", kCloseNormal, "deleted");
-      if (closed == 0) {
-        reply(http::status::not_found, JsonError("client not found"));
-      } else {
-        reply(http::status::ok, absl::StrCat(R"({"closed":)", closed, "}"));
-      }
+      // Through the directory: with Redis the user's connections may be on any node.
+      server_.options.directory->Close(
+          user, "", kCloseNormal, "deleted",
+          [self = shared_from_this(), version, keep_alive](absl::StatusOr<uint32_t> closed) {
+            http::status status = !closed.ok()      ? http::status::service_unavailable
+                                  : *closed == 0    ? http::status::not_found
+                                                    : http::status::ok;
+            std::string body = !closed.ok()   ? JsonError(ToStd(closed.status().message()))
+                               : *closed == 0 ? JsonError("client not found")
+                                              : absl::StrCat(R"({"closed":)", *closed, "}");
+            net::post(self->stream_.get_executor(),
+                      [self, version, keep_alive, status, body = std::move(body)]() mutable {
+                        self->Send(self->MakeResponse(status, version, keep_alive,
+                                                      std::move(body)));
+                      });
+          });
     } else if (const WebAsset* asset = FindWebAsset(path); asset && method == http::verb::get) {
       // The demo page and the JavaScript client (GET / and GET /pushclient.js). Pages of other
       // origins may import the client (module scripts need CORS); revalidate after upgrades.

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/api_key.h"
+#include "common/directory.h"
 #include "common/hub.h"
 #include "common/jwt.h"
 #include "common/store.h"
@@ -28,6 +29,8 @@ struct EdgeOptions {
   std::shared_ptr<const JwtVerifier> jwt;
   // When set, DELETE /deleteClient needs `Authorization: Bearer <key>`.
   const ApiKey* api_key = nullptr;
+  // DELETE /deleteClient closes connections through it (required).
+  Directory* directory = nullptr;
   // Readiness as /readyz reports it; owned by the process.
   const std::atomic<bool>* ready = nullptr;
   // Set only in development (--auth=none, no API key): the demo page's POST /demo/push sends a

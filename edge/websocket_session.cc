@@ -197,9 +197,19 @@ void WebSocketSession::OnStoreRead(absl::StatusOr<store::ReadResult> result) {
   if (!result.ok()) {
     spdlog::warn("store read failed user={} conn={}: {}", params_.info.user_id,
                  params_.info.connection_id, result.status().ToString());
-    DoClose(1011, "message store unavailable", &GlobalMetrics().closed_error);
+    if (!started_) {
+      DoClose(1011, "message store unavailable", &GlobalMetrics().closed_error);
+      return;
+    }
+    // An open connection stays: the store is read again when it is back (Resync).
+    mode_ = Mode::kLive;
+    if (resync_pending_) {
+      resync_pending_ = false;
+      ReadStore();
+    }
     return;
   }
+
   if (!started_) {
     started_ = true;
     next_seq_ = result->after + 1;
@@ -233,10 +243,25 @@ void WebSocketSession::OnStoreRead(absl::StatusOr<store::ReadResult> result) {
       next_seq_ = result->last_seq + 1;
     }
     mode_ = Mode::kLive;
-    // Live messages dropped while the read was in flight and not covered by it: read again.
-    if (max_live_seen_ >= next_seq_) ReadStore();
+    // Live messages dropped while the read was in flight and not covered by it, or a resync
+    // asked for while it was in flight (the read may predate the lost link): read again.
+    if (max_live_seen_ >= next_seq_ || resync_pending_) {
+      resync_pending_ = false;
+      ReadStore();
+    }
   }
   DoWrite();
+}
+
+void WebSocketSession::Resync() {
+  net::post(ws_.get_executor(), [self = shared_from_this()] {
+    if (!self->started_ || self->closing_ || self->finished_) return;
+    if (self->read_in_flight_) {
+      self->resync_pending_ = true;
+    } else if (!self->replay_more_) {
+      self->ReadStore();
+    }
+  });
 }
 
 void WebSocketSession::MaybeContinueReplay() {

@@ -75,6 +75,7 @@ class WebSocketSession final : public Connection,
   const ConnectionInfo& info() const override { return params_.info; }
   void Deliver(MessagePtr message) override;
   void Close(uint16_t code, std::string reason) override;
+  void Resync() override;
   uint64_t messages_sent() const override { return messages_sent_.load(std::memory_order_relaxed); }
   uint64_t queued_bytes() const override { return queued_bytes_.load(std::memory_order_relaxed); }
 
@@ -147,6 +148,7 @@ class WebSocketSession final : public Connection,
   bool started_ = false;      // the first store read came back (welcome sent)
   bool replay_more_ = false;  // the last read stopped at a limit: read again when drained
   bool read_in_flight_ = false;
+  bool resync_pending_ = false;  // a Resync came while a read was in flight: read once more
   uint64_t next_seq_ = 1;       // the next seq this client must get
   uint64_t max_live_seen_ = 0;  // highest live seq dropped while reading the store
   uint64_t last_written_seq_ = 0;

@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libboost1.81-dev libboost-json1.81-dev
-  libabsl-dev libspdlog-dev libgtest-dev libgmock-dev libssl-dev
+  libabsl-dev libspdlog-dev libgtest-dev libgmock-dev libssl-dev libhiredis-dev
 )
 # The container build (deploy/docker/Dockerfile) sets PUSHD_BUILD_TESTS=OFF: no test-only tools.
 PUSHD_BUILD_TESTS=${PUSHD_BUILD_TESTS:-ON}
@@ -20,6 +20,8 @@ if [ "$PUSHD_BUILD_TESTS" != OFF ]; then
   # Browser tests (tests/browser): Debian's Chromium driven by playwright-core, no browser
   # download; ss (iproute2) kills connections server-side in the reconnect tests.
   PACKAGES+=(chromium iproute2)
+  # Scale-out tests (tests/integration/redis_*): each test starts its own redis-server.
+  PACKAGES+=(redis-server)
 fi
 
 missing=()

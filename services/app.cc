@@ -7,11 +7,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/api_key.h"
+#include "common/directory.h"
 #include "common/hub.h"
 #include "common/json.h"
 #include "common/jwt.h"
 #include "common/memory_store.h"
 #include "common/metrics.h"
+#include "common/redis_client.h"
+#include "common/redis_directory.h"
+#include "common/redis_store.h"
 #include "common/strings.h"
 #include "edge/edge_server.h"
 #include "services/push_service.h"
@@ -44,6 +48,78 @@ App::~App() {
   if (sweeper_.joinable()) sweeper_.join();
   if (grpc_server_) grpc_server_->Shutdown(std::chrono::system_clock::now());
   if (edge_) edge_->Stop();
+  // The Redis threads call into the hub and directory: stop them before those go.
+  if (redis_subscriber_) redis_subscriber_->Stop();
+  if (redis_commands_) redis_commands_->Stop();
+}
+
+void App::UpdateReady() {
+  ready_.store(started_.load() && !draining_.load() &&
+               redis_links_up_.load() >= redis_links_needed_);
+  if (redis_links_needed_ > 0) {
+    GlobalMetrics().redis_up.store(redis_links_up_.load() >= redis_links_needed_ ? 1 : 0);
+  }
+}
+
+absl::Status App::StartRedis() {
+  absl::StatusOr<redis::Endpoint> endpoint = redis::ParseUrl(config_.redis);
+  if (!endpoint.ok()) return endpoint.status();
+  bool edge = config_.role != Role::kApi;
+  std::string instance = RedisDirectory::MakeInstance(config_.node_id);
+  auto link_up = [this] {
+    redis_links_up_.fetch_add(1);
+    UpdateReady();
+  };
+  auto link_down = [this] {
+    redis_links_up_.fetch_sub(1);
+    UpdateReady();
+  };
+
+  redis::ConnectionOptions commands;
+  commands.endpoint = *endpoint;
+  commands.name = "commands";
+  commands.scripts = store::RedisStore::Scripts();
+  for (std::string& s : RedisDirectory::Scripts()) commands.scripts.push_back(std::move(s));
+  commands.on_connect = [this, link_up, edge] {
+    if (edge) redis_directory_->OnCommandsConnected();
+    link_up();
+  };
+  commands.on_disconnect = link_down;
+  if (edge) commands.on_tick = [this] { redis_directory_->OnTick(); };
+  redis_commands_ = std::make_unique<redis::Connection>(std::move(commands));
+  redis_links_needed_ = 1;
+
+  store::RedisStoreOptions store_options;
+  store_options.history_size = config_.history_size;
+  store_ = std::make_unique<store::RedisStore>(store_options, redis_commands_.get());
+  auto directory =
+      std::make_unique<RedisDirectory>(config_.node_id, instance, redis_commands_.get(), hub_.get());
+  redis_directory_ = directory.get();
+  directory_ = std::move(directory);
+
+  if (edge) {
+    hub_->SetObserver(redis_directory_);
+    redis::ConnectionOptions subscriber;
+    subscriber.endpoint = *endpoint;
+    subscriber.name = "subscriber";
+    subscriber.subscribe = {redis_directory_->channel()};
+    subscriber.on_message = [this](std::string_view, std::string_view message) {
+      redis_directory_->OnChannelMessage(message);
+    };
+    subscriber.on_connect = [this, link_up] {
+      redis_directory_->OnSubscriberConnected();
+      link_up();
+    };
+    subscriber.on_disconnect = link_down;
+    redis_subscriber_ = std::make_unique<redis::Connection>(std::move(subscriber));
+    redis_links_needed_ = 2;
+  }
+  UpdateReady();
+  redis_commands_->Start();
+  if (redis_subscriber_) redis_subscriber_->Start();
+  spdlog::info("redis: {}:{} db {}, instance {}", endpoint->host, endpoint->port, endpoint->db,
+               instance);
+  return absl::OkStatus();
 }
 
 int App::ws_port() const { return edge_ ? edge_->port() : 0; }
@@ -53,17 +129,25 @@ absl::Status App::Start() {
   GlobalMetrics().role = config_.role == Role::kApi    ? "api"
                          : config_.role == Role::kEdge ? "edge"
                                                        : "all";
-  store::MemoryStoreOptions store_options;
-  store_options.history_size = config_.history_size;
-  store_options.max_bytes = config_.max_store_bytes;
-  store_ = std::make_unique<store::MemoryStore>(store_options);
   hub_ = std::make_unique<Hub>();
+  if (config_.redis.empty()) {
+    store::MemoryStoreOptions store_options;
+    store_options.history_size = config_.history_size;
+    store_options.max_bytes = config_.max_store_bytes;
+    auto memory = std::make_unique<store::MemoryStore>(store_options);
+    memory_store_ = memory.get();
+    store_ = std::move(memory);
+    directory_ = std::make_unique<LocalDirectory>(hub_.get(), config_.node_id);
+  } else if (absl::Status s = StartRedis(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--redis: ", s.message()));
+  }
 
   service::PushOptions push_options;
   push_options.max_message_bytes = config_.max_message_bytes;
   push_options.history_ttl = config_.history_ttl;
   push_options.node_id = config_.node_id;
-  logic_ = std::make_unique<service::PushLogic>(push_options, store_.get(), hub_.get());
+  logic_ = std::make_unique<service::PushLogic>(push_options, store_.get(), hub_.get(),
+                                                directory_.get());
   if (!config_.api_key_file.empty()) {
     api_key_ = std::make_unique<ApiKey>(config_.api_key_file);
     if (absl::Status s = api_key_->Load(); !s.ok()) {
@@ -110,6 +194,7 @@ absl::Status App::Start() {
       edge_options.jwt = std::move(*jwt);
     }
     edge_options.ready = &ready_;
+    edge_options.directory = directory_.get();
     edge_options.api_key = api_key_.get();
     if (config_.auth == "none" && config_.api_key_file.empty()) {
       edge_options.demo_push = [this](std::string user_id, std::string data,
@@ -121,8 +206,9 @@ absl::Status App::Start() {
     if (absl::Status s = edge_->Start(); !s.ok()) return s;
   }
 
-  sweeper_ = std::thread([this] { SweepLoop(); });
-  ready_.store(true);
+  if (memory_store_ != nullptr) sweeper_ = std::thread([this] { SweepLoop(); });
+  started_.store(true);
+  UpdateReady();
   return absl::OkStatus();
 }
 
@@ -164,7 +250,7 @@ void App::SweepLoop() {
     sweep_mu_.AwaitWithTimeout(absl::Condition(&stop_sweeping_), kSweepInterval);
     if (stop_sweeping_) break;
     sweep_mu_.Unlock();
-    store_->Sweep();
+    memory_store_->Sweep();
     sweep_mu_.Lock();
   }
 }
@@ -173,7 +259,8 @@ void App::Drain() {
   absl::Time deadline = absl::Now() + config_.drain_timeout;
   spdlog::info("draining: up to {}", absl::FormatDuration(config_.drain_timeout));
   // 1. Refuse new work: readiness off, Push answers UNAVAILABLE, no new WebSockets.
-  ready_.store(false);
+  draining_.store(true);
+  UpdateReady();
   logic_->SetDraining();
   if (edge_) edge_->StopAccepting();
   if (grpc_server_) {
@@ -200,6 +287,10 @@ void App::Drain() {
         absl::ToChronoTime(std::min(deadline, absl::Now() + kGrpcShutdownGrace)));
   }
   if (edge_) edge_->Stop();
+  // Leave ListClients at once rather than when the heartbeat expires.
+  if (redis_directory_ != nullptr && config_.role != Role::kApi) {
+    redis_directory_->Goodbye(absl::Seconds(1));
+  }
   spdlog::info("drained");
 }
 

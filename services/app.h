@@ -17,9 +17,15 @@ class Server;
 
 namespace push {
 class ApiKey;
+class Directory;
 class Hub;
+class RedisDirectory;
+namespace redis {
+class Connection;
+}
 namespace store {
 class MemoryStore;
+class Store;
 }
 namespace edge {
 class EdgeServer;
@@ -49,15 +55,28 @@ class App {
 
  private:
   void SweepLoop();
+  // Wires the Redis store, routing and presence (--redis).
+  absl::Status StartRedis();
+  // Readiness: started, not draining, and (with Redis) every Redis link up.
+  void UpdateReady();
   // The demo page's push (development only): a Push through the same logic as gRPC.
   void DemoPush(std::string user_id, std::string data,
                 std::function<void(int status, std::string body)> done);
 
   Config config_;
   std::atomic<bool> ready_{false};
+  std::atomic<bool> started_{false};
+  std::atomic<bool> draining_{false};
+  std::atomic<int> redis_links_up_{0};
+  int redis_links_needed_ = 0;
   std::unique_ptr<ApiKey> api_key_;
-  std::unique_ptr<store::MemoryStore> store_;
   std::unique_ptr<Hub> hub_;
+  std::unique_ptr<store::Store> store_;
+  store::MemoryStore* memory_store_ = nullptr;  // the embedded store, when in use (swept)
+  std::unique_ptr<Directory> directory_;
+  RedisDirectory* redis_directory_ = nullptr;
+  std::unique_ptr<redis::Connection> redis_commands_;
+  std::unique_ptr<redis::Connection> redis_subscriber_;
   std::unique_ptr<service::PushLogic> logic_;
   std::unique_ptr<service::PushServiceImpl> service_;
   std::unique_ptr<grpc::Server> grpc_server_;

@@ -45,8 +45,8 @@ absl::Status DecodePageToken(absl::string_view token, std::string* user, std::st
 
 }  // namespace
 
-PushLogic::PushLogic(PushOptions options, store::Store* store, Hub* hub)
-    : options_(std::move(options)), store_(store), hub_(hub) {}
+PushLogic::PushLogic(PushOptions options, store::Store* store, Hub* hub, Directory* directory)
+    : options_(std::move(options)), store_(store), hub_(hub), directory_(directory) {}
 
 absl::Status PushLogic::CheckPayload(const std::string& data, const std::string& message_id) {
   if (draining_.load(std::memory_order_relaxed)) {
@@ -105,7 +105,8 @@ void PushLogic::Append(const std::string& user_id, std::shared_ptr<const std::st
       response->set_delivered(0);
     } else {
       GlobalMetrics().pushes_ok.fetch_add(1, std::memory_order_relaxed);
-      response->set_delivered(hub_->Publish(user_id, message));
+      response->set_delivered(result->delivered ? *result->delivered
+                                                : hub_->Publish(user_id, message));
     }
     done(absl::OkStatus());
   });
@@ -180,72 +181,90 @@ void PushLogic::DeleteClient(const v1::DeleteClientRequest& request,
     return done(absl::InvalidArgumentError("reason must be UTF-8 text"));
   }
   std::string reason = request.reason().empty() ? "deleted" : request.reason();
-  if (!request.purge()) {
-    uint32_t closed = hub_->Close(request.user_id(), request.connection_id(), kCloseNormal, reason);
-    if (closed == 0) {
-      return done(absl::NotFoundError(
-          request.connection_id().empty()
-              ? absl::StrCat("user '", request.user_id(), "' has no live connection")
-              : absl::StrCat("user '", request.user_id(), "' has no live connection '",
-                             request.connection_id(), "'")));
-    }
-    response->set_closed(closed);
-    return done(absl::OkStatus());
-  }
+  auto close = [this, response, user_id = request.user_id(),
+                connection_id = request.connection_id(), reason = std::move(reason),
+                purge = request.purge()](absl::AnyInvocable<void(absl::Status)> done) mutable {
+    directory_->Close(
+        user_id, connection_id, kCloseNormal, std::move(reason),
+        [response, user_id, connection_id, purge,
+         done = std::move(done)](absl::StatusOr<uint32_t> closed) mutable {
+          if (!closed.ok()) return done(closed.status());
+          if (*closed == 0 && !purge) {
+            return done(absl::NotFoundError(
+                connection_id.empty()
+                    ? absl::StrCat("user '", user_id, "' has no live connection")
+                    : absl::StrCat("user '", user_id, "' has no live connection '",
+                                   connection_id, "'")));
+          }
+          response->set_closed(*closed);
+          done(absl::OkStatus());
+        });
+  };
+  if (!request.purge()) return close(std::move(done));
   // Purge first, so a client reconnecting right after the close gets nothing of the old stream.
-  std::string user_id = request.user_id();
-  std::string connection_id = request.connection_id();
-  store_->Purge(user_id, [this, response, user_id, connection_id, reason = std::move(reason),
-                          done = std::move(done)](absl::Status status) mutable {
+  store_->Purge(request.user_id(), [close = std::move(close), done = std::move(done)](
+                                       absl::Status status) mutable {
     if (!status.ok()) return done(status);
-    response->set_closed(hub_->Close(user_id, connection_id, kCloseNormal, reason));
-    done(absl::OkStatus());
+    close(std::move(done));
   });
 }
 
-absl::Status PushLogic::ListClients(const v1::ListClientsRequest& request,
-                                    v1::ListClientsResponse* response) {
+void PushLogic::ListClients(const v1::ListClientsRequest& request,
+                            v1::ListClientsResponse* response,
+                            absl::AnyInvocable<void(absl::Status)> done) {
   if (!request.user_id().empty()) {
-    if (absl::Status s = ValidateUserId(request.user_id()); !s.ok()) return s;
+    if (absl::Status s = ValidateUserId(request.user_id()); !s.ok()) return done(s);
   }
   if (request.page_size() > kMaxPageSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_size is ", request.page_size(), "; at most 1000 are allowed"));
+    return done(absl::InvalidArgumentError(
+        absl::StrCat("page_size is ", request.page_size(), "; at most 1000 are allowed")));
   }
   uint32_t page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
   std::string after_user, after_conn;
   if (!request.page_token().empty()) {
     if (absl::Status s = DecodePageToken(request.page_token(), &after_user, &after_conn); !s.ok()) {
-      return s;
+      return done(s);
     }
   }
-  std::vector<ClientSnapshot> all = hub_->Snapshot(
-      request.user_id().empty() ? std::nullopt
-                                : std::optional<std::string_view>(request.user_id()));
+  directory_->List(
+      request.user_id().empty() ? std::nullopt : std::optional<std::string>(request.user_id()),
+      [response, page_size, after_user = std::move(after_user),
+       after_conn = std::move(after_conn), paged = !request.page_token().empty(),
+       done = std::move(done)](absl::StatusOr<std::vector<ClientRecord>> all) mutable {
+        if (!all.ok()) return done(all.status());
+        done(FillPage(*all, paged, after_user, after_conn, page_size, response));
+      });
+}
+
+absl::Status PushLogic::FillPage(const std::vector<ClientRecord>& all, bool paged,
+                                 const std::string& after_user, const std::string& after_conn,
+                                 uint32_t page_size, v1::ListClientsResponse* response) {
   response->set_total(all.size());
   auto begin = all.begin();
-  if (!request.page_token().empty()) {
+  if (paged) {
     begin = std::upper_bound(all.begin(), all.end(), std::tie(after_user, after_conn),
-                             [](const auto& key, const ClientSnapshot& c) {
-                               return key < std::tie(c.info.user_id, c.info.connection_id);
+                             [](const auto& key, const ClientRecord& r) {
+                               return key < std::tie(r.client.info.user_id,
+                                                     r.client.info.connection_id);
                              });
   }
   auto end = all.end() - begin > page_size ? begin + page_size : all.end();
   for (auto it = begin; it != end; ++it) {
+    const ClientSnapshot& c = it->client;
     v1::Client* client = response->add_clients();
-    client->set_user_id(it->info.user_id);
-    client->set_connection_id(it->info.connection_id);
-    client->set_remote_address(it->info.remote_address);
-    int64_t nanos = absl::ToUnixNanos(it->info.connected_at);
+    client->set_user_id(c.info.user_id);
+    client->set_connection_id(c.info.connection_id);
+    client->set_remote_address(c.info.remote_address);
+    int64_t nanos = absl::ToUnixNanos(c.info.connected_at);
     client->mutable_connected_at()->set_seconds(nanos / 1000000000);
     client->mutable_connected_at()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
-    client->set_node_id(options_.node_id);
-    client->set_user_agent(it->info.user_agent);
-    client->set_messages_sent(it->messages_sent);
-    client->set_queued_bytes(it->queued_bytes);
+    client->set_node_id(it->node_id);
+    client->set_user_agent(c.info.user_agent);
+    client->set_messages_sent(c.messages_sent);
+    client->set_queued_bytes(c.queued_bytes);
   }
   if (end != all.end() && end != begin)
-    response->set_next_page_token(EncodePageToken((end - 1)->info));
+    response->set_next_page_token(EncodePageToken((end - 1)->client.info));
   return absl::OkStatus();
 }
 
@@ -482,7 +501,8 @@ grpc::ServerUnaryReactor* PushServiceImpl::ListClients(grpc::CallbackServerConte
     reactor->Done(s);
     return reactor;
   }
-  reactor->Done(logic_->ListClients(*request, response));
+  logic_->ListClients(*request, response,
+                      [reactor](absl::Status status) { reactor->Done(status); });
   return reactor;
 }
 

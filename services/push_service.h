@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/api_key.h"
+#include "common/directory.h"
 #include "common/hub.h"
 #include "common/store.h"
 #include "push/v1/push.grpc.pb.h"
@@ -24,7 +25,8 @@ struct PushOptions {
 // It knows nothing of gRPC servers, so tests call it directly.
 class PushLogic {
  public:
-  PushLogic(PushOptions options, store::Store* store, Hub* hub);
+  // `directory` answers ListClients and DeleteClient (this process, or every node via Redis).
+  PushLogic(PushOptions options, store::Store* store, Hub* hub, Directory* directory);
 
   // `done` runs exactly once, possibly on another thread.
   void Push(const v1::PushRequest& request, v1::PushResponse* response,
@@ -33,8 +35,8 @@ class PushLogic {
                  absl::AnyInvocable<void(absl::Status)> done);
   void DeleteClient(const v1::DeleteClientRequest& request, v1::DeleteClientResponse* response,
                     absl::AnyInvocable<void(absl::Status)> done);
-  absl::Status ListClients(const v1::ListClientsRequest& request,
-                           v1::ListClientsResponse* response);
+  void ListClients(const v1::ListClientsRequest& request, v1::ListClientsResponse* response,
+                   absl::AnyInvocable<void(absl::Status)> done);
 
   // While draining, Push answers UNAVAILABLE.
   void SetDraining() { draining_.store(true); }
@@ -43,6 +45,9 @@ class PushLogic {
   // Draining, size, JSON and message id checks shared by Push and Broadcast.
   absl::Status CheckPayload(const std::string& data, const std::string& message_id);
   absl::Duration Ttl(uint32_t ttl_seconds) const;
+  static absl::Status FillPage(const std::vector<ClientRecord>& all, bool paged,
+                               const std::string& after_user, const std::string& after_conn,
+                               uint32_t page_size, v1::ListClientsResponse* response);
   // Appends one validated message to `user_id`'s stream and publishes it.
   void Append(const std::string& user_id, std::shared_ptr<const std::string> payload,
               const std::string& message_id, absl::Duration ttl, v1::PushResponse* response,
@@ -51,6 +56,7 @@ class PushLogic {
   const PushOptions options_;
   store::Store* const store_;
   Hub* const hub_;
+  Directory* const directory_;
   std::atomic<bool> draining_{false};
 };
 

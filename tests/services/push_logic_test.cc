@@ -36,7 +36,7 @@ class PushLogicTest : public ::testing::Test {
         logic_(
             PushOptions{
                 .max_message_bytes = 1024, .history_ttl = absl::Hours(24), .node_id = "node-a"},
-            &store_, &hub_) {}
+            &store_, &hub_, &directory_) {}
 
   std::shared_ptr<RecordingConnection> Connect(const std::string& user, const std::string& id) {
     ConnectionInfo info;
@@ -82,7 +82,7 @@ class PushLogicTest : public ::testing::Test {
     request.set_user_id(user);
     request.set_page_size(page_size);
     request.set_page_token(token);
-    return logic_.ListClients(request, response);
+    return Await([&](auto done) { logic_.ListClients(request, response, std::move(done)); });
   }
 
   template <typename Call>
@@ -115,6 +115,7 @@ class PushLogicTest : public ::testing::Test {
   FakeClock clock_;
   store::MemoryStore store_;
   Hub hub_;
+  LocalDirectory directory_{&hub_, "node-a"};
   PushLogic logic_;
 };
 

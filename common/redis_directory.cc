@@ -1,0 +1,319 @@
+#include "common/redis_directory.h"
+
+#include <algorithm>
+#include <random>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "common/message.h"
+#include "common/strings.h"
+#include "spdlog/spdlog.h"
+
+namespace push {
+namespace {
+
+constexpr int kHeartbeatTicks = 5;          // ticks are 1 s: heartbeat every 5 s
+constexpr char kAliveTtlMs[] = "15000";     // gone from ListClients within 15 s of a crash
+constexpr char kRegistryTtlMs[] = "60000";  // ic:<instance> outlives a few missed heartbeats
+constexpr size_t kFieldsPerCommand = 256;
+
+// ARGV: user ('' = everyone). Returns {instance, "user\nconn", info, ...} of live instances,
+// forgetting dead ones on the way.
+constexpr char kListScript[] = R"lua(
+local alive = {}
+for _, inst in ipairs(redis.call('SMEMBERS', 'pushd:nodes')) do
+  if redis.call('EXISTS', 'pushd:a:'..inst) == 1 then
+    alive[inst] = true
+  else
+    redis.call('SREM', 'pushd:nodes', inst)
+    redis.call('DEL', 'pushd:ic:'..inst)
+  end
+end
+local out = {}
+if ARGV[1] == '' then
+  for inst, _ in pairs(alive) do
+    local all = redis.call('HGETALL', 'pushd:ic:'..inst)
+    for k = 1, #all, 2 do
+      out[#out + 1] = inst; out[#out + 1] = all[k]; out[#out + 1] = all[k + 1]
+    end
+  end
+else
+  local ck = 'pushd:c:'..ARGV[1]
+  for _, f in ipairs(redis.call('HKEYS', ck)) do
+    local inst, conn = string.match(f, '^([^\n]*)\n(.*)$')
+    if inst and alive[inst] then
+      local key = ARGV[1]..'\n'..conn
+      local v = redis.call('HGET', 'pushd:ic:'..inst, key)
+      if v then out[#out + 1] = inst; out[#out + 1] = key; out[#out + 1] = v end
+    else
+      redis.call('HDEL', ck, f)
+    end
+  end
+end
+return out
+)lua";
+
+// ARGV: user, connection ('' = all of the user's), code, reason. Publishes a close command to
+// every live instance holding a matching connection; returns how many connections match.
+constexpr char kCloseScript[] = R"lua(
+local ck = 'pushd:c:'..ARGV[1]
+local insts, order, n = {}, {}, 0
+for _, f in ipairs(redis.call('HKEYS', ck)) do
+  local inst, conn = string.match(f, '^([^\n]*)\n(.*)$')
+  if inst and (ARGV[2] == '' or conn == ARGV[2]) then
+    if redis.call('EXISTS', 'pushd:a:'..inst) == 1 then
+      if not insts[inst] then insts[inst] = true; order[#order + 1] = inst end
+      n = n + 1
+    else
+      redis.call('HDEL', ck, f)
+    end
+  end
+end
+for _, inst in ipairs(order) do
+  redis.call('PUBLISH', 'pushd:ch:'..inst, 'C'..ARGV[1]..'\n'..ARGV[2]..'\n'..ARGV[3]..'\n'..ARGV[4])
+end
+return n
+)lua";
+
+const std::string& ListSha() {
+  static const std::string sha = redis::Connection::ScriptSha(kListScript);
+  return sha;
+}
+const std::string& CloseSha() {
+  static const std::string sha = redis::Connection::ScriptSha(kCloseScript);
+  return sha;
+}
+
+void Ignore(absl::StatusOr<redis::Value>) {}
+
+// Node ids go into keys and newline-separated records: keep them to a safe alphabet.
+std::string Sanitize(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-' || c == ':';
+    out.push_back(ok ? c : '_');
+  }
+  return out;
+}
+
+std::string OneLine(std::string_view s) {
+  std::string out(s);
+  std::replace(out.begin(), out.end(), '\n', ' ');
+  return out;
+}
+
+}  // namespace
+
+RedisDirectory::RedisDirectory(std::string node_id, std::string instance,
+                               redis::Connection* commands, Hub* hub)
+    : node_id_(std::move(node_id)), instance_(std::move(instance)), commands_(commands),
+      hub_(hub) {}
+
+std::vector<std::string> RedisDirectory::Scripts() { return {kListScript, kCloseScript}; }
+
+std::string RedisDirectory::MakeInstance(std::string_view node_id) {
+  std::mt19937_64 rng(std::random_device{}());
+  return absl::StrCat(Sanitize(node_id), "-", absl::Hex(rng(), absl::kZeroPad16));
+}
+
+std::string RedisDirectory::Info(const Connection& c) const {
+  const ConnectionInfo& info = c.info();
+  return absl::StrCat(OneLine(node_id_), "\n", OneLine(info.remote_address), "\n",
+                      OneLine(info.user_agent), "\n", absl::ToUnixNanos(info.connected_at), "\n",
+                      c.messages_sent(), "\n", c.queued_bytes());
+}
+
+void RedisDirectory::OnAdd(const Connection& connection) {
+  {
+    absl::MutexLock lock(&mu_);
+    written_[&connection] = 0;
+  }
+  Register(connection);
+}
+
+void RedisDirectory::Register(const Connection& c) {
+  const ConnectionInfo& info = c.info();
+  commands_->Command({"HSET", "pushd:ic:" + instance_,
+                      absl::StrCat(info.user_id, "\n", info.connection_id), Info(c)},
+                     Ignore);
+  commands_->Command({"HSET", "pushd:c:" + info.user_id,
+                      absl::StrCat(instance_, "\n", info.connection_id), ""},
+                     Ignore);
+}
+
+void RedisDirectory::OnRemove(const Connection& c) {
+  {
+    absl::MutexLock lock(&mu_);
+    written_.erase(&c);
+  }
+  const ConnectionInfo& info = c.info();
+  commands_->Command({"HDEL", "pushd:c:" + info.user_id,
+                      absl::StrCat(instance_, "\n", info.connection_id)},
+                     Ignore);
+  commands_->Command({"HDEL", "pushd:ic:" + instance_,
+                      absl::StrCat(info.user_id, "\n", info.connection_id)},
+                     Ignore);
+}
+
+void RedisDirectory::Heartbeat() {
+  commands_->Command({"SET", "pushd:a:" + instance_, node_id_, "PX", kAliveTtlMs}, Ignore);
+  commands_->Command({"SADD", "pushd:nodes", instance_}, Ignore);
+  commands_->Command({"PEXPIRE", "pushd:ic:" + instance_, kRegistryTtlMs}, Ignore);
+}
+
+void RedisDirectory::OnCommandsConnected() {
+  // Redis may have restarted without our keys: announce ourselves and register every local
+  // connection again before anything else goes out on this connection.
+  Heartbeat();
+  std::vector<std::shared_ptr<Connection>> all = hub_->All();
+  std::vector<std::string> batch;
+  auto flush = [&] {
+    if (batch.size() > 2) commands_->Command(std::move(batch), Ignore);
+    batch.clear();
+  };
+  for (const auto& c : all) {
+    if (batch.empty()) batch = {"HSET", "pushd:ic:" + instance_};
+    batch.push_back(absl::StrCat(c->info().user_id, "\n", c->info().connection_id));
+    batch.push_back(Info(*c));
+    if (batch.size() >= 2 + 2 * kFieldsPerCommand) flush();
+  }
+  flush();
+  for (const auto& c : all) {
+    commands_->Command({"HSET", "pushd:c:" + c->info().user_id,
+                        absl::StrCat(instance_, "\n", c->info().connection_id), ""},
+                       Ignore);
+  }
+  commands_->Command({"PEXPIRE", "pushd:ic:" + instance_, kRegistryTtlMs}, Ignore);
+  if (!all.empty()) spdlog::info("redis: registered {} connections again", all.size());
+  ResyncAll();
+}
+
+void RedisDirectory::OnSubscriberConnected() { ResyncAll(); }
+
+void RedisDirectory::ResyncAll() {
+  for (const auto& c : hub_->All()) c->Resync();
+}
+
+void RedisDirectory::OnTick() {
+  if (++ticks_ % kHeartbeatTicks != 0) return;
+  Heartbeat();
+  RefreshStats();
+}
+
+void RedisDirectory::RefreshStats() {
+  std::vector<std::shared_ptr<Connection>> all = hub_->All();
+  std::vector<std::string> batch;
+  for (const auto& c : all) {
+    uint64_t figure = c->messages_sent() + c->queued_bytes();
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = written_.find(c.get());
+      if (it == written_.end() || it->second == figure) continue;
+      it->second = figure;
+    }
+    if (batch.empty()) batch = {"HSET", "pushd:ic:" + instance_};
+    batch.push_back(absl::StrCat(c->info().user_id, "\n", c->info().connection_id));
+    batch.push_back(Info(*c));
+    if (batch.size() >= 2 + 2 * kFieldsPerCommand) {
+      commands_->Command(std::move(batch), Ignore);
+      batch.clear();
+    }
+  }
+  if (!batch.empty()) commands_->Command(std::move(batch), Ignore);
+}
+
+void RedisDirectory::OnChannelMessage(std::string_view message) {
+  if (message.empty()) return;
+  char kind = message[0];
+  absl::string_view body = ToAbsl(message.substr(1));
+  if (kind == 'M') {
+    // user \n seq \n id \n ts_ms \n expires_ms \n data
+    std::vector<absl::string_view> f = absl::StrSplit(body, absl::MaxSplits('\n', 5));
+    uint64_t seq = 0;
+    int64_t ts = 0, expires = 0;
+    if (f.size() != 6 || !absl::SimpleAtoi(f[1], &seq) || !absl::SimpleAtoi(f[3], &ts) ||
+        !absl::SimpleAtoi(f[4], &expires)) {
+      spdlog::warn("redis: malformed routed message ignored");
+      return;
+    }
+    hub_->Publish(ToStd(f[0]),
+                  MakeMessage(seq, std::string(f[2]), absl::FromUnixMillis(ts),
+                              absl::FromUnixMillis(expires), ToStd(f[5])));
+  } else if (kind == 'C') {
+    // user \n connection (empty = all) \n code \n reason
+    std::vector<absl::string_view> f = absl::StrSplit(body, absl::MaxSplits('\n', 3));
+    uint32_t code = 0;
+    if (f.size() != 4 || !absl::SimpleAtoi(f[2], &code)) return;
+    hub_->Close(ToStd(f[0]), ToStd(f[1]), static_cast<uint16_t>(code), std::string(f[3]));
+  }
+}
+
+void RedisDirectory::List(
+    std::optional<std::string> user_id,
+    absl::AnyInvocable<void(absl::StatusOr<std::vector<ClientRecord>>)> done) {
+  commands_->Command(
+      {"EVALSHA", ListSha(), "0", user_id.value_or("")},
+      [this, user_id, done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
+        if (!v.ok()) return done(v.status());
+        // Figures of our own connections come live from the hub rather than the last refresh.
+        absl::flat_hash_map<std::string, ClientSnapshot> local;
+        for (auto& s :
+             hub_->Snapshot(user_id ? std::optional<std::string_view>(*user_id) : std::nullopt)) {
+          local[absl::StrCat(s.info.user_id, "\n", s.info.connection_id)] = std::move(s);
+        }
+        std::vector<ClientRecord> out;
+        const auto& e = v->elements;
+        for (size_t i = 0; i + 2 < e.size(); i += 3) {
+          std::vector<absl::string_view> key = absl::StrSplit(e[i + 1].str, absl::MaxSplits('\n', 1));
+          std::vector<absl::string_view> f = absl::StrSplit(e[i + 2].str, '\n');
+          if (key.size() != 2 || f.size() != 6) continue;
+          ClientRecord r;
+          r.node_id = std::string(f[0]);
+          r.client.info.user_id = std::string(key[0]);
+          r.client.info.connection_id = std::string(key[1]);
+          r.client.info.remote_address = std::string(f[1]);
+          r.client.info.user_agent = std::string(f[2]);
+          int64_t connected_ns = 0;
+          (void)absl::SimpleAtoi(f[3], &connected_ns);
+          r.client.info.connected_at = absl::FromUnixNanos(connected_ns);
+          (void)absl::SimpleAtoi(f[4], &r.client.messages_sent);
+          (void)absl::SimpleAtoi(f[5], &r.client.queued_bytes);
+          if (e[i].str == instance_) {
+            auto it = local.find(e[i + 1].str);
+            if (it == local.end()) continue;  // closed since (its removal is on its way)
+            r.client.messages_sent = it->second.messages_sent;
+            r.client.queued_bytes = it->second.queued_bytes;
+          }
+          out.push_back(std::move(r));
+        }
+        std::sort(out.begin(), out.end(), [](const ClientRecord& a, const ClientRecord& b) {
+          return std::tie(a.client.info.user_id, a.client.info.connection_id) <
+                 std::tie(b.client.info.user_id, b.client.info.connection_id);
+        });
+        done(std::move(out));
+      });
+}
+
+void RedisDirectory::Close(std::string user_id, std::string connection_id, uint16_t code,
+                           std::string reason,
+                           absl::AnyInvocable<void(absl::StatusOr<uint32_t>)> done) {
+  commands_->Command({"EVALSHA", CloseSha(), "0", std::move(user_id), std::move(connection_id),
+                      std::to_string(code), std::move(reason)},
+                     [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
+                       if (!v.ok()) return done(v.status());
+                       done(static_cast<uint32_t>(v->AsInt()));
+                     });
+}
+
+void RedisDirectory::Goodbye(absl::Duration timeout) {
+  auto done = std::make_shared<absl::Notification>();
+  commands_->Command({"DEL", "pushd:a:" + instance_, "pushd:ic:" + instance_}, Ignore);
+  commands_->Command({"SREM", "pushd:nodes", instance_},
+                     [done](absl::StatusOr<redis::Value>) { done->Notify(); });
+  done->WaitForNotificationWithTimeout(timeout);
+}
+
+}  // namespace push
