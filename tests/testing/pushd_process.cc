@@ -74,7 +74,7 @@ PushdProcess::PushdProcess(std::vector<std::string> args) {
   // Read stdout until the ready line (or exit, or 20 s).
   std::string buffer;
   auto deadline = Clock::now() + std::chrono::seconds(20);
-  while (grpc_port_ == 0 && Clock::now() < deadline) {
+  while (!ready_ && Clock::now() < deadline) {
     pollfd p{out[0], POLLIN, 0};
     if (poll(&p, 1, static_cast<int>(MillisLeft(deadline))) <= 0) break;
     char chunk[512];
@@ -83,12 +83,12 @@ PushdProcess::PushdProcess(std::vector<std::string> args) {
     buffer.append(chunk, n);
     size_t pos = buffer.find("pushd ready ");
     if (pos != std::string::npos && buffer.find('\n', pos) != std::string::npos) {
-      std::sscanf(buffer.c_str() + pos, "pushd ready grpc_port=%d ws_port=%d", &grpc_port_,
-                  &ws_port_);
+      ready_ = std::sscanf(buffer.c_str() + pos, "pushd ready grpc_port=%d ws_port=%d",
+                           &grpc_port_, &ws_port_) == 2;
     }
   }
   close(out[0]);
-  if (grpc_port_ == 0 && ws_port_ == 0) {
+  if (!ready_) {
     ADD_FAILURE() << "pushd did not become ready; stdout: " << buffer;
   }
 }

@@ -19,7 +19,8 @@ class PushdProcess {
   explicit PushdProcess(std::vector<std::string> args = {});
   ~PushdProcess();
 
-  bool started() const { return pid_ > 0 && grpc_port_ > 0; }
+  // The ready line came (a --role=edge process has no gRPC port, --role=api no WebSocket port).
+  bool started() const { return pid_ > 0 && ready_; }
   int grpc_port() const { return grpc_port_; }
   int ws_port() const { return ws_port_; }
   pid_t pid() const { return pid_; }
@@ -35,6 +36,7 @@ class PushdProcess {
 
  private:
   pid_t pid_ = -1;
+  bool ready_ = false;
   int grpc_port_ = 0;
   int ws_port_ = 0;
   int exit_status_ = -1;

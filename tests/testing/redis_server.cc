@@ -1,0 +1,163 @@
+#include "tests/testing/redis_server.h"
+
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "gtest/gtest.h"
+
+namespace push::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int FreeLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+std::string Render(const redisReply* r) {
+  switch (r->type) {
+    case REDIS_REPLY_NIL:
+      return "(nil)";
+    case REDIS_REPLY_INTEGER:
+      return std::to_string(r->integer);
+    case REDIS_REPLY_ARRAY: {
+      std::string out;
+      for (size_t i = 0; i < r->elements; ++i) {
+        if (i > 0) out.push_back(' ');
+        out += Render(r->element[i]);
+      }
+      return out;
+    }
+    default:
+      return std::string(r->str, r->len);
+  }
+}
+
+}  // namespace
+
+bool RedisServer::Available() { return system("command -v redis-server >/dev/null 2>&1") == 0; }
+
+RedisServer::RedisServer() {
+  char tmpl[] = "/tmp/pushd-redis-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) {
+    ADD_FAILURE() << "mkdtemp failed";
+    return;
+  }
+  dir_ = tmpl;
+  // Another process may take the free port between the probe and the bind: try a few.
+  for (int attempt = 0; attempt < 5 && pid_ <= 0; ++attempt) {
+    port_ = FreeLoopbackPort();
+    if (Launch() && WaitReady(10000)) break;
+    Stop();
+  }
+  if (pid_ <= 0) ADD_FAILURE() << "redis-server did not start";
+}
+
+RedisServer::~RedisServer() {
+  Stop();
+  std::error_code ignored;
+  if (!dir_.empty()) std::filesystem::remove_all(dir_, ignored);
+}
+
+bool RedisServer::Launch() {
+  std::string port = std::to_string(port_);
+  pid_ = fork();
+  if (pid_ == 0) {
+    int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) dup2(null, STDOUT_FILENO);
+    // Quiet, loopback only, no RDB snapshots; the append-only file survives restarts.
+    execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
+           "--dir", dir_.c_str(), "--save", "", "--appendonly", "yes", "--appendfsync",
+           "everysec", "--daemonize", "no", "--loglevel", "warning", "--logfile", "",
+           static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid_ > 0;
+}
+
+bool RedisServer::WaitReady(int timeout_ms) {
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (Clock::now() < deadline) {
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return false;
+    }
+    if (Command({"PING"}) == "PONG") return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+void RedisServer::Stop() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGTERM);
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  int status;
+  while (waitpid(pid_, &status, WNOHANG) != pid_) {
+    if (Clock::now() > deadline) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  pid_ = -1;
+}
+
+bool RedisServer::Start() {
+  if (pid_ > 0) return true;
+  // The old listening socket may linger for a moment: retry within a bound.
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    if (Launch() && WaitReady(5000)) return true;
+    Stop();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+std::string RedisServer::Command(const std::vector<std::string>& argv) {
+  timeval tv{1, 0};
+  redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
+  if (c == nullptr || c->err) {
+    if (c) redisFree(c);
+    return "ERR cannot connect";
+  }
+  redisSetTimeout(c, timeval{5, 0});
+  std::vector<const char*> ptrs;
+  std::vector<size_t> lens;
+  for (const auto& a : argv) {
+    ptrs.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  auto* r = static_cast<redisReply*>(
+      redisCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data()));
+  std::string out = r ? Render(r) : "ERR no reply";
+  if (r) freeReplyObject(r);
+  redisFree(c);
+  return out;
+}
+
+}  // namespace push::testing
