@@ -54,8 +54,13 @@ App::~App() {
 }
 
 void App::UpdateReady() {
-  ready_.store(started_.load() && !draining_.load() &&
-               redis_links_up_.load() >= redis_links_needed_);
+  bool ready = started_.load() && !draining_.load() &&
+               redis_links_up_.load() >= redis_links_needed_;
+  ready_.store(ready);
+  // gRPC health follows (grpc_server_ is set before started_, and never changes after).
+  if (started_.load() && grpc_server_) {
+    if (auto* health = grpc_server_->GetHealthCheckService()) health->SetServingStatus(ready);
+  }
   if (redis_links_needed_ > 0) {
     GlobalMetrics().redis_up.store(redis_links_up_.load() >= redis_links_needed_ ? 1 : 0);
   }
