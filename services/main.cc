@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/config.h"
 #include "services/app.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
@@ -29,6 +30,10 @@ rlim_t RaiseOpenFilesLimit() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian's Abseil is built without NDEBUG, so every absl::Mutex lock would also update a
+  // global deadlock graph (7-12% of pushd's CPU under load, see BENCHMARKS.md). Our mutexes are
+  // leaf locks (no lock is taken while holding another); the unit tests keep the detection on.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::vector<std::string> args(argv + 1, argv + argc);
   for (const std::string& a : args) {
     if (a == "--help" || a == "-h" || a == "--helpfull") {
