@@ -10,6 +10,7 @@
 #include "common/hub.h"
 #include "common/json.h"
 #include "common/jwt.h"
+#include "common/limits.h"
 #include "common/memory_store.h"
 #include "common/metrics.h"
 #include "common/strings.h"
@@ -98,6 +99,10 @@ absl::Status App::Start() {
     edge_options.pong_timeout = config_.pong_timeout;
     edge_options.send_queue_bytes = config_.send_queue_bytes;
     edge_options.allowed_origins = config_.allowed_origins;
+    edge_options.max_connections_per_user = config_.max_connections_per_user;
+    edge_options.max_connections = config_.max_connections;
+    edge_options.max_request_header_bytes = config_.max_request_header_bytes;
+    edge_options.handshake_timeout = config_.handshake_timeout;
     if (config_.auth == "jwt") {
       JwtOptions jwt_options;
       jwt_options.hs256_secret = config_.jwt_hs256_secret;
@@ -165,6 +170,7 @@ void App::SweepLoop() {
     if (stop_sweeping_) break;
     sweep_mu_.Unlock();
     store_->Sweep();
+    FlushLimitLogs();
     sweep_mu_.Lock();
   }
 }
