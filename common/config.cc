@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
@@ -54,6 +56,16 @@ ABSL_FLAG(std::string, tls_key_file, "", "TLS private key (PEM) for both listene
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(25),
           "on SIGTERM: stop accepting, close WebSockets with 1001, finish RPCs, exit");
 ABSL_FLAG(int32_t, edge_threads, 0, "I/O threads of the WebSocket edge; 0 = number of cores");
+ABSL_FLAG(uint32_t, max_connections_per_user, 32,
+          "WebSockets one user may hold open on this process; more get HTTP 429; 0 = no limit");
+ABSL_FLAG(uint32_t, max_connections, 0,
+          "WebSockets this process holds open; more get HTTP 503; 0 = as many as the open-files "
+          "limit allows (logged at start)");
+ABSL_FLAG(uint32_t, max_request_header_bytes, 8192,
+          "largest request line plus headers on the edge port; larger requests get HTTP 431");
+ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(10),
+          "time from TCP accept to a complete HTTP request (the upgrade); slower clients are "
+          "disconnected");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off");
 
 namespace push {
@@ -82,8 +94,20 @@ constexpr const char* kFlagNames[] = {
     "tls_key_file",
     "drain_timeout",
     "edge_threads",
+    "max_connections_per_user",
+    "max_connections",
+    "max_request_header_bytes",
+    "handshake_timeout",
     "log_level",
 };
+
+// An upgrade with a token and a few cookies fits in 1 KiB; past 1 MiB a request is an attack.
+constexpr uint32_t kMinRequestHeaderBytes = 1024;
+constexpr uint32_t kMaxRequestHeaderBytes = 1 << 20;
+// A handshake that takes minutes is a slowloris, not a slow network.
+constexpr absl::Duration kMaxHandshakeTimeout = absl::Minutes(5);
+// --max_connections=0: descriptors kept for gRPC, logs and the like.
+constexpr uint64_t kSpareFiles = 256;
 
 // Key files are small; a bigger one is a wrong path (a log, a device), not a key.
 constexpr size_t kMaxKeyFileBytes = 64 * 1024;
@@ -295,6 +319,10 @@ absl::StatusOr<Config> ReadFlags() {
   c.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   c.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   c.edge_threads = absl::GetFlag(FLAGS_edge_threads);
+  c.max_connections_per_user = absl::GetFlag(FLAGS_max_connections_per_user);
+  c.max_connections = absl::GetFlag(FLAGS_max_connections);
+  c.max_request_header_bytes = absl::GetFlag(FLAGS_max_request_header_bytes);
+  c.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
   c.log_level = absl::GetFlag(FLAGS_log_level);
   for (absl::string_view origin :
        absl::StrSplit(absl::GetFlag(FLAGS_allowed_origins), ',', absl::SkipWhitespace())) {
@@ -326,7 +354,8 @@ absl::StatusOr<Config> ReadFlags() {
        {std::pair<absl::string_view, absl::Duration>{"ping_interval", c.ping_interval},
         {"pong_timeout", c.pong_timeout},
         {"history_ttl", c.history_ttl},
-        {"drain_timeout", c.drain_timeout}}) {
+        {"drain_timeout", c.drain_timeout},
+        {"handshake_timeout", c.handshake_timeout}}) {
     if (absl::Status s = CheckPositive(flag, d); !s.ok()) return s;
   }
   if (c.history_size == 0) return absl::InvalidArgumentError("--history_size must be at least 1");
@@ -347,6 +376,16 @@ absl::StatusOr<Config> ReadFlags() {
   }
   if (c.edge_threads < 0 || c.edge_threads > 256) {
     return absl::InvalidArgumentError("--edge_threads must be between 0 and 256");
+  }
+  if (c.max_request_header_bytes < kMinRequestHeaderBytes ||
+      c.max_request_header_bytes > kMaxRequestHeaderBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_request_header_bytes must be between ",
+                                                   kMinRequestHeaderBytes, " and ",
+                                                   kMaxRequestHeaderBytes));
+  }
+  if (c.handshake_timeout > kMaxHandshakeTimeout) {
+    return absl::InvalidArgumentError(absl::StrCat("--handshake_timeout must be at most ",
+                                                   absl::FormatDuration(kMaxHandshakeTimeout)));
   }
   static constexpr const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
   if (std::find(std::begin(kLevels), std::end(kLevels), c.log_level) == std::end(kLevels)) {
@@ -392,6 +431,16 @@ std::map<std::string, std::string> ProcessEnvironment() {
     env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
   }
   return env;
+}
+
+uint32_t HandshakeRoom(uint32_t max_connections) { return 64 + max_connections / 16; }
+
+uint32_t MaxConnectionsFor(uint64_t open_files) {
+  // Solves m + HandshakeRoom(m) <= open_files - kSpareFiles for the largest m.
+  constexpr uint64_t kFixed = kSpareFiles + 64;
+  if (open_files < kFixed + 68) return static_cast<uint32_t>(std::max<uint64_t>(1, open_files / 4));
+  uint64_t m = (open_files - kFixed) * 16 / 17;
+  return static_cast<uint32_t>(std::min<uint64_t>(m, std::numeric_limits<uint32_t>::max() / 2));
 }
 
 std::string FlagsHelp() {

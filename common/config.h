@@ -39,6 +39,11 @@ struct Config {
   std::string tls_key_file;
   absl::Duration drain_timeout = absl::Seconds(25);
   int edge_threads = 0;  // 0 = number of cores
+  // Limits of the edge (README, "Limits").
+  uint32_t max_connections_per_user = 32;  // 0 = no limit
+  uint32_t max_connections = 0;            // 0 = from the open-files limit (MaxConnectionsFor)
+  uint32_t max_request_header_bytes = 8192;
+  absl::Duration handshake_timeout = absl::Seconds(10);
   std::string log_level = "info";
 };
 
@@ -50,6 +55,14 @@ absl::StatusOr<Config> ParseConfig(const std::vector<std::string>& args,
 
 // The process environment as a map, for ParseConfig.
 std::map<std::string, std::string> ProcessEnvironment();
+
+// The default of --max_connections: as many WebSockets as `open_files` descriptors allow, after
+// room for handshakes in progress (HandshakeRoom) and 256 descriptors for everything else.
+uint32_t MaxConnectionsFor(uint64_t open_files);
+
+// Sockets the edge keeps beyond `max_connections` WebSockets for upgrades in progress and plain
+// HTTP (probes, scrapes); sockets accepted beyond both are closed at once.
+uint32_t HandshakeRoom(uint32_t max_connections);
 
 // One paragraph per flag, for --help.
 std::string FlagsHelp();

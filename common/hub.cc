@@ -15,15 +15,51 @@ Hub::Shard& Hub::ShardFor(std::string_view user_id) {
   return *shards_[StringViewHash{}(user_id) % shards_.size()];
 }
 
-void Hub::Add(std::shared_ptr<Connection> connection) {
+namespace {
+
+// Gives back one slot of `user_id` in `reserved`.
+template <typename Map>
+void Unreserve(Map& reserved, std::string_view user_id) {
+  auto it = reserved.find(user_id);
+  if (it == reserved.end()) return;
+  if (--it->second == 0) reserved.erase(it);
+}
+
+}  // namespace
+
+void Hub::Add(std::shared_ptr<Connection> connection, bool reserved) {
   const Connection& c = *connection;
   {
     Shard& shard = ShardFor(c.info().user_id);
     absl::MutexLock lock(&shard.mu);
+    // Under the same lock as the push_back, so the user's count never dips in between.
+    if (reserved) Unreserve(shard.reserved, c.info().user_id);
     shard.users[c.info().user_id].push_back(std::move(connection));
     size_.fetch_add(1, std::memory_order_relaxed);
   }
   if (observer_ != nullptr) observer_->OnAdd(c);
+}
+
+bool Hub::Reserve(std::string_view user_id, uint32_t limit) {
+  Shard& shard = ShardFor(user_id);
+  absl::MutexLock lock(&shard.mu);
+  size_t open = 0;
+  if (auto it = shard.users.find(user_id); it != shard.users.end()) open = it->second.size();
+  auto held = shard.reserved.find(user_id);
+  size_t pending = held == shard.reserved.end() ? 0 : held->second;
+  if (open + pending >= limit) return false;
+  if (held == shard.reserved.end()) {
+    shard.reserved.emplace(std::string(user_id), 1);
+  } else {
+    ++held->second;
+  }
+  return true;
+}
+
+void Hub::Release(std::string_view user_id) {
+  Shard& shard = ShardFor(user_id);
+  absl::MutexLock lock(&shard.mu);
+  Unreserve(shard.reserved, user_id);
 }
 
 void Hub::Remove(const Connection& connection) {

@@ -73,8 +73,15 @@ class Hub {
   // Set once, before the first Add.
   void SetObserver(HubObserver* observer) { observer_ = observer; }
 
-  void Add(std::shared_ptr<Connection> connection);
+  // `reserved`: the connection takes over a slot held by Reserve.
+  void Add(std::shared_ptr<Connection> connection, bool reserved = false);
   void Remove(const Connection& connection);
+
+  // Holds one of the user's `limit` connection slots for an upgrade in progress, so that
+  // concurrent upgrades cannot together pass the limit; false when the user's connections plus
+  // the slots already held reach `limit`. The slot ends with Add(…, true) or Release.
+  bool Reserve(std::string_view user_id, uint32_t limit);
+  void Release(std::string_view user_id);
 
   // Hands the message to every live connection of the user; returns how many.
   uint32_t Publish(std::string_view user_id, const MessagePtr& message);
@@ -98,6 +105,9 @@ class Hub {
   struct Shard {
     absl::Mutex mu;
     StringMap<ConnectionList> users ABSL_GUARDED_BY(mu);
+    // Slots held by upgrades in progress, per user; empty between handshakes, so that an
+    // idle connection costs nothing here.
+    StringMap<uint32_t> reserved ABSL_GUARDED_BY(mu);
   };
   Shard& ShardFor(std::string_view user_id);
 

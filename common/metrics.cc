@@ -86,6 +86,14 @@ std::string Metrics::RenderPrometheus() const {
                                {"error", closed_error.load()}}) {
     absl::StrAppend(&out, "pushd_disconnects_total{reason=\"", reason, "\"} ", value, "\n");
   }
+  absl::StrAppend(&out,
+                  "# HELP pushd_limit_hits_total Connections and requests refused or cut by a "
+                  "configured limit.\n"
+                  "# TYPE pushd_limit_hits_total counter\n");
+  for (int i = 0; i < kLimitCount; ++i) {
+    absl::StrAppend(&out, "pushd_limit_hits_total{limit=\"", LimitLabel(static_cast<Limit>(i)),
+                    "\"} ", limit_hits[i].load(), "\n");
+  }
   push_duration.Render(&out, "pushd_push_duration_seconds",
                        "Push handling time: validate, store, hand to connections.");
   delivery_latency.Render(&out, "pushd_delivery_latency_seconds",

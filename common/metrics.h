@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "common/limits.h"
+
 namespace push {
 
 // A Prometheus histogram of durations with fixed buckets; lock-free, cheap enough per message.
@@ -44,6 +46,8 @@ struct Metrics {
   std::atomic<uint64_t> closed_pong_timeout{0};
   std::atomic<uint64_t> closed_protocol{0};
   std::atomic<uint64_t> closed_error{0};
+  // Hits of each configured limit, indexed by push::Limit (common/limits.h).
+  std::atomic<uint64_t> limit_hits[kLimitCount] = {};
   // Push handling (validate, append, hand to connections) and push -> socket write of live
   // messages (replays are excluded: their age is how long the user was away).
   LatencyHistogram push_duration;

@@ -8,14 +8,18 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <limits>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/config.h"
 #include "common/http_query.h"
 #include "common/ids.h"
 #include "common/json.h"
+#include "common/limits.h"
+#include "common/log_throttle.h"
 #include "common/metrics.h"
 #include "common/strings.h"
 #include "edge/demo_page.h"
@@ -27,10 +31,18 @@ namespace {
 
 using tcp = net::ip::tcp;
 
-constexpr size_t kMaxRequestHeaderBytes = 8192;
 constexpr size_t kMaxRequestBodyBytes = 4096;
-constexpr auto kRequestTimeout = std::chrono::seconds(30);
 constexpr size_t kMaxUserAgentBytes = 256;
+// After a failed accept (out of descriptors, most often) before trying again: the failing
+// connection stays in the listen queue, so retrying at once would spin.
+constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
+constexpr absl::Duration kAcceptErrorLogInterval = absl::Seconds(10);
+
+bool OutOfDescriptors(const beast::error_code& ec) {
+  return ec == net::error::no_descriptors ||
+         ec == boost::system::errc::too_many_files_open_in_system ||
+         ec == net::error::no_buffer_space || ec == net::error::no_memory;
+}
 
 std::string JsonError(std::string_view message) {
   std::string out = R"({"error":)";
@@ -64,6 +76,11 @@ struct EdgeServer::Impl {
   EdgeOptions options;
   store::Store* store;
   Hub* hub;
+  // Before the io_context: sessions it destroys still count down.
+  SessionCounters counters;
+  // Accepted sockets beyond this are closed at once (max_connections plus HandshakeRoom).
+  int64_t max_sockets;
+  LogThrottle accept_error_log{kAcceptErrorLogInterval};
   net::io_context ioc;
   net::executor_work_guard<net::io_context::executor_type> work{ioc.get_executor()};
   std::optional<tcp::acceptor> acceptor;
@@ -72,15 +89,29 @@ struct EdgeServer::Impl {
   net::strand<net::io_context::executor_type> accept_strand{net::make_strand(ioc)};
   net::steady_timer accept_retry{accept_strand};
   std::vector<std::thread> threads;
-  std::atomic<int64_t> open_sessions{0};
   std::atomic<bool> accepting{true};
   int port = 0;
 
   Impl(EdgeOptions o, store::Store* s, Hub* h)
-      : options(std::move(o)), store(s), hub(h), ioc(std::max(1, options.threads)) {}
+      : options(std::move(o)),
+        store(s),
+        hub(h),
+        max_sockets(options.max_connections == 0 ? std::numeric_limits<int64_t>::max()
+                                                 : int64_t{options.max_connections} +
+                                                       HandshakeRoom(options.max_connections)),
+        ioc(std::max(1, options.threads)) {}
 
   bool Ready() const { return options.ready == nullptr || options.ready->load(); }
   void DoAccept();
+  void OnAcceptError(const beast::error_code& ec);
+
+  // Takes one of the --max_connections slots for a WebSocket; false when all are taken.
+  bool TakeSlot() {
+    int64_t before = counters.slots.fetch_add(1, std::memory_order_relaxed);
+    if (options.max_connections == 0 || before < int64_t{options.max_connections}) return true;
+    counters.slots.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
 };
 
 // ---- HTTP ------------------------------------------------------------------------------------
@@ -90,7 +121,10 @@ struct EdgeServer::Impl {
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(tcp::socket&& socket, EdgeServer::Impl& server)
-      : stream_(std::move(socket)), server_(server) {}
+      : stream_(std::move(socket)), server_(server) {
+    server_.counters.sockets.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~HttpSession() { server_.counters.sockets.fetch_sub(1, std::memory_order_relaxed); }
 
   void Run() {
     net::dispatch(stream_.get_executor(),
@@ -102,14 +136,20 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void DoRead() {
     parser_.emplace();
-    parser_->header_limit(kMaxRequestHeaderBytes);
+    parser_->header_limit(server_.options.max_request_header_bytes);
     parser_->body_limit(kMaxRequestBodyBytes);
-    stream_.expires_after(kRequestTimeout);
+    // A deadline for the whole request, not an idle timer: a client trickling bytes (slowloris)
+    // is cut at it like one that sends nothing. The first one runs from the accept.
+    stream_.expires_after(absl::ToChronoNanoseconds(server_.options.handshake_timeout));
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
   }
 
   void OnRead(beast::error_code ec, std::size_t) {
+    // An idle keep-alive connection timing out between requests is no limit hit.
+    if (ec == beast::error::timeout && (!served_ || parser_->got_some() || buffer_.size() > 0)) {
+      RecordLimitHit(Limit::kHandshakeTimeout);
+    }
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
         ec == net::error::operation_aborted || ec == net::error::connection_reset ||
         ec == net::error::eof) {
@@ -117,10 +157,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       return;
     }
     if (ec) {
-      // Unparseable request or over the limits: answer 400 and close.
-      http::status status = ec == http::error::header_limit || ec == http::error::body_limit
-                                ? http::status::request_header_fields_too_large
-                                : http::status::bad_request;
+      // Unparseable request or over the limits: answer and close.
+      http::status status = http::status::bad_request;
+      if (ec == http::error::header_limit) {
+        RecordLimitHit(Limit::kRequestHeaderBytes);
+        status = http::status::request_header_fields_too_large;
+      } else if (ec == http::error::body_limit) {
+        status = http::status::payload_too_large;
+      }
       Send(MakeResponse(status, 11, false,
                         JsonError(absl::StrCat("malformed HTTP request: ", ec.message()))));
       return;
@@ -316,6 +360,25 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         return;
       }
     }
+    // The process limit first: when it is full, no user gets in.
+    if (!server_.TakeSlot()) {
+      RecordLimitHit(Limit::kConnections);
+      reject(http::status::service_unavailable,
+             absl::StrCat("server is at its connection limit (--max_connections=",
+                          server_.options.max_connections, "): retry later"));
+      return;
+    }
+    if (uint32_t limit = server_.options.max_connections_per_user; limit > 0) {
+      if (!server_.hub->Reserve(user, limit)) {
+        server_.counters.slots.fetch_sub(1, std::memory_order_relaxed);
+        RecordLimitHit(Limit::kPerUser);
+        reject(http::status::too_many_requests,
+               absl::StrCat("too many connections for this user (at most ", limit,
+                            "): close one first"));
+        return;
+      }
+      params.user_slot = true;
+    }
     params.info.user_id = std::move(user);
     params.info.connection_id = NewConnectionId();
     params.info.connected_at = absl::Now();
@@ -331,7 +394,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       params.info.user_agent = std::string(ua->value().substr(0, kMaxUserAgentBytes));
     }
     std::make_shared<WebSocketSession>(stream_.release_socket(), std::move(params), server_.options,
-                                       server_.store, server_.hub, &server_.open_sessions)
+                                       server_.store, server_.hub, &server_.counters)
         ->Run(std::move(req));
   }
 
@@ -344,6 +407,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void OnWrite(beast::error_code ec, std::size_t) {
     bool keep_alive = response_->keep_alive();
     response_.reset();
+    served_ = true;
     if (ec || !keep_alive) {
       Shutdown();
       return;
@@ -362,6 +426,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<Response> response_;
+  bool served_ = false;  // a response was written: a later timeout may be keep-alive idleness
 };
 
 // ---- Listener --------------------------------------------------------------------------------
@@ -370,18 +435,34 @@ void EdgeServer::Impl::DoAccept() {
   acceptor->async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !accepting.load()) return;
     if (ec) {
-      // Out of file descriptors and the like: back off instead of spinning.
-      spdlog::warn("accept failed: {}", ec.message());
-      accept_retry.expires_after(std::chrono::milliseconds(100));
-      accept_retry.async_wait([this](beast::error_code wait_ec) {
-        if (!wait_ec && accepting.load()) DoAccept();
-      });
+      OnAcceptError(ec);
       return;
     }
     beast::error_code ignored;
+    if (counters.sockets.load(std::memory_order_relaxed) >= max_sockets) {
+      // Past --max_connections and the room for handshakes: close it now rather than let
+      // sockets pile up until the descriptors run out.
+      socket.close(ignored);
+      RecordLimitHit(Limit::kSockets);
+      DoAccept();
+      return;
+    }
     socket.set_option(tcp::no_delay(true), ignored);
     std::make_shared<HttpSession>(std::move(socket), *this)->Run();
     DoAccept();
+  });
+}
+
+void EdgeServer::Impl::OnAcceptError(const beast::error_code& ec) {
+  // Back off instead of spinning: the connection that failed is still queued.
+  if (OutOfDescriptors(ec)) {
+    RecordLimitHit(Limit::kOpenFiles);
+  } else if (uint64_t n = accept_error_log.Hit(); n > 0) {
+    spdlog::warn("accept failed ({} time(s) since the last report): {}", n, ec.message());
+  }
+  accept_retry.expires_after(kAcceptRetryDelay);
+  accept_retry.async_wait([this](beast::error_code wait_ec) {
+    if (!wait_ec && accepting.load()) DoAccept();
   });
 }
 
@@ -445,10 +526,10 @@ int64_t EdgeServer::CloseAll(uint16_t code, const std::string& reason, absl::Tim
     if (absl::Duration wait = at - absl::Now(); wait > absl::ZeroDuration()) absl::SleepFor(wait);
     all[i]->Close(code, reason);
   }
-  while (impl_->open_sessions.load() > 0 && absl::Now() < deadline) {
+  while (impl_->counters.open_sessions.load() > 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(10));
   }
-  return impl_->open_sessions.load();
+  return impl_->counters.open_sessions.load();
 }
 
 void EdgeServer::Stop() {

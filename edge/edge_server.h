@@ -31,6 +31,11 @@ struct EdgeOptions {
   const ApiKey* api_key = nullptr;
   // DELETE /deleteClient closes connections through it (required).
   Directory* directory = nullptr;
+  // Limits (README, "Limits"). 0 = no limit for the two connection counts.
+  uint32_t max_connections_per_user = 0;  // more WebSockets of one user get 429
+  uint32_t max_connections = 0;           // more WebSockets get 503; see also HandshakeRoom
+  uint32_t max_request_header_bytes = 8192;
+  absl::Duration handshake_timeout = absl::Seconds(10);
   // Readiness as /readyz reports it; owned by the process.
   const std::atomic<bool>* ready = nullptr;
   // Set only in development (--auth=none, no API key): the demo page's POST /demo/push sends a

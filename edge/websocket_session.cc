@@ -4,6 +4,7 @@
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include "common/limits.h"
 #include "common/metrics.h"
 #include "common/strings.h"
 #include "spdlog/spdlog.h"
@@ -34,23 +35,27 @@ void teardown(beast::role_type, EdgeStream& stream, beast::error_code& ec) {
 
 WebSocketSession::WebSocketSession(net::ip::tcp::socket&& socket, SessionParams params,
                                    const EdgeOptions& options, store::Store* store, Hub* hub,
-                                   std::atomic<int64_t>* open_sessions)
+                                   SessionCounters* counters)
     : ws_(EdgeStream(std::move(socket))),
       params_(std::move(params)),
       options_(options),
       store_(store),
       hub_(hub),
-      open_sessions_(open_sessions),
-      timer_(ws_.get_executor()) {}
+      counters_(counters),
+      timer_(ws_.get_executor()) {
+  counters_->sockets.fetch_add(1, std::memory_order_relaxed);
+}
 
 WebSocketSession::~WebSocketSession() {
+  ReleaseSlots();  // a handshake that never completed (the I/O threads stopped first)
+  counters_->sockets.fetch_sub(1, std::memory_order_relaxed);
   GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(queued_bytes_.load()),
                                              std::memory_order_relaxed);
 }
 
 void WebSocketSession::Run(http::request<http::string_body> request) {
   websocket::stream_base::timeout timeouts{};
-  timeouts.handshake_timeout = std::chrono::seconds(10);
+  timeouts.handshake_timeout = ToChrono(options_.handshake_timeout);
   timeouts.idle_timeout = websocket::stream_base::none();
   timeouts.keep_alive_pings = false;  // our own heartbeat follows --ping_interval/--pong_timeout
   ws_.set_option(timeouts);
@@ -69,9 +74,10 @@ void WebSocketSession::OnAccept(beast::error_code ec) {
   if (ec) {
     spdlog::info("handshake failed user={} remote={}: {}", params_.info.user_id,
                  params_.info.remote_address, ec.message());
+    ReleaseSlots();
     return;
   }
-  open_sessions_->fetch_add(1, std::memory_order_relaxed);
+  counters_->open_sessions.fetch_add(1, std::memory_order_relaxed);
   GlobalMetrics().connections.fetch_add(1, std::memory_order_relaxed);
   GlobalMetrics().connects.fetch_add(1, std::memory_order_relaxed);
   spdlog::info("connect user={} conn={} remote={} mode={}{}", params_.info.user_id,
@@ -85,7 +91,8 @@ void WebSocketSession::OnAccept(beast::error_code ec) {
   // Register before reading the store: every message is then either in the read or published
   // to us afterwards (the append precedes the publish), so nothing falls between the two.
   registered_ = true;
-  hub_->Add(shared_from_this());
+  hub_->Add(shared_from_this(), /*reserved=*/params_.user_slot);
+  params_.user_slot = false;
   ReadStore();
   DoRead();
   absl::Time now = absl::Now();
@@ -113,6 +120,10 @@ void WebSocketSession::OnRead(beast::error_code ec, std::size_t) {
       Finish(close_why_, nullptr);
     } else if (ec == websocket::error::closed) {
       Finish("client closed", &GlobalMetrics().closed_client);
+    } else if (ec == websocket::error::message_too_big) {
+      // Beast has already sent 1009 (read_message_max).
+      RecordLimitHit(Limit::kFrameBytes);
+      Finish("protocol violation", &GlobalMetrics().closed_protocol);
     } else if (ec.category() == make_error_code(websocket::error::closed).category()) {
       // Beast has already sent the close frame (1009 too big, 1002 protocol, 1007 bad UTF-8).
       Finish("protocol violation", &GlobalMetrics().closed_protocol);
@@ -478,10 +489,22 @@ void WebSocketSession::Finish(const char* why, std::atomic<uint64_t>* reason_cou
     beast::error_code ignored;
     beast::get_lowest_layer(self->ws_).close(ignored);
   });
-  open_sessions_->fetch_sub(1, std::memory_order_relaxed);
+  ReleaseSlots();
+  counters_->open_sessions.fetch_sub(1, std::memory_order_relaxed);
   GlobalMetrics().connections.fetch_sub(1, std::memory_order_relaxed);
   spdlog::info("disconnect user={} conn={} reason={} sent={}", params_.info.user_id,
                params_.info.connection_id, why, messages_sent_.load());
+}
+
+void WebSocketSession::ReleaseSlots() {
+  if (params_.user_slot) {
+    params_.user_slot = false;
+    hub_->Release(params_.info.user_id);
+  }
+  if (holds_slot_) {
+    holds_slot_ = false;
+    counters_->slots.fetch_sub(1, std::memory_order_relaxed);
+  }
 }
 
 }  // namespace push::edge

@@ -49,10 +49,18 @@ void async_teardown(beast::role_type, EdgeStream& stream, TeardownHandler&& hand
             beast::bind_front_handler(std::forward<TeardownHandler>(handler), beast::error_code{}));
 }
 
+// Counts shared by the edge's sessions (owned by EdgeServer::Impl).
+struct SessionCounters {
+  std::atomic<int64_t> open_sessions{0};  // WebSockets past the handshake and not finished
+  std::atomic<int64_t> slots{0};          // WebSockets counted against --max_connections
+  std::atomic<int64_t> sockets{0};        // accepted sockets held by HTTP or WebSocket sessions
+};
+
 struct SessionParams {
   ConnectionInfo info;
-  bool compat = false;  // /getPushNews: bare data frames, no envelope
-  bool ack = false;     // the cursor moves on client acks instead of socket writes
+  bool compat = false;     // /getPushNews: bare data frames, no envelope
+  bool ack = false;        // the cursor moves on client acks instead of socket writes
+  bool user_slot = false;  // holds a Hub::Reserve slot of the user until registered
   std::optional<uint64_t> since;
   // --auth=jwt: when the token stops being valid (exp + leeway); the connection closes with 4001
   // then, unless a refresh frame moves it.
@@ -64,9 +72,9 @@ struct SessionParams {
 class WebSocketSession final : public Connection,
                                public std::enable_shared_from_this<WebSocketSession> {
  public:
-  // `open_sessions` counts accepted sessions that have not finished (for shutdown).
+  // The session holds one of `counters->slots`, taken by the caller, until it finishes.
   WebSocketSession(net::ip::tcp::socket&& socket, SessionParams params, const EdgeOptions& options,
-                   store::Store* store, Hub* hub, std::atomic<int64_t>* open_sessions);
+                   store::Store* store, Hub* hub, SessionCounters* counters);
   ~WebSocketSession() override;
 
   void Run(http::request<http::string_body> request);
@@ -129,13 +137,15 @@ class WebSocketSession final : public Connection,
   void Teardown(const char* why, std::atomic<uint64_t>* reason_counter);
   // Runs once when the connection is over; counts the reason unless DoClose already did.
   void Finish(const char* why, std::atomic<uint64_t>* reason_counter);
+  // Gives back the --max_connections slot and the user's reserved slot, if still held.
+  void ReleaseSlots();
 
   websocket::stream<EdgeStream, /*deflateSupported=*/false> ws_;
   SessionParams params_;
   const EdgeOptions& options_;
   store::Store* const store_;
   Hub* const hub_;
-  std::atomic<int64_t>* const open_sessions_;
+  SessionCounters* const counters_;
   net::steady_timer timer_;
   beast::flat_buffer read_buffer_;
 
@@ -163,6 +173,7 @@ class WebSocketSession final : public Connection,
   bool close_sent_ = false;
   bool registered_ = false;
   bool finished_ = false;
+  bool holds_slot_ = true;
   const char* close_why_ = nullptr;
 };
 

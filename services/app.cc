@@ -11,6 +11,7 @@
 #include "common/hub.h"
 #include "common/json.h"
 #include "common/jwt.h"
+#include "common/limits.h"
 #include "common/memory_store.h"
 #include "common/metrics.h"
 #include "common/redis_client.h"
@@ -29,6 +30,7 @@ namespace {
 constexpr int kGrpcEnvelopeSlack = 16 * 1024;
 constexpr absl::Duration kSweepInterval = absl::Seconds(1);
 constexpr absl::Duration kGrpcShutdownGrace = absl::Milliseconds(200);
+constexpr absl::Duration kRedisStartWait = absl::Seconds(5);
 // Going-away closes per second during a drain: a thousand browsers reconnect over two seconds,
 // not in the same instant; a handful of connections close at once.
 constexpr double kDrainCloseRate = 500;
@@ -122,6 +124,15 @@ absl::Status App::StartRedis() {
   UpdateReady();
   redis_commands_->Start();
   if (redis_subscriber_) redis_subscriber_->Start();
+  // Give the links a moment, so "ready" at start usually means ready; a Redis that is down does
+  // not stop the start (readiness stays off until it is back).
+  absl::Time give_up = absl::Now() + kRedisStartWait;
+  while (redis_links_up_.load() < redis_links_needed_ && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  if (redis_links_up_.load() < redis_links_needed_) {
+    spdlog::warn("redis: not reachable yet at {}; not ready until it is", config_.redis);
+  }
   spdlog::info("redis: {}:{} db {}, instance {}", endpoint->host, endpoint->port, endpoint->db,
                instance);
   return absl::OkStatus();
@@ -187,6 +198,10 @@ absl::Status App::Start() {
     edge_options.pong_timeout = config_.pong_timeout;
     edge_options.send_queue_bytes = config_.send_queue_bytes;
     edge_options.allowed_origins = config_.allowed_origins;
+    edge_options.max_connections_per_user = config_.max_connections_per_user;
+    edge_options.max_connections = config_.max_connections;
+    edge_options.max_request_header_bytes = config_.max_request_header_bytes;
+    edge_options.handshake_timeout = config_.handshake_timeout;
     if (config_.auth == "jwt") {
       JwtOptions jwt_options;
       jwt_options.hs256_secret = config_.jwt_hs256_secret;
@@ -211,7 +226,7 @@ absl::Status App::Start() {
     if (absl::Status s = edge_->Start(); !s.ok()) return s;
   }
 
-  if (memory_store_ != nullptr) sweeper_ = std::thread([this] { SweepLoop(); });
+  sweeper_ = std::thread([this] { SweepLoop(); });
   started_.store(true);
   UpdateReady();
   return absl::OkStatus();
@@ -255,7 +270,8 @@ void App::SweepLoop() {
     sweep_mu_.AwaitWithTimeout(absl::Condition(&stop_sweeping_), kSweepInterval);
     if (stop_sweeping_) break;
     sweep_mu_.Unlock();
-    memory_store_->Sweep();
+    if (memory_store_ != nullptr) memory_store_->Sweep();
+    FlushLimitLogs();
     sweep_mu_.Lock();
   }
 }

@@ -61,14 +61,29 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   rlim_t files = RaiseOpenFilesLimit();
+  const bool auto_max_connections = config->max_connections == 0;
+  const uint32_t capacity = push::MaxConnectionsFor(files);
+  if (auto_max_connections) config->max_connections = capacity;
   push::App app(*config);
   if (absl::Status s = app.Start(); !s.ok()) {
     std::fprintf(stderr, "pushd: %s\n", std::string(s.message()).c_str());
     // A flag whose value turns out unusable (an unreadable key file) is a bad flag value.
     return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
-  spdlog::info("pushd node={} grpc={} ws={} open-files={} (about {} WebSocket connections)",
-               config->node_id, app.grpc_port(), app.ws_port(), files, files > 64 ? files - 64 : 0);
+  spdlog::info(
+      "pushd node={} grpc={} ws={} open-files={} max_connections={}{} max_connections_per_user={} "
+      "handshake_timeout={}",
+      config->node_id, app.grpc_port(), app.ws_port(), files, config->max_connections,
+      auto_max_connections ? " (from open-files)" : "", config->max_connections_per_user,
+      absl::FormatDuration(config->handshake_timeout));
+  if (!auto_max_connections && config->max_connections > capacity) {
+    // Not refused: the hard limit may rise in another environment; accepting backs off and
+    // counts limit="open_files" when descriptors run out first.
+    spdlog::warn(
+        "--max_connections={} is more than the open-files limit {} allows (about {}): new "
+        "connections will fail for lack of descriptors before the limit is reached",
+        config->max_connections, files, capacity);
+  }
   // One machine-readable line on stdout for scripts and tests that bind port 0.
   std::printf("pushd ready grpc_port=%d ws_port=%d\n", app.grpc_port(), app.ws_port());
   std::fflush(stdout);

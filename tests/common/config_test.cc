@@ -56,6 +56,35 @@ TEST(ParseConfigTest, DefaultsMatchTheContract) {
   EXPECT_EQ(c->tls_cert_file, "");
   EXPECT_EQ(c->tls_key_file, "");
   EXPECT_EQ(c->drain_timeout, absl::Seconds(25));
+  // Limits the contract leaves to us (README, "Limits").
+  EXPECT_EQ(c->max_connections_per_user, 32u);
+  EXPECT_EQ(c->max_connections, 0u);  // from the open-files limit at start
+  EXPECT_EQ(c->max_request_header_bytes, 8192u);
+  EXPECT_EQ(c->handshake_timeout, absl::Seconds(10));
+}
+
+TEST(ParseConfigTest, ReadsTheLimitFlags) {
+  absl::StatusOr<Config> c = ParseConfig(
+      {"--max_connections_per_user=0", "--max_connections=100", "--max_request_header_bytes=2048"},
+      Env{{"PUSHD_HANDSHAKE_TIMEOUT", "1500ms"}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->max_connections_per_user, 0u);
+  EXPECT_EQ(c->max_connections, 100u);
+  EXPECT_EQ(c->max_request_header_bytes, 2048u);
+  EXPECT_EQ(c->handshake_timeout, absl::Milliseconds(1500));
+}
+
+TEST(MaxConnectionsTest, FitsConnectionsHandshakesAndSparesInTheOpenFilesLimit) {
+  for (uint64_t files : {400ull, 1024ull, 4096ull, 20000ull, 65536ull, 1048576ull}) {
+    uint32_t m = MaxConnectionsFor(files);
+    EXPECT_LE(m + HandshakeRoom(m) + 256, files) << files;
+    // Not wasteful either: within a few descriptors of the bound.
+    EXPECT_GE(m + HandshakeRoom(m) + 256 + 20, files) << files;
+  }
+  EXPECT_EQ(MaxConnectionsFor(20000), 18522u);
+  // Tiny limits still allow some connections.
+  EXPECT_GE(MaxConnectionsFor(64), 1u);
+  EXPECT_LE(MaxConnectionsFor(64), 64u);
 }
 
 TEST(ParseConfigTest, NodeIdDefaultsToHostnameAndCanBeSet) {
@@ -199,6 +228,13 @@ TEST(ParseConfigTest, BadValuesGiveOneLineErrorsNamingTheFlag) {
       {{"--ws_listen=:8080x"}, "--ws_listen"},
       {{"--role=both"}, "--role"},
       {{"--auth=basic"}, "--auth"},
+      {{"--max_connections_per_user=-1"}, "--max_connections_per_user"},
+      {{"--max_connections=lots"}, "--max_connections"},
+      {{"--max_request_header_bytes=100"}, "--max_request_header_bytes"},
+      {{"--max_request_header_bytes=4294967295"}, "--max_request_header_bytes"},
+      {{"--handshake_timeout=0s"}, "--handshake_timeout"},
+      {{"--handshake_timeout=10"}, "--handshake_timeout"},
+      {{"--handshake_timeout=1h"}, "--handshake_timeout"},
   };
   for (const Case& tc : cases) {
     absl::StatusOr<Config> c = ParseConfig(tc.args, {});

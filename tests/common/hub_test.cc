@@ -167,6 +167,46 @@ TEST(HubTest, WorksWithASingleShard) {
   EXPECT_EQ(hub.Snapshot(std::nullopt).size(), 2u);
 }
 
+TEST(HubTest, ReserveCountsOpenConnectionsAndHeldSlotsAgainstTheLimit) {
+  Hub hub;
+  auto a1 = Conn("alice", "1");
+  hub.Add(a1);
+  // One open plus two reserved reach a limit of 3.
+  EXPECT_TRUE(hub.Reserve("alice", 3));
+  EXPECT_TRUE(hub.Reserve("alice", 3));
+  EXPECT_FALSE(hub.Reserve("alice", 3));
+  EXPECT_TRUE(hub.Reserve("bob", 3));  // per user
+  // A reserved slot taken over by its connection still counts; a released one does not.
+  auto a2 = Conn("alice", "2");
+  hub.Add(a2, /*reserved=*/true);
+  EXPECT_FALSE(hub.Reserve("alice", 3));
+  hub.Release("alice");
+  EXPECT_TRUE(hub.Reserve("alice", 3));
+  EXPECT_FALSE(hub.Reserve("alice", 3));
+  // Closing a connection frees its slot.
+  hub.Release("alice");
+  hub.Remove(*a1);
+  EXPECT_TRUE(hub.Reserve("alice", 3));
+  EXPECT_EQ(hub.Find("alice").size(), 1u);
+  EXPECT_EQ(hub.size(), 1);
+}
+
+TEST(HubTest, ConcurrentReservationsNeverPassTheLimit) {
+  Hub hub(4);
+  constexpr uint32_t kLimit = 5;
+  std::atomic<int> granted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 100; ++i) {
+        if (hub.Reserve("carol", kLimit)) ++granted;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(granted.load(), static_cast<int>(kLimit));
+}
+
 TEST(HubTest, ConcurrentPublishAddAndRemove) {
   Hub hub(4);
   constexpr int kUsers = 8;

@@ -199,6 +199,10 @@ TEST(FlagsTest, BadFlagValuesExit2WithOneLineNamingTheFlag) {
       {{"--grpc_listen=127.0.0.1"}, {"grpc_listen"}},
       {{"--grpc_listen=:50051"}, {"grpc_listen"}},
       {{"--auth=basic"}, {"auth"}},
+      {{"--max_connections_per_user=many"}, {"max_connections_per_user"}},
+      {{"--max_connections=-1"}, {"max_connections"}},
+      {{"--max_request_header_bytes=100"}, {"max_request_header_bytes"}},
+      {{"--handshake_timeout=0s"}, {"handshake_timeout"}},
       {{"--nope=1"}, {"nope"}},
       {{"--ping_interval"}, {"ping_interval"}},  // no value
       {{"stray"}, {"stray"}},
@@ -267,6 +271,11 @@ TEST(FlagsTest, HelpExitsZeroAndListsEveryContractFlag) {
         "history_size", "history_ttl", "max_message_bytes", "send_queue_bytes", "auth",
         "jwt_hs256_secret_file", "jwt_rs256_public_key_file", "allowed_origins", "api_key_file",
         "tls_cert_file", "tls_key_file", "drain_timeout"}) {
+    EXPECT_NE(r.out.find(std::string("--") + flag), std::string::npos) << flag << "\n" << r.out;
+  }
+  // The limits the contract leaves to us (README, "Limits").
+  for (const char* flag : {"max_connections_per_user", "max_connections",
+                           "max_request_header_bytes", "handshake_timeout"}) {
     EXPECT_NE(r.out.find(std::string("--") + flag), std::string::npos) << flag << "\n" << r.out;
   }
   EXPECT_NE(r.out.find("PUSHD_"), std::string::npos);

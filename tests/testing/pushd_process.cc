@@ -5,6 +5,7 @@
 #include <grpcpp/security/credentials.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,7 +54,7 @@ int WaitPid(pid_t pid, int timeout_ms) {
 std::string PushdBinary() { return PUSHD_BINARY; }
 std::string PushctlBinary() { return PUSHCTL_BINARY; }
 
-PushdProcess::PushdProcess(std::vector<std::string> args) {
+PushdProcess::PushdProcess(std::vector<std::string> args, PushdOptions options) {
   std::vector<std::string> full = {"--grpc_listen=127.0.0.1:0", "--ws_listen=127.0.0.1:0",
                                    "--drain_timeout=5s", "--node_id=test-node"};
   full.insert(full.end(), args.begin(), args.end());
@@ -62,15 +63,32 @@ PushdProcess::PushdProcess(std::vector<std::string> args) {
     ADD_FAILURE() << "pipe: " << strerror(errno);
     return;
   }
+  int err = -1;
+  if (options.capture_stderr) {
+    std::string path = ::testing::TempDir() + "/pushd_stderr_XXXXXX";
+    err = mkostemp(path.data(), O_CLOEXEC);
+    if (err < 0) {
+      ADD_FAILURE() << "mkostemp: " << strerror(errno);
+      return;
+    }
+    stderr_path_ = path;
+  }
   std::string binary = PushdBinary();
   std::vector<char*> argv = Argv(binary, full);
   pid_ = fork();
   if (pid_ == 0) {
     dup2(out[1], STDOUT_FILENO);
+    if (err >= 0) dup2(err, STDERR_FILENO);
+    if (options.open_files_limit > 0) {
+      rlimit limit{static_cast<rlim_t>(options.open_files_limit),
+                   static_cast<rlim_t>(options.open_files_limit)};
+      if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(126);
+    }
     execv(binary.c_str(), argv.data());
     _exit(127);
   }
   close(out[1]);
+  if (err >= 0) close(err);
   // Read stdout until the ready line (or exit, or 20 s).
   std::string buffer;
   auto deadline = Clock::now() + std::chrono::seconds(20);
@@ -94,11 +112,23 @@ PushdProcess::PushdProcess(std::vector<std::string> args) {
 }
 
 PushdProcess::~PushdProcess() {
-  if (pid_ <= 0 || exit_status_ >= 0) return;
-  if (Terminate(15000) < 0) {
+  if (pid_ > 0 && exit_status_ < 0 && Terminate(15000) < 0) {
     kill(pid_, SIGKILL);
     WaitPid(pid_, 5000);
   }
+  if (!stderr_path_.empty()) unlink(stderr_path_.c_str());
+}
+
+std::string PushdProcess::Stderr() const {
+  std::string out;
+  if (stderr_path_.empty()) return out;
+  int fd = open(stderr_path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char chunk[4096];
+  ssize_t n;
+  while ((n = read(fd, chunk, sizeof(chunk))) > 0) out.append(chunk, static_cast<size_t>(n));
+  close(fd);
+  return out;
 }
 
 std::unique_ptr<v1::PushService::Stub> PushdProcess::Stub() const {

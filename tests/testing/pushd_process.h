@@ -10,13 +10,20 @@
 
 namespace push::testing {
 
+struct PushdOptions {
+  // Sends pushd's stderr (its log) to a file that Stderr() reads, instead of the test's stderr.
+  bool capture_stderr = false;
+  // When positive, the child's RLIMIT_NOFILE (soft and hard) before exec.
+  int open_files_limit = 0;
+};
+
 // A real `pushd` child process on loopback with ephemeral ports. Stopped (SIGTERM, then SIGKILL)
 // when destroyed, so no server outlives its test.
 class PushdProcess {
  public:
   // Starts pushd with --grpc_listen/--ws_listen on 127.0.0.1:0, a short drain timeout and
   // `args`; waits for its "pushd ready" line. Fails the current test on error.
-  explicit PushdProcess(std::vector<std::string> args = {});
+  explicit PushdProcess(std::vector<std::string> args = {}, PushdOptions options = {});
   ~PushdProcess();
 
   // The ready line came (a --role=edge process has no gRPC port, --role=api no WebSocket port).
@@ -26,6 +33,9 @@ class PushdProcess {
   pid_t pid() const { return pid_; }
 
   std::unique_ptr<v1::PushService::Stub> Stub() const;
+
+  // What pushd has written to stderr so far (with capture_stderr; empty otherwise).
+  std::string Stderr() const;
 
   // Sends SIGTERM and waits (at most `timeout_ms`) for the exit status; -1 on timeout.
   int Terminate(int timeout_ms = 30000);
@@ -40,6 +50,7 @@ class PushdProcess {
   int grpc_port_ = 0;
   int ws_port_ = 0;
   int exit_status_ = -1;
+  std::string stderr_path_;
 };
 
 // Runs `binary` with `args` to completion (bounded by `timeout_ms`); returns the exit status

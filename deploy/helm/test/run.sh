@@ -2,7 +2,8 @@
 # CI check of the Helm chart without Helm (not packaged for Debian 12): render deploy/helm/pushd
 # with render/ (Go text/template + sprig, Helm's semantics) and validate the result with
 # validate.js (values.schema.json, Kubernetes schemas with unknown fields refused, wiring).
-#   - the default values, values-redis.yaml and values-secure.yaml must render and validate;
+#   - the default values, values-redis.yaml, values-secure.yaml and values-dev.yaml must render
+#     and validate;
 #   - each cases/*.yaml must be refused with the message in its "# expect:" first line;
 #   - deploy/grafana/pushd-dashboard.json must parse and query only metrics pushd exports.
 # Usage: run.sh [WORK_DIR]   (ctest passes a folder in the build tree; default a temp folder)
@@ -40,12 +41,30 @@ render_and_validate() {
   } >"$work/$name.log" 2>&1
 }
 
-for case in default values-redis values-secure; do
+for case in default values-redis values-secure values-dev; do
   if [ "$case" = default ]; then render_and_validate "$case"; else render_and_validate "$case" "$here/$case.yaml"; fi &&
     { pass "$case: $(tail -n 1 "$work/$case.log")"; continue; }
   fail "$case"
   sed 's/^/    /' "$work/$case.log"
 done
+
+# Issue 5: the default values run pushd --auth=jwt with a key file, and set the edge limits.
+if node -e '
+  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  const d = r.objects.map((o) => o.object).find((o) => o.kind === "Deployment");
+  const c = d.spec.template.spec.containers.find((c) => c.name === "pushd");
+  const env = Object.fromEntries(c.env.map((e) => [e.name, e.value]));
+  const want = ["PUSHD_MAX_CONNECTIONS", "PUSHD_MAX_CONNECTIONS_PER_USER",
+                "PUSHD_MAX_REQUEST_HEADER_BYTES", "PUSHD_HANDSHAKE_TIMEOUT"];
+  const ok = c.args.includes("--auth=jwt") &&
+    c.args.some((a) => a.startsWith("--jwt_hs256_secret_file=")) &&
+    want.every((n) => env[n] !== undefined && env[n] !== "");
+  process.exit(ok ? 0 : 1);' "$work/default.json" 2>"$work/default-auth.log"; then
+  pass "default: pushd --auth=jwt with a key, limits set"
+else
+  fail "default: expected --auth=jwt, --jwt_hs256_secret_file and the limit flags in the Deployment"
+  sed 's/^/    /' "$work/default-auth.log"
+fi
 
 for file in "$here"/cases/*.yaml; do
   case=$(basename "$file" .yaml)
