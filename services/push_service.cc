@@ -358,7 +358,8 @@ class PushServiceImpl::StreamReactor final
     uint64_t index;
     {
       absl::MutexLock lock(&mu_);
-      if (finishing_ || failed_) return;  // a request that raced the end is not taken
+      // A request that raced the end, or came after one that failed, is not taken.
+      if (finishing_ || failed_ || rejected_) return;
       inflight_->fetch_add(1);
       slots_.emplace_back();
       slot = &slots_.back();
@@ -371,6 +372,9 @@ class PushServiceImpl::StreamReactor final
         absl::MutexLock lock(&mu_);
         slot->done = true;
         if (!status.ok()) {
+          // Validation answers inline, before the next read starts: nothing after a bad request
+          // is pushed. (A store failure answers later; requests already sent stand.)
+          rejected_ = true;
           slot->status = absl::Status(
               status.code(), absl::StrCat("request #", index, " (from 0): ", status.message()));
         }
@@ -472,6 +476,7 @@ class PushServiceImpl::StreamReactor final
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool failed_ ABSL_GUARDED_BY(mu_) = false;  // finish with failure_ once no push is pending
+  bool rejected_ ABSL_GUARDED_BY(mu_) = false;  // a request failed: take no more
   grpc::Status failure_ ABSL_GUARDED_BY(mu_);
 };
 
