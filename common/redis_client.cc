@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -135,34 +136,49 @@ void Connection::WaitFor(absl::Duration d) {
 }
 
 void Connection::Command(std::vector<std::string> argv, Callback done) {
-  if (!connected()) {
-    done(absl::UnavailableError("Redis is not reachable; retry later"));
-    return;
-  }
+  absl::Status refused;
   bool wake = false;
   {
+    // Under mu_: the thread flips `connected_` off and fails the queue under the same lock, so a
+    // command is either failed here or failed (or sent) by the thread, never stranded.
     absl::MutexLock lock(&mu_);
-    if (queue_.size() < options_.max_queued) {
+    if (!connected_.load(std::memory_order_relaxed)) {
+      refused = absl::UnavailableError("Redis is not reachable; retry later");
+    } else if (queue_.size() + inflight_count_.load(std::memory_order_relaxed) >=
+               options_.max_queued) {
+      refused = absl::UnavailableError("too many Redis commands waiting; retry later");
+    } else {
       wake = queue_.empty();  // the thread drains the whole queue once woken
       queue_.push_back(Queued{std::move(argv), std::move(done)});
-      done = nullptr;
     }
   }
-  if (done) {
-    done(absl::UnavailableError("too many Redis commands waiting; retry later"));
+  if (!refused.ok()) {
+    done(refused);
   } else if (wake) {
     Wake();
   }
+}
+
+void Connection::SetupDone() {
+  {
+    absl::MutexLock lock(&mu_);
+    connected_.store(true, std::memory_order_release);
+  }
+  spdlog::info("redis {}: connected to {}:{}", options_.name, options_.endpoint.host,
+               options_.endpoint.port);
+  if (options_.on_connect) options_.on_connect();
 }
 
 void Connection::FailAll(const absl::Status& status) {
   std::vector<Queued> queued;
   {
     absl::MutexLock lock(&mu_);
+    connected_.store(false, std::memory_order_release);
     queued.swap(queue_);
   }
   std::deque<Pending> inflight;
   inflight.swap(inflight_);
+  inflight_count_.store(0, std::memory_order_relaxed);
   for (Pending& p : inflight) {
     if (p.done) p.done(status);
   }
@@ -183,17 +199,27 @@ void Connection::Run() {
       logged_down = true;
       continue;
     }
-    if (logged_down) spdlog::info("redis {}: connected again", options_.name);
-    logged_down = false;
-    backoff = options_.min_backoff;
     std::string why = Serve(c);
     redisFree(c);
-    bool was_connected = connected_.exchange(false);
+    bool was_connected = connected();
     FailAll(absl::UnavailableError(absl::StrCat("Redis connection lost: ", why)));
+    if (was_connected) {
+      // The backoff starts over only after a link that got through its setup, so a Redis that
+      // accepts connections but fails them (loading its data) is retried with backoff too.
+      logged_down = false;
+      backoff = options_.min_backoff;
+    }
     if (!stop_.load()) {
       GlobalMetrics().redis_errors.fetch_add(1, std::memory_order_relaxed);
-      spdlog::warn("redis {}: connection lost ({}); reconnecting", options_.name, why);
+      if (!logged_down) {
+        spdlog::warn("redis {}: connection lost ({}); reconnecting", options_.name, why);
+      }
       logged_down = true;
+      std::uniform_real_distribution<double> jitter(0.5, 1.0);
+      if (!was_connected) {
+        WaitFor(backoff * jitter(rng));
+        backoff = std::min(backoff * 2, options_.max_backoff);
+      }
     }
     if (was_connected && options_.on_disconnect) options_.on_disconnect();
   }
@@ -255,10 +281,7 @@ std::string Connection::Serve(redisContext* c) {
       ++setup_pending_;
     }
   }
-  if (setup_pending_ == 0) {
-    connected_.store(true, std::memory_order_release);
-    if (options_.on_connect) options_.on_connect();
-  }
+  if (setup_pending_ == 0) SetupDone();
   bool write_pending = setup_pending_ > 0;
   absl::Time next_tick = now + options_.tick_interval;
   int64_t batch_start_ns = 0;
@@ -274,6 +297,7 @@ std::string Connection::Serve(redisContext* c) {
       inflight_.push_back(Pending{std::move(q.done), now});
       write_pending = true;
     }
+    inflight_count_.store(inflight_.size(), std::memory_order_relaxed);
     if (write_pending) {
       int done = 0;
       if (redisBufferWrite(c, &done) != REDIS_OK) return c->errstr;
@@ -344,11 +368,15 @@ bool Connection::Dispatch(redisReply* reply, std::string* error) {
       *error = absl::StrCat("setup failed: ", absl::string_view(reply->str, reply->len));
       return false;
     }
-    if (--setup_pending_ == 0) {
-      connected_.store(true, std::memory_order_release);
-      if (options_.on_connect) options_.on_connect();
-    }
+    if (--setup_pending_ == 0) SetupDone();
     return true;
+  }
+  if (reply->type == REDIS_REPLY_ERROR &&
+      absl::StartsWith(absl::string_view(reply->str, reply->len), "NOSCRIPT")) {
+    // The script cache was flushed under us: reconnecting loads the scripts again.
+    if (p.done) p.done(absl::UnavailableError("Redis lost its scripts; retry"));
+    *error = "scripts flushed";
+    return false;
   }
   if (!p.done) return true;
   if (reply->type == REDIS_REPLY_ERROR) {

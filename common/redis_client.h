@@ -54,7 +54,7 @@ struct ConnectionOptions {
   absl::Duration connect_timeout = absl::Seconds(1);
   absl::Duration min_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(3);
-  // Commands waiting to be sent; beyond it Command() fails with UNAVAILABLE (bounded memory).
+  // Commands waiting or unanswered; beyond it Command() fails with UNAVAILABLE (bounded memory).
   size_t max_queued = 100000;
   // Lua scripts loaded after every connect, before any other command, so EVALSHA always works
   // (a restarted Redis has an empty script cache).
@@ -107,11 +107,14 @@ class Connection {
   std::string Serve(redisContext* c);
   bool Dispatch(redisReply* reply, std::string* error);
   void FailAll(const absl::Status& status);
+  // Setup replies are in: commands are taken from now on.
+  void SetupDone();
   void Wake();
   void WaitFor(absl::Duration d);
 
   ConnectionOptions options_;
-  std::atomic<bool> connected_{false};
+  std::atomic<bool> connected_{false};  // changed under mu_
+  std::atomic<size_t> inflight_count_{0};
   std::atomic<bool> stop_{false};
   int wake_fd_ = -1;
   std::thread thread_;

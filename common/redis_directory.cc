@@ -126,11 +126,12 @@ std::string RedisDirectory::Info(const Connection& c) const {
                       c.messages_sent(), "\n", c.queued_bytes());
 }
 
+// Registration, removal and refreshes of one connection are queued under mu_, so their Redis
+// commands go out in the order the hub saw the events: a refresh or re-registration can never
+// land after the removal and bring a closed connection back.
 void RedisDirectory::OnAdd(const Connection& connection) {
-  {
-    absl::MutexLock lock(&mu_);
-    written_[&connection] = 0;
-  }
+  absl::MutexLock lock(&mu_);
+  written_[&connection] = 0;
   Register(connection);
 }
 
@@ -145,10 +146,8 @@ void RedisDirectory::Register(const Connection& c) {
 }
 
 void RedisDirectory::OnRemove(const Connection& c) {
-  {
-    absl::MutexLock lock(&mu_);
-    written_.erase(&c);
-  }
+  absl::MutexLock lock(&mu_);
+  written_.erase(&c);
   const ConnectionInfo& info = c.info();
   commands_->Command({"HDEL", "pushd:c:" + info.user_id,
                       absl::StrCat(instance_, "\n", info.connection_id)},
@@ -159,6 +158,7 @@ void RedisDirectory::OnRemove(const Connection& c) {
 }
 
 void RedisDirectory::Heartbeat() {
+  if (gone_.load()) return;
   commands_->Command({"SET", "pushd:a:" + instance_, node_id_, "PX", kAliveTtlMs}, Ignore);
   commands_->Command({"SADD", "pushd:nodes", instance_}, Ignore);
   commands_->Command({"PEXPIRE", "pushd:ic:" + instance_, kRegistryTtlMs}, Ignore);
@@ -168,26 +168,16 @@ void RedisDirectory::OnCommandsConnected() {
   // Redis may have restarted without our keys: announce ourselves and register every local
   // connection again before anything else goes out on this connection.
   Heartbeat();
-  std::vector<std::shared_ptr<Connection>> all = hub_->All();
-  std::vector<std::string> batch;
-  auto flush = [&] {
-    if (batch.size() > 2) commands_->Command(std::move(batch), Ignore);
-    batch.clear();
-  };
-  for (const auto& c : all) {
-    if (batch.empty()) batch = {"HSET", "pushd:ic:" + instance_};
-    batch.push_back(absl::StrCat(c->info().user_id, "\n", c->info().connection_id));
-    batch.push_back(Info(*c));
-    if (batch.size() >= 2 + 2 * kFieldsPerCommand) flush();
+  size_t registered = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [connection, written] : written_) {
+      Register(*connection);
+      written = 0;
+      ++registered;
+    }
   }
-  flush();
-  for (const auto& c : all) {
-    commands_->Command({"HSET", "pushd:c:" + c->info().user_id,
-                        absl::StrCat(instance_, "\n", c->info().connection_id), ""},
-                       Ignore);
-  }
-  commands_->Command({"PEXPIRE", "pushd:ic:" + instance_, kRegistryTtlMs}, Ignore);
-  if (!all.empty()) spdlog::info("redis: registered {} connections again", all.size());
+  if (registered > 0) spdlog::info("redis: registered {} connections again", registered);
   ResyncAll();
 }
 
@@ -198,22 +188,18 @@ void RedisDirectory::ResyncAll() {
 }
 
 void RedisDirectory::OnTick() {
-  if (++ticks_ % kHeartbeatTicks != 0) return;
+  if (++ticks_ % kHeartbeatTicks != 0 || gone_.load()) return;
   Heartbeat();
   RefreshStats();
 }
 
 void RedisDirectory::RefreshStats() {
-  std::vector<std::shared_ptr<Connection>> all = hub_->All();
+  absl::MutexLock lock(&mu_);
   std::vector<std::string> batch;
-  for (const auto& c : all) {
+  for (auto& [c, written] : written_) {
     uint64_t figure = c->messages_sent() + c->queued_bytes();
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = written_.find(c.get());
-      if (it == written_.end() || it->second == figure) continue;
-      it->second = figure;
-    }
+    if (figure == written) continue;
+    written = figure;
     if (batch.empty()) batch = {"HSET", "pushd:ic:" + instance_};
     batch.push_back(absl::StrCat(c->info().user_id, "\n", c->info().connection_id));
     batch.push_back(Info(*c));
@@ -309,6 +295,7 @@ void RedisDirectory::Close(std::string user_id, std::string connection_id, uint1
 }
 
 void RedisDirectory::Goodbye(absl::Duration timeout) {
+  gone_.store(true);  // no heartbeat after this brings the instance back
   auto done = std::make_shared<absl::Notification>();
   commands_->Command({"DEL", "pushd:a:" + instance_, "pushd:ic:" + instance_}, Ignore);
   commands_->Command({"SREM", "pushd:nodes", instance_},

@@ -69,8 +69,9 @@ class RedisDirectory final : public Directory, public HubObserver {
   redis::Connection* const commands_;
   Hub* const hub_;
   int ticks_ = 0;
-  // messages_sent + queued_bytes last written per connection, so the periodic refresh rewrites
-  // only connections whose figures moved.
+  std::atomic<bool> gone_{false};  // Goodbye said
+  // The local connections, with messages_sent + queued_bytes last written, so the periodic
+  // refresh rewrites only connections whose figures moved.
   absl::Mutex mu_;
   absl::flat_hash_map<const Connection*, uint64_t> written_ ABSL_GUARDED_BY(mu_);
 };

@@ -9,7 +9,8 @@ namespace push::store {
 namespace {
 
 // ARGV: user, data, id, caller_id (1 = the caller's idempotency key), ttl_ms, history, now_ms,
-// expires_ms. Returns {1, seq, ts, data} for a retained duplicate, else {0, seq, delivered}.
+// expires_ms. Returns {1, seq, ts, data, expires} for a retained duplicate, else
+// {0, seq, delivered}.
 constexpr char kAppendScript[] = R"lua(
 local u = ARGV[1]
 local sk, mk, ik, ck = 'pushd:s:'..u, 'pushd:m:'..u, 'pushd:i:'..u, 'pushd:c:'..u
@@ -22,7 +23,7 @@ if ARGV[4] == '1' then
       local r = {}
       local f = e[1][2]
       for k = 1, #f, 2 do r[f[k]] = f[k + 1] end
-      if tonumber(r.e) > now then return {1, tonumber(old), r.t, r.d} end
+      if tonumber(r.e) > now then return {1, tonumber(old), r.t, r.d, r.e} end
     end
   end
 end
@@ -40,9 +41,11 @@ if ARGV[4] == '1' then
     end
   end
 end
--- The user's keys live while a message may still be read, and a day longer for the numbering.
-local keep = tonumber(ARGV[5]) + 86400000
-for _, k in ipairs({sk, mk, ik}) do
+-- Messages and keys live while a message may still be read. The numbering (m:<user>, a few
+-- dozen bytes) never expires: a stream that started over at 1 would make a client resuming
+-- with an old `since` miss messages without a gap frame.
+local keep = tonumber(ARGV[5])
+for _, k in ipairs({sk, ik}) do
   local p = redis.call('PTTL', k)
   if p == -1 or (p >= 0 and p < keep) then redis.call('PEXPIRE', k, keep) end
 end
@@ -190,10 +193,11 @@ void RedisStore::Append(AppendRequest request,
         AppendResult result;
         uint64_t seq = static_cast<uint64_t>(e[1].AsInt());
         if (e[0].AsInt() == 1) {
-          if (e.size() < 4) return done(Malformed("append"));
+          if (e.size() < 5) return done(Malformed("append"));
           result.duplicate = true;
           result.message = MakeMessage(seq, std::move(id), absl::FromUnixMillis(e[2].AsInt()),
-                                       expires, std::make_shared<const std::string>(e[3].str));
+                                       absl::FromUnixMillis(e[4].AsInt()),
+                                       std::make_shared<const std::string>(e[3].str));
         } else {
           result.message = MakeMessage(seq, std::move(id), now, expires, std::move(payload));
           result.delivered = static_cast<uint32_t>(e[2].AsInt());

@@ -11,7 +11,7 @@ namespace push::store {
 
 // Key layout shared by the Redis store and the Redis directory (all under "pushd:"):
 //   s:<user>   stream of messages, entry ids 0-<seq>, fields i (id) t (ts ms) e (expiry ms) d
-//   m:<user>   hash: seq (last assigned), cur (delivered cursor)
+//   m:<user>   hash: seq (last assigned), cur (delivered cursor); never expires
 //   i:<user>   hash: message_id -> seq (idempotency keys)
 //   c:<user>   hash: "<instance>\n<connection_id>" -> "" (where the user's connections are)
 //   ic:<inst>  hash: "<user>\n<connection_id>" -> client info (ListClients)

@@ -266,11 +266,11 @@ void WebSocketSession::OnStoreRead(absl::StatusOr<store::ReadResult> result) {
 
 void WebSocketSession::Resync() {
   net::post(ws_.get_executor(), [self = shared_from_this()] {
-    if (!self->started_ || self->closing_ || self->finished_) return;
+    if (self->closing_ || self->finished_) return;
     if (self->read_in_flight_) {
       self->resync_pending_ = true;
-    } else if (!self->replay_more_) {
-      self->ReadStore();
+    } else if (self->started_) {
+      self->ReadStore();  // from next_seq_: also resumes a replay a failed read interrupted
     }
   });
 }

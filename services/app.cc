@@ -56,6 +56,8 @@ App::~App() {
 }
 
 void App::UpdateReady() {
+  // Both Redis threads and the main thread come here: one at a time, so the last event wins.
+  absl::MutexLock lock(&ready_mu_);
   bool ready = started_.load() && !draining_.load() &&
                redis_links_up_.load() >= redis_links_needed_;
   ready_.store(ready);
@@ -310,7 +312,7 @@ void App::Drain() {
   if (edge_) edge_->Stop();
   // Leave ListClients at once rather than when the heartbeat expires.
   if (redis_directory_ != nullptr && config_.role != Role::kApi) {
-    redis_directory_->Goodbye(absl::Seconds(1));
+    redis_directory_->Goodbye(absl::Seconds(2));
   }
   spdlog::info("drained");
 }

@@ -64,6 +64,7 @@ class App {
                 std::function<void(int status, std::string body)> done);
 
   Config config_;
+  absl::Mutex ready_mu_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> started_{false};
   std::atomic<bool> draining_{false};

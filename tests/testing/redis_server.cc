@@ -113,6 +113,7 @@ bool RedisServer::WaitReady(int timeout_ms) {
 
 void RedisServer::Stop() {
   if (pid_ <= 0) return;
+  kill(pid_, SIGCONT);  // a stopped server cannot act on SIGTERM
   kill(pid_, SIGTERM);
   auto deadline = Clock::now() + std::chrono::seconds(10);
   int status;
@@ -125,6 +126,10 @@ void RedisServer::Stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   pid_ = -1;
+}
+
+void RedisServer::Signal(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
 }
 
 bool RedisServer::Start() {

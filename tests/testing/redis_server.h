@@ -24,6 +24,8 @@ class RedisServer {
 
   // Graceful stop (SIGTERM: the append-only file is flushed), then waits for the exit.
   void Stop();
+  // Sends a signal (SIGSTOP/SIGCONT to simulate a hung server).
+  void Signal(int sig);
   // Starts again on the same port and data directory; false if it did not come up.
   bool Start();
 
