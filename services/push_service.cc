@@ -9,6 +9,7 @@
 #include "common/ids.h"
 #include "common/json.h"
 #include "common/metrics.h"
+#include "services/unary_call.h"
 
 namespace push::service {
 namespace {
@@ -273,23 +274,6 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-// A unary reactor that counts itself in flight from the handler's start until gRPC is done with
-// it (the status has been sent), so a drain never cuts off an answer.
-class PushServiceImpl::Reactor final : public grpc::ServerUnaryReactor {
- public:
-  explicit Reactor(std::atomic<int64_t>* inflight) : inflight_(inflight) {
-    inflight_->fetch_add(1);
-  }
-  void Done(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
-  void OnDone() override {
-    inflight_->fetch_sub(1);
-    delete this;
-  }
-
- private:
-  std::atomic<int64_t>* const inflight_;
-};
-
 absl::Status PushServiceImpl::Authorize(grpc::CallbackServerContext* context) const {
   if (api_key_ == nullptr) return absl::OkStatus();
   const auto& metadata = context->client_metadata();
@@ -305,25 +289,29 @@ absl::Status PushServiceImpl::Authorize(grpc::CallbackServerContext* context) co
 grpc::ServerUnaryReactor* PushServiceImpl::Push(grpc::CallbackServerContext* context,
                                                 const v1::PushRequest* request,
                                                 v1::PushResponse* response) {
-  auto* reactor = new Reactor(&inflight_);
+  auto* call = new UnaryCall<v1::PushResponse>(context, response, &inflight_, default_deadline_);
   if (absl::Status s = Authorize(context); !s.ok()) {
-    reactor->Done(s);
-    return reactor;
+    call->Done(s);
+  } else {
+    logic_->Push(*request, call->response(), [call](absl::Status status) { call->Done(status); });
   }
-  logic_->Push(*request, response, [reactor](absl::Status status) { reactor->Done(status); });
-  return reactor;
+  call->Started();
+  return call;
 }
 
 grpc::ServerUnaryReactor* PushServiceImpl::Broadcast(grpc::CallbackServerContext* context,
                                                      const v1::BroadcastRequest* request,
                                                      v1::BroadcastResponse* response) {
-  auto* reactor = new Reactor(&inflight_);
+  auto* call =
+      new UnaryCall<v1::BroadcastResponse>(context, response, &inflight_, default_deadline_);
   if (absl::Status s = Authorize(context); !s.ok()) {
-    reactor->Done(s);
-    return reactor;
+    call->Done(s);
+  } else {
+    logic_->Broadcast(*request, call->response(),
+                      [call](absl::Status status) { call->Done(status); });
   }
-  logic_->Broadcast(*request, response, [reactor](absl::Status status) { reactor->Done(status); });
-  return reactor;
+  call->Started();
+  return call;
 }
 
 // PushStream: each request is pushed as it arrives; responses go out in request order, one write
@@ -483,27 +471,31 @@ grpc::ServerBidiReactor<v1::PushRequest, v1::PushResponse>* PushServiceImpl::Pus
 grpc::ServerUnaryReactor* PushServiceImpl::DeleteClient(grpc::CallbackServerContext* context,
                                                         const v1::DeleteClientRequest* request,
                                                         v1::DeleteClientResponse* response) {
-  auto* reactor = new Reactor(&inflight_);
+  auto* call =
+      new UnaryCall<v1::DeleteClientResponse>(context, response, &inflight_, default_deadline_);
   if (absl::Status s = Authorize(context); !s.ok()) {
-    reactor->Done(s);
-    return reactor;
+    call->Done(s);
+  } else {
+    logic_->DeleteClient(*request, call->response(),
+                         [call](absl::Status status) { call->Done(status); });
   }
-  logic_->DeleteClient(*request, response,
-                       [reactor](absl::Status status) { reactor->Done(status); });
-  return reactor;
+  call->Started();
+  return call;
 }
 
 grpc::ServerUnaryReactor* PushServiceImpl::ListClients(grpc::CallbackServerContext* context,
                                                        const v1::ListClientsRequest* request,
                                                        v1::ListClientsResponse* response) {
-  auto* reactor = new Reactor(&inflight_);
+  auto* call =
+      new UnaryCall<v1::ListClientsResponse>(context, response, &inflight_, default_deadline_);
   if (absl::Status s = Authorize(context); !s.ok()) {
-    reactor->Done(s);
-    return reactor;
+    call->Done(s);
+  } else {
+    logic_->ListClients(*request, call->response(),
+                        [call](absl::Status status) { call->Done(status); });
   }
-  logic_->ListClients(*request, response,
-                      [reactor](absl::Status status) { reactor->Done(status); });
-  return reactor;
+  call->Started();
+  return call;
 }
 
 }  // namespace push::service
