@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "common/directory.h"
 #include "common/hub.h"
 #include "common/memory_store.h"
 #include "common/metrics.h"
@@ -73,7 +74,7 @@ class DefaultDeadlineTest : public ::testing::Test {
   static constexpr absl::Duration kDefaultDeadline = absl::Milliseconds(300);
 
   DefaultDeadlineTest()
-      : logic_(PushOptions{.node_id = "node-a"}, &store_, &hub_),
+      : logic_(PushOptions{.node_id = "node-a"}, &store_, &hub_, &directory_),
         service_(&logic_, nullptr, kDefaultDeadline) {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
@@ -101,6 +102,7 @@ class DefaultDeadlineTest : public ::testing::Test {
 
   HeldStore store_;
   Hub hub_;
+  LocalDirectory directory_{&hub_, "node-a"};
   PushLogic logic_;
   PushServiceImpl service_;
   int port_ = 0;
