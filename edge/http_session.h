@@ -39,7 +39,7 @@ inline std::string JsonError(std::string_view message) {
 // The token of an upgrade: `Authorization: Bearer <t>` when that header is present, else the
 // `token` query parameter (browsers cannot set headers on a WebSocket).
 inline absl::StatusOr<std::string> BearerToken(const http::request<http::string_body>& req,
-                                        const RequestTarget& target) {
+                                               const RequestTarget& target) {
   if (auto auth = req.find(http::field::authorization); auth != req.end()) {
     std::string_view value = auth->value();
     constexpr std::string_view kScheme = "bearer ";
@@ -208,17 +208,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       server_.options.directory->Close(
           user, "", kCloseNormal, "deleted",
           [self = this->shared_from_this(), version, keep_alive](absl::StatusOr<uint32_t> closed) {
-            http::status status = !closed.ok()      ? http::status::service_unavailable
-                                  : *closed == 0    ? http::status::not_found
-                                                    : http::status::ok;
+            http::status status = !closed.ok()   ? http::status::service_unavailable
+                                  : *closed == 0 ? http::status::not_found
+                                                 : http::status::ok;
             std::string body = !closed.ok()   ? JsonError(ToStd(closed.status().message()))
                                : *closed == 0 ? JsonError("client not found")
                                               : absl::StrCat(R"({"closed":)", *closed, "}");
-            net::post(self->stream_.get_executor(),
-                      [self, version, keep_alive, status, body = std::move(body)]() mutable {
-                        self->Send(self->MakeResponse(status, version, keep_alive,
-                                                      std::move(body)));
-                      });
+            net::post(self->stream_.get_executor(), [self, version, keep_alive, status,
+                                                     body = std::move(body)]() mutable {
+              self->Send(self->MakeResponse(status, version, keep_alive, std::move(body)));
+            });
           });
     } else if (const WebAsset* asset = FindWebAsset(path); asset && method == http::verb::get) {
       // The demo page and the JavaScript client (GET / and GET /pushclient.js). Pages of other
@@ -378,9 +377,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
                                                  &server_.counters)
           ->Run(std::move(req));
     } else {
-      std::make_shared<WebSocketSession<EdgeStream>>(
-          EdgeStream(stream_.release_socket()), std::move(params), server_.options, server_.store,
-          server_.hub, &server_.counters)
+      std::make_shared<WebSocketSession<EdgeStream>>(EdgeStream(stream_.release_socket()),
+                                                     std::move(params), server_.options,
+                                                     server_.store, server_.hub, &server_.counters)
           ->Run(std::move(req));
     }
   }

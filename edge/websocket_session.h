@@ -164,8 +164,8 @@ class WebSocketSession final : public Connection,
   bool replay_more_ = false;  // the last read stopped at a limit: read again when drained
   bool read_in_flight_ = false;
   bool resync_pending_ = false;  // a Resync came while a read was in flight: read once more
-  uint64_t next_seq_ = 1;       // the next seq this client must get
-  uint64_t max_live_seen_ = 0;  // highest live seq dropped while reading the store
+  uint64_t next_seq_ = 1;        // the next seq this client must get
+  uint64_t max_live_seen_ = 0;   // highest live seq dropped while reading the store
   uint64_t last_written_seq_ = 0;
 
   // Heartbeat, token expiry and closing: one timer, whose meaning depends on the state.

@@ -78,8 +78,8 @@ void WebSocketSession<Stream>::Run(http::request<http::string_body> request) {
   ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
     if (kind == websocket::frame_type::pong) awaiting_pong_ = false;
   });
-  ws_.async_accept(request,
-                   beast::bind_front_handler(&WebSocketSession::OnAccept, this->shared_from_this()));
+  ws_.async_accept(
+      request, beast::bind_front_handler(&WebSocketSession::OnAccept, this->shared_from_this()));
 }
 
 template <class Stream>
@@ -124,8 +124,9 @@ template <class Stream>
 void WebSocketSession<Stream>::DoRead() {
   // Read in small pieces: Beast sizes the buffer it prepares for a pending read by this limit,
   // and an idle connection always has a read pending. Client frames are small acks.
-  ws_.async_read_some(read_buffer_, kReadChunk,
-                      beast::bind_front_handler(&WebSocketSession::OnRead, this->shared_from_this()));
+  ws_.async_read_some(
+      read_buffer_, kReadChunk,
+      beast::bind_front_handler(&WebSocketSession::OnRead, this->shared_from_this()));
 }
 
 template <class Stream>
@@ -304,9 +305,8 @@ void WebSocketSession<Stream>::MaybeContinueReplay() {
 
 template <class Stream>
 void WebSocketSession<Stream>::Deliver(MessagePtr message) {
-  net::post(ws_.get_executor(), [self = this->shared_from_this(), m = std::move(message)]() mutable {
-    self->OnLive(std::move(m));
-  });
+  net::post(ws_.get_executor(), [self = this->shared_from_this(),
+                                 m = std::move(message)]() mutable { self->OnLive(std::move(m)); });
 }
 
 template <class Stream>
@@ -407,7 +407,8 @@ void WebSocketSession<Stream>::OnWrite(beast::error_code ec, std::size_t) {
 template <class Stream>
 void WebSocketSession<Stream>::ScheduleTimer(absl::Duration after) {
   timer_.expires_after(ToChrono(after));
-  timer_.async_wait(beast::bind_front_handler(&WebSocketSession::OnTimer, this->shared_from_this()));
+  timer_.async_wait(
+      beast::bind_front_handler(&WebSocketSession::OnTimer, this->shared_from_this()));
 }
 
 template <class Stream>
@@ -432,8 +433,9 @@ void WebSocketSession<Stream>::OnTimer(beast::error_code ec) {
   if (now >= next_ping_) {
     if (!ping_in_flight_) {
       ping_in_flight_ = true;
-      ws_.async_ping(
-          {}, [self = this->shared_from_this()](beast::error_code) { self->ping_in_flight_ = false; });
+      ws_.async_ping({}, [self = this->shared_from_this()](beast::error_code) {
+        self->ping_in_flight_ = false;
+      });
     }
     if (!awaiting_pong_) {
       awaiting_pong_ = true;
@@ -453,18 +455,19 @@ absl::Time WebSocketSession<Stream>::NextWake() const {
 
 template <class Stream>
 void WebSocketSession<Stream>::Close(uint16_t code, std::string reason) {
-  net::post(ws_.get_executor(), [self = this->shared_from_this(), code, reason = std::move(reason)]() {
-    std::atomic<uint64_t>* counter = code == kCloseGoingAway ? &GlobalMetrics().closed_shutdown
-                                                             : &GlobalMetrics().closed_deleted;
-    // Going away (drain): what is queued is still written, since this process will not be
-    // there to replay it. Otherwise unsent frames are dropped and replayed on reconnect.
-    self->DoClose(code, reason, counter, /*flush=*/code == kCloseGoingAway);
-  });
+  net::post(
+      ws_.get_executor(), [self = this->shared_from_this(), code, reason = std::move(reason)]() {
+        std::atomic<uint64_t>* counter = code == kCloseGoingAway ? &GlobalMetrics().closed_shutdown
+                                                                 : &GlobalMetrics().closed_deleted;
+        // Going away (drain): what is queued is still written, since this process will not be
+        // there to replay it. Otherwise unsent frames are dropped and replayed on reconnect.
+        self->DoClose(code, reason, counter, /*flush=*/code == kCloseGoingAway);
+      });
 }
 
 template <class Stream>
 void WebSocketSession<Stream>::DoClose(uint16_t code, std::string reason,
-                               std::atomic<uint64_t>* reason_counter, bool flush) {
+                                       std::atomic<uint64_t>* reason_counter, bool flush) {
   if (closing_ || finished_) return;
   closing_ = true;
   close_why_ = code == kCloseSlowConsumer   ? "slow consumer"

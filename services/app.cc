@@ -80,8 +80,8 @@ App::~App() {
 }
 
 void App::UpdateReady() {
-  bool ready = started_.load() && !draining_.load() &&
-               redis_links_up_.load() >= redis_links_needed_;
+  bool ready =
+      started_.load() && !draining_.load() && redis_links_up_.load() >= redis_links_needed_;
   ready_.store(ready);
   // gRPC health follows (grpc_server_ is set before started_, and never changes after).
   if (started_.load() && grpc_server_) {
@@ -123,8 +123,8 @@ absl::Status App::StartRedis() {
   store::RedisStoreOptions store_options;
   store_options.history_size = config_.history_size;
   store_ = std::make_unique<store::RedisStore>(store_options, redis_commands_.get());
-  auto directory =
-      std::make_unique<RedisDirectory>(config_.node_id, instance, redis_commands_.get(), hub_.get());
+  auto directory = std::make_unique<RedisDirectory>(config_.node_id, instance,
+                                                    redis_commands_.get(), hub_.get());
   redis_directory_ = directory.get();
   directory_ = std::move(directory);
 

@@ -185,29 +185,28 @@ void PushLogic::DeleteClient(const v1::DeleteClientRequest& request,
   auto close = [this, response, user_id = request.user_id(),
                 connection_id = request.connection_id(), reason = std::move(reason),
                 purge = request.purge()](absl::AnyInvocable<void(absl::Status)> done) mutable {
-    directory_->Close(
-        user_id, connection_id, kCloseNormal, std::move(reason),
-        [response, user_id, connection_id, purge,
-         done = std::move(done)](absl::StatusOr<uint32_t> closed) mutable {
-          if (!closed.ok()) return done(closed.status());
-          if (*closed == 0 && !purge) {
-            return done(absl::NotFoundError(
-                connection_id.empty()
-                    ? absl::StrCat("user '", user_id, "' has no live connection")
-                    : absl::StrCat("user '", user_id, "' has no live connection '",
-                                   connection_id, "'")));
-          }
-          response->set_closed(*closed);
-          done(absl::OkStatus());
-        });
+    directory_->Close(user_id, connection_id, kCloseNormal, std::move(reason),
+                      [response, user_id, connection_id, purge,
+                       done = std::move(done)](absl::StatusOr<uint32_t> closed) mutable {
+                        if (!closed.ok()) return done(closed.status());
+                        if (*closed == 0 && !purge) {
+                          return done(absl::NotFoundError(
+                              connection_id.empty()
+                                  ? absl::StrCat("user '", user_id, "' has no live connection")
+                                  : absl::StrCat("user '", user_id, "' has no live connection '",
+                                                 connection_id, "'")));
+                        }
+                        response->set_closed(*closed);
+                        done(absl::OkStatus());
+                      });
   };
   if (!request.purge()) return close(std::move(done));
   // Purge first, so a client reconnecting right after the close gets nothing of the old stream.
-  store_->Purge(request.user_id(), [close = std::move(close), done = std::move(done)](
-                                       absl::Status status) mutable {
-    if (!status.ok()) return done(status);
-    close(std::move(done));
-  });
+  store_->Purge(request.user_id(),
+                [close = std::move(close), done = std::move(done)](absl::Status status) mutable {
+                  if (!status.ok()) return done(status);
+                  close(std::move(done));
+                });
 }
 
 void PushLogic::ListClients(const v1::ListClientsRequest& request,
@@ -229,8 +228,8 @@ void PushLogic::ListClients(const v1::ListClientsRequest& request,
   }
   directory_->List(
       request.user_id().empty() ? std::nullopt : std::optional<std::string>(request.user_id()),
-      [response, page_size, after_user = std::move(after_user),
-       after_conn = std::move(after_conn), paged = !request.page_token().empty(),
+      [response, page_size, after_user = std::move(after_user), after_conn = std::move(after_conn),
+       paged = !request.page_token().empty(),
        done = std::move(done)](absl::StatusOr<std::vector<ClientRecord>> all) mutable {
         if (!all.ok()) return done(all.status());
         done(FillPage(*all, paged, after_user, after_conn, page_size, response));
@@ -245,8 +244,8 @@ absl::Status PushLogic::FillPage(const std::vector<ClientRecord>& all, bool page
   if (paged) {
     begin = std::upper_bound(all.begin(), all.end(), std::tie(after_user, after_conn),
                              [](const auto& key, const ClientRecord& r) {
-                               return key < std::tie(r.client.info.user_id,
-                                                     r.client.info.connection_id);
+                               return key <
+                                      std::tie(r.client.info.user_id, r.client.info.connection_id);
                              });
   }
   auto end = all.end() - begin > page_size ? begin + page_size : all.end();
