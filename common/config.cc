@@ -19,6 +19,11 @@
 #include "absl/strings/strip.h"
 #include "common/jwt.h"
 #include "common/redis_client.h"
+#include "openssl/bio.h"
+#include "openssl/err.h"
+#include "openssl/evp.h"
+#include "openssl/pem.h"
+#include "openssl/x509.h"
 
 extern char** environ;
 
@@ -51,8 +56,14 @@ ABSL_FLAG(absl::Duration, jwt_leeway, absl::Seconds(30),
 ABSL_FLAG(std::string, allowed_origins, "",
           "comma list of allowed Origin values; empty = any (development only)");
 ABSL_FLAG(std::string, api_key_file, "", "when set, gRPC and admin HTTP calls need the key");
-ABSL_FLAG(std::string, tls_cert_file, "", "TLS certificate (PEM) for both listeners");
-ABSL_FLAG(std::string, tls_key_file, "", "TLS private key (PEM) for both listeners");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "TLS certificate chain (PEM) for both listeners (https/wss and gRPC over TLS)");
+ABSL_FLAG(std::string, tls_key_file, "",
+          "TLS private key (PEM, unencrypted) for both listeners; set with --tls_cert_file");
+ABSL_FLAG(bool, grpc_reflection, true,
+          "serve gRPC server reflection (grpcurl, grpc_cli); turn off in production");
+ABSL_FLAG(absl::Duration, grpc_default_deadline, absl::Seconds(10),
+          "unary gRPC calls without a deadline end with DEADLINE_EXCEEDED after this");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(25),
           "on SIGTERM: stop accepting, close WebSockets with 1001, finish RPCs, exit");
 ABSL_FLAG(int32_t, edge_threads, 0, "I/O threads of the WebSocket edge; 0 = number of cores");
@@ -92,6 +103,8 @@ constexpr const char* kFlagNames[] = {
     "api_key_file",
     "tls_cert_file",
     "tls_key_file",
+    "grpc_reflection",
+    "grpc_default_deadline",
     "drain_timeout",
     "edge_threads",
     "max_connections_per_user",
@@ -172,6 +185,19 @@ absl::Status ApplyArgs(const std::vector<std::string>& args, int depth) {
       continue;
     }
     if (!has_value) {
+      // Boolean flags as Abseil spells them: --name means true, --noname false.
+      if (absl::CommandLineFlag* flag = FindOurFlag(name); flag && flag->IsOfType<bool>()) {
+        value = "true";
+      } else if (absl::string_view positive = name; absl::ConsumePrefix(&positive, "no") &&
+                                                    FindOurFlag(positive) != nullptr &&
+                                                    FindOurFlag(positive)->IsOfType<bool>()) {
+        name = positive;
+        value = "false";
+      }
+      if (!value.empty()) {
+        if (absl::Status s = SetFlag(name, value, "command line"); !s.ok()) return s;
+        continue;
+      }
       if (FindOurFlag(name) == nullptr) {
         return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
       }
@@ -290,6 +316,66 @@ absl::Status CheckAuth(Config& c) {
   return absl::OkStatus();
 }
 
+// OpenSSL's reason for the last failure, for error messages; clears its error queue.
+std::string OpenSslError() {
+  unsigned long code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0) return "unknown error";
+  char buf[256];
+  ERR_error_string_n(code, buf, sizeof(buf));
+  return buf;
+}
+
+// An encrypted key would make OpenSSL prompt on the terminal: refuse it instead.
+int NoPassword(char*, int, int, void*) { return -1; }
+
+// Both files or neither; each must hold PEM that OpenSSL accepts, and the key must belong to the
+// certificate, so a wrong file stops pushd at start instead of failing every handshake.
+absl::Status CheckTls(Config& c) {
+  if (c.tls_cert_file.empty() && c.tls_key_file.empty()) return absl::OkStatus();
+  if (c.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_key_file is missing: --tls_cert_file needs its private key (set both or neither)");
+  }
+  if (c.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_cert_file is missing: --tls_key_file needs its certificate (set both or neither)");
+  }
+  if (absl::Status s = ReadKeyFile("tls_cert_file", c.tls_cert_file, &c.tls_cert_pem); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ReadKeyFile("tls_key_file", c.tls_key_file, &c.tls_key_pem); !s.ok()) {
+    return s;
+  }
+  ERR_clear_error();
+  BIO* cert_bio = BIO_new_mem_buf(c.tls_cert_pem.data(), static_cast<int>(c.tls_cert_pem.size()));
+  X509* cert = PEM_read_bio_X509(cert_bio, nullptr, NoPassword, nullptr);
+  BIO_free(cert_bio);
+  if (cert == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tls_cert_file='", c.tls_cert_file,
+        "': no PEM certificate (-----BEGIN CERTIFICATE-----) in it: ", OpenSslError()));
+  }
+  BIO* key_bio = BIO_new_mem_buf(c.tls_key_pem.data(), static_cast<int>(c.tls_key_pem.size()));
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio, nullptr, NoPassword, nullptr);
+  BIO_free(key_bio);
+  absl::Status status;
+  if (key == nullptr) {
+    status = absl::InvalidArgumentError(absl::StrCat(
+        "--tls_key_file='", c.tls_key_file,
+        "': no usable PEM private key in it (encrypted keys are not supported): ", OpenSslError()));
+  } else if (X509_check_private_key(cert, key) != 1) {
+    ERR_clear_error();
+    status = absl::InvalidArgumentError(absl::StrCat("--tls_key_file='", c.tls_key_file,
+                                                     "' is not the key of the certificate in "
+                                                     "--tls_cert_file='",
+                                                     c.tls_cert_file, "'"));
+  }
+  EVP_PKEY_free(key);
+  X509_free(cert);
+  return status;
+}
+
 std::string Hostname() {
   char buf[256] = {};
   if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0') return "pushd";
@@ -317,6 +403,8 @@ absl::StatusOr<Config> ReadFlags() {
   c.api_key_file = absl::GetFlag(FLAGS_api_key_file);
   c.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   c.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  c.grpc_reflection = absl::GetFlag(FLAGS_grpc_reflection);
+  c.grpc_default_deadline = absl::GetFlag(FLAGS_grpc_default_deadline);
   c.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   c.edge_threads = absl::GetFlag(FLAGS_edge_threads);
   c.max_connections_per_user = absl::GetFlag(FLAGS_max_connections_per_user);
@@ -369,10 +457,9 @@ absl::StatusOr<Config> ReadFlags() {
     return absl::InvalidArgumentError("--max_store_bytes must be at least 1048576");
   }
   if (absl::Status s = CheckAuth(c); !s.ok()) return s;
-  if (!c.tls_cert_file.empty() || !c.tls_key_file.empty()) {
-    // Refused rather than ignored: an operator who sets it must not believe traffic is encrypted.
-    return absl::InvalidArgumentError(
-        "--tls_cert_file/--tls_key_file: TLS is not built yet; terminate TLS in front of pushd");
+  if (absl::Status s = CheckTls(c); !s.ok()) return s;
+  if (absl::Status s = CheckPositive("grpc_default_deadline", c.grpc_default_deadline); !s.ok()) {
+    return s;
   }
   if (c.edge_threads < 0 || c.edge_threads > 256) {
     return absl::InvalidArgumentError("--edge_threads must be between 0 and 256");

@@ -37,6 +37,12 @@ struct Config {
   std::string api_key_file;
   std::string tls_cert_file;
   std::string tls_key_file;
+  // With TLS: the files' contents (PEM), read and checked at start.
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
+  bool grpc_reflection = true;
+  // Unary calls that bring no deadline end with DEADLINE_EXCEEDED after this.
+  absl::Duration grpc_default_deadline = absl::Seconds(10);
   absl::Duration drain_timeout = absl::Seconds(25);
   int edge_threads = 0;  // 0 = number of cores
   // Limits of the edge (README, "Limits").

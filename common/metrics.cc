@@ -94,6 +94,11 @@ std::string Metrics::RenderPrometheus() const {
     absl::StrAppend(&out, "pushd_limit_hits_total{limit=\"", LimitLabel(static_cast<Limit>(i)),
                     "\"} ", limit_hits[i].load(), "\n");
   }
+  one("pushd_tls_handshake_failures_total", "counter",
+      "TLS handshakes on the edge port that failed or timed out.", tls_handshake_failures.load());
+  one("pushd_grpc_default_deadline_exceeded_total", "counter",
+      "gRPC calls without a deadline that ran past --grpc_default_deadline.",
+      grpc_default_deadline_exceeded.load());
   push_duration.Render(&out, "pushd_push_duration_seconds",
                        "Push handling time: validate, store, hand to connections.");
   delivery_latency.Render(&out, "pushd_delivery_latency_seconds",

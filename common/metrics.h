@@ -48,6 +48,10 @@ struct Metrics {
   std::atomic<uint64_t> closed_error{0};
   // Hits of each configured limit, indexed by push::Limit (common/limits.h).
   std::atomic<uint64_t> limit_hits[kLimitCount] = {};
+  // TLS handshakes on the edge that failed or timed out (plain text on the TLS port included).
+  std::atomic<uint64_t> tls_handshake_failures{0};
+  // Unary gRPC calls without a deadline of their own that hit --grpc_default_deadline.
+  std::atomic<uint64_t> grpc_default_deadline_exceeded{0};
   // Push handling (validate, append, hand to connections) and push -> socket write of live
   // messages (replays are excluded: their age is how long the user was away).
   LatencyHistogram push_duration;

@@ -36,6 +36,9 @@ struct EdgeOptions {
   uint32_t max_connections = 0;           // more WebSockets get 503; see also HandshakeRoom
   uint32_t max_request_header_bytes = 8192;
   absl::Duration handshake_timeout = absl::Seconds(10);
+  // When set (PEM text), the edge speaks only TLS: https:// and wss://.
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
   // Readiness as /readyz reports it; owned by the process.
   const std::atomic<bool>* ready = nullptr;
   // Set only in development (--auth=none, no API key): the demo page's POST /demo/push sends a

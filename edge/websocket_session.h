@@ -67,13 +67,18 @@ struct SessionParams {
   absl::Time token_valid_until = absl::InfiniteFuture();
 };
 
-// One WebSocket connection. All state is touched only on the connection's strand (the socket's
-// executor); the Connection methods called by other threads post onto it.
+// One WebSocket connection over `Stream`: EdgeStream for plain connections, a TLS stream (see
+// tls_session.cc) for wss://. A template rather than a virtual transport so that a plain
+// connection carries nothing of TLS. All state is touched only on the connection's strand (the
+// socket's executor); the Connection methods called by other threads post onto it.
+template <class Stream>
 class WebSocketSession final : public Connection,
-                               public std::enable_shared_from_this<WebSocketSession> {
+                               public std::enable_shared_from_this<WebSocketSession<Stream>> {
  public:
-  // The session holds one of `counters->slots`, taken by the caller, until it finishes.
-  WebSocketSession(net::ip::tcp::socket&& socket, SessionParams params, const EdgeOptions& options,
+  // `stream` is connected (and, for TLS, past its handshake) with no timeouts of its own: the
+  // session sets the WebSocket's. The session holds one of `counters->slots`, taken by the
+  // caller, until it finishes.
+  WebSocketSession(Stream&& stream, SessionParams params, const EdgeOptions& options,
                    store::Store* store, Hub* hub, SessionCounters* counters);
   ~WebSocketSession() override;
 
@@ -140,7 +145,7 @@ class WebSocketSession final : public Connection,
   // Gives back the --max_connections slot and the user's reserved slot, if still held.
   void ReleaseSlots();
 
-  websocket::stream<EdgeStream, /*deflateSupported=*/false> ws_;
+  websocket::stream<Stream, /*deflateSupported=*/false> ws_;
   SessionParams params_;
   const EdgeOptions& options_;
   store::Store* const store_;
@@ -159,8 +164,8 @@ class WebSocketSession final : public Connection,
   bool replay_more_ = false;  // the last read stopped at a limit: read again when drained
   bool read_in_flight_ = false;
   bool resync_pending_ = false;  // a Resync came while a read was in flight: read once more
-  uint64_t next_seq_ = 1;       // the next seq this client must get
-  uint64_t max_live_seen_ = 0;  // highest live seq dropped while reading the store
+  uint64_t next_seq_ = 1;        // the next seq this client must get
+  uint64_t max_live_seen_ = 0;   // highest live seq dropped while reading the store
   uint64_t last_written_seq_ = 0;
 
   // Heartbeat, token expiry and closing: one timer, whose meaning depends on the state.
@@ -176,5 +181,8 @@ class WebSocketSession final : public Connection,
   bool holds_slot_ = true;
   const char* close_why_ = nullptr;
 };
+
+// Instantiated in websocket_session.cc.
+extern template class WebSocketSession<EdgeStream>;
 
 }  // namespace push::edge

@@ -1,7 +1,10 @@
 #include "services/app.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/impl/server_builder_option.h>
+#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
 
@@ -37,6 +40,27 @@ constexpr double kDrainCloseRate = 500;
 // gRPC's own cap on request size. Over --max_message_bytes our validation answers
 // INVALID_ARGUMENT with the limit; gRPC's RESOURCE_EXHAUSTED only starts past this.
 constexpr int kMinGrpcReceiveBytes = 4 << 20;
+// Keepalive: the server pings an idle client connection every kGrpcKeepaliveTime and drops it
+// when no answer comes within kGrpcKeepaliveTimeout (dead peers behind NATs and load balancers).
+// Clients may ping too, idle or not, but no more often than every kGrpcMinClientPingInterval;
+// past kGrpcMaxPingStrikes pings that come too soon, the server sends GOAWAY (too_many_pings)
+// and closes the connection.
+constexpr int kGrpcKeepaliveTimeMs = 60'000;
+constexpr int kGrpcKeepaliveTimeoutMs = 20'000;
+constexpr int kGrpcMinClientPingIntervalMs = 10'000;
+constexpr int kGrpcMaxPingStrikes = 2;
+// The plugin name of gRPC's server reflection.
+constexpr const char* kReflectionPlugin = "proto_server_reflection";
+
+// Removes server reflection from one ServerBuilder. Linking grpc++_reflection registers its
+// plugin for every builder at static initialization, so leaving it out takes this option.
+class WithoutReflection final : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    std::erase_if(*plugins, [](const auto& p) { return p->name() == kReflectionPlugin; });
+  }
+};
 
 }  // namespace
 
@@ -101,8 +125,8 @@ absl::Status App::StartRedis() {
   store::RedisStoreOptions store_options;
   store_options.history_size = config_.history_size;
   store_ = std::make_unique<store::RedisStore>(store_options, redis_commands_.get());
-  auto directory =
-      std::make_unique<RedisDirectory>(config_.node_id, instance, redis_commands_.get(), hub_.get());
+  auto directory = std::make_unique<RedisDirectory>(config_.node_id, instance,
+                                                    redis_commands_.get(), hub_.get());
   redis_directory_ = directory.get();
   directory_ = std::move(directory);
 
@@ -172,13 +196,32 @@ absl::Status App::Start() {
       return absl::InvalidArgumentError(absl::StrCat("--api_key_file: ", s.message()));
     }
   }
-  service_ = std::make_unique<service::PushServiceImpl>(logic_.get(), api_key_.get());
+  service_ = std::make_unique<service::PushServiceImpl>(logic_.get(), api_key_.get(),
+                                                        config_.grpc_default_deadline);
 
   if (config_.role != Role::kEdge) {
     grpc::EnableDefaultHealthCheckService(true);
-    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
-    builder.AddListeningPort(config_.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port_);
+    if (config_.grpc_reflection) {
+      grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    } else {
+      builder.SetOption(std::make_unique<WithoutReflection>());
+    }
+    std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+    if (!config_.tls_cert_pem.empty()) {
+      grpc::SslServerCredentialsOptions tls;
+      tls.pem_key_cert_pairs.push_back({config_.tls_key_pem, config_.tls_cert_pem});
+      credentials = grpc::SslServerCredentials(tls);
+    }
+    builder.AddListeningPort(config_.grpc_listen, credentials, &grpc_port_);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, kGrpcKeepaliveTimeMs);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kGrpcKeepaliveTimeoutMs);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA,
+                               0);  // keep probing idle peers
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                               kGrpcMinClientPingIntervalMs);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, kGrpcMaxPingStrikes);
     builder.SetMaxReceiveMessageSize(std::max(
         kMinGrpcReceiveBytes, static_cast<int>(config_.max_message_bytes) + kGrpcEnvelopeSlack));
     builder.RegisterService(service_.get());
@@ -215,6 +258,8 @@ absl::Status App::Start() {
       }
       edge_options.jwt = std::move(*jwt);
     }
+    edge_options.tls_cert_pem = config_.tls_cert_pem;
+    edge_options.tls_key_pem = config_.tls_key_pem;
     edge_options.ready = &ready_;
     edge_options.directory = directory_.get();
     edge_options.api_key = api_key_.get();

@@ -9,6 +9,7 @@
 #include "common/ids.h"
 #include "common/json.h"
 #include "common/metrics.h"
+#include "services/unary_call.h"
 
 namespace push::service {
 namespace {
@@ -184,29 +185,28 @@ void PushLogic::DeleteClient(const v1::DeleteClientRequest& request,
   auto close = [this, response, user_id = request.user_id(),
                 connection_id = request.connection_id(), reason = std::move(reason),
                 purge = request.purge()](absl::AnyInvocable<void(absl::Status)> done) mutable {
-    directory_->Close(
-        user_id, connection_id, kCloseNormal, std::move(reason),
-        [response, user_id, connection_id, purge,
-         done = std::move(done)](absl::StatusOr<uint32_t> closed) mutable {
-          if (!closed.ok()) return done(closed.status());
-          if (*closed == 0 && !purge) {
-            return done(absl::NotFoundError(
-                connection_id.empty()
-                    ? absl::StrCat("user '", user_id, "' has no live connection")
-                    : absl::StrCat("user '", user_id, "' has no live connection '",
-                                   connection_id, "'")));
-          }
-          response->set_closed(*closed);
-          done(absl::OkStatus());
-        });
+    directory_->Close(user_id, connection_id, kCloseNormal, std::move(reason),
+                      [response, user_id, connection_id, purge,
+                       done = std::move(done)](absl::StatusOr<uint32_t> closed) mutable {
+                        if (!closed.ok()) return done(closed.status());
+                        if (*closed == 0 && !purge) {
+                          return done(absl::NotFoundError(
+                              connection_id.empty()
+                                  ? absl::StrCat("user '", user_id, "' has no live connection")
+                                  : absl::StrCat("user '", user_id, "' has no live connection '",
+                                                 connection_id, "'")));
+                        }
+                        response->set_closed(*closed);
+                        done(absl::OkStatus());
+                      });
   };
   if (!request.purge()) return close(std::move(done));
   // Purge first, so a client reconnecting right after the close gets nothing of the old stream.
-  store_->Purge(request.user_id(), [close = std::move(close), done = std::move(done)](
-                                       absl::Status status) mutable {
-    if (!status.ok()) return done(status);
-    close(std::move(done));
-  });
+  store_->Purge(request.user_id(),
+                [close = std::move(close), done = std::move(done)](absl::Status status) mutable {
+                  if (!status.ok()) return done(status);
+                  close(std::move(done));
+                });
 }
 
 void PushLogic::ListClients(const v1::ListClientsRequest& request,
@@ -228,8 +228,8 @@ void PushLogic::ListClients(const v1::ListClientsRequest& request,
   }
   directory_->List(
       request.user_id().empty() ? std::nullopt : std::optional<std::string>(request.user_id()),
-      [response, page_size, after_user = std::move(after_user),
-       after_conn = std::move(after_conn), paged = !request.page_token().empty(),
+      [response, page_size, after_user = std::move(after_user), after_conn = std::move(after_conn),
+       paged = !request.page_token().empty(),
        done = std::move(done)](absl::StatusOr<std::vector<ClientRecord>> all) mutable {
         if (!all.ok()) return done(all.status());
         done(FillPage(*all, paged, after_user, after_conn, page_size, response));
@@ -244,8 +244,8 @@ absl::Status PushLogic::FillPage(const std::vector<ClientRecord>& all, bool page
   if (paged) {
     begin = std::upper_bound(all.begin(), all.end(), std::tie(after_user, after_conn),
                              [](const auto& key, const ClientRecord& r) {
-                               return key < std::tie(r.client.info.user_id,
-                                                     r.client.info.connection_id);
+                               return key <
+                                      std::tie(r.client.info.user_id, r.client.info.connection_id);
                              });
   }
   auto end = all.end() - begin > page_size ? begin + page_size : all.end();
@@ -273,23 +273,6 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-// A unary reactor that counts itself in flight from the handler's start until gRPC is done with
-// it (the status has been sent), so a drain never cuts off an answer.
-class PushServiceImpl::Reactor final : public grpc::ServerUnaryReactor {
- public:
-  explicit Reactor(std::atomic<int64_t>* inflight) : inflight_(inflight) {
-    inflight_->fetch_add(1);
-  }
-  void Done(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
-  void OnDone() override {
-    inflight_->fetch_sub(1);
-    delete this;
-  }
-
- private:
-  std::atomic<int64_t>* const inflight_;
-};
-
 absl::Status PushServiceImpl::Authorize(grpc::CallbackServerContext* context) const {
   if (api_key_ == nullptr) return absl::OkStatus();
   const auto& metadata = context->client_metadata();
@@ -305,25 +288,29 @@ absl::Status PushServiceImpl::Authorize(grpc::CallbackServerContext* context) co
 grpc::ServerUnaryReactor* PushServiceImpl::Push(grpc::CallbackServerContext* context,
                                                 const v1::PushRequest* request,
                                                 v1::PushResponse* response) {
-  auto* reactor = new Reactor(&inflight_);
+  auto* call = new UnaryCall<v1::PushResponse>(context, response, &inflight_, default_deadline_);
   if (absl::Status s = Authorize(context); !s.ok()) {
-    reactor->Done(s);
-    return reactor;
+    call->Done(s);
+  } else {
+    logic_->Push(*request, call->response(), [call](absl::Status status) { call->Done(status); });
   }
-  logic_->Push(*request, response, [reactor](absl::Status status) { reactor->Done(status); });
-  return reactor;
+  call->Started();
+  return call;
 }
 
 grpc::ServerUnaryReactor* PushServiceImpl::Broadcast(grpc::CallbackServerContext* context,
                                                      const v1::BroadcastRequest* request,
                                                      v1::BroadcastResponse* response) {
-  auto* reactor = new Reactor(&inflight_);
+  auto* call =
+      new UnaryCall<v1::BroadcastResponse>(context, response, &inflight_, default_deadline_);
   if (absl::Status s = Authorize(context); !s.ok()) {
-    reactor->Done(s);
-    return reactor;
+    call->Done(s);
+  } else {
+    logic_->Broadcast(*request, call->response(),
+                      [call](absl::Status status) { call->Done(status); });
   }
-  logic_->Broadcast(*request, response, [reactor](absl::Status status) { reactor->Done(status); });
-  return reactor;
+  call->Started();
+  return call;
 }
 
 // PushStream: each request is pushed as it arrives; responses go out in request order, one write
@@ -488,27 +475,31 @@ grpc::ServerBidiReactor<v1::PushRequest, v1::PushResponse>* PushServiceImpl::Pus
 grpc::ServerUnaryReactor* PushServiceImpl::DeleteClient(grpc::CallbackServerContext* context,
                                                         const v1::DeleteClientRequest* request,
                                                         v1::DeleteClientResponse* response) {
-  auto* reactor = new Reactor(&inflight_);
+  auto* call =
+      new UnaryCall<v1::DeleteClientResponse>(context, response, &inflight_, default_deadline_);
   if (absl::Status s = Authorize(context); !s.ok()) {
-    reactor->Done(s);
-    return reactor;
+    call->Done(s);
+  } else {
+    logic_->DeleteClient(*request, call->response(),
+                         [call](absl::Status status) { call->Done(status); });
   }
-  logic_->DeleteClient(*request, response,
-                       [reactor](absl::Status status) { reactor->Done(status); });
-  return reactor;
+  call->Started();
+  return call;
 }
 
 grpc::ServerUnaryReactor* PushServiceImpl::ListClients(grpc::CallbackServerContext* context,
                                                        const v1::ListClientsRequest* request,
                                                        v1::ListClientsResponse* response) {
-  auto* reactor = new Reactor(&inflight_);
+  auto* call =
+      new UnaryCall<v1::ListClientsResponse>(context, response, &inflight_, default_deadline_);
   if (absl::Status s = Authorize(context); !s.ok()) {
-    reactor->Done(s);
-    return reactor;
+    call->Done(s);
+  } else {
+    logic_->ListClients(*request, call->response(),
+                        [call](absl::Status status) { call->Done(status); });
   }
-  logic_->ListClients(*request, response,
-                      [reactor](absl::Status status) { reactor->Done(status); });
-  return reactor;
+  call->Started();
+  return call;
 }
 
 }  // namespace push::service

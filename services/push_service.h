@@ -66,8 +66,11 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 // The gRPC face of PushLogic (callback API; handlers never block).
 class PushServiceImpl final : public v1::PushService::CallbackService {
  public:
-  // `api_key` may be null (no key configured).
-  PushServiceImpl(PushLogic* logic, const ApiKey* api_key) : logic_(logic), api_key_(api_key) {}
+  // `api_key` may be null (no key configured). Unary calls that bring no deadline end with
+  // DEADLINE_EXCEEDED when not answered within `default_deadline`.
+  PushServiceImpl(PushLogic* logic, const ApiKey* api_key,
+                  absl::Duration default_deadline = absl::Seconds(10))
+      : logic_(logic), api_key_(api_key), default_deadline_(default_deadline) {}
 
   // Calls whose reactor is not done yet (the drain waits for zero before shutting gRPC down).
   int64_t inflight() const { return inflight_.load(); }
@@ -88,13 +91,13 @@ class PushServiceImpl final : public v1::PushService::CallbackService {
                                         v1::ListClientsResponse* response) override;
 
  private:
-  class Reactor;
   class StreamReactor;
   // OK, or UNAUTHENTICATED when a key is configured and the call does not carry it.
   absl::Status Authorize(grpc::CallbackServerContext* context) const;
 
   PushLogic* const logic_;
   const ApiKey* const api_key_;
+  const absl::Duration default_deadline_;
   std::atomic<int64_t> inflight_{0};
 };
 

@@ -2,10 +2,12 @@
 //   pushctl push --user alice --data '{"hello":1}' [--message_id ID] [--ttl SECONDS]
 //   pushctl list [--user alice] [--page_size N]
 //   pushctl delete --user alice [--connection ID] [--purge] [--reason TEXT]
-// Common: --addr host:port (default 127.0.0.1:50051), --timeout seconds (default 10).
+// Common: --addr host:port (default 127.0.0.1:50051), --timeout seconds (default 10),
+// --api_key_file FILE, and for a TLS server --tls_ca_file FILE (or --tls for the system roots).
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
 
 #include <chrono>
 #include <cstdio>
@@ -26,7 +28,12 @@ constexpr const char* kUsage =
     "  pushctl list   [--user ID] [--page_size N]\n"
     "  pushctl delete --user ID [--connection ID] [--purge] [--reason TEXT]\n"
     "options for all: --addr HOST:PORT (default 127.0.0.1:50051), --timeout SECONDS (10),\n"
-    "                 --api_key_file FILE (when pushd runs with --api_key_file)\n";
+    "                 --api_key_file FILE (when pushd runs with --api_key_file)\n"
+    "                 --tls_ca_file FILE: speak TLS, trusting the CA certificate(s) in FILE\n"
+    "                   (PEM; for a self-signed server, its certificate)\n"
+    "                 --tls: speak TLS, trusting the system's CA certificates\n"
+    "                 --tls_server_name NAME: the name the server's certificate must carry\n"
+    "                   (default: the host of --addr)\n";
 
 int Usage(const std::string& error) {
   if (!error.empty()) std::fprintf(stderr, "pushctl: %s\n", error.c_str());
@@ -89,12 +96,17 @@ int main(int argc, char** argv) {
   }
   std::map<std::string, std::string> opts;
   bool purge = false;
+  bool tls = false;
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg.rfind("--", 0) != 0) return Usage("unexpected argument '" + arg + "'");
     arg = arg.substr(2);
     if (arg == "purge") {
       purge = true;
+      continue;
+    }
+    if (arg == "tls") {
+      tls = true;
       continue;
     }
     std::string value;
@@ -106,8 +118,9 @@ int main(int argc, char** argv) {
     } else {
       return Usage("--" + arg + " needs a value");
     }
-    static const char* kKnown[] = {"addr", "timeout",   "user",       "data",   "message_id",
-                                   "ttl",  "page_size", "connection", "reason", "api_key_file"};
+    static const char* kKnown[] = {"addr",       "timeout",      "user",        "data",
+                                   "message_id", "ttl",          "page_size",   "connection",
+                                   "reason",     "api_key_file", "tls_ca_file", "tls_server_name"};
     if (std::find(std::begin(kKnown), std::end(kKnown), arg) == std::end(kKnown)) {
       return Usage("unknown option --" + arg);
     }
@@ -118,8 +131,27 @@ int main(int argc, char** argv) {
   if (opts.count("timeout") && !ParseUint(opts["timeout"], &timeout_s)) {
     return Usage("--timeout must be a number of seconds");
   }
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  grpc::ChannelArguments channel_args;
+  if (tls || opts.count("tls_ca_file") || opts.count("tls_server_name")) {
+    grpc::SslCredentialsOptions ssl;
+    if (opts.count("tls_ca_file")) {
+      std::ifstream in(opts["tls_ca_file"]);
+      std::stringstream content;
+      content << in.rdbuf();
+      ssl.pem_root_certs = content.str();
+      if (!in || ssl.pem_root_certs.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+        return Usage("--tls_ca_file '" + opts["tls_ca_file"] +
+                     "' is not a readable PEM certificate file");
+      }
+    }
+    credentials = grpc::SslCredentials(ssl);
+    if (opts.count("tls_server_name")) {
+      channel_args.SetSslTargetNameOverride(opts["tls_server_name"]);
+    }
+  }
   auto stub =
-      push::v1::PushService::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+      push::v1::PushService::NewStub(grpc::CreateCustomChannel(addr, credentials, channel_args));
   std::string api_key;
   if (opts.count("api_key_file")) {
     std::ifstream in(opts["api_key_file"]);

@@ -283,5 +283,55 @@ TEST(ParseConfigTest, SplitRolesNeedRedis) {
   EXPECT_EQ(c->role, Role::kAll);
 }
 
+TEST(ParseConfigTest, GrpcHardeningFlags) {
+  absl::StatusOr<Config> c = ParseConfig({}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->grpc_reflection);
+  EXPECT_EQ(c->grpc_default_deadline, absl::Seconds(10));
+
+  c = ParseConfig({"--grpc_reflection=false", "--grpc_default_deadline=1500ms"}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->grpc_reflection);
+  EXPECT_EQ(c->grpc_default_deadline, absl::Milliseconds(1500));
+
+  // Boolean spellings: --name, --noname, and the environment (as the Helm chart sets it).
+  c = ParseConfig({"--nogrpc_reflection", "--node_id", "n1"}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->grpc_reflection);
+  EXPECT_EQ(c->node_id, "n1");
+  c = ParseConfig({"--grpc_reflection"}, Env{{"PUSHD_GRPC_REFLECTION", "false"}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->grpc_reflection);
+  c = ParseConfig({},
+                  Env{{"PUSHD_GRPC_REFLECTION", "false"}, {"PUSHD_GRPC_DEFAULT_DEADLINE", "30s"}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->grpc_reflection);
+  EXPECT_EQ(c->grpc_default_deadline, absl::Seconds(30));
+
+  for (const char* bad : {"--grpc_default_deadline=0s", "--grpc_default_deadline=-1s",
+                          "--grpc_default_deadline=10", "--grpc_reflection=maybe"}) {
+    c = ParseConfig({bad}, {});
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_TRUE(MessageHas(c.status(), std::string(bad).substr(0, std::string(bad).find('='))))
+        << bad;
+  }
+}
+
+TEST(ParseConfigTest, TlsNeedsBothFilesWithPemThatOpenSslAccepts) {
+  absl::StatusOr<Config> c = ParseConfig({"--tls_cert_file=/etc/hostname"}, {});
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(MessageHas(c.status(), "--tls_key_file is missing"));
+  c = ParseConfig({"--tls_key_file=/etc/hostname"}, {});
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(MessageHas(c.status(), "--tls_cert_file is missing"));
+
+  std::string not_pem = WriteFile("not.pem", "hello\n");
+  c = ParseConfig({"--tls_cert_file=" + not_pem, "--tls_key_file=" + not_pem}, {});
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(MessageHas(c.status(), "--tls_cert_file"));
+  EXPECT_TRUE(MessageHas(c.status(), "no PEM certificate"));
+  EXPECT_EQ(std::string(c.status().message()).find('\n'), std::string::npos) << c.status();
+}
+
 }  // namespace
 }  // namespace push

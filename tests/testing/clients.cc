@@ -10,12 +10,16 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <boost/json/parse.hpp>
 #include <cstring>
 #include <random>
+#include <variant>
 
 #include "gtest/gtest.h"
 
@@ -27,16 +31,36 @@ namespace websocket = beast::websocket;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
-HttpResponse HttpRequest(int port, const std::string& method, const std::string& target,
-                         const std::map<std::string, std::string>& headers,
-                         const std::string& body) {
-  HttpResponse out;
-  net::io_context ioc;
-  beast::tcp_stream stream(ioc);
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+namespace {
+
+// A client TLS context that trusts only `ca_pem` and checks the server's name.
+std::unique_ptr<net::ssl::context> ClientTlsContext(const std::string& ca_pem) {
+  auto ctx = std::make_unique<net::ssl::context>(net::ssl::context::tls_client);
   beast::error_code ec;
-  stream.expires_after(std::chrono::seconds(10));
-  stream.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port), ec);
-  if (ec) return out;
+  ctx->add_certificate_authority(net::buffer(ca_pem), ec);
+  EXPECT_FALSE(ec) << "CA certificate: " << ec.message();
+  ctx->set_verify_mode(net::ssl::verify_peer);
+  return ctx;
+}
+
+// TLS handshake as https://localhost on a connected stream (SNI and name check: localhost).
+beast::error_code ClientHandshake(TlsStream& stream) {
+  beast::error_code ec;
+  if (!SSL_set_tlsext_host_name(stream.native_handle(), "localhost")) {
+    return beast::error_code(static_cast<int>(::ERR_get_error()), net::error::get_ssl_category());
+  }
+  stream.set_verify_callback(net::ssl::host_name_verification("localhost"));
+  stream.handshake(net::ssl::stream_base::client, ec);
+  return ec;
+}
+
+template <class Stream>
+HttpResponse Exchange(Stream& stream, const std::string& method, const std::string& target,
+                      const std::map<std::string, std::string>& headers, const std::string& body) {
+  HttpResponse out;
+  beast::error_code ec;
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, "127.0.0.1");
   for (const auto& [k, v] : headers) req.set(k, v);
@@ -58,11 +82,42 @@ HttpResponse HttpRequest(int port, const std::string& method, const std::string&
   return out;
 }
 
+}  // namespace
+
+HttpResponse HttpRequest(int port, const std::string& method, const std::string& target,
+                         const std::map<std::string, std::string>& headers,
+                         const std::string& body) {
+  net::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  beast::error_code ec;
+  stream.expires_after(std::chrono::seconds(10));
+  stream.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port), ec);
+  if (ec) return {};
+  return Exchange(stream, method, target, headers, body);
+}
+
+HttpResponse HttpsRequest(int port, const std::string& ca_pem, const std::string& method,
+                          const std::string& target,
+                          const std::map<std::string, std::string>& headers,
+                          const std::string& body) {
+  net::io_context ioc;
+  std::unique_ptr<net::ssl::context> ctx = ClientTlsContext(ca_pem);
+  TlsStream stream(ioc, *ctx);
+  beast::error_code ec;
+  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
+  beast::get_lowest_layer(stream).connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port),
+                                          ec);
+  if (ec || ClientHandshake(stream)) return {};
+  return Exchange(stream, method, target, headers, body);
+}
+
 // ---- WsClient --------------------------------------------------------------------------------
 
 struct WsClient::Impl {
   net::io_context ioc;
-  websocket::stream<beast::tcp_stream> ws{ioc};
+  std::unique_ptr<net::ssl::context> tls;  // outlives the stream that uses it
+  std::variant<std::monostate, websocket::stream<beast::tcp_stream>, websocket::stream<TlsStream>>
+      ws;
   beast::flat_buffer buffer;
 
   // Runs the io_context until `done` or the timeout; returns false on timeout.
@@ -75,69 +130,116 @@ struct WsClient::Impl {
     }
     return done();
   }
+
+  // Calls `f` with the open WebSocket stream, plain or TLS.
+  template <typename F>
+  decltype(auto) Visit(F&& f) {
+    if (auto* plain = std::get_if<1>(&ws)) return f(*plain);
+    return f(std::get<2>(ws));
+  }
+
+  void CloseSocket() {
+    Visit([](auto& s) {
+      beast::error_code ignored;
+      beast::get_lowest_layer(s).socket().close(ignored);
+    });
+  }
+
+  // The WebSocket handshake on a connected (and for TLS, secured) stream.
+  template <class Ws>
+  bool Handshake(Ws& s, int port, const std::string& target,
+                 const std::map<std::string, std::string>& headers, int* http_status,
+                 std::string* error) {
+    s.set_option(websocket::stream_base::decorator([headers](websocket::request_type& req) {
+      for (const auto& [k, v] : headers) req.set(k, v);
+    }));
+    websocket::response_type res;
+    beast::error_code ec;
+    s.handshake(res, "127.0.0.1:" + std::to_string(port), target, ec);
+    if (http_status) *http_status = res.result_int();
+    if (ec) {
+      if (error) *error = ec.message();
+      return false;
+    }
+    beast::get_lowest_layer(s).expires_never();
+    s.read_message_max(64 << 20);
+    return true;
+  }
 };
 
 WsClient::WsClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-WsClient::~WsClient() {
-  beast::error_code ignored;
-  beast::get_lowest_layer(impl_->ws).socket().close(ignored);
-}
+WsClient::~WsClient() { impl_->CloseSocket(); }
 
 std::unique_ptr<WsClient> WsClient::Connect(int port, const std::string& target,
                                             const std::map<std::string, std::string>& headers,
                                             int* http_status) {
   auto impl = std::make_unique<Impl>();
+  auto& ws = impl->ws.emplace<1>(impl->ioc);
   beast::error_code ec;
-  auto& lowest = beast::get_lowest_layer(impl->ws);
+  auto& lowest = beast::get_lowest_layer(ws);
   lowest.expires_after(std::chrono::seconds(10));
   lowest.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port), ec);
   if (ec) {
     if (http_status) *http_status = 0;
     return nullptr;
   }
-  impl->ws.set_option(websocket::stream_base::decorator([headers](websocket::request_type& req) {
-    for (const auto& [k, v] : headers) req.set(k, v);
-  }));
-  websocket::response_type res;
-  impl->ws.handshake(res, "127.0.0.1:" + std::to_string(port), target, ec);
-  if (http_status) *http_status = res.result_int();
-  if (ec) return nullptr;
-  lowest.expires_never();
-  impl->ws.read_message_max(64 << 20);
+  if (!impl->Handshake(ws, port, target, headers, http_status, nullptr)) return nullptr;
+  return std::unique_ptr<WsClient>(new WsClient(std::move(impl)));
+}
+
+std::unique_ptr<WsClient> WsClient::ConnectTls(int port, const std::string& target,
+                                               const std::string& ca_pem,
+                                               const std::map<std::string, std::string>& headers,
+                                               int* http_status, std::string* error) {
+  auto impl = std::make_unique<Impl>();
+  impl->tls = ClientTlsContext(ca_pem);
+  auto& ws = impl->ws.emplace<2>(impl->ioc, *impl->tls);
+  if (http_status) *http_status = 0;
+  beast::error_code ec;
+  auto& lowest = beast::get_lowest_layer(ws);
+  lowest.expires_after(std::chrono::seconds(10));
+  lowest.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port), ec);
+  if (!ec) ec = ClientHandshake(ws.next_layer());
+  if (ec) {
+    if (error) *error = ec.message();
+    return nullptr;
+  }
+  if (!impl->Handshake(ws, port, target, headers, http_status, error)) return nullptr;
   return std::unique_ptr<WsClient>(new WsClient(std::move(impl)));
 }
 
 WsEvent WsClient::Read(milliseconds timeout) {
-  WsEvent event;
-  bool done = false;
-  beast::error_code result;
-  impl_->buffer.clear();
-  impl_->ws.async_read(impl_->buffer, [&](beast::error_code ec, std::size_t) {
-    result = ec;
-    done = true;
+  return impl_->Visit([&](auto& ws) {
+    WsEvent event;
+    bool done = false;
+    beast::error_code result;
+    impl_->buffer.clear();
+    ws.async_read(impl_->buffer, [&](beast::error_code ec, std::size_t) {
+      result = ec;
+      done = true;
+    });
+    if (!impl_->RunUntil([&] { return done; }, timeout)) {
+      // Abandon the read: the connection is unusable after a timeout, as for any real client.
+      impl_->CloseSocket();
+      impl_->RunUntil([&] { return done; }, milliseconds(1000));
+      event.kind = WsEvent::kTimeout;
+      return event;
+    }
+    if (result == websocket::error::closed) {
+      event.kind = WsEvent::kClosed;
+      event.close_code = ws.reason().code;
+      event.close_reason = std::string(ws.reason().reason.c_str());
+      return event;
+    }
+    if (result) {
+      event.kind = WsEvent::kError;
+      event.data = result.message();
+      return event;
+    }
+    event.kind = ws.got_text() ? WsEvent::kText : WsEvent::kBinary;
+    event.data = beast::buffers_to_string(impl_->buffer.data());
+    return event;
   });
-  if (!impl_->RunUntil([&] { return done; }, timeout)) {
-    // Abandon the read: the connection is unusable after a timeout, as for any real client.
-    beast::error_code ignored;
-    beast::get_lowest_layer(impl_->ws).socket().close(ignored);
-    impl_->RunUntil([&] { return done; }, milliseconds(1000));
-    event.kind = WsEvent::kTimeout;
-    return event;
-  }
-  if (result == websocket::error::closed) {
-    event.kind = WsEvent::kClosed;
-    event.close_code = impl_->ws.reason().code;
-    event.close_reason = std::string(impl_->ws.reason().reason.c_str());
-    return event;
-  }
-  if (result) {
-    event.kind = WsEvent::kError;
-    event.data = result.message();
-    return event;
-  }
-  event.kind = impl_->ws.got_text() ? WsEvent::kText : WsEvent::kBinary;
-  event.data = beast::buffers_to_string(impl_->buffer.data());
-  return event;
 }
 
 boost::json::value WsClient::ReadJson(milliseconds timeout) {
@@ -157,23 +259,29 @@ boost::json::value WsClient::ReadJson(milliseconds timeout) {
 }
 
 bool WsClient::SendText(const std::string& text) {
-  beast::error_code ec;
-  impl_->ws.text(true);
-  impl_->ws.write(net::buffer(text), ec);
-  return !ec;
+  return impl_->Visit([&](auto& ws) {
+    beast::error_code ec;
+    ws.text(true);
+    ws.write(net::buffer(text), ec);
+    return !ec;
+  });
 }
 
 bool WsClient::SendBinary(const std::string& bytes) {
-  beast::error_code ec;
-  impl_->ws.binary(true);
-  impl_->ws.write(net::buffer(bytes), ec);
-  return !ec;
+  return impl_->Visit([&](auto& ws) {
+    beast::error_code ec;
+    ws.binary(true);
+    ws.write(net::buffer(bytes), ec);
+    return !ec;
+  });
 }
 
 void WsClient::Close(uint16_t code) {
   bool done = false;
-  impl_->ws.async_close(websocket::close_reason(static_cast<websocket::close_code>(code)),
-                        [&](beast::error_code) { done = true; });
+  impl_->Visit([&](auto& ws) {
+    ws.async_close(websocket::close_reason(static_cast<websocket::close_code>(code)),
+                   [&](beast::error_code) { done = true; });
+  });
   impl_->RunUntil([&] { return done; }, milliseconds(5000));
 }
 

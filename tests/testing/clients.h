@@ -28,6 +28,14 @@ HttpResponse HttpRequest(int port, const std::string& method, const std::string&
                          const std::map<std::string, std::string>& headers = {},
                          const std::string& body = "");
 
+// The same over TLS to https://localhost:port (connecting to 127.0.0.1), trusting only the
+// certificate(s) in `ca_pem` and checking that the server's certificate names localhost.
+// status 0 = no response (connection or handshake failed).
+HttpResponse HttpsRequest(int port, const std::string& ca_pem, const std::string& method,
+                          const std::string& target,
+                          const std::map<std::string, std::string>& headers = {},
+                          const std::string& body = "");
+
 // What a read on a WebSocket returned.
 struct WsEvent {
   enum Kind { kText, kBinary, kClosed, kError, kTimeout } kind = kError;
@@ -42,6 +50,13 @@ class WsClient {
   static std::unique_ptr<WsClient> Connect(int port, const std::string& target,
                                            const std::map<std::string, std::string>& headers = {},
                                            int* http_status = nullptr);
+  // Opens wss://localhost:port{target} (connecting to 127.0.0.1), trusting only `ca_pem` and
+  // checking the server's certificate names localhost. On failure returns nullptr and sets
+  // *error (TLS or HTTP) and *http_status (0 when no HTTP answer came).
+  static std::unique_ptr<WsClient> ConnectTls(
+      int port, const std::string& target, const std::string& ca_pem,
+      const std::map<std::string, std::string>& headers = {}, int* http_status = nullptr,
+      std::string* error = nullptr);
   ~WsClient();
 
   WsEvent Read(milliseconds timeout = kDefaultTimeout);

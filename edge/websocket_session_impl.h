@@ -1,0 +1,547 @@
+#pragma once
+
+// The WebSocketSession template's member definitions. Included only by the files that
+// instantiate it: websocket_session.cc (plain TCP) and tls_session.cc (TLS).
+
+#include <boost/asio/post.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include "common/limits.h"
+#include "common/metrics.h"
+#include "common/strings.h"
+#include "edge/websocket_session.h"
+#include "spdlog/spdlog.h"
+
+namespace push::edge {
+
+// How long a close handshake may take before the socket is simply closed; a peer that stopped
+// reading never answers, and its stuck write must not hold the connection forever.
+inline constexpr absl::Duration kCloseTimeout = absl::Seconds(10);
+// Once open, a close handshake we start waits this long for the peer's reply before TCP goes.
+inline constexpr auto kCloseHandshakeTimeout = std::chrono::milliseconds(500);
+inline constexpr size_t kReplayPageMessages = 256;
+inline constexpr auto kLinger = std::chrono::seconds(1);
+inline constexpr size_t kReadChunk = 128;
+// The token's exp passed without a refresh, or a refresh brought a token that was refused.
+inline constexpr uint16_t kCloseTokenExpired = 4001;
+
+inline std::chrono::nanoseconds ToChrono(absl::Duration d) {
+  return absl::ToChronoNanoseconds(std::max(d, absl::ZeroDuration()));
+}
+
+// Closes the TCP socket under any stream stack at once (no TLS or WebSocket goodbye).
+template <class Stream>
+void CloseSocket(Stream& stream) {
+  beast::error_code ignored;
+  auto& lowest = beast::get_lowest_layer(stream);
+  if constexpr (requires { lowest.socket(); }) {
+    lowest.socket().close(ignored);  // beast::tcp_stream
+  } else {
+    lowest.close(ignored);  // a bare socket (EdgeStream)
+  }
+}
+
+template <class Stream>
+WebSocketSession<Stream>::WebSocketSession(Stream&& stream, SessionParams params,
+                                           const EdgeOptions& options, store::Store* store,
+                                           Hub* hub, SessionCounters* counters)
+    : ws_(std::move(stream)),
+      params_(std::move(params)),
+      options_(options),
+      store_(store),
+      hub_(hub),
+      counters_(counters),
+      timer_(ws_.get_executor()) {
+  counters_->sockets.fetch_add(1, std::memory_order_relaxed);
+}
+
+template <class Stream>
+WebSocketSession<Stream>::~WebSocketSession() {
+  ReleaseSlots();  // a handshake that never completed (the I/O threads stopped first)
+  counters_->sockets.fetch_sub(1, std::memory_order_relaxed);
+  GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(queued_bytes_.load()),
+                                             std::memory_order_relaxed);
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::Run(http::request<http::string_body> request) {
+  websocket::stream_base::timeout timeouts{};
+  timeouts.handshake_timeout = ToChrono(options_.handshake_timeout);
+  timeouts.idle_timeout = websocket::stream_base::none();
+  timeouts.keep_alive_pings = false;  // our own heartbeat follows --ping_interval/--pong_timeout
+  ws_.set_option(timeouts);
+  ws_.set_option(websocket::stream_base::decorator(
+      [](websocket::response_type& res) { res.set(http::field::server, "pushd"); }));
+  ws_.read_message_max(4096);
+  ws_.auto_fragment(false);
+  ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
+    if (kind == websocket::frame_type::pong) awaiting_pong_ = false;
+  });
+  ws_.async_accept(
+      request, beast::bind_front_handler(&WebSocketSession::OnAccept, this->shared_from_this()));
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::OnAccept(beast::error_code ec) {
+  if (ec) {
+    spdlog::info("handshake failed user={} remote={}: {}", params_.info.user_id,
+                 params_.info.remote_address, ec.message());
+    ReleaseSlots();
+    return;
+  }
+  counters_->open_sessions.fetch_add(1, std::memory_order_relaxed);
+  GlobalMetrics().connections.fetch_add(1, std::memory_order_relaxed);
+  GlobalMetrics().connects.fetch_add(1, std::memory_order_relaxed);
+  spdlog::info("connect user={} conn={} remote={} mode={}{}", params_.info.user_id,
+               params_.info.connection_id, params_.info.remote_address,
+               params_.compat ? "compat" : "ws", params_.ack ? " ack" : "");
+  websocket::stream_base::timeout timeouts{};
+  timeouts.handshake_timeout = kCloseHandshakeTimeout;
+  timeouts.idle_timeout = websocket::stream_base::none();
+  timeouts.keep_alive_pings = false;
+  ws_.set_option(timeouts);
+  // Register before reading the store: every message is then either in the read or published
+  // to us afterwards (the append precedes the publish), so nothing falls between the two.
+  registered_ = true;
+  hub_->Add(this->shared_from_this(), /*reserved=*/params_.user_slot);
+  params_.user_slot = false;
+  ReadStore();
+  DoRead();
+  absl::Time now = absl::Now();
+  next_ping_ = now + options_.ping_interval;
+  ScheduleTimer(NextWake() - now);
+  // A handshake that finished after a drain began (and after its close sweep) goes at once.
+  if (options_.ready != nullptr && !options_.ready->load()) {
+    DoClose(kCloseGoingAway, "server shutting down", &GlobalMetrics().closed_shutdown,
+            /*flush=*/true);
+  }
+}
+
+// ---- Client frames --------------------------------------------------------------------------
+
+template <class Stream>
+void WebSocketSession<Stream>::DoRead() {
+  // Read in small pieces: Beast sizes the buffer it prepares for a pending read by this limit,
+  // and an idle connection always has a read pending. Client frames are small acks.
+  ws_.async_read_some(
+      read_buffer_, kReadChunk,
+      beast::bind_front_handler(&WebSocketSession::OnRead, this->shared_from_this()));
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::OnRead(beast::error_code ec, std::size_t) {
+  if (ec) {
+    if (closing_) {
+      Finish(close_why_, nullptr);
+    } else if (ec == websocket::error::closed) {
+      Finish("client closed", &GlobalMetrics().closed_client);
+    } else if (ec == websocket::error::message_too_big) {
+      // Beast has already sent 1009 (read_message_max).
+      RecordLimitHit(Limit::kFrameBytes);
+      Finish("protocol violation", &GlobalMetrics().closed_protocol);
+    } else if (ec.category() == make_error_code(websocket::error::closed).category()) {
+      // Beast has already sent the close frame (1009 too big, 1002 protocol, 1007 bad UTF-8).
+      Finish("protocol violation", &GlobalMetrics().closed_protocol);
+    } else {
+      Finish("connection lost", &GlobalMetrics().closed_client);
+    }
+    return;
+  }
+  if (!ws_.is_message_done()) return DoRead();
+  if (!closing_) {
+    if (!ws_.got_text()) {
+      DoClose(kCloseUnsupported, "binary frames are not accepted",
+              &GlobalMetrics().closed_protocol);
+    } else {
+      auto data = read_buffer_.cdata();
+      HandleClientFrame(std::string_view(static_cast<const char*>(data.data()), data.size()));
+    }
+  }
+  read_buffer_.consume(read_buffer_.size());
+  if (read_buffer_.capacity() > 2 * kReadChunk) read_buffer_.shrink_to_fit();
+  DoRead();  // keep reading: the close handshake completes through the read
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::HandleClientFrame(std::string_view text) {
+  ClientFrame frame;
+  std::string error;
+  if (!ParseClientFrame(text, &frame, &error)) {
+    DoClose(kClosePolicy, error, &GlobalMetrics().closed_protocol);
+    return;
+  }
+  if (frame.type == ClientFrame::Type::kRefresh) {
+    HandleRefresh(frame.token);
+    return;
+  }
+  // An ack covers only what this connection has actually written.
+  if (params_.ack)
+    store_->AdvanceCursor(params_.info.user_id, std::min(frame.seq, last_written_seq_));
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::HandleRefresh(const std::string& token) {
+  if (options_.jwt == nullptr) {
+    DoClose(kClosePolicy, "refresh needs --auth=jwt", &GlobalMetrics().closed_protocol);
+    return;
+  }
+  absl::StatusOr<JwtClaims> claims = options_.jwt->Verify(token);
+  if (!claims.ok()) {
+    DoClose(kCloseTokenExpired, std::string(ToStd(claims.status().message())),
+            &GlobalMetrics().closed_protocol);
+    return;
+  }
+  // A connection never changes hands: another user's token is refused like a bad one.
+  if (claims->user_id != params_.info.user_id) {
+    DoClose(kCloseTokenExpired, "refresh token is for another user",
+            &GlobalMetrics().closed_protocol);
+    return;
+  }
+  params_.token_valid_until = claims->valid_until;
+  ScheduleTimer(NextWake() - absl::Now());  // the new deadline may be earlier than the old
+}
+
+// ---- Replay and live delivery ---------------------------------------------------------------
+
+template <class Stream>
+void WebSocketSession<Stream>::ReadStore() {
+  read_in_flight_ = true;
+  mode_ = Mode::kReading;
+  store::ReadRequest request;
+  request.user_id = params_.info.user_id;
+  request.after = started_ ? std::optional<uint64_t>(next_seq_ - 1) : params_.since;
+  request.max_messages = kReplayPageMessages;
+  request.max_bytes = options_.send_queue_bytes / 2;
+  store_->Read(std::move(request),
+               [self = this->shared_from_this()](absl::StatusOr<store::ReadResult> result) mutable {
+                 net::post(self->ws_.get_executor(), [self, result = std::move(result)]() mutable {
+                   self->OnStoreRead(std::move(result));
+                 });
+               });
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::OnStoreRead(absl::StatusOr<store::ReadResult> result) {
+  read_in_flight_ = false;
+  if (closing_ || finished_) return;
+  if (!result.ok()) {
+    spdlog::warn("store read failed user={} conn={}: {}", params_.info.user_id,
+                 params_.info.connection_id, result.status().ToString());
+    if (!started_) {
+      DoClose(1011, "message store unavailable", &GlobalMetrics().closed_error);
+      return;
+    }
+    // An open connection stays: the store is read again when it is back (Resync).
+    mode_ = Mode::kLive;
+    if (resync_pending_) {
+      resync_pending_ = false;
+      ReadStore();
+    }
+    return;
+  }
+
+  if (!started_) {
+    started_ = true;
+    next_seq_ = result->after + 1;
+    if (!params_.compat) {
+      std::string welcome =
+          EncodeWelcome(params_.info.connection_id, params_.info.user_id, result->last_seq);
+      size_t size = welcome.size();
+      EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(std::move(welcome))},
+                   size);
+    }
+    if (result->after > result->last_seq) {
+      // A `since` beyond the end comes from an earlier life of the stream (its numbering was
+      // forgotten under memory pressure): the welcome's lower seq tells the client, and it gets
+      // the new stream from the start.
+      next_seq_ = 1;
+      ReadStore();
+      DoWrite();
+      return;
+    }
+  }
+  for (MessagePtr& m : result->messages) {
+    if (m->seq < next_seq_) continue;
+    GlobalMetrics().replays.fetch_add(1, std::memory_order_relaxed);
+    Enqueue(std::move(m), /*live=*/false);
+  }
+  replay_more_ = result->more;
+  if (!replay_more_) {
+    // Everything up to last_seq that the read did not return has expired or been evicted.
+    if (result->last_seq >= next_seq_) {
+      EnqueueGap(next_seq_, result->last_seq);
+      next_seq_ = result->last_seq + 1;
+    }
+    mode_ = Mode::kLive;
+    // Live messages dropped while the read was in flight and not covered by it, or a resync
+    // asked for while it was in flight (the read may predate the lost link): read again.
+    if (max_live_seen_ >= next_seq_ || resync_pending_) {
+      resync_pending_ = false;
+      ReadStore();
+    }
+  }
+  DoWrite();
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::Resync() {
+  net::post(ws_.get_executor(), [self = this->shared_from_this()] {
+    if (self->closing_ || self->finished_) return;
+    if (self->read_in_flight_) {
+      self->resync_pending_ = true;
+    } else if (self->started_) {
+      self->ReadStore();  // from next_seq_: also resumes a replay a failed read interrupted
+    }
+  });
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::MaybeContinueReplay() {
+  if (replay_more_ && !read_in_flight_ && queued_bytes_ <= options_.send_queue_bytes / 2) {
+    ReadStore();
+  }
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::Deliver(MessagePtr message) {
+  net::post(ws_.get_executor(), [self = this->shared_from_this(),
+                                 m = std::move(message)]() mutable { self->OnLive(std::move(m)); });
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::OnLive(MessagePtr message) {
+  if (closing_ || finished_) return;
+  if (mode_ != Mode::kLive) {
+    max_live_seen_ = std::max(max_live_seen_, message->seq);
+    return;
+  }
+  if (message->seq < next_seq_) return;  // already sent (replay overlapped the publish)
+  if (message->seq > next_seq_) {
+    // Publishes of concurrent pushes can arrive out of order: fetch the hole from the stream.
+    max_live_seen_ = message->seq;
+    ReadStore();
+    return;
+  }
+  size_t size = params_.compat ? message->payload->size() : message->FrameSize();
+  uint64_t queued = queued_bytes_.load(std::memory_order_relaxed);
+  if (queued > 0 && queued + size > options_.send_queue_bytes) {
+    DoClose(kCloseSlowConsumer, "slow consumer", &GlobalMetrics().closed_slow_consumer);
+    return;
+  }
+  Enqueue(std::move(message), /*live=*/true);
+  DoWrite();
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::Enqueue(MessagePtr message, bool live) {
+  if (message->seq > next_seq_) EnqueueGap(next_seq_, message->seq - 1);
+  next_seq_ = message->seq + 1;
+  size_t size = params_.compat ? message->payload->size() : message->FrameSize();
+  EnqueueFrame(OutFrame{std::move(message), nullptr, live}, size);
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::EnqueueGap(uint64_t from, uint64_t to) {
+  GlobalMetrics().gaps.fetch_add(1, std::memory_order_relaxed);
+  if (params_.compat) return;  // bare data frames cannot say it
+  std::string gap = EncodeGap(from, to);
+  size_t size = gap.size();
+  EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(std::move(gap))}, size);
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::EnqueueFrame(OutFrame frame, size_t bytes) {
+  queue_.push_back(std::move(frame));
+  queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  GlobalMetrics().send_queue_bytes.fetch_add(static_cast<int64_t>(bytes),
+                                             std::memory_order_relaxed);
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::DoWrite() {
+  if (writing_ || queue_.empty() || finished_) return;
+  writing_ = true;
+  ws_.text(true);
+  ws_.async_write(queue_.front().Buffers(params_.compat),
+                  beast::bind_front_handler(&WebSocketSession::OnWrite, this->shared_from_this()));
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::OnWrite(beast::error_code ec, std::size_t) {
+  writing_ = false;
+  OutFrame& frame = queue_.front();
+  size_t size = frame.Size(params_.compat);
+  queued_bytes_.fetch_sub(size, std::memory_order_relaxed);
+  GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(size), std::memory_order_relaxed);
+  if (!ec && frame.message) {
+    uint64_t seq = frame.message->seq;
+    last_written_seq_ = seq;
+    messages_sent_.fetch_add(1, std::memory_order_relaxed);
+    GlobalMetrics().deliveries.fetch_add(1, std::memory_order_relaxed);
+    if (frame.live) {
+      GlobalMetrics().delivery_latency.Observe(Metrics::NowNanos() - frame.message->appended_ns);
+    }
+    if (!params_.ack) store_->AdvanceCursor(params_.info.user_id, seq);
+  }
+  queue_.pop_front();
+  if (ec) {
+    if (closing_) {
+      Teardown(close_why_, nullptr);
+    } else {
+      Teardown("connection lost", &GlobalMetrics().closed_client);
+    }
+    return;
+  }
+  if (closing_) {
+    DoWrite();  // flushing before a going-away close
+    MaybeSendClose();
+    return;
+  }
+  MaybeContinueReplay();
+  DoWrite();
+}
+
+// ---- Heartbeat and closing ------------------------------------------------------------------
+
+template <class Stream>
+void WebSocketSession<Stream>::ScheduleTimer(absl::Duration after) {
+  timer_.expires_after(ToChrono(after));
+  timer_.async_wait(
+      beast::bind_front_handler(&WebSocketSession::OnTimer, this->shared_from_this()));
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::OnTimer(beast::error_code ec) {
+  if (ec == net::error::operation_aborted || finished_) return;
+  // A wait that completed just before ScheduleTimer moved the expiry is stale: a newer wait is
+  // pending for the new deadline.
+  if (timer_.expiry() > std::chrono::steady_clock::now()) return;
+  if (closing_) {
+    Teardown(close_why_, nullptr);  // the close handshake did not finish in time
+    return;
+  }
+  absl::Time now = absl::Now();
+  if (awaiting_pong_ && now - ping_sent_ >= options_.pong_timeout) {
+    Teardown("pong timeout", &GlobalMetrics().closed_pong_timeout);
+    return;
+  }
+  if (now >= params_.token_valid_until) {
+    DoClose(kCloseTokenExpired, "token expired", &GlobalMetrics().closed_protocol);
+    return;
+  }
+  if (now >= next_ping_) {
+    if (!ping_in_flight_) {
+      ping_in_flight_ = true;
+      ws_.async_ping({}, [self = this->shared_from_this()](beast::error_code) {
+        self->ping_in_flight_ = false;
+      });
+    }
+    if (!awaiting_pong_) {
+      awaiting_pong_ = true;
+      ping_sent_ = now;
+    }
+    next_ping_ = now + options_.ping_interval;
+  }
+  ScheduleTimer(NextWake() - now);
+}
+
+template <class Stream>
+absl::Time WebSocketSession<Stream>::NextWake() const {
+  absl::Time wake = std::min(next_ping_, params_.token_valid_until);
+  if (awaiting_pong_) wake = std::min(wake, ping_sent_ + options_.pong_timeout);
+  return wake;
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::Close(uint16_t code, std::string reason) {
+  net::post(
+      ws_.get_executor(), [self = this->shared_from_this(), code, reason = std::move(reason)]() {
+        std::atomic<uint64_t>* counter = code == kCloseGoingAway ? &GlobalMetrics().closed_shutdown
+                                                                 : &GlobalMetrics().closed_deleted;
+        // Going away (drain): what is queued is still written, since this process will not be
+        // there to replay it. Otherwise unsent frames are dropped and replayed on reconnect.
+        self->DoClose(code, reason, counter, /*flush=*/code == kCloseGoingAway);
+      });
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::DoClose(uint16_t code, std::string reason,
+                                       std::atomic<uint64_t>* reason_counter, bool flush) {
+  if (closing_ || finished_) return;
+  closing_ = true;
+  close_why_ = code == kCloseSlowConsumer   ? "slow consumer"
+               : code == kCloseGoingAway    ? "shutdown"
+               : code == kCloseNormal       ? "deleted"
+               : code == kCloseTokenExpired ? "token"
+                                            : "closed by server";
+  reason_counter->fetch_add(1, std::memory_order_relaxed);
+  spdlog::info("closing user={} conn={} code={} reason='{}'", params_.info.user_id,
+               params_.info.connection_id, code, reason);
+  if (registered_) {
+    registered_ = false;
+    hub_->Remove(*this);
+  }
+  // Unless flushing, unsent frames are dropped (they stay in the stream for the next connect); a
+  // frame being written stays alive until its write completes.
+  size_t keep = flush ? queue_.size() : writing_ ? 1 : 0;
+  while (queue_.size() > keep) {
+    size_t size = queue_.back().Size(params_.compat);
+    queued_bytes_.fetch_sub(size, std::memory_order_relaxed);
+    GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(size),
+                                               std::memory_order_relaxed);
+    queue_.pop_back();
+  }
+  pending_close_.emplace(static_cast<websocket::close_code>(code), reason);
+  ScheduleTimer(kCloseTimeout);
+  MaybeSendClose();
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::MaybeSendClose() {
+  // The close frame follows the last queued frame.
+  if (!pending_close_ || close_sent_ || !queue_.empty()) return;
+  close_sent_ = true;
+  ws_.async_close(*pending_close_, [self = this->shared_from_this()](beast::error_code) {});
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::Teardown(const char* why, std::atomic<uint64_t>* reason_counter) {
+  CloseSocket(ws_);
+  Finish(why, reason_counter);
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::Finish(const char* why, std::atomic<uint64_t>* reason_counter) {
+  if (finished_) return;
+  finished_ = true;
+  if (reason_counter != nullptr) reason_counter->fetch_add(1, std::memory_order_relaxed);
+  if (registered_) {
+    registered_ = false;
+    hub_->Remove(*this);
+  }
+  // Linger briefly before closing the socket so the peer can read our close frame (closing with
+  // unread input would send a RST that may destroy it). The timer keeps the session alive.
+  timer_.expires_after(kLinger);
+  timer_.async_wait(
+      [self = this->shared_from_this()](beast::error_code) { CloseSocket(self->ws_); });
+  ReleaseSlots();
+  counters_->open_sessions.fetch_sub(1, std::memory_order_relaxed);
+  GlobalMetrics().connections.fetch_sub(1, std::memory_order_relaxed);
+  spdlog::info("disconnect user={} conn={} reason={} sent={}", params_.info.user_id,
+               params_.info.connection_id, why, messages_sent_.load());
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::ReleaseSlots() {
+  if (params_.user_slot) {
+    params_.user_slot = false;
+    hub_->Release(params_.info.user_id);
+  }
+  if (holds_slot_) {
+    holds_slot_ = false;
+    counters_->slots.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace push::edge

@@ -1,0 +1,137 @@
+// gRPC hardening against a real pushd: server reflection only when --grpc_reflection is on, and
+// keepalive enforcement (a client that pings too often is sent away, others keep working).
+
+#include <grpc/grpc.h>
+#include <grpc/support/log.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/channel_arguments.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+
+#include "gtest/gtest.h"
+#include "tests/testing/pushd_process.h"
+#include "tests/testing/test_util.h"
+
+namespace push::testing {
+namespace {
+
+constexpr char kReflectionMethod[] =
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+
+// One request and its answer on `method`, as any generic client would send them (a streaming
+// method answers one request with one response).
+grpc::Status RawCall(int port, const std::string& method, const std::string& request,
+                     std::string* response) {
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Slice slice(request);
+  grpc::ByteBuffer req(&slice, 1);
+  grpc::ByteBuffer res;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status result;
+  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &req, &res, [&](grpc::Status s) {
+    std::lock_guard<std::mutex> lock(mu);
+    result = s;
+    done = true;
+    cv.notify_one();
+  });
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return done; });
+  std::vector<grpc::Slice> slices;
+  if (result.ok() && res.Dump(&slices).ok()) {
+    for (const auto& s : slices) {
+      response->append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  return result;
+}
+
+// ServerReflectionRequest{list_services: "*"}: field 7, a string.
+const std::string kListServices("\x3a\x01*", 3);
+
+TEST(GrpcHardeningTest, ReflectionOnListsPushService) {
+  PushdProcess pushd({"--grpc_reflection=true"});
+  ASSERT_TRUE(pushd.started());
+  std::string response;
+  grpc::Status status = RawCall(pushd.grpc_port(), kReflectionMethod, kListServices, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_NE(response.find("push.v1.PushService"), std::string::npos);
+}
+
+TEST(GrpcHardeningTest, ReflectionOffAnswersUnimplementedAndTheRestServes) {
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"--grpc_reflection=false"},
+                                               std::vector<std::string>{"--nogrpc_reflection"}}) {
+    PushdProcess pushd(args);
+    ASSERT_TRUE(pushd.started());
+    std::string response;
+    grpc::Status status = RawCall(pushd.grpc_port(), kReflectionMethod, kListServices, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED)
+        << args[0] << ": " << status.error_message();
+    EXPECT_TRUE(response.empty());
+    // Health and PushService are still there.
+    status = RawCall(pushd.grpc_port(), "/grpc.health.v1.Health/Check", "", &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response, std::string("\x08\x01", 2));  // SERVING
+    EXPECT_TRUE(DoPush(*pushd.Stub(), "alice", "1").ok());
+  }
+}
+
+// gRPC's client logs the GOAWAY it gets; the test listens for the server's reason. (gRPC has
+// no public way back to its own log function, so this one also writes every line to stderr.)
+std::atomic<bool> g_too_many_pings{false};
+
+void RecordTooManyPings(gpr_log_func_args* args) {
+  if (std::string_view(args->message).find("too_many_pings") != std::string_view::npos) {
+    g_too_many_pings.store(true);
+  }
+  std::fprintf(stderr, "%s %s:%d] %s\n", gpr_log_severity_string(args->severity), args->file,
+               args->line, args->message);
+}
+
+TEST(GrpcHardeningTest, ClientPingingTooOftenGetsGoawayWhileOthersKeepWorking) {
+  PushdProcess pushd;
+  ASSERT_TRUE(pushd.started());
+  const std::string target = "127.0.0.1:" + std::to_string(pushd.grpc_port());
+  auto normal_channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  auto normal = v1::PushService::NewStub(normal_channel);
+  ASSERT_TRUE(DoPush(*normal, "bob", "1").ok());
+
+  g_too_many_pings.store(false);
+  gpr_set_log_function(RecordTooManyPings);
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  auto eager_channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  auto eager = v1::PushService::NewStub(eager_channel);
+  ASSERT_TRUE(DoPush(*eager, "alice", "1").ok());
+  ASSERT_EQ(eager_channel->GetState(false), GRPC_CHANNEL_READY);
+
+  // The server counts pings that come sooner than it allows and closes the connection with
+  // GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings"): the channel leaves READY.
+  bool left_ready = eager_channel->WaitForStateChange(
+      GRPC_CHANNEL_READY, std::chrono::system_clock::now() + std::chrono::seconds(10));
+  EXPECT_TRUE(left_ready) << "the eager client's connection was not closed";
+  EXPECT_TRUE(WaitFor([] { return g_too_many_pings.load(); }, std::chrono::milliseconds(5000)))
+      << "no GOAWAY too_many_pings seen";
+
+  // The well-behaved client kept its connection and is served.
+  EXPECT_EQ(normal_channel->GetState(false), GRPC_CHANNEL_READY);
+  v1::PushResponse res;
+  ASSERT_TRUE(DoPush(*normal, "bob", "2", &res).ok());
+  EXPECT_EQ(res.seq(), 2u);
+}
+
+}  // namespace
+}  // namespace push::testing

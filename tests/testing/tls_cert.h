@@ -1,0 +1,37 @@
+#pragma once
+
+#include <string>
+
+namespace push::testing {
+
+// A key pair and self-signed certificate made at runtime, in PEM.
+struct TestCertificate {
+  std::string cert_pem;
+  std::string key_pem;
+};
+
+// An ECDSA P-256 certificate for `common_name` with subjectAltName DNS:localhost, IP:127.0.0.1
+// and IP:::1, valid from an hour ago for a day. Self-signed: it is its own CA, so a client
+// trusts it by taking cert_pem as its root. Fails the current test on error.
+TestCertificate MakeSelfSignedCertificate(const std::string& common_name = "localhost");
+
+// `key_pem` encrypted with `passphrase` (AES-256), as `openssl pkey -aes256` writes it.
+std::string EncryptedKeyPem(const std::string& key_pem, const std::string& passphrase);
+
+// A directory under the test temp dir, removed with everything in it when destroyed.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  // Writes `contents` to path()/name and returns the file's path.
+  std::string Write(const std::string& name, const std::string& contents) const;
+
+ private:
+  std::string path_;
+};
+
+}  // namespace push::testing
