@@ -11,7 +11,6 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/http_query.h"
 #include "common/ids.h"
@@ -19,6 +18,7 @@
 #include "common/metrics.h"
 #include "common/strings.h"
 #include "edge/demo_page.h"
+#include "edge/upgrade_request.h"
 #include "edge/websocket_session.h"
 #include "spdlog/spdlog.h"
 
@@ -27,36 +27,7 @@ namespace {
 
 using tcp = net::ip::tcp;
 
-constexpr size_t kMaxRequestHeaderBytes = 8192;
-constexpr size_t kMaxRequestBodyBytes = 4096;
 constexpr auto kRequestTimeout = std::chrono::seconds(30);
-constexpr size_t kMaxUserAgentBytes = 256;
-
-std::string JsonError(std::string_view message) {
-  std::string out = R"({"error":)";
-  AppendJsonString(&out, message);
-  out.push_back('}');
-  return out;
-}
-
-// The token of an upgrade: `Authorization: Bearer <t>` when that header is present, else the
-// `token` query parameter (browsers cannot set headers on a WebSocket).
-absl::StatusOr<std::string> BearerToken(const http::request<http::string_body>& req,
-                                        const RequestTarget& target) {
-  if (auto auth = req.find(http::field::authorization); auth != req.end()) {
-    std::string_view value = auth->value();
-    constexpr std::string_view kScheme = "bearer ";
-    if (value.size() <= kScheme.size() ||
-        !beast::iequals(value.substr(0, kScheme.size()), kScheme)) {
-      return absl::UnauthenticatedError("Authorization must be: Bearer <token>");
-    }
-    value.remove_prefix(kScheme.size());
-    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-    return std::string(value);
-  }
-  if (const std::string* token = target.Param("token")) return *token;
-  return absl::UnauthenticatedError("missing token");
-}
 
 }  // namespace
 
@@ -102,8 +73,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void DoRead() {
     parser_.emplace();
-    parser_->header_limit(kMaxRequestHeaderBytes);
-    parser_->body_limit(kMaxRequestBodyBytes);
+    LimitRequestParser(*parser_);
     stream_.expires_after(kRequestTimeout);
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
@@ -154,8 +124,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const std::string& path = target->path;
     const http::verb method = req.method();
 
-    if (path == "/ws" || path == "/getPushNews") {
-      Upgrade(std::move(req), *target, path == "/getPushNews");
+    if (bool compat; IsUpgradePath(path, &compat)) {
+      Upgrade(std::move(req), *target, compat);
       return;
     }
     if (path == "/healthz" && method == http::verb::get) {
@@ -237,76 +207,25 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void Upgrade(http::request<http::string_body> req, const RequestTarget& target, bool compat) {
     const unsigned version = req.version();
-    auto reject = [&](http::status status, std::string_view why) {
-      Send(MakeResponse(status, version, false, JsonError(why)));
-    };
-    if (req.method() != http::verb::get || !websocket::is_upgrade(req)) {
-      reject(http::status::bad_request,
-             "expected a WebSocket upgrade (GET with Connection: Upgrade, Upgrade: websocket)");
-      return;
-    }
-    if (!server_.Ready()) {
-      reject(http::status::service_unavailable, "server is not accepting connections");
-      return;
-    }
-    if (!server_.options.allowed_origins.empty()) {
-      auto origin = req.find(http::field::origin);
-      if (origin != req.end()) {
-        const auto& allowed = server_.options.allowed_origins;
-        if (std::find(allowed.begin(), allowed.end(), origin->value()) == allowed.end()) {
-          reject(http::status::forbidden, "origin not allowed");
-          return;
-        }
+    absl::StatusOr<UpgradeRequest> upgrade =
+        CheckUpgrade(req, target, compat, server_.options, server_.Ready());
+    if (!upgrade.ok()) {
+      http::status status = UpgradeRefusalStatus(upgrade.status());
+      Response res =
+          MakeResponse(status, version, false, JsonError(ToStd(upgrade.status().message())));
+      if (status == http::status::unauthorized) {
+        res.set(http::field::www_authenticate, R"(Bearer error="invalid_token")");
       }
+      Send(std::move(res));
+      return;
     }
     SessionParams params;
     params.compat = compat;
-    std::string user;
-    if (const JwtVerifier* jwt = server_.options.jwt.get()) {
-      // The token is the only source of the user: a user_id/userId in the query is ignored, so
-      // it can never name someone else.
-      absl::StatusOr<std::string> token = BearerToken(req, target);
-      absl::StatusOr<JwtClaims> claims =
-          token.ok() ? jwt->Verify(*token) : absl::StatusOr<JwtClaims>(token.status());
-      if (!claims.ok()) {
-        Response res = MakeResponse(http::status::unauthorized, version, false,
-                                    JsonError(ToStd(claims.status().message())));
-        res.set(http::field::www_authenticate, R"(Bearer error="invalid_token")");
-        Send(std::move(res));
-        return;
-      }
-      user = std::move(claims->user_id);
-      params.token_valid_until = claims->valid_until;
-    } else {
-      const std::string* param = target.Param(compat ? "userId" : "user_id");
-      if (param == nullptr) {
-        reject(http::status::bad_request,
-               compat ? "missing userId query parameter" : "missing user_id query parameter");
-        return;
-      }
-      if (absl::Status s = ValidateUserId(*param); !s.ok()) {
-        reject(http::status::bad_request, ToStd(s.message()));
-        return;
-      }
-      user = *param;
-    }
-    if (const std::string* since = target.Param("since")) {
-      uint64_t value = 0;
-      if (!absl::SimpleAtoi(*since, &value)) {
-        reject(http::status::bad_request, "since must be a non-negative integer (a seq)");
-        return;
-      }
-      params.since = value;
-    }
-    if (const std::string* ack = target.Param("ack")) {
-      if (*ack == "1" || *ack == "true") {
-        params.ack = true;
-      } else if (!(*ack == "0" || *ack == "false" || ack->empty())) {
-        reject(http::status::bad_request, "ack must be 1 or 0");
-        return;
-      }
-    }
-    params.info.user_id = std::move(user);
+    params.ack = upgrade->ack;
+    params.since = upgrade->since;
+    params.token_valid_until = upgrade->token_valid_until;
+    params.info.user_id = std::move(upgrade->user_id);
+    params.info.user_agent = std::move(upgrade->user_agent);
     params.info.connection_id = NewConnectionId();
     params.info.connected_at = absl::Now();
     beast::error_code ec;
@@ -316,9 +235,6 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
           remote.address().is_v6()
               ? absl::StrCat("[", remote.address().to_string(), "]:", remote.port())
               : absl::StrCat(remote.address().to_string(), ":", remote.port());
-    }
-    if (auto ua = req.find(http::field::user_agent); ua != req.end()) {
-      params.info.user_agent = std::string(ua->value().substr(0, kMaxUserAgentBytes));
     }
     std::make_shared<WebSocketSession>(stream_.release_socket(), std::move(params), server_.options,
                                        server_.store, server_.hub, &server_.open_sessions)
@@ -350,7 +266,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   beast::tcp_stream stream_;
   EdgeServer::Impl& server_;
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<RequestParser> parser_;
   std::optional<Response> response_;
 };
 
