@@ -20,6 +20,8 @@ if [ "$PUSHD_BUILD_TESTS" != OFF ]; then
   # Browser tests (tests/browser): Debian's Chromium driven by playwright-core, no browser
   # download; ss (iproute2) kills connections server-side in the reconnect tests.
   PACKAGES+=(chromium iproute2)
+  # libFuzzer targets (tests/fuzz): clang 14 and its runtimes (libFuzzer, ASan, UBSan).
+  PACKAGES+=(clang libclang-rt-14-dev)
 fi
 
 missing=()
