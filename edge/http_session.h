@@ -20,40 +20,14 @@
 #include "common/strings.h"
 #include "edge/demo_page.h"
 #include "edge/edge_internal.h"
+#include "edge/upgrade_request.h"
 #include "edge/websocket_session.h"
 #include "spdlog/spdlog.h"
 
 namespace push::edge {
 
-inline constexpr size_t kMaxRequestBodyBytes = 4096;
-inline constexpr size_t kMaxUserAgentBytes = 256;
 // The TLS goodbye (close_notify) sent when closing may wait this long for the peer's.
 inline constexpr auto kTlsShutdownTimeout = std::chrono::seconds(2);
-inline std::string JsonError(std::string_view message) {
-  std::string out = R"({"error":)";
-  AppendJsonString(&out, message);
-  out.push_back('}');
-  return out;
-}
-
-// The token of an upgrade: `Authorization: Bearer <t>` when that header is present, else the
-// `token` query parameter (browsers cannot set headers on a WebSocket).
-inline absl::StatusOr<std::string> BearerToken(const http::request<http::string_body>& req,
-                                               const RequestTarget& target) {
-  if (auto auth = req.find(http::field::authorization); auth != req.end()) {
-    std::string_view value = auth->value();
-    constexpr std::string_view kScheme = "bearer ";
-    if (value.size() <= kScheme.size() ||
-        !beast::iequals(value.substr(0, kScheme.size()), kScheme)) {
-      return absl::UnauthenticatedError("Authorization must be: Bearer <token>");
-    }
-    value.remove_prefix(kScheme.size());
-    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-    return std::string(value);
-  }
-  if (const std::string* token = target.Param("token")) return *token;
-  return absl::UnauthenticatedError("missing token");
-}
 
 // ---- HTTP ------------------------------------------------------------------------------------
 
@@ -109,8 +83,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
 
   void DoRead() {
     parser_.emplace();
-    parser_->header_limit(server_.options.max_request_header_bytes);
-    parser_->body_limit(kMaxRequestBodyBytes);
+    LimitRequestParser(*parser_, server_.options.max_request_header_bytes);
     // A deadline for the whole request, not an idle timer: a client trickling bytes (slowloris)
     // is cut at it like one that sends nothing. The first one runs from the accept (for TLS,
     // from before the handshake: Start set it).
@@ -175,8 +148,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     const std::string& path = target->path;
     const http::verb method = req.method();
 
-    if (path == "/ws" || path == "/getPushNews") {
-      Upgrade(std::move(req), *target, path == "/getPushNews");
+    if (bool compat; IsUpgradePath(path, &compat)) {
+      Upgrade(std::move(req), *target, compat);
       return;
     }
     if (path == "/healthz" && method == http::verb::get) {
@@ -270,72 +243,25 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     auto reject = [&](http::status status, std::string_view why) {
       Send(MakeResponse(status, version, false, JsonError(why)));
     };
-    if (req.method() != http::verb::get || !websocket::is_upgrade(req)) {
-      reject(http::status::bad_request,
-             "expected a WebSocket upgrade (GET with Connection: Upgrade, Upgrade: websocket)");
-      return;
-    }
-    if (!server_.Ready()) {
-      reject(http::status::service_unavailable, "server is not accepting connections");
-      return;
-    }
-    if (!server_.options.allowed_origins.empty()) {
-      auto origin = req.find(http::field::origin);
-      if (origin != req.end()) {
-        const auto& allowed = server_.options.allowed_origins;
-        if (std::find(allowed.begin(), allowed.end(), origin->value()) == allowed.end()) {
-          reject(http::status::forbidden, "origin not allowed");
-          return;
-        }
+    // The socket-free checks (also run by tests/fuzz/upgrade_fuzz.cc).
+    absl::StatusOr<UpgradeRequest> upgrade =
+        CheckUpgrade(req, target, compat, server_.options, server_.Ready());
+    if (!upgrade.ok()) {
+      http::status status = UpgradeRefusalStatus(upgrade.status());
+      Response res =
+          MakeResponse(status, version, false, JsonError(ToStd(upgrade.status().message())));
+      if (status == http::status::unauthorized) {
+        res.set(http::field::www_authenticate, R"(Bearer error="invalid_token")");
       }
+      Send(std::move(res));
+      return;
     }
     SessionParams params;
     params.compat = compat;
-    std::string user;
-    if (const JwtVerifier* jwt = server_.options.jwt.get()) {
-      // The token is the only source of the user: a user_id/userId in the query is ignored, so
-      // it can never name someone else.
-      absl::StatusOr<std::string> token = BearerToken(req, target);
-      absl::StatusOr<JwtClaims> claims =
-          token.ok() ? jwt->Verify(*token) : absl::StatusOr<JwtClaims>(token.status());
-      if (!claims.ok()) {
-        Response res = MakeResponse(http::status::unauthorized, version, false,
-                                    JsonError(ToStd(claims.status().message())));
-        res.set(http::field::www_authenticate, R"(Bearer error="invalid_token")");
-        Send(std::move(res));
-        return;
-      }
-      user = std::move(claims->user_id);
-      params.token_valid_until = claims->valid_until;
-    } else {
-      const std::string* param = target.Param(compat ? "userId" : "user_id");
-      if (param == nullptr) {
-        reject(http::status::bad_request,
-               compat ? "missing userId query parameter" : "missing user_id query parameter");
-        return;
-      }
-      if (absl::Status s = ValidateUserId(*param); !s.ok()) {
-        reject(http::status::bad_request, ToStd(s.message()));
-        return;
-      }
-      user = *param;
-    }
-    if (const std::string* since = target.Param("since")) {
-      uint64_t value = 0;
-      if (!absl::SimpleAtoi(*since, &value)) {
-        reject(http::status::bad_request, "since must be a non-negative integer (a seq)");
-        return;
-      }
-      params.since = value;
-    }
-    if (const std::string* ack = target.Param("ack")) {
-      if (*ack == "1" || *ack == "true") {
-        params.ack = true;
-      } else if (!(*ack == "0" || *ack == "false" || ack->empty())) {
-        reject(http::status::bad_request, "ack must be 1 or 0");
-        return;
-      }
-    }
+    params.since = upgrade->since;
+    params.ack = upgrade->ack;
+    params.token_valid_until = upgrade->token_valid_until;
+    std::string user = std::move(upgrade->user_id);
     // The process limit first: when it is full, no user gets in.
     if (!server_.TakeSlot()) {
       RecordLimitHit(Limit::kConnections);
@@ -366,9 +292,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
               ? absl::StrCat("[", remote.address().to_string(), "]:", remote.port())
               : absl::StrCat(remote.address().to_string(), ":", remote.port());
     }
-    if (auto ua = req.find(http::field::user_agent); ua != req.end()) {
-      params.info.user_agent = std::string(ua->value().substr(0, kMaxUserAgentBytes));
-    }
+    params.info.user_agent = std::move(upgrade->user_agent);
     if constexpr (kTls) {
       // The WebSocket layer keeps its own timeouts; the TLS stream moves over whole.
       beast::get_lowest_layer(stream_).expires_never();

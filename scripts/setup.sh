@@ -22,6 +22,8 @@ if [ "$PUSHD_BUILD_TESTS" != OFF ]; then
   PACKAGES+=(chromium iproute2)
   # Scale-out tests (tests/integration/redis_*): each test starts its own redis-server.
   PACKAGES+=(redis-server)
+  # libFuzzer targets (tests/fuzz): clang 14 and its runtimes (libFuzzer, ASan, UBSan).
+  PACKAGES+=(clang libclang-rt-14-dev)
 fi
 
 missing=()

@@ -545,6 +545,42 @@ TEST(BadInputTest, FailedConnectionLeavesListClientsAtOnceEvenIfPeerLingers) {
   }
 }
 
+// HTTP allows any byte above 0x7F in a header; ListClients shows the User-Agent in a protobuf
+// string, which must be UTF-8 or the caller cannot decode the response. Found by upgrade_fuzz.
+TEST(BadInputTest, UserAgentThatIsNotUtf8DoesNotBreakListClients) {
+  PushdProcess pushd;
+  ASSERT_TRUE(pushd.started());
+  auto stub = pushd.Stub();
+  struct Case {
+    std::string user, header, shown;
+  };
+  const std::string long_prefix(255, 'a');
+  std::vector<Case> cases = {
+      {"ua-latin1", "caf\xe9 browser", "caf? browser"},
+      {"ua-cut", long_prefix + "\xc3\xa9tail", long_prefix},  // 2-byte char across byte 256
+      {"ua-utf8", "Mozilla/5.0 \xe2\x82\xac", "Mozilla/5.0 \xe2\x82\xac"},
+  };
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (const Case& c : cases) {
+    auto raw = RawClient::Connect(pushd.ws_port());
+    ASSERT_TRUE(raw);
+    ASSERT_EQ(raw->Upgrade("/ws?user_id=" + c.user, {{"User-Agent", c.header}}), 101);
+    ASSERT_TRUE(raw->ReadFrame());  // welcome: registered
+    clients.push_back(std::move(raw));
+  }
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.user);
+    grpc::Status status;
+    v1::ListClientsResponse list = DoList(*stub, c.user, 0, "", &status);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(list.clients_size(), 1);
+    EXPECT_EQ(list.clients(0).user_agent(), c.shown);
+  }
+  grpc::Status status;
+  EXPECT_EQ(DoList(*stub, "", 0, "", &status).total(), 3u);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+}
+
 TEST(BadInputTest, ProcessSurvivesAllOfItAtOnce) {
   PushdProcess pushd({"--max_message_bytes=1024"});
   ASSERT_TRUE(pushd.started());

@@ -49,6 +49,17 @@ int WaitPid(pid_t pid, int timeout_ms) {
   }
 }
 
+// In the sanitizer build (PUSHD_SANITIZE=ON) pushd exits with PUSHD_SANITIZER_EXIT_CODE after an
+// AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer report (services/
+// sanitizer_options.cc), whatever the test expected of it.
+void ExpectNoSanitizerReport(int exit_status, const std::string& where) {
+#ifdef PUSHD_SANITIZER_EXIT_CODE
+  EXPECT_NE(exit_status, PUSHD_SANITIZER_EXIT_CODE)
+      << "pushd exited with the sanitizer exit status: a sanitizer found a bug; its report is in "
+      << where;
+#endif
+}
+
 }  // namespace
 
 std::string PushdBinary() { return PUSHD_BINARY; }
@@ -144,7 +155,10 @@ void PushdProcess::Signal(int sig) {
 int PushdProcess::Wait(int timeout_ms) {
   if (exit_status_ >= 0) return exit_status_;
   int status = WaitPid(pid_, timeout_ms);
-  if (status >= 0) exit_status_ = status;
+  if (status >= 0) {
+    exit_status_ = status;
+    ExpectNoSanitizerReport(status, "pushd's stderr, above");
+  }
   return status;
 }
 
@@ -196,6 +210,8 @@ RunResult RunCommand(const std::string& binary, const std::vector<std::string>& 
     kill(pid, SIGKILL);
     WaitPid(pid, 5000);
   }
+  if (binary == PushdBinary())
+    ExpectNoSanitizerReport(result.exit_status, "its stderr:\n" + result.err);
   return result;
 }
 

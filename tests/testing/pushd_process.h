@@ -18,7 +18,8 @@ struct PushdOptions {
 };
 
 // A real `pushd` child process on loopback with ephemeral ports. Stopped (SIGTERM, then SIGKILL)
-// when destroyed, so no server outlives its test.
+// when destroyed, so no server outlives its test. In the sanitizer build, a pushd that exits
+// after a sanitizer report fails the test (Wait, Terminate and the destructor all check).
 class PushdProcess {
  public:
   // Starts pushd with --grpc_listen/--ws_listen on 127.0.0.1:0, a short drain timeout and

@@ -22,6 +22,9 @@ function binary(envName, relative) {
 export const PUSHD = () => binary('PUSHD_BINARY', 'services/pushd');
 export const PUSHCTL = () => binary('PUSHCTL_BINARY', 'tools/pushctl');
 
+// The first line of an AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer report.
+const SANITIZER_REPORT = /ERROR: (Address|Leak)Sanitizer|runtime error: /;
+
 /** Starts pushd on loopback with ports 0 and waits (bounded) for its ready line. */
 export async function startPushd(extraArgs = [], { readyTimeout = 15000 } = {}) {
   const args = [
@@ -63,13 +66,21 @@ export async function startPushd(extraArgs = [], { readyTimeout = 15000 } = {}) 
     httpBase: `http://127.0.0.1:${ports.wsPort}`,
     wsUrl: `ws://127.0.0.1:${ports.wsPort}/ws`,
     stderr: () => stderr,
-    /** SIGTERM, then SIGKILL if it has not exited within the bound. */
+    /**
+     * SIGTERM, then SIGKILL if it has not exited within the bound. Throws when pushd (built with
+     * PUSHD_SANITIZE=ON) reported a sanitizer error, so the test fails with the report.
+     */
     async stop(timeout = 5000) {
-      if (proc.exitCode !== null || proc.signalCode !== null) return exited;
-      proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), timeout);
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        const timer = setTimeout(() => proc.kill('SIGKILL'), timeout);
+        await exited;
+        clearTimeout(timer);
+      }
       const result = await exited;
-      clearTimeout(timer);
+      if (SANITIZER_REPORT.test(stderr)) {
+        throw new Error(`pushd reported a sanitizer error; its stderr:\n${stderr}`);
+      }
       return result;
     },
   };
