@@ -499,7 +499,8 @@ TEST(LimitsTest, AcceptBacksOffWithoutSpinningWhenDescriptorsRunOut) {
     idle.push_back(std::make_unique<TcpSocket>(port));
     ASSERT_TRUE(idle.back()->connected()) << i;
   }
-  ASSERT_TRUE(WaitFor([&] { return CountLines(pushd.Stderr(), "limit open_files:") >= 1; }));
+  ASSERT_TRUE(WaitFor([&] { return CountLines(pushd.Stderr(), "limit open_files:") >= 1; }))
+      << pushd.Stderr();
 
   // CPU time of pushd over one second: a spinning accept loop would take most of it.
   auto cpu_seconds = [&] {

@@ -157,7 +157,9 @@ int PushdProcess::Wait(int timeout_ms) {
   int status = WaitPid(pid_, timeout_ms);
   if (status >= 0) {
     exit_status_ = status;
-    ExpectNoSanitizerReport(status, "pushd's stderr, above");
+    // Captured stderr is not on the test's output: show it with the failure.
+    std::string err = Stderr();
+    ExpectNoSanitizerReport(status, err.empty() ? "pushd's stderr, above" : "its stderr:\n" + err);
   }
   return status;
 }
