@@ -229,6 +229,10 @@ TEST_F(JwtIntegrationTest, TokenForAliceCannotReadBob) {
   auto compat =
       WsClient::Connect(pushd->ws_port(), "/getPushNews?userId=bob&token=" + token, {}, &status);
   ASSERT_TRUE(compat) << status;
+  // The compatibility route sends no welcome frame: wait until the connection is registered (as
+  // alice's second), or the next push could reach only the first one.
+  ASSERT_TRUE(WaitFor([&] { return DoList(*stub, "alice").total() == 2; }));
+  EXPECT_EQ(DoList(*stub, "bob").total(), 0u);
   ASSERT_TRUE(DoPush(*stub, "bob", R"({"secret":"bob3"})").ok());
   ASSERT_TRUE(DoPush(*stub, "alice", R"({"n":2})").ok());
   WsEvent e = compat->Read();
