@@ -1,6 +1,100 @@
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+
 #include "edge/websocket_session_impl.h"
 
 namespace push::edge {
+
+namespace {
+
+// The size of a WebSocket frame (RFC 6455 5.2) from its first `have` bytes: header plus payload,
+// or 0 while the header is not complete.
+uint64_t FrameSize(const uint8_t* h, size_t have) {
+  if (have < 2) return 0;
+  uint64_t header = 2;
+  uint64_t length = h[1] & 0x7f;
+  if (length == 126) header += 2;
+  if (length == 127) header += 8;
+  if (h[1] & 0x80) header += 4;  // the masking key
+  if (have < header) return 0;
+  if (length == 126) length = (uint64_t{h[2]} << 8) | h[3];
+  if (length == 127) {
+    length = 0;
+    for (int i = 2; i < 10; ++i) length = (length << 8) | h[i];
+  }
+  // A length this large is refused by the WebSocket layer (1009) once it has read the header.
+  return length > UINT64_MAX - header ? UINT64_MAX : header + length;
+}
+
+beast::error_code LastError(ssize_t result) {
+  if (result == 0) return net::error::eof;
+  if (errno == EAGAIN || errno == EWOULDBLOCK) return net::error::would_block;
+  return beast::error_code(errno, net::error::get_system_category());
+}
+
+}  // namespace
+
+size_t EdgeStream::ReadFrameBytes(const net::mutable_buffer* pieces, size_t count,
+                                  beast::error_code& ec) {
+  ec = {};
+  const int fd = native_handle();
+  uint64_t limit;
+  if (frame_size_ == 0) {
+    // The header is not complete: look at what has come of it, without taking it yet.
+    ssize_t peeked = ::recv(fd, header_ + frame_pos_, sizeof(header_) - frame_pos_,
+                            MSG_PEEK | MSG_DONTWAIT);
+    if (peeked <= 0) {
+      ec = LastError(peeked);
+      return 0;
+    }
+    frame_size_ = FrameSize(header_, frame_pos_ + static_cast<size_t>(peeked));
+    // Without a whole header, every byte there is part of it.
+    limit = frame_size_ != 0 ? frame_size_ - frame_pos_ : static_cast<uint64_t>(peeked);
+  } else {
+    limit = frame_size_ - frame_pos_;
+  }
+  std::array<iovec, 4> iov;
+  size_t used = 0;
+  for (size_t i = 0; i < count && i < iov.size() && limit > 0; ++i) {
+    size_t take = static_cast<size_t>(std::min<uint64_t>(pieces[i].size(), limit));
+    iov[used++] = {pieces[i].data(), take};
+    limit -= take;
+  }
+  msghdr msg{};
+  msg.msg_iov = iov.data();
+  msg.msg_iovlen = used;
+  ssize_t got = ::recvmsg(fd, &msg, MSG_DONTWAIT);
+  if (got <= 0) {
+    ec = LastError(got);
+    return 0;
+  }
+  frame_pos_ += static_cast<uint64_t>(got);
+  if (frame_size_ != 0 && frame_pos_ >= frame_size_) {
+    frame_size_ = 0;  // the next byte starts a frame
+    frame_pos_ = 0;
+  }
+  return static_cast<size_t>(got);
+}
+
+EdgeStream::Next EdgeStream::ConsumePong() {
+  if (frame_pos_ != 0) return Next::kOther;  // inside a frame: the WebSocket layer's business
+  uint8_t frame[2 + 4 + 125];
+  const int fd = native_handle();
+  ssize_t peeked = ::recv(fd, frame, sizeof(frame), MSG_PEEK | MSG_DONTWAIT);
+  if (peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Next::kNothing;
+  if (peeked < 2) return Next::kOther;  // an error, the end, or too little to tell
+  // FIN, no reserved bits, opcode pong; masked (as every client frame must be); at most 125 bytes.
+  if (frame[0] != 0x8a || (frame[1] & 0x80) == 0 || (frame[1] & 0x7f) > 125) return Next::kOther;
+  size_t size = 2 + 4 + (frame[1] & 0x7f);
+  if (static_cast<size_t>(peeked) < size) return Next::kOther;
+  if (::recv(fd, frame, size, MSG_DONTWAIT) != static_cast<ssize_t>(size)) return Next::kOther;
+  frame_size_ = 0;
+  return Next::kPong;
+}
 
 void teardown(beast::role_type, EdgeStream& stream, beast::error_code& ec) {
   stream.shutdown(net::socket_base::shutdown_send, ec);

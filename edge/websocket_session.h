@@ -3,6 +3,7 @@
 // Internal to edge/: includes Beast. Nothing outside edge/ includes this header.
 
 #include <array>
+#include <boost/asio/compose.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -34,9 +35,72 @@ namespace net = boost::asio;
 // without a time limit, for the peer to close too: a peer that broke the protocol and lingers must
 // not stay listed. The session closes the socket a moment later (see Finish) so the close frame is
 // not lost to a RST.
+//
+// Its reads never hand the WebSocket layer bytes past the end of the current frame (it peeks at
+// each frame's header first), so once Beast has delivered a whole message it holds nothing
+// unread. An idle session can then wait for the socket to become readable with a small wait
+// operation instead of keeping Beast's much larger read operation pending (see
+// WebSocketSession::DoRead): that is what lets an idle connection cost less memory.
 class EdgeStream : public net::ip::tcp::socket {
  public:
   explicit EdgeStream(net::ip::tcp::socket&& socket) : net::ip::tcp::socket(std::move(socket)) {}
+
+  // What the socket has of the current frame, at most to its end, once the socket is readable
+  // (the AsyncReadStream operation Beast reads through; it hides the socket's own).
+  template <class MutableBufferSequence, class ReadToken>
+  auto async_read_some(const MutableBufferSequence& buffers, ReadToken&& token) {
+    return net::async_compose<ReadToken, void(beast::error_code, std::size_t)>(
+        FrameReadOp<MutableBufferSequence>{this, buffers},
+        token, static_cast<net::ip::tcp::socket&>(*this));
+  }
+
+  enum class Next { kNothing, kPong, kOther };
+  // At a frame boundary: whether the next frame is a complete, well-formed pong, which it then
+  // consumes (so that the answer to a heartbeat never needs a WebSocket read), or nothing has
+  // arrived, or something else is there for the WebSocket layer (a frame, an error, the end).
+  Next ConsumePong();
+
+ private:
+  template <class Buffers>
+  struct FrameReadOp {
+    EdgeStream* stream;
+    Buffers buffers;
+    bool waited = false;
+    template <class Self>
+    void operator()(Self& self, beast::error_code ec = {}) {
+      // Waits first even when bytes are there (the wait then completes at once), so the
+      // handler never runs inside the call that started the read.
+      if (!waited) {
+        waited = true;
+        stream->async_wait(net::socket_base::wait_read, std::move(self));
+        return;
+      }
+      if (ec) return self.complete(ec, 0);
+      std::array<net::mutable_buffer, 4> pieces;
+      size_t count = 0;
+      for (auto it = net::buffer_sequence_begin(buffers);
+           it != net::buffer_sequence_end(buffers) && count < pieces.size(); ++it) {
+        net::mutable_buffer piece = *it;
+        if (piece.size() > 0) pieces[count++] = piece;
+      }
+      if (count == 0) return self.complete(ec, 0);
+      size_t n = stream->ReadFrameBytes(pieces.data(), count, ec);
+      if (ec == net::error::would_block || ec == net::error::try_again) {
+        stream->async_wait(net::socket_base::wait_read, std::move(self));
+        return;
+      }
+      self.complete(ec, n);
+    }
+  };
+
+  // Reads without blocking at most to the end of the current frame; would_block when nothing
+  // has arrived, eof at the end of the stream.
+  size_t ReadFrameBytes(const net::mutable_buffer* pieces, size_t count, beast::error_code& ec);
+
+  uint64_t frame_size_ = 0;  // header plus payload of the current frame; 0 while its header is
+                             // not complete
+  uint64_t frame_pos_ = 0;   // bytes of the current frame handed on so far
+  uint8_t header_[14] = {};  // the current frame's header bytes seen so far
 };
 
 void teardown(beast::role_type role, EdgeStream& stream, beast::error_code& ec);
@@ -114,7 +178,10 @@ class WebSocketSession final : public Connection,
   enum class Mode { kReading, kLive };
 
   void OnAccept(beast::error_code ec);
+  // Reads the next client frame: on a plain connection at a message boundary, by waiting for the
+  // socket to become readable first (OnReadable), otherwise with a WebSocket read at once.
   void DoRead();
+  void OnReadable(beast::error_code ec);
   void OnRead(beast::error_code ec, std::size_t bytes);
   void HandleClientFrame(std::string_view text);
   void HandleRefresh(const std::string& token);
@@ -174,7 +241,8 @@ class WebSocketSession final : public Connection,
   absl::Time ping_sent_;
   absl::Time next_ping_;
   bool closing_ = false;
-  std::optional<websocket::close_reason> pending_close_;
+  // On the heap: a close_reason holds 123 bytes of reason inline, and few connections close.
+  std::unique_ptr<websocket::close_reason> pending_close_;
   bool close_sent_ = false;
   bool registered_ = false;
   bool finished_ = false;

@@ -237,6 +237,12 @@ TEST_F(JwtIntegrationTest, TokenForAliceCannotReadBob) {
   ASSERT_TRUE(DoPush(*stub, "alice", R"({"n":2})").ok());
   WsEvent e = compat->Read();
   ASSERT_EQ(e.kind, WsEvent::kText);
+  // The first connection's cursor moves when its write completes, which can be just after its
+  // client read the message: then this connection replays alice's first message too. Never bob's.
+  if (e.data == R"({"for":"alice"})") {
+    e = compat->Read();
+    ASSERT_EQ(e.kind, WsEvent::kText);
+  }
   EXPECT_EQ(e.data, R"({"n":2})");
   ExpectRefused(pushd->ws_port(), "/getPushNews?userId=bob", "missing token");
 }
