@@ -11,6 +11,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -509,6 +510,111 @@ TEST(BadInputTest, ClientCloseFrameIsEchoedAndConnectionEnds) {
   EXPECT_TRUE(raw->eof());
   raw.reset();
   EXPECT_TRUE(WaitFor([&] { return DoList(*stub, "nina").total() == 0; }));
+}
+
+// Between messages the server waits for the socket to become readable and reads frame by frame
+// (edge/websocket_session.h): whatever arrives together in one TCP segment, or in pieces, is
+// all handled at once, and a stalled reader is never left with a frame it has not looked at.
+TEST(BadInputTest, FramesThatArriveTogetherOrInPiecesAreAllHandledAtOnce) {
+  PushdProcess pushd;
+  ASSERT_TRUE(pushd.started());
+  auto stub = pushd.Stub();
+  const std::string ack = RawClient::EncodeFrame(0x1, R"({"type":"ack","seq":0})");
+  auto open = [&](const std::string& user) {
+    auto raw = RawClient::Connect(pushd.ws_port());
+    EXPECT_TRUE(raw);
+    if (!raw) return raw;
+    EXPECT_EQ(raw->Upgrade("/ws?user_id=" + user), 101);
+    EXPECT_TRUE(raw->ReadFrame());  // welcome
+    return raw;
+  };
+  const auto quick = std::chrono::milliseconds(2000);
+  {
+    SCOPED_TRACE("two pings in one write: two pongs");
+    auto raw = open("olga");
+    ASSERT_TRUE(raw);
+    ASSERT_TRUE(raw->SendBytes(RawClient::EncodeFrame(0x9, "one") +
+                               RawClient::EncodeFrame(0x9, "two")));
+    for (const char* payload : {"one", "two"}) {
+      std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
+      ASSERT_TRUE(f) << payload;
+      EXPECT_EQ(f->opcode, 0xA);
+      EXPECT_EQ(f->payload, payload);
+    }
+  }
+  {
+    SCOPED_TRACE("an ack, a pong and a ping in one write: the ping is answered");
+    auto raw = open("olga");
+    ASSERT_TRUE(raw);
+    ASSERT_TRUE(raw->SendBytes(ack + RawClient::EncodeFrame(0xA, "p") +
+                               RawClient::EncodeFrame(0x9, "after")));
+    std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->opcode, 0xA);
+    EXPECT_EQ(f->payload, "after");
+  }
+  {
+    SCOPED_TRACE("an ack and a close in one write: the close is echoed");
+    auto raw = open("olga");
+    ASSERT_TRUE(raw);
+    ASSERT_TRUE(raw->SendBytes(ack + RawClient::EncodeFrame(0x8, std::string("\x03\xe8", 2))));
+    std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->opcode, 0x8);
+    EXPECT_EQ(f->close_code(), 1000);
+  }
+  {
+    SCOPED_TRACE("an ack and a frame that is not a client frame in one write: 1008");
+    auto raw = open("olga");
+    ASSERT_TRUE(raw);
+    ASSERT_TRUE(raw->SendBytes(ack + RawClient::EncodeFrame(0x1, "nope")));
+    std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->opcode, 0x8);
+    EXPECT_EQ(f->close_code(), 1008);
+  }
+  {
+    SCOPED_TRACE("a ping written one byte at a time, then a text frame split in its header");
+    auto raw = open("olga");
+    ASSERT_TRUE(raw);
+    for (char c : RawClient::EncodeFrame(0x9, "slow")) {
+      ASSERT_TRUE(raw->SendBytes(std::string(1, c)));
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->opcode, 0xA);
+    EXPECT_EQ(f->payload, "slow");
+    std::string bad = RawClient::EncodeFrame(0x1, "still not a client frame");
+    ASSERT_TRUE(raw->SendBytes(bad.substr(0, 3)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_TRUE(raw->SendBytes(bad.substr(3)));
+    f = raw->ReadFrame(quick);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->opcode, 0x8);
+    EXPECT_EQ(f->close_code(), 1008);
+  }
+  {
+    SCOPED_TRACE("an unmasked pong: 1002, like any unmasked client frame");
+    auto raw = open("olga");
+    ASSERT_TRUE(raw);
+    ASSERT_TRUE(raw->SendBytes(RawClient::EncodeFrame(0xA, "p", /*mask=*/false)));
+    std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->opcode, 0x8);
+    EXPECT_EQ(f->close_code(), 1002);
+  }
+  {
+    SCOPED_TRACE("a pong over 125 bytes: 1002");
+    auto raw = open("olga");
+    ASSERT_TRUE(raw);
+    ASSERT_TRUE(raw->SendBytes(RawClient::EncodeFrame(0xA, std::string(126, 'p'))));
+    std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->opcode, 0x8);
+    EXPECT_EQ(f->close_code(), 1002);
+  }
+  EXPECT_TRUE(WaitFor([&] { return DoList(*stub, "olga").total() == 0; }));
 }
 
 // Once the server has failed a connection (sent its close frame and FIN), the connection is
