@@ -21,6 +21,7 @@
 #include "common/limits.h"
 #include "common/log_throttle.h"
 #include "edge/edge_server.h"
+#include "edge/timer_wheel.h"
 #include "edge/websocket_session.h"
 
 namespace push::edge {
@@ -47,6 +48,8 @@ struct EdgeServer::Impl {
   LogThrottle accept_error_log{kAcceptErrorLogInterval};
   net::io_context ioc;
   net::executor_work_guard<net::io_context::executor_type> work{ioc.get_executor()};
+  // Heartbeats and token deadlines of every session (after the io_context: its timer goes first).
+  TimerWheel wheel{ioc};
   std::optional<tcp::acceptor> acceptor;
   // The acceptor and its retry timer live on one strand: accept handlers and StopAccepting may
   // run on different I/O threads.

@@ -100,6 +100,7 @@ absl::Status EdgeServer::Start() {
   }
   impl_->port = acceptor.local_endpoint().port();
   impl_->DoAccept();
+  impl_->wheel.Start();
   int threads = std::max(1, impl_->options.threads);
   for (int i = 0; i < threads; ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });
   return absl::OkStatus();

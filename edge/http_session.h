@@ -298,12 +298,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       beast::get_lowest_layer(stream_).expires_never();
       std::make_shared<WebSocketSession<Stream>>(std::move(stream_), std::move(params),
                                                  server_.options, server_.store, server_.hub,
-                                                 &server_.counters)
+                                                 &server_.counters, &server_.wheel)
           ->Run(std::move(req));
     } else {
-      std::make_shared<WebSocketSession<EdgeStream>>(EdgeStream(stream_.release_socket()),
-                                                     std::move(params), server_.options,
-                                                     server_.store, server_.hub, &server_.counters)
+      std::make_shared<WebSocketSession<EdgeStream>>(
+          EdgeStream(stream_.release_socket()), std::move(params), server_.options, server_.store,
+          server_.hub, &server_.counters, &server_.wheel)
           ->Run(std::move(req));
     }
   }

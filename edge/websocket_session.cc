@@ -45,8 +45,8 @@ size_t EdgeStream::ReadFrameBytes(const net::mutable_buffer* pieces, size_t coun
   uint64_t limit;
   if (frame_size_ == 0) {
     // The header is not complete: look at what has come of it, without taking it yet.
-    ssize_t peeked = ::recv(fd, header_ + frame_pos_, sizeof(header_) - frame_pos_,
-                            MSG_PEEK | MSG_DONTWAIT);
+    ssize_t peeked =
+        ::recv(fd, header_ + frame_pos_, sizeof(header_) - frame_pos_, MSG_PEEK | MSG_DONTWAIT);
     if (peeked <= 0) {
       ec = LastError(peeked);
       return 0;

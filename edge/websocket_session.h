@@ -21,6 +21,7 @@
 #include "common/hub.h"
 #include "common/store.h"
 #include "edge/edge_server.h"
+#include "edge/timer_wheel.h"
 
 namespace push::edge {
 
@@ -50,8 +51,8 @@ class EdgeStream : public net::ip::tcp::socket {
   template <class MutableBufferSequence, class ReadToken>
   auto async_read_some(const MutableBufferSequence& buffers, ReadToken&& token) {
     return net::async_compose<ReadToken, void(beast::error_code, std::size_t)>(
-        FrameReadOp<MutableBufferSequence>{this, buffers},
-        token, static_cast<net::ip::tcp::socket&>(*this));
+        FrameReadOp<MutableBufferSequence>{this, buffers}, token,
+        static_cast<net::ip::tcp::socket&>(*this));
   }
 
   enum class Next { kNothing, kPong, kOther };
@@ -137,13 +138,14 @@ struct SessionParams {
 // socket's executor); the Connection methods called by other threads post onto it.
 template <class Stream>
 class WebSocketSession final : public Connection,
+                               public TimerWheel::Client,
                                public std::enable_shared_from_this<WebSocketSession<Stream>> {
  public:
   // `stream` is connected (and, for TLS, past its handshake) with no timeouts of its own: the
   // session sets the WebSocket's. The session holds one of `counters->slots`, taken by the
   // caller, until it finishes.
   WebSocketSession(Stream&& stream, SessionParams params, const EdgeOptions& options,
-                   store::Store* store, Hub* hub, SessionCounters* counters);
+                   store::Store* store, Hub* hub, SessionCounters* counters, TimerWheel* wheel);
   ~WebSocketSession() override;
 
   void Run(http::request<http::string_body> request);
@@ -200,7 +202,11 @@ class WebSocketSession final : public Connection,
   void ScheduleTimer(absl::Duration after);
   // The next heartbeat or token deadline.
   absl::Time NextWake() const;
-  void OnTimer(beast::error_code ec);
+  void OnWheelTimer(int64_t due) override;
+  void OnTimer(int64_t due);
+  // The timer of the close handshake and of the linger after it, made when first needed: an
+  // open connection's deadlines are on the edge's TimerWheel.
+  net::steady_timer& CloseTimer();
   // Stops delivery and closes with `code` once the queue is empty; `flush` keeps what is queued.
   void DoClose(uint16_t code, std::string reason, std::atomic<uint64_t>* reason_counter,
                bool flush = false);
@@ -218,7 +224,9 @@ class WebSocketSession final : public Connection,
   store::Store* const store_;
   Hub* const hub_;
   SessionCounters* const counters_;
-  net::steady_timer timer_;
+  TimerWheel* const wheel_;
+  int64_t wake_tick_ = 0;  // the wheel tick of the latest ScheduleTimer; older ones are stale
+  std::unique_ptr<net::steady_timer> close_timer_;
   beast::flat_buffer read_buffer_;
 
   FrameQueue<OutFrame> queue_;

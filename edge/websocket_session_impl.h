@@ -75,14 +75,14 @@ void CloseSocket(Stream& stream) {
 template <class Stream>
 WebSocketSession<Stream>::WebSocketSession(Stream&& stream, SessionParams params,
                                            const EdgeOptions& options, store::Store* store,
-                                           Hub* hub, SessionCounters* counters)
+                                           Hub* hub, SessionCounters* counters, TimerWheel* wheel)
     : ws_(std::move(stream)),
       params_(std::move(params)),
       options_(options),
       store_(store),
       hub_(hub),
       counters_(counters),
-      timer_(ws_.get_executor()) {
+      wheel_(wheel) {
   counters_->sockets.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -168,10 +168,9 @@ void WebSocketSession<Stream>::DoRead() {
   }
   // Read in small pieces: Beast sizes the buffer it prepares for a pending read by this limit.
   // Client frames are small acks.
-  ws_.async_read_some(
-      read_buffer_, kReadChunk,
-      WithExactAllocator(
-          beast::bind_front_handler(&WebSocketSession::OnRead, this->shared_from_this())));
+  ws_.async_read_some(read_buffer_, kReadChunk,
+                      WithExactAllocator(beast::bind_front_handler(&WebSocketSession::OnRead,
+                                                                   this->shared_from_this())));
 }
 
 template <class Stream>
@@ -187,10 +186,9 @@ void WebSocketSession<Stream>::OnReadable(beast::error_code ec) {
       if (next == EdgeStream::Next::kNothing) return DoRead();  // wait again
     }
     // A frame, the end of the stream or an error: the WebSocket read reports it (OnRead).
-    ws_.async_read_some(
-        read_buffer_, kReadChunk,
-        WithExactAllocator(
-            beast::bind_front_handler(&WebSocketSession::OnRead, this->shared_from_this())));
+    ws_.async_read_some(read_buffer_, kReadChunk,
+                        WithExactAllocator(beast::bind_front_handler(&WebSocketSession::OnRead,
+                                                                     this->shared_from_this())));
   }
 }
 
@@ -471,21 +469,21 @@ void WebSocketSession<Stream>::OnWrite(beast::error_code ec, std::size_t) {
 
 template <class Stream>
 void WebSocketSession<Stream>::ScheduleTimer(absl::Duration after) {
-  timer_.expires_after(ToChrono(after));
-  timer_.async_wait(WithExactAllocator(
-      beast::bind_front_handler(&WebSocketSession::OnTimer, this->shared_from_this())));
+  wake_tick_ = wheel_->Schedule(std::weak_ptr<TimerWheel::Client>(this->shared_from_this()),
+                                ToChrono(after));
 }
 
 template <class Stream>
-void WebSocketSession<Stream>::OnTimer(beast::error_code ec) {
-  if (ec == net::error::operation_aborted || finished_) return;
-  // A wait that completed just before ScheduleTimer moved the expiry is stale: a newer wait is
-  // pending for the new deadline.
-  if (timer_.expiry() > std::chrono::steady_clock::now()) return;
-  if (closing_) {
-    Teardown(close_why_, nullptr);  // the close handshake did not finish in time
-    return;
-  }
+void WebSocketSession<Stream>::OnWheelTimer(int64_t due) {
+  // On the wheel's strand: continue on the connection's own.
+  net::post(ws_.get_executor(), [self = this->shared_from_this(), due] { self->OnTimer(due); });
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::OnTimer(int64_t due) {
+  // An older deadline that ScheduleTimer has since replaced is stale; once closing, the close
+  // timer rules.
+  if (due != wake_tick_ || finished_ || closing_) return;
   absl::Time now = absl::Now();
   if (awaiting_pong_ && now - ping_sent_ >= options_.pong_timeout) {
     Teardown("pong timeout", &GlobalMetrics().closed_pong_timeout);
@@ -559,8 +557,19 @@ void WebSocketSession<Stream>::DoClose(uint16_t code, std::string reason,
   }
   pending_close_ =
       std::make_unique<websocket::close_reason>(static_cast<websocket::close_code>(code), reason);
-  ScheduleTimer(kCloseTimeout);
+  net::steady_timer& timer = CloseTimer();
+  timer.expires_after(ToChrono(kCloseTimeout));
+  timer.async_wait([self = this->shared_from_this()](beast::error_code ec) {
+    if (ec == net::error::operation_aborted || self->finished_) return;
+    self->Teardown(self->close_why_, nullptr);  // the close handshake did not finish in time
+  });
   MaybeSendClose();
+}
+
+template <class Stream>
+net::steady_timer& WebSocketSession<Stream>::CloseTimer() {
+  if (!close_timer_) close_timer_ = std::make_unique<net::steady_timer>(ws_.get_executor());
+  return *close_timer_;
 }
 
 template <class Stream>
@@ -591,8 +600,9 @@ void WebSocketSession<Stream>::Finish(const char* why, std::atomic<uint64_t>* re
   }
   // Linger briefly before closing the socket so the peer can read our close frame (closing with
   // unread input would send a RST that may destroy it). The timer keeps the session alive.
-  timer_.expires_after(kLinger);
-  timer_.async_wait(
+  net::steady_timer& timer = CloseTimer();
+  timer.expires_after(kLinger);
+  timer.async_wait(
       [self = this->shared_from_this()](beast::error_code) { CloseSocket(self->ws_); });
   ReleaseSlots();
   counters_->open_sessions.fetch_sub(1, std::memory_order_relaxed);

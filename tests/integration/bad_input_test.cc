@@ -533,8 +533,8 @@ TEST(BadInputTest, FramesThatArriveTogetherOrInPiecesAreAllHandledAtOnce) {
     SCOPED_TRACE("two pings in one write: two pongs");
     auto raw = open("olga");
     ASSERT_TRUE(raw);
-    ASSERT_TRUE(raw->SendBytes(RawClient::EncodeFrame(0x9, "one") +
-                               RawClient::EncodeFrame(0x9, "two")));
+    ASSERT_TRUE(
+        raw->SendBytes(RawClient::EncodeFrame(0x9, "one") + RawClient::EncodeFrame(0x9, "two")));
     for (const char* payload : {"one", "two"}) {
       std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
       ASSERT_TRUE(f) << payload;

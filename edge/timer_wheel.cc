@@ -1,0 +1,79 @@
+#include "edge/timer_wheel.h"
+
+#include <boost/asio/bind_executor.hpp>
+
+namespace push::edge {
+namespace {
+
+int64_t Millis(TimerWheel::Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+TimerWheel::TimerWheel(boost::asio::io_context& ioc)
+    : slots_(kSlots),
+      next_tick_(Millis(Clock::now()) / kTick.count()),
+      strand_(boost::asio::make_strand(ioc)),
+      timer_(strand_) {}
+
+void TimerWheel::Start() {
+  boost::asio::post(strand_, [this] { Arm(); });
+}
+
+int64_t TimerWheel::Schedule(std::weak_ptr<Client> client, Clock::duration after) {
+  int64_t at = Millis(Clock::now() + std::max(after, Clock::duration::zero()));
+  int64_t due = (at + kTick.count() - 1) / kTick.count();  // never early
+  std::lock_guard<std::mutex> lock(mu_);
+  // A tick already passed goes into the next slot the wheel looks at.
+  int64_t slot = std::max(due, next_tick_);
+  slots_[static_cast<size_t>(slot) % kSlots].push_back(Entry{std::move(client), due});
+  return due;
+}
+
+void TimerWheel::Arm() {
+  int64_t next;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    next = next_tick_;
+  }
+  timer_.expires_at(Clock::time_point(std::chrono::milliseconds(next * kTick.count())));
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;  // the io_context is going away
+    OnTick();
+  });
+}
+
+void TimerWheel::OnTick() {
+  const int64_t now = Millis(Clock::now()) / kTick.count();
+  std::vector<std::shared_ptr<Client>> clients;
+  std::vector<int64_t> dues;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // After a long stall, one pass over every slot covers all the ticks missed.
+    int64_t last = std::min(now, next_tick_ + static_cast<int64_t>(kSlots) - 1);
+    for (int64_t t = next_tick_; t <= last; ++t) {
+      std::vector<Entry>& slot = slots_[static_cast<size_t>(t) % kSlots];
+      size_t kept = 0;
+      for (Entry& e : slot) {
+        if (e.due <= now) {
+          if (std::shared_ptr<Client> c = e.client.lock()) {
+            clients.push_back(std::move(c));
+            dues.push_back(e.due);
+          }
+        } else {
+          slot[kept++] = std::move(e);  // due on a later turn
+        }
+      }
+      slot.resize(kept);
+      // A slot that once held a burst gives its memory back when it empties.
+      if (kept == 0 && slot.capacity() > 64) std::vector<Entry>().swap(slot);
+    }
+    next_tick_ = std::max(next_tick_, now + 1);
+  }
+  // Outside the lock: clients may schedule again from here.
+  for (size_t i = 0; i < clients.size(); ++i) clients[i]->OnWheelTimer(dues[i]);
+  Arm();
+}
+
+}  // namespace push::edge

@@ -1,0 +1,62 @@
+#pragma once
+
+// Internal to edge/. One timer for the heartbeats, pong deadlines and token expiries of every
+// WebSocket of the edge, instead of a timer object and a pending wait operation per connection
+// (about 330 bytes of every idle connection, measured with heaptrack).
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace push::edge {
+
+// A hashed timing wheel: kSlots slots of kTick, turned by one steady_timer on its own strand.
+// An entry waits in the slot of its due tick (modulo the wheel) and fires when the wheel passes
+// that slot at or after the due tick; an entry due after more than one turn stays for the later
+// turns. Rescheduling adds an entry and leaves the old one to be ignored (the client compares the
+// tick it is called with to the one it scheduled last), so Schedule is one push_back under a lock.
+class TimerWheel {
+ public:
+  class Client {
+   public:
+    virtual ~Client() = default;
+    // Runs on the wheel's strand at or after the due tick `due`: hand the work to your own
+    // executor, quickly.
+    virtual void OnWheelTimer(int64_t due) = 0;
+  };
+
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::milliseconds kTick{20};
+  static constexpr size_t kSlots = 1024;  // 20.48 s a turn: the default heartbeat fits in one
+
+  explicit TimerWheel(boost::asio::io_context& ioc);
+  TimerWheel(const TimerWheel&) = delete;
+  TimerWheel& operator=(const TimerWheel&) = delete;
+
+  // Starts turning; the io_context's threads run it.
+  void Start();
+  // Thread-safe. Calls `client` once, no earlier than `after` from now (and up to a tick later),
+  // unless it is gone by then. Returns the due tick it will be called with.
+  int64_t Schedule(std::weak_ptr<Client> client, Clock::duration after);
+
+ private:
+  struct Entry {
+    std::weak_ptr<Client> client;
+    int64_t due;
+  };
+  void Arm();
+  void OnTick();
+
+  std::mutex mu_;
+  std::vector<std::vector<Entry>> slots_;  // guarded by mu_
+  int64_t next_tick_;                      // the first tick not processed yet; guarded by mu_
+  boost::asio::strand<boost::asio::io_context::executor_type> strand_;
+  boost::asio::steady_timer timer_;  // on strand_
+};
+
+}  // namespace push::edge
