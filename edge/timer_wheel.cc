@@ -11,9 +11,10 @@ int64_t Millis(TimerWheel::Clock::time_point t) {
 
 }  // namespace
 
-TimerWheel::TimerWheel(boost::asio::io_context& ioc)
-    : slots_(kSlots),
-      next_tick_(Millis(Clock::now()) / kTick.count()),
+TimerWheel::TimerWheel(boost::asio::io_context& ioc, std::chrono::milliseconds tick, size_t slots)
+    : tick_(std::max<int64_t>(1, tick.count())),
+      slots_(std::max<size_t>(1, slots)),
+      next_tick_(Millis(Clock::now()) / tick_),
       strand_(boost::asio::make_strand(ioc)),
       timer_(strand_) {}
 
@@ -22,12 +23,13 @@ void TimerWheel::Start() {
 }
 
 int64_t TimerWheel::Schedule(std::weak_ptr<Client> client, Clock::duration after) {
-  int64_t at = Millis(Clock::now() + std::max(after, Clock::duration::zero()));
-  int64_t due = (at + kTick.count() - 1) / kTick.count();  // never early
+  Clock::time_point when = Clock::now() + std::max(after, Clock::duration::zero());
+  int64_t at = std::chrono::ceil<std::chrono::milliseconds>(when.time_since_epoch()).count();
+  int64_t due = (at + tick_ - 1) / tick_;  // never early
   std::lock_guard<std::mutex> lock(mu_);
   // A tick already passed goes into the next slot the wheel looks at.
   int64_t slot = std::max(due, next_tick_);
-  slots_[static_cast<size_t>(slot) % kSlots].push_back(Entry{std::move(client), due});
+  slots_[static_cast<size_t>(slot) % slots_.size()].push_back(Entry{std::move(client), due});
   return due;
 }
 
@@ -37,7 +39,7 @@ void TimerWheel::Arm() {
     std::lock_guard<std::mutex> lock(mu_);
     next = next_tick_;
   }
-  timer_.expires_at(Clock::time_point(std::chrono::milliseconds(next * kTick.count())));
+  timer_.expires_at(Clock::time_point(std::chrono::milliseconds(next * tick_)));
   timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;  // the io_context is going away
     OnTick();
@@ -45,24 +47,27 @@ void TimerWheel::Arm() {
 }
 
 void TimerWheel::OnTick() {
-  const int64_t now = Millis(Clock::now()) / kTick.count();
+  const int64_t now = Millis(Clock::now()) / tick_;
   std::vector<std::shared_ptr<Client>> clients;
   std::vector<int64_t> dues;
   {
     std::lock_guard<std::mutex> lock(mu_);
     // After a long stall, one pass over every slot covers all the ticks missed.
-    int64_t last = std::min(now, next_tick_ + static_cast<int64_t>(kSlots) - 1);
+    int64_t last = std::min(now, next_tick_ + static_cast<int64_t>(slots_.size()) - 1);
     for (int64_t t = next_tick_; t <= last; ++t) {
-      std::vector<Entry>& slot = slots_[static_cast<size_t>(t) % kSlots];
+      std::vector<Entry>& slot = slots_[static_cast<size_t>(t) % slots_.size()];
       size_t kept = 0;
-      for (Entry& e : slot) {
+      for (size_t i = 0; i < slot.size(); ++i) {
+        Entry& e = slot[i];
         if (e.due <= now) {
           if (std::shared_ptr<Client> c = e.client.lock()) {
             clients.push_back(std::move(c));
             dues.push_back(e.due);
           }
         } else {
-          slot[kept++] = std::move(e);  // due on a later turn
+          // Due on a later turn. (Never a self-move: that empties a weak_ptr.)
+          if (kept != i) slot[kept] = std::move(e);
+          ++kept;
         }
       }
       slot.resize(kept);

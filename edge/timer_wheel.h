@@ -15,11 +15,12 @@
 
 namespace push::edge {
 
-// A hashed timing wheel: kSlots slots of kTick, turned by one steady_timer on its own strand.
-// An entry waits in the slot of its due tick (modulo the wheel) and fires when the wheel passes
-// that slot at or after the due tick; an entry due after more than one turn stays for the later
-// turns. Rescheduling adds an entry and leaves the old one to be ignored (the client compares the
-// tick it is called with to the one it scheduled last), so Schedule is one push_back under a lock.
+// A hashed timing wheel: `slots` slots of `tick` (kSlots of kTick by default), turned by one
+// steady_timer on its own strand. An entry waits in the slot of its due tick (modulo the wheel) and
+// fires when the wheel passes that slot at or after the due tick; an entry due after more than one
+// turn stays for the later turns. Rescheduling adds an entry and leaves the old one to be ignored
+// (the client compares the tick it is called with to the one it scheduled last), so Schedule is one
+// push_back under a lock.
 class TimerWheel {
  public:
   class Client {
@@ -34,7 +35,8 @@ class TimerWheel {
   static constexpr std::chrono::milliseconds kTick{20};
   static constexpr size_t kSlots = 1024;  // 20.48 s a turn: the default heartbeat fits in one
 
-  explicit TimerWheel(boost::asio::io_context& ioc);
+  explicit TimerWheel(boost::asio::io_context& ioc, std::chrono::milliseconds tick = kTick,
+                      size_t slots = kSlots);
   TimerWheel(const TimerWheel&) = delete;
   TimerWheel& operator=(const TimerWheel&) = delete;
 
@@ -52,6 +54,7 @@ class TimerWheel {
   void Arm();
   void OnTick();
 
+  const int64_t tick_;  // milliseconds
   std::mutex mu_;
   std::vector<std::vector<Entry>> slots_;  // guarded by mu_
   int64_t next_tick_;                      // the first tick not processed yet; guarded by mu_
