@@ -138,6 +138,7 @@ int64_t EdgeServer::CloseAll(uint16_t code, const std::string& reason, absl::Tim
 void EdgeServer::Stop() {
   if (impl_->threads.empty()) return;
   impl_->work.reset();
+  // The timer wheel re-arms for ever: the io_context never runs out of work by itself.
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();

@@ -1,5 +1,6 @@
 #include "edge/timer_wheel.h"
 
+#include <algorithm>
 #include <boost/asio/bind_executor.hpp>
 
 namespace push::edge {
@@ -22,15 +23,19 @@ void TimerWheel::Start() {
   boost::asio::post(strand_, [this] { Arm(); });
 }
 
-int64_t TimerWheel::Schedule(std::weak_ptr<Client> client, Clock::duration after) {
-  Clock::time_point when = Clock::now() + std::max(after, Clock::duration::zero());
+int64_t TimerWheel::DueTick(Clock::duration after) const {
+  // Clamped before the addition, which would overflow for an infinite wait (--ping_interval=inf).
+  after = std::clamp<Clock::duration>(after, Clock::duration::zero(), std::chrono::hours(24));
+  Clock::time_point when = Clock::now() + after;
   int64_t at = std::chrono::ceil<std::chrono::milliseconds>(when.time_since_epoch()).count();
-  int64_t due = (at + tick_ - 1) / tick_;  // never early
+  return (at + tick_ - 1) / tick_;  // never early
+}
+
+void TimerWheel::ScheduleAt(std::weak_ptr<Client> client, int64_t due) {
   std::lock_guard<std::mutex> lock(mu_);
   // A tick already passed goes into the next slot the wheel looks at.
   int64_t slot = std::max(due, next_tick_);
   slots_[static_cast<size_t>(slot) % slots_.size()].push_back(Entry{std::move(client), due});
-  return due;
 }
 
 void TimerWheel::Arm() {

@@ -42,9 +42,18 @@ class TimerWheel {
 
   // Starts turning; the io_context's threads run it.
   void Start();
-  // Thread-safe. Calls `client` once, no earlier than `after` from now (and up to a tick later),
-  // unless it is gone by then. Returns the due tick it will be called with.
-  int64_t Schedule(std::weak_ptr<Client> client, Clock::duration after);
+  // The tick at which an entry scheduled `after` from now is due (never early). Waits longer
+  // than a day are cut to a day: the client, called then, schedules the rest.
+  int64_t DueTick(Clock::duration after) const;
+  // Thread-safe. Calls `client` once at or after tick `due` (from DueTick), unless it is gone by
+  // then.
+  void ScheduleAt(std::weak_ptr<Client> client, int64_t due);
+  // Both at once; returns the due tick `client` will be called with.
+  int64_t Schedule(std::weak_ptr<Client> client, Clock::duration after) {
+    int64_t due = DueTick(after);
+    ScheduleAt(std::move(client), due);
+    return due;
+  }
 
  private:
   struct Entry {

@@ -47,7 +47,15 @@ class EdgeStream : public net::ip::tcp::socket {
   explicit EdgeStream(net::ip::tcp::socket&& socket) : net::ip::tcp::socket(std::move(socket)) {}
 
   // What the socket has of the current frame, at most to its end, once the socket is readable
-  // (the AsyncReadStream operation Beast reads through; it hides the socket's own).
+  // (the AsyncReadStream operation Beast reads through; it hides the socket's own). Every read
+  // waits for readability first (an epoll_ctl and a pass through the scheduler: client frames
+  // are rare). Only this asynchronous read is bounded: nothing may read the socket through the
+  // hidden synchronous read_some. A wait that reports readable with nothing to read (Linux TCP
+  // does not) would only cost another wait, not a busy loop of reads.
+  template <class MutableBufferSequence>
+  std::size_t read_some(const MutableBufferSequence&) = delete;
+  template <class MutableBufferSequence>
+  std::size_t read_some(const MutableBufferSequence&, beast::error_code&) = delete;
   template <class MutableBufferSequence, class ReadToken>
   auto async_read_some(const MutableBufferSequence& buffers, ReadToken&& token) {
     return net::async_compose<ReadToken, void(beast::error_code, std::size_t)>(
@@ -243,7 +251,7 @@ class WebSocketSession final : public Connection,
   uint64_t max_live_seen_ = 0;   // highest live seq dropped while reading the store
   uint64_t last_written_seq_ = 0;
 
-  // Heartbeat, token expiry and closing: one timer, whose meaning depends on the state.
+  // Heartbeat and token expiry: deadlines on the edge's TimerWheel (ScheduleTimer, OnTimer).
   bool awaiting_pong_ = false;
   bool ping_in_flight_ = false;
   absl::Time ping_sent_;

@@ -106,6 +106,26 @@ TEST_F(TimerWheelTest, ARescheduleLeavesTheOldEntryToBeToldApartByItsTick) {
   EXPECT_EQ(client->dues[1], first);
 }
 
+TEST_F(TimerWheelTest, EntriesDueOnTheSameTickAllFireAndEndlessWaitsAreCutToADay) {
+  std::vector<std::shared_ptr<Recorder>> clients;
+  int64_t due = wheel_.DueTick(milliseconds(10));
+  for (int i = 0; i < 20; ++i) {
+    clients.push_back(std::make_shared<Recorder>());
+    wheel_.ScheduleAt(clients.back(), due);
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    for (auto& c : clients)
+      if (c->count() == 0) return false;
+    return true;
+  }));
+  // An infinite wait (--ping_interval=inf) must neither overflow nor come due at once.
+  int64_t now_tick = wheel_.DueTick(Clock::duration::zero());
+  int64_t endless = wheel_.DueTick(Clock::duration::max());
+  EXPECT_GT(endless, now_tick);
+  EXPECT_LE(endless - now_tick, 24 * 3600 * 1000 / 2 + 2);  // a day of 2 ms ticks
+  EXPECT_GE(endless - now_tick, 24 * 3600 * 1000 / 2 - 2);
+}
+
 TEST_F(TimerWheelTest, ClientsThatAreGoneAreNotCalled) {
   std::atomic<int> gone_calls{0};
   auto gone = std::make_shared<CountingClient>(&gone_calls);

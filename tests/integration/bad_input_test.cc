@@ -595,6 +595,39 @@ TEST(BadInputTest, FramesThatArriveTogetherOrInPiecesAreAllHandledAtOnce) {
     EXPECT_EQ(f->close_code(), 1008);
   }
   {
+    SCOPED_TRACE(
+        "a 300-byte ack (16-bit length) split inside its length and its mask, then a ping");
+    auto raw = open("olga");
+    ASSERT_TRUE(raw);
+    std::string padded = RawClient::EncodeFrame(
+        0x1, R"({"type":"ack","seq":0,"pad":")" + std::string(260, 'p') + "\"}");
+    ASSERT_EQ(static_cast<uint8_t>(padded[1]) & 0x7f, 126);
+    for (size_t cut : {size_t{3}, size_t{6}}) {
+      ASSERT_TRUE(raw->SendBytes(padded.substr(0, cut)));
+      std::this_thread::sleep_for(std::chrono::milliseconds(30));
+      ASSERT_TRUE(raw->SendBytes(padded.substr(cut)));
+    }
+    ASSERT_TRUE(raw->SendBytes(RawClient::EncodeFrame(0x9, "still reading")));
+    std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->opcode, 0xA);
+    EXPECT_EQ(f->payload, "still reading");
+  }
+  {
+    SCOPED_TRACE("a 64-bit length split inside the length field: 1009 before the payload");
+    auto raw = open("olga");
+    ASSERT_TRUE(raw);
+    std::string huge = RawClient::EncodeFrame(0x1, std::string(70000, 'x'));
+    ASSERT_EQ(static_cast<uint8_t>(huge[1]) & 0x7f, 127);
+    ASSERT_TRUE(raw->SendBytes(huge.substr(0, 5)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    ASSERT_TRUE(raw->SendBytes(huge.substr(5, 9)));  // the rest of the header, no payload
+    std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->opcode, 0x8);
+    EXPECT_EQ(f->close_code(), 1009);
+  }
+  {
     SCOPED_TRACE("an unmasked pong: 1002, like any unmasked client frame");
     auto raw = open("olga");
     ASSERT_TRUE(raw);
