@@ -80,20 +80,28 @@ size_t EdgeStream::ReadFrameBytes(const net::mutable_buffer* pieces, size_t coun
   return static_cast<size_t>(got);
 }
 
-EdgeStream::Next EdgeStream::ConsumePong() {
+EdgeStream::Next EdgeStream::ConsumeControl(bool take_ping, std::string* payload) {
   if (frame_pos_ != 0) return Next::kOther;  // inside a frame: the WebSocket layer's business
   uint8_t frame[2 + 4 + 125];
   const int fd = native_handle();
   ssize_t peeked = ::recv(fd, frame, sizeof(frame), MSG_PEEK | MSG_DONTWAIT);
   if (peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Next::kNothing;
   if (peeked < 2) return Next::kOther;  // an error, the end, or too little to tell
-  // FIN, no reserved bits, opcode pong; masked (as every client frame must be); at most 125 bytes.
-  if (frame[0] != 0x8a || (frame[1] & 0x80) == 0 || (frame[1] & 0x7f) > 125) return Next::kOther;
-  size_t size = 2 + 4 + (frame[1] & 0x7f);
+  // FIN, no reserved bits, opcode pong (or ping); masked (as every client frame must be); at
+  // most 125 bytes. Anything else goes to the WebSocket layer, which closes on what is wrong.
+  const bool pong = frame[0] == 0x8a;
+  const bool ping = frame[0] == 0x89 && take_ping;
+  if (!(pong || ping) || (frame[1] & 0x80) == 0 || (frame[1] & 0x7f) > 125) return Next::kOther;
+  const size_t length = frame[1] & 0x7f;
+  const size_t size = 2 + 4 + length;
   if (static_cast<size_t>(peeked) < size) return Next::kOther;
   if (::recv(fd, frame, size, MSG_DONTWAIT) != static_cast<ssize_t>(size)) return Next::kOther;
   frame_size_ = 0;
-  return Next::kPong;
+  if (pong) return Next::kPong;
+  payload->resize(length);
+  for (size_t i = 0; i < length; ++i)
+    (*payload)[i] = static_cast<char>(frame[6 + i] ^ frame[2 + i % 4]);
+  return Next::kPing;
 }
 
 void teardown(beast::role_type, EdgeStream& stream, beast::error_code& ec) {

@@ -63,11 +63,12 @@ class EdgeStream : public net::ip::tcp::socket {
         static_cast<net::ip::tcp::socket&>(*this));
   }
 
-  enum class Next { kNothing, kPong, kOther };
-  // At a frame boundary: whether the next frame is a complete, well-formed pong, which it then
-  // consumes (so that the answer to a heartbeat never needs a WebSocket read), or nothing has
-  // arrived, or something else is there for the WebSocket layer (a frame, an error, the end).
-  Next ConsumePong();
+  enum class Next { kNothing, kPong, kPing, kOther };
+  // At a frame boundary: whether the next frame is a complete, well-formed pong, or (with
+  // `take_ping`) ping, which it then consumes, putting a ping's unmasked payload in `payload`, so
+  // that heartbeats either way never need a WebSocket read; or nothing has arrived; or something
+  // else is there for the WebSocket layer (another frame, an error, the end).
+  Next ConsumeControl(bool take_ping, std::string* payload);
 
  private:
   template <class Buffers>
@@ -212,6 +213,8 @@ class WebSocketSession final : public Connection,
   absl::Time NextWake() const;
   void OnWheelTimer(int64_t due) override;
   void OnTimer(int64_t due);
+  // Writes our heartbeat ping, or a pong answering a client's ping taken at the socket.
+  void SendControl(bool ping, std::string payload);
   // The timer of the close handshake and of the linger after it, made when first needed: an
   // open connection's deadlines are on the edge's TimerWheel.
   net::steady_timer& CloseTimer();
@@ -253,7 +256,9 @@ class WebSocketSession final : public Connection,
 
   // Heartbeat and token expiry: deadlines on the edge's TimerWheel (ScheduleTimer, OnTimer).
   bool awaiting_pong_ = false;
-  bool ping_in_flight_ = false;
+  // Our ping or pong frame is being written; Beast takes one such write at a time.
+  bool control_in_flight_ = false;
+  bool ping_wanted_ = false;  // a heartbeat ping waits for the control write in flight
   absl::Time ping_sent_;
   absl::Time next_ping_;
   bool closing_ = false;

@@ -178,15 +178,25 @@ void WebSocketSession<Stream>::OnReadable(beast::error_code ec) {
   if constexpr (std::is_same_v<Stream, EdgeStream>) {
     if (finished_) return;  // the socket is closing
     if (!ec && !closing_) {
-      // Pongs answer our heartbeat; taken here, they never wake a WebSocket read.
-      // At most a few per wake-up, so a peer streaming pongs shares the strand with the rest.
+      // Pongs answer our heartbeat and pings are clients' own: taken here, they never wake a
+      // WebSocket read (which would then stay pending). A ping while our control write is in
+      // flight goes to Beast, which answers it itself. At most a few per wake-up, so a peer
+      // streaming them shares the strand with the rest.
       EdgeStream::Next next = EdgeStream::Next::kOther;
+      bool more = false;
       for (int i = 0; i < 16; ++i) {
-        next = beast::get_lowest_layer(ws_).ConsumePong();
-        if (next != EdgeStream::Next::kPong) break;
-        awaiting_pong_ = false;
+        std::string payload;
+        next = beast::get_lowest_layer(ws_).ConsumeControl(!control_in_flight_, &payload);
+        if (next == EdgeStream::Next::kPong) {
+          awaiting_pong_ = false;
+        } else if (next == EdgeStream::Next::kPing) {
+          SendControl(/*ping=*/false, std::move(payload));
+        } else {
+          break;
+        }
+        more = i == 15;
       }
-      if (next == EdgeStream::Next::kPong) {
+      if (more) {
         net::post(ws_.get_executor(),
                   beast::bind_front_handler(&WebSocketSession::OnReadable, this->shared_from_this(),
                                             beast::error_code{}));
@@ -508,11 +518,10 @@ void WebSocketSession<Stream>::OnTimer(int64_t due) {
     return;
   }
   if (now >= next_ping_) {
-    if (!ping_in_flight_) {
-      ping_in_flight_ = true;
-      ws_.async_ping({}, [self = this->shared_from_this()](beast::error_code) {
-        self->ping_in_flight_ = false;
-      });
+    if (!control_in_flight_) {
+      SendControl(/*ping=*/true, {});
+    } else {
+      ping_wanted_ = true;  // sent when the control write in flight completes
     }
     if (!awaiting_pong_) {
       awaiting_pong_ = true;
@@ -521,6 +530,24 @@ void WebSocketSession<Stream>::OnTimer(int64_t due) {
     next_ping_ = now + options_.ping_interval;
   }
   ScheduleTimer(NextWake() - now);
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::SendControl(bool ping, std::string payload) {
+  control_in_flight_ = true;
+  auto done = [self = this->shared_from_this()](beast::error_code ec) {
+    self->control_in_flight_ = false;
+    if (!ec && self->ping_wanted_ && !self->closing_ && !self->finished_) {
+      self->ping_wanted_ = false;
+      self->SendControl(/*ping=*/true, {});
+    }
+  };
+  websocket::ping_data data(payload.data(), payload.size());
+  if (ping) {
+    ws_.async_ping(data, std::move(done));
+  } else {
+    ws_.async_pong(data, std::move(done));
+  }
 }
 
 template <class Stream>
