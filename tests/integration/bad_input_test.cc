@@ -529,18 +529,27 @@ TEST(BadInputTest, FramesThatArriveTogetherOrInPiecesAreAllHandledAtOnce) {
     return raw;
   };
   const auto quick = std::chrono::milliseconds(2000);
+  // The next frame is a pong with `payload`, or a close with `code`.
+  auto expect_pong = [&](RawClient& raw, const std::string& payload) {
+    std::optional<RawClient::Frame> f = raw.ReadFrame(quick);
+    ASSERT_TRUE(f) << payload;
+    EXPECT_EQ(f->opcode, 0xA);
+    EXPECT_EQ(f->payload, payload);
+  };
+  auto expect_close = [&](RawClient& raw, uint16_t code) {
+    std::optional<RawClient::Frame> f = raw.ReadFrame(quick);
+    ASSERT_TRUE(f) << code;
+    EXPECT_EQ(f->opcode, 0x8);
+    EXPECT_EQ(f->close_code(), code);
+  };
   {
     SCOPED_TRACE("two pings in one write: two pongs");
     auto raw = open("olga");
     ASSERT_TRUE(raw);
     ASSERT_TRUE(
         raw->SendBytes(RawClient::EncodeFrame(0x9, "one") + RawClient::EncodeFrame(0x9, "two")));
-    for (const char* payload : {"one", "two"}) {
-      std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
-      ASSERT_TRUE(f) << payload;
-      EXPECT_EQ(f->opcode, 0xA);
-      EXPECT_EQ(f->payload, payload);
-    }
+    expect_pong(*raw, "one");
+    expect_pong(*raw, "two");
   }
   {
     SCOPED_TRACE("an ack, a pong and a ping in one write: the ping is answered");
@@ -548,30 +557,21 @@ TEST(BadInputTest, FramesThatArriveTogetherOrInPiecesAreAllHandledAtOnce) {
     ASSERT_TRUE(raw);
     ASSERT_TRUE(raw->SendBytes(ack + RawClient::EncodeFrame(0xA, "p") +
                                RawClient::EncodeFrame(0x9, "after")));
-    std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
-    ASSERT_TRUE(f);
-    EXPECT_EQ(f->opcode, 0xA);
-    EXPECT_EQ(f->payload, "after");
+    expect_pong(*raw, "after");
   }
   {
     SCOPED_TRACE("an ack and a close in one write: the close is echoed");
     auto raw = open("olga");
     ASSERT_TRUE(raw);
     ASSERT_TRUE(raw->SendBytes(ack + RawClient::EncodeFrame(0x8, std::string("\x03\xe8", 2))));
-    std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
-    ASSERT_TRUE(f);
-    EXPECT_EQ(f->opcode, 0x8);
-    EXPECT_EQ(f->close_code(), 1000);
+    expect_close(*raw, 1000);
   }
   {
     SCOPED_TRACE("an ack and a frame that is not a client frame in one write: 1008");
     auto raw = open("olga");
     ASSERT_TRUE(raw);
     ASSERT_TRUE(raw->SendBytes(ack + RawClient::EncodeFrame(0x1, "nope")));
-    std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
-    ASSERT_TRUE(f);
-    EXPECT_EQ(f->opcode, 0x8);
-    EXPECT_EQ(f->close_code(), 1008);
+    expect_close(*raw, 1008);
   }
   {
     SCOPED_TRACE("a ping written one byte at a time, then a text frame split in its header");
@@ -581,18 +581,12 @@ TEST(BadInputTest, FramesThatArriveTogetherOrInPiecesAreAllHandledAtOnce) {
       ASSERT_TRUE(raw->SendBytes(std::string(1, c)));
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
-    ASSERT_TRUE(f);
-    EXPECT_EQ(f->opcode, 0xA);
-    EXPECT_EQ(f->payload, "slow");
+    expect_pong(*raw, "slow");
     std::string bad = RawClient::EncodeFrame(0x1, "still not a client frame");
     ASSERT_TRUE(raw->SendBytes(bad.substr(0, 3)));
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     ASSERT_TRUE(raw->SendBytes(bad.substr(3)));
-    f = raw->ReadFrame(quick);
-    ASSERT_TRUE(f);
-    EXPECT_EQ(f->opcode, 0x8);
-    EXPECT_EQ(f->close_code(), 1008);
+    expect_close(*raw, 1008);
   }
   {
     SCOPED_TRACE(
@@ -608,10 +602,7 @@ TEST(BadInputTest, FramesThatArriveTogetherOrInPiecesAreAllHandledAtOnce) {
       ASSERT_TRUE(raw->SendBytes(padded.substr(cut)));
     }
     ASSERT_TRUE(raw->SendBytes(RawClient::EncodeFrame(0x9, "still reading")));
-    std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
-    ASSERT_TRUE(f);
-    EXPECT_EQ(f->opcode, 0xA);
-    EXPECT_EQ(f->payload, "still reading");
+    expect_pong(*raw, "still reading");
   }
   {
     SCOPED_TRACE("a 64-bit length split inside the length field: 1009 before the payload");
@@ -622,30 +613,21 @@ TEST(BadInputTest, FramesThatArriveTogetherOrInPiecesAreAllHandledAtOnce) {
     ASSERT_TRUE(raw->SendBytes(huge.substr(0, 5)));
     std::this_thread::sleep_for(std::chrono::milliseconds(30));
     ASSERT_TRUE(raw->SendBytes(huge.substr(5, 9)));  // the rest of the header, no payload
-    std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
-    ASSERT_TRUE(f);
-    EXPECT_EQ(f->opcode, 0x8);
-    EXPECT_EQ(f->close_code(), 1009);
+    expect_close(*raw, 1009);
   }
   {
     SCOPED_TRACE("an unmasked pong: 1002, like any unmasked client frame");
     auto raw = open("olga");
     ASSERT_TRUE(raw);
     ASSERT_TRUE(raw->SendBytes(RawClient::EncodeFrame(0xA, "p", /*mask=*/false)));
-    std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
-    ASSERT_TRUE(f);
-    EXPECT_EQ(f->opcode, 0x8);
-    EXPECT_EQ(f->close_code(), 1002);
+    expect_close(*raw, 1002);
   }
   {
     SCOPED_TRACE("a pong over 125 bytes: 1002");
     auto raw = open("olga");
     ASSERT_TRUE(raw);
     ASSERT_TRUE(raw->SendBytes(RawClient::EncodeFrame(0xA, std::string(126, 'p'))));
-    std::optional<RawClient::Frame> f = raw->ReadFrame(quick);
-    ASSERT_TRUE(f);
-    EXPECT_EQ(f->opcode, 0x8);
-    EXPECT_EQ(f->close_code(), 1002);
+    expect_close(*raw, 1002);
   }
   EXPECT_TRUE(WaitFor([&] { return DoList(*stub, "olga").total() == 0; }));
 }
