@@ -20,6 +20,8 @@ TimerWheel::TimerWheel(boost::asio::io_context& ioc, std::chrono::milliseconds t
       timer_(strand_) {}
 
 void TimerWheel::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  armed_ = true;
   boost::asio::post(strand_, [this] { Arm(); });
 }
 
@@ -36,6 +38,11 @@ void TimerWheel::ScheduleAt(std::weak_ptr<Client> client, int64_t due) {
   // A tick already passed goes into the next slot the wheel looks at.
   int64_t slot = std::max(due, next_tick_);
   slots_[static_cast<size_t>(slot) % slots_.size()].push_back(Entry{std::move(client), due});
+  ++entries_;
+  if (!armed_) {
+    armed_ = true;  // the wheel was asleep: turn again (it catches up on the ticks it slept)
+    boost::asio::post(strand_, [this] { Arm(); });
+  }
 }
 
 void TimerWheel::Arm() {
@@ -75,14 +82,22 @@ void TimerWheel::OnTick() {
           ++kept;
         }
       }
+      entries_ -= slot.size() - kept;
       slot.resize(kept);
       // A slot that once held a burst gives its memory back when it empties.
       if (kept == 0 && slot.capacity() > 64) std::vector<Entry>().swap(slot);
     }
     next_tick_ = std::max(next_tick_, now + 1);
   }
-  // Outside the lock: clients may schedule again from here.
+  // Outside the lock: clients may schedule again from here (the wheel is still armed for them).
   for (size_t i = 0; i < clients.size(); ++i) clients[i]->OnWheelTimer(dues[i]);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (entries_ == 0) {
+      armed_ = false;  // asleep until the next ScheduleAt
+      return;
+    }
+  }
   Arm();
 }
 

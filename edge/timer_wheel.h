@@ -67,6 +67,10 @@ class TimerWheel {
   std::mutex mu_;
   std::vector<std::vector<Entry>> slots_;  // guarded by mu_
   int64_t next_tick_;                      // the first tick not processed yet; guarded by mu_
+  size_t entries_ = 0;                     // guarded by mu_
+  // The timer is waiting or a turn is running; false while the wheel is empty, so that an idle
+  // process does not wake every tick. Guarded by mu_.
+  bool armed_ = false;
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::steady_timer timer_;  // on strand_
 };

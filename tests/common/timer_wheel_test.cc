@@ -126,6 +126,19 @@ TEST_F(TimerWheelTest, EntriesDueOnTheSameTickAllFireAndEndlessWaitsAreCutToADay
   EXPECT_GE(endless - now_tick, 24 * 3600 * 1000 / 2 - 2);
 }
 
+TEST_F(TimerWheelTest, AnEmptyWheelSleepsAndWakesForTheNextEntry) {
+  auto first = std::make_shared<Recorder>();
+  wheel_.Schedule(first, milliseconds(3));
+  ASSERT_TRUE(WaitFor([&] { return first->count() == 1; }));
+  std::this_thread::sleep_for(milliseconds(100));  // 50 ticks with nothing to do
+  auto second = std::make_shared<Recorder>();
+  Clock::time_point start = Clock::now();
+  int64_t due = wheel_.Schedule(second, milliseconds(7));
+  ASSERT_TRUE(WaitFor([&] { return second->count() == 1; }));
+  EXPECT_GE(second->fired[0] - start, milliseconds(7));
+  EXPECT_EQ(second->dues[0], due);
+}
+
 TEST_F(TimerWheelTest, ClientsThatAreGoneAreNotCalled) {
   std::atomic<int> gone_calls{0};
   auto gone = std::make_shared<CountingClient>(&gone_calls);
