@@ -63,6 +63,7 @@ TEST(DrainTest, TwoHundredConnectionsCloseSpreadOutAndLoseNothing) {
   std::vector<std::vector<uint64_t>> received(kUsers);
   std::vector<int64_t> close_ms(kUsers, -1);
   std::vector<uint16_t> codes(kUsers, 0);
+  std::vector<std::string> ended(kUsers);  // how a connection ended without a close frame
   auto t0 = steady_clock::now();
   std::vector<std::thread> readers;
   for (int i = 0; i < kUsers; ++i) {
@@ -76,7 +77,10 @@ TEST(DrainTest, TwoHundredConnectionsCloseSpreadOutAndLoseNothing) {
                   .count();
           return;
         }
-        if (e.kind != WsEvent::kText) return;
+        if (e.kind != WsEvent::kText) {
+          ended[i] = "event kind " + std::to_string(e.kind) + ": " + e.data;
+          return;
+        }
         json::value v = json::parse(e.data);
         if (v.at("type") == "message") received[i].push_back(v.at("seq").to_number<uint64_t>());
       }
@@ -87,7 +91,8 @@ TEST(DrainTest, TwoHundredConnectionsCloseSpreadOutAndLoseNothing) {
 
   int64_t first = INT64_MAX, last = 0;
   for (int i = 0; i < kUsers; ++i) {
-    ASSERT_EQ(codes[i], 1001) << "user d" << i;
+    ASSERT_EQ(codes[i], 1001) << "user d" << i << " " << ended[i] << "; received "
+                              << received[i].size() << " of " << acked[i].size() << " acked";
     // Everything acknowledged was written before the close (seqs 1..n, in order).
     ASSERT_GE(received[i].size(), acked[i].size()) << "user d" << i << " lost messages";
     for (size_t k = 0; k < received[i].size(); ++k) ASSERT_EQ(received[i][k], k + 1);
