@@ -138,7 +138,7 @@ int64_t EdgeServer::CloseAll(uint16_t code, const std::string& reason, absl::Tim
 void EdgeServer::Stop() {
   if (impl_->threads.empty()) return;
   impl_->work.reset();
-  // The timer wheel re-arms for ever: the io_context never runs out of work by itself.
+  // The timer wheel re-arms while it holds entries: the io_context need not run out of work.
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();

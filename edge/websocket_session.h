@@ -193,6 +193,8 @@ class WebSocketSession final : public Connection,
   // socket to become readable first (OnReadable), otherwise with a WebSocket read at once.
   void DoRead();
   void OnReadable(beast::error_code ec);
+  // The WebSocket read of the next frame (or the rest of one).
+  void ReadFrame();
   void OnRead(beast::error_code ec, std::size_t bytes);
   void HandleClientFrame(std::string_view text);
   void HandleRefresh(const std::string& token);

@@ -169,6 +169,11 @@ void WebSocketSession<Stream>::DoRead() {
       return;
     }
   }
+  ReadFrame();
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::ReadFrame() {
   // Read in small pieces: Beast sizes the buffer it prepares for a pending read by this limit.
   // Client frames are small acks.
   ws_.async_read_some(read_buffer_, kReadChunk,
@@ -208,9 +213,7 @@ void WebSocketSession<Stream>::OnReadable(beast::error_code ec) {
       if (next == EdgeStream::Next::kNothing) return DoRead();  // wait again
     }
     // A frame, the end of the stream or an error: the WebSocket read reports it (OnRead).
-    ws_.async_read_some(read_buffer_, kReadChunk,
-                        WithExactAllocator(beast::bind_front_handler(&WebSocketSession::OnRead,
-                                                                     this->shared_from_this())));
+    ReadFrame();
   }
 }
 

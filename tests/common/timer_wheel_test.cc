@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/testing/test_util.h"
 
 namespace push::edge {
 namespace {
@@ -42,13 +43,9 @@ struct CountingClient : TimerWheel::Client {
   std::atomic<int>* calls;
 };
 
+// The suite's WaitFor, with a 5 s bound.
 bool WaitFor(const std::function<bool()>& condition) {
-  auto deadline = Clock::now() + milliseconds(5000);
-  while (Clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(milliseconds(2));
-  }
-  return condition();
+  return push::testing::WaitFor(condition, milliseconds(5000));
 }
 
 class TimerWheelTest : public ::testing::Test {

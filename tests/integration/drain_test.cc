@@ -111,8 +111,8 @@ TEST(DrainTest, WithRedisClientsResumeOnAnotherNodeAndLoseNothing) {
   constexpr int kUsers = 200;
   RedisServer redis;
   ASSERT_TRUE(redis.running());
-  PushdProcess a({"--redis=" + redis.url(), "--node_id=node-a", "--drain_timeout=10s",
-                  "--log_level=warn"});
+  PushdProcess a(
+      {"--redis=" + redis.url(), "--node_id=node-a", "--drain_timeout=10s", "--log_level=warn"});
   PushdProcess b({"--redis=" + redis.url(), "--node_id=node-b", "--log_level=warn"});
   ASSERT_TRUE(a.started() && b.started());
   std::vector<std::unique_ptr<WsClient>> clients;
@@ -167,9 +167,8 @@ TEST(DrainTest, WithRedisClientsResumeOnAnotherNodeAndLoseNothing) {
   // Resume on node B from the last seq seen: the rest comes from the stream, nothing missing.
   for (int i = 0; i < kUsers; ++i) {
     ASSERT_EQ(codes[i], 1001) << "user r" << i;
-    auto ws = WsClient::Connect(
-        b.ws_port(),
-        "/ws?user_id=r" + std::to_string(i) + "&since=" + std::to_string(last_seen[i]));
+    auto ws = WsClient::Connect(b.ws_port(), "/ws?user_id=r" + std::to_string(i) +
+                                                 "&since=" + std::to_string(last_seen[i]));
     ASSERT_TRUE(ws) << i;
     ASSERT_EQ(ws->ReadJson().at("seq").to_number<uint64_t>(), last_acked[i]);
     for (uint64_t seq = last_seen[i] + 1; seq <= last_acked[i]; ++seq) {

@@ -112,8 +112,8 @@ PushdProcess::PushdProcess(std::vector<std::string> args, PushdOptions options) 
     buffer.append(chunk, n);
     size_t pos = buffer.find("pushd ready ");
     if (pos != std::string::npos && buffer.find('\n', pos) != std::string::npos) {
-      ready_ = std::sscanf(buffer.c_str() + pos, "pushd ready grpc_port=%d ws_port=%d",
-                           &grpc_port_, &ws_port_) == 2;
+      ready_ = std::sscanf(buffer.c_str() + pos, "pushd ready grpc_port=%d ws_port=%d", &grpc_port_,
+                           &ws_port_) == 2;
     }
   }
   close(out[0]);
