@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets everything up, builds, and runs the whole test suite with ctest; then a short run of each
-# libFuzzer target (build-fuzz/, clang) and the whole suite again built with AddressSanitizer +
+# Sets everything up, builds, and runs the whole test suite with ctest; then each libFuzzer
+# target's deterministic run (build-fuzz/, clang: the seeds and regression inputs, then a fixed
+# number of executions from a fixed seed) and the whole suite again built with AddressSanitizer +
 # UndefinedBehaviorSanitizer (build-asan/). Every step runs; the script fails if any failed.
 #   PUSHD_SANITIZE_STEP=0 / PUSHD_FUZZ_STEP=0 skip those steps (local iterations only).
 set -euo pipefail

@@ -7,12 +7,11 @@
 //   - IsValidUtf8 disagrees with a table-driven reference decoder (Unicode 15, table 3-7);
 //   - AppendJsonString's output, for UTF-8 input, is not one JSON string that parses back to the
 //     input (or, for other input, is accepted as JSON);
-//   - a message frame built around accepted data is not valid JSON (UTF-8) whose "data" equals the
-//   data,
-//     or a welcome frame does not carry its ids verbatim.
+//   - a message frame built around accepted data is not the fixed header, the data byte for byte
+//     and '}', or does not parse as JSON with the header's fields; or a welcome frame does not
+//     carry its ids verbatim.
 
 #include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <cstdint>
 #include <cstdlib>
@@ -110,16 +109,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   if (valid.ok()) {
-    // The stored message's frame: a header encoded once, then the pushed data verbatim.
+    // The stored message's frame: a header encoded once, then the pushed data verbatim. The data
+    // is checked as bytes (pushd never reads it as numbers); Boost.JSON 1.81 does not always read
+    // the same digits to the same double in two parses, so comparing parsed values would fail
+    // by chance.
     push::MessagePtr m = push::MakeMessage(42, "fuzz-id", absl::FromUnixMillis(1'700'000'000'000),
                                            absl::InfiniteFuture(), text);
     std::string frame = m->Frame();
+    constexpr std::string_view kHeader =
+        R"({"type":"message","seq":42,"id":"fuzz-id","ts":1700000000000,"data":)";
+    if (frame.size() != m->FrameSize() || frame.size() != kHeader.size() + size + 1 ||
+        std::string_view(frame).substr(0, kHeader.size()) != kHeader ||
+        std::string_view(frame).substr(kHeader.size(), size) != text || frame.back() != '}') {
+      std::abort();
+    }
     json::value f = ParseOrAbort(frame);
-    // Compared as serialized text: Boost.JSON 1.81 reads numbers like 0e400 as NaN, which is
-    // not equal to itself (the data is forwarded verbatim, never read as numbers, so that quirk
-    // does not reach clients).
-    if (f.at("type") != "message" || f.at("seq") != 42 || f.at("id") != "fuzz-id" ||
-        json::serialize(f.at("data")) != json::serialize(dom) || frame.size() != m->FrameSize()) {
+    if (!f.is_object() || f.get_object().size() != 5 || f.at("type") != "message" ||
+        f.at("seq") != 42 || f.at("id") != "fuzz-id" || f.at("ts") != 1'700'000'000'000) {
       std::abort();
     }
   }

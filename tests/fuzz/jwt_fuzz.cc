@@ -8,7 +8,6 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/pem.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -27,25 +26,27 @@ class FixedClock final : public push::Clock {
   absl::Time Now() const override { return absl::FromUnixSeconds(1'700'000'000); }
 };
 
-std::string PublicPem(EVP_PKEY* key) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PUBKEY(bio, key);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio, &data);
-  std::string pem(data, static_cast<size_t>(len));
-  BIO_free(bio);
-  return pem;
-}
+// A fixed RS256 public key whose private key was thrown away when it was made (openssl genpkey
+// -algorithm RSA, 2048 bits): a key made at every start would make the coverage of the RSA
+// verification path, and so the fuzzer's run, differ from one process to the next.
+constexpr char kRs256PublicPem[] = R"(-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAowqzgWgr3cG/XTgZtFw4
+rj+rBW65aWO/l2bGYyvDpNuCJ/JXxVDka7Qq9O219ZnplaZPvlm13+sz51ES95Hf
+gCfFIEpBLSIvdKJnTATr5meTs0L1d6BgGJhW+EwHSGSufcm7tp4f57K6b0Ll+SfF
+zDMm59ul3bU2WSaxXRlGzcFJZklKlFeWzTVgMaXBHnZ0dl3Sf2xw/IaXEPvO+sca
+v8+R1oYSXYsCqIn7+vUw2CXUXiQknCs6mitwje+tV3SOiTT6WXputqm2X6VMLNmA
+bipk8DB5aDyn1xbOuvC+UNeKLIiHcTY4PkvTZNvUTwFYlywxHw4d969IIdjSHzT4
+UQIDAQAB
+-----END PUBLIC KEY-----
+)";
 
 const push::JwtVerifier& Verifier() {
   static const push::JwtVerifier* verifier = [] {
     static FixedClock clock;
-    EVP_PKEY* rsa = EVP_RSA_gen(2048);
     push::JwtOptions options;
     options.hs256_secret = kSecret;
-    options.rs256_public_key_pem = PublicPem(rsa);
+    options.rs256_public_key_pem = kRs256PublicPem;
     options.clock = &clock;
-    EVP_PKEY_free(rsa);
     auto v = push::JwtVerifier::Create(options);
     if (!v.ok()) std::abort();
     return v->release();
