@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -222,7 +223,7 @@ TEST(HubTest, ConcurrentPublishAddAndRemove) {
   for (int t = 0; t < 2; ++t) {
     threads.emplace_back([&hub, t] {
       for (int i = 0; i < kRounds; ++i) {
-        auto c = Conn("user" + std::to_string((i + t) % kUsers), "t" + std::to_string(t));
+        auto c = Conn(absl::StrCat("user", (i + t) % kUsers), absl::StrCat("t", t));
         hub.Add(c);
         hub.Snapshot(std::nullopt);
         hub.Remove(*c);

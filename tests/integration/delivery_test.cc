@@ -16,8 +16,6 @@ namespace {
 
 namespace json = boost::json;
 
-std::string Str(const json::value& v) { return json::value_to<std::string>(v); }
-
 // What one connection saw: the welcome seq, then message seqs and gap ranges in arrival order.
 struct Seen {
   uint64_t welcome_seq = 0;

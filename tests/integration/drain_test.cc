@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/testing/clients.h"
 #include "tests/testing/pushd_process.h"
@@ -36,7 +37,7 @@ TEST(DrainTest, TwoHundredConnectionsCloseSpreadOutAndLoseNothing) {
   std::vector<std::vector<uint64_t>> acked(kUsers);
   for (int i = 0; i < kUsers; ++i) {
     v1::PushResponse res;
-    ASSERT_TRUE(DoPush(*stub, "d" + std::to_string(i), "0", &res).ok());
+    ASSERT_TRUE(DoPush(*stub, absl::StrCat("d", i), "0", &res).ok());
     acked[i].push_back(res.seq());
   }
   std::atomic<bool> refused{false};
@@ -44,7 +45,7 @@ TEST(DrainTest, TwoHundredConnectionsCloseSpreadOutAndLoseNothing) {
     for (int n = 0; n < 100000 && !refused; ++n) {
       int i = n % kUsers;
       v1::PushResponse res;
-      grpc::Status s = DoPush(*stub, "d" + std::to_string(i), std::to_string(n), &res);
+      grpc::Status s = DoPush(*stub, absl::StrCat("d", i), std::to_string(n), &res);
       if (s.ok()) {
         acked[i].push_back(res.seq());
       } else {
@@ -131,7 +132,7 @@ TEST(DrainTest, WithRedisClientsResumeOnAnotherNodeAndLoseNothing) {
     for (int n = 0; n < 1000000 && !stop; ++n) {
       int i = n % kUsers;
       v1::PushResponse res;
-      grpc::Status s = DoPush(*stub_b, "r" + std::to_string(i), std::to_string(n), &res);
+      grpc::Status s = DoPush(*stub_b, absl::StrCat("r", i), std::to_string(n), &res);
       ASSERT_TRUE(s.ok()) << s.error_message();
       last_acked[i] = res.seq();
       ++pushes;

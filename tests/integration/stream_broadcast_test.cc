@@ -16,7 +16,9 @@ namespace json = boost::json;
 
 std::unique_ptr<WsClient> ConnectUser(const PushdProcess& pushd, const std::string& user) {
   auto ws = WsClient::Connect(pushd.ws_port(), "/ws?user_id=" + user);
-  if (ws) EXPECT_EQ(ws->ReadJson().at("type"), "welcome");
+  if (ws) {
+    EXPECT_EQ(ws->ReadJson().at("type"), "welcome");
+  }
   return ws;
 }
 

@@ -238,7 +238,9 @@ TEST(TlsTest, StalledHandshakesDoNotStallOthersAndAreDroppedAtTheTimeout) {
   for (int i = 0; i < 20; ++i) {
     stalled.push_back(RawClient::Connect(server.pushd.ws_port()));
     ASSERT_TRUE(stalled.back());
-    if (i % 2 == 1) ASSERT_TRUE(stalled.back()->SendBytes(std::string("\x16\x03\x01\x02\x00", 5)));
+    if (i % 2 == 1) {
+      ASSERT_TRUE(stalled.back()->SendBytes(std::string("\x16\x03\x01\x02\x00", 5)));
+    }
   }
   // Meanwhile new clients connect over TLS and get their messages at once.
   auto start = steady_clock::now();
