@@ -1,39 +1,90 @@
 // pushctl: the operator CLI for the PushService.
-//   pushctl push --user alice --data '{"hello":1}' [--message_id ID] [--ttl SECONDS]
-//   pushctl list [--user alice] [--page_size N]
-//   pushctl delete --user alice [--connection ID] [--purge] [--reason TEXT]
-// Common: --addr host:port (default 127.0.0.1:50051), --timeout seconds (default 10),
-// --api_key_file FILE, and for a TLS server --tls_ca_file FILE (or --tls for the system roots).
+//   pushctl [OPTIONS] push --user alice --data '{"hello":1}' [--message_id ID] [--ttl SECONDS]
+//   pushctl [OPTIONS] list [--user alice] [--page_size N]
+//   pushctl [OPTIONS] delete --user alice [--connection ID] [--purge] [--reason TEXT]
+// OPTIONS, before or after the command: --addr host:port (default
+// 127.0.0.1:50051), --timeout seconds (default 10), --api_key_file FILE, and for a TLS server
+// --tls_ca_file FILE (or --tls for the system roots) and --tls_server_name NAME. A command's own
+// options go after it. Every option with a value is `--name VALUE` or `--name=VALUE`.
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "push/v1/push.grpc.pb.h"
 
 namespace {
 
 constexpr const char* kUsage =
-    "usage:\n"
+    "usage: pushctl [OPTIONS] COMMAND [COMMAND OPTIONS] [OPTIONS]\n"
     "  pushctl push   --user ID --data JSON [--message_id ID] [--ttl SECONDS]\n"
     "  pushctl list   [--user ID] [--page_size N]\n"
     "  pushctl delete --user ID [--connection ID] [--purge] [--reason TEXT]\n"
-    "options for all: --addr HOST:PORT (default 127.0.0.1:50051), --timeout SECONDS (10),\n"
-    "                 --api_key_file FILE (when pushd runs with --api_key_file)\n"
-    "                 --tls_ca_file FILE: speak TLS, trusting the CA certificate(s) in FILE\n"
-    "                   (PEM; for a self-signed server, its certificate)\n"
-    "                 --tls: speak TLS, trusting the system's CA certificates\n"
-    "                 --tls_server_name NAME: the name the server's certificate must carry\n"
-    "                   (default: the host of --addr)\n";
+    "OPTIONS (for every command, before or after it):\n"
+    "  --addr HOST:PORT        the server (default 127.0.0.1:50051)\n"
+    "  --timeout SECONDS       deadline of each call (default 10)\n"
+    "  --api_key_file FILE     when pushd runs with --api_key_file\n"
+    "  --tls_ca_file FILE      speak TLS, trusting the CA certificate(s) in FILE\n"
+    "                          (PEM; for a self-signed server, its certificate)\n"
+    "  --tls                   speak TLS, trusting the system's CA certificates\n"
+    "  --tls_server_name NAME  the name the server's certificate must carry\n"
+    "                          (default: the host of --addr)\n"
+    "A command's own options go after the command. Options with a value are written\n"
+    "--name VALUE or --name=VALUE.\n"
+    "example: pushctl --addr 127.0.0.1:50052 push --user alice --data '{\"hi\":1}'\n";
+
+// Every option: whether it takes a value, and the commands it belongs to (nullptr: every
+// command, and it may come before the command too).
+struct OptionSpec {
+  const char* name;
+  bool has_value;
+  const char* commands;
+};
+constexpr OptionSpec kOptions[] = {
+    {"addr", true, nullptr},
+    {"timeout", true, nullptr},
+    {"api_key_file", true, nullptr},
+    {"tls_ca_file", true, nullptr},
+    {"tls", false, nullptr},
+    {"tls_server_name", true, nullptr},
+    {"user", true, "push list delete"},
+    {"data", true, "push"},
+    {"message_id", true, "push"},
+    {"ttl", true, "push"},
+    {"page_size", true, "list"},
+    {"connection", true, "delete"},
+    {"purge", false, "delete"},
+    {"reason", true, "delete"},
+};
+constexpr const char* kCommands[] = {"push", "list", "delete"};
+
+const OptionSpec* FindOption(const std::string& name) {
+  for (const OptionSpec& o : kOptions) {
+    if (name == o.name) return &o;
+  }
+  return nullptr;
+}
+
+bool BelongsTo(const OptionSpec& option, const std::string& command) {
+  if (option.commands == nullptr) return true;
+  std::istringstream words(option.commands);
+  for (std::string word; words >> word;) {
+    if (word == command) return true;
+  }
+  return false;
+}
 
 int Usage(const std::string& error) {
   if (!error.empty()) std::fprintf(stderr, "pushctl: %s\n", error.c_str());
@@ -89,42 +140,70 @@ bool ParseUint(const std::string& s, uint64_t* out) {
 
 int main(int argc, char** argv) {
   if (argc < 2) return Usage("");
-  std::string command = argv[1];
-  if (command == "--help" || command == "-h" || command == "help") {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
+  // The command is the first argument that is neither an option nor an option's value; the
+  // common options may come before or after it, the command's own options only after it.
+  std::string command;
   std::map<std::string, std::string> opts;
   bool purge = false;
   bool tls = false;
-  for (int i = 2; i < argc; ++i) {
+  std::vector<std::string> early;  // command options seen before the command
+  for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg.rfind("--", 0) != 0) return Usage("unexpected argument '" + arg + "'");
-    arg = arg.substr(2);
-    if (arg == "purge") {
-      purge = true;
+    if (arg == "--help" || arg == "-h" || (command.empty() && arg == "help")) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (arg.rfind("-", 0) != 0 || arg == "-") {
+      if (!command.empty()) {
+        return Usage("unexpected argument '" + arg + "' after the command '" + command +
+                     "' (options are --name VALUE or --name=VALUE)");
+      }
+      if (std::find(std::begin(kCommands), std::end(kCommands), arg) == std::end(kCommands)) {
+        return Usage("unknown command '" + arg + "' (push, list or delete)");
+      }
+      command = arg;
+      if (!early.empty()) {
+        const std::string& name = early.front();
+        if (!BelongsTo(*FindOption(name), command)) {
+          return Usage("--" + name + " is not an option of '" + command + "'");
+        }
+        return Usage("--" + name + " is an option of '" + command +
+                     "', not a common one: put it after the command (pushctl [OPTIONS] " + command +
+                     " --" + name + " ...)");
+      }
       continue;
     }
-    if (arg == "tls") {
-      tls = true;
-      continue;
+    if (arg.rfind("--", 0) != 0) return Usage("unknown option " + arg + " (options start with --)");
+    std::string name = arg.substr(2);
+    std::optional<std::string> value;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
     }
-    std::string value;
-    if (size_t eq = arg.find('='); eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-    } else if (i + 1 < argc) {
+    const OptionSpec* option = FindOption(name);
+    if (option == nullptr) return Usage("unknown option --" + name);
+    if (!option->has_value) {
+      if (value) return Usage("--" + name + " takes no value");
+    } else if (!value) {
+      if (i + 1 >= argc) return Usage("--" + name + " needs a value");
       value = argv[++i];
+    }
+    if (command.empty()) {
+      if (option->commands != nullptr) early.push_back(name);
+    } else if (!BelongsTo(*option, command)) {
+      return Usage("--" + name + " is not an option of '" + command + "'");
+    }
+    if (name == "purge") {
+      purge = true;
+    } else if (name == "tls") {
+      tls = true;
     } else {
-      return Usage("--" + arg + " needs a value");
+      opts[name] = *value;
     }
-    static const char* kKnown[] = {"addr",       "timeout",      "user",        "data",
-                                   "message_id", "ttl",          "page_size",   "connection",
-                                   "reason",     "api_key_file", "tls_ca_file", "tls_server_name"};
-    if (std::find(std::begin(kKnown), std::end(kKnown), arg) == std::end(kKnown)) {
-      return Usage("unknown option --" + arg);
-    }
-    opts[arg] = value;
+  }
+  if (command.empty()) {
+    if (!early.empty()) return Usage("--" + early.front() + " needs a command before it");
+    return Usage("no command (push, list or delete)");
   }
   std::string addr = opts.count("addr") ? opts["addr"] : "127.0.0.1:50051";
   uint64_t timeout_s = 10;

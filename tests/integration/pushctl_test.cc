@@ -164,6 +164,65 @@ TEST(PushctlTest, ServerErrorsExitNonZeroWithStatusOnStderr) {
   EXPECT_TRUE(Contains(list.err, "page_size")) << list.err;
 }
 
+// The common options may come before the command (README, "Running several nodes"), in both
+// spellings, mixed with the command's own options after it.
+TEST(PushctlTest, CommonOptionsBeforeTheCommand) {
+  PushdProcess pushd;
+  ASSERT_TRUE(pushd.started());
+  std::string addr = "127.0.0.1:" + std::to_string(pushd.grpc_port());
+  auto ws = WsClient::Connect(pushd.ws_port(), "/ws?user_id=erin");
+  ASSERT_TRUE(ws);
+  ws->ReadJson();
+
+  RunResult push = RunCommand(
+      PushctlBinary(), {"--addr", addr, "--timeout", "5", "push", "--user", "erin", "--data", "1"},
+      {}, 20000);
+  EXPECT_EQ(push.exit_status, 0) << push.err;
+  EXPECT_TRUE(Contains(push.out, "delivered=1")) << push.out;
+  EXPECT_EQ(ws->ReadJson().at("data"), 1);
+
+  RunResult list =
+      RunCommand(PushctlBinary(), {"--addr=" + addr, "list", "--user=erin"}, {}, 20000);
+  EXPECT_EQ(list.exit_status, 0) << list.err;
+  EXPECT_TRUE(Contains(list.out, "total: 1")) << list.out;
+
+  // One common option before, another after: both apply.
+  RunResult del = RunCommand(
+      PushctlBinary(),
+      {"--timeout=5", "delete", "--user", "erin", "--reason", "bye", "--addr", addr}, {}, 20000);
+  EXPECT_EQ(del.exit_status, 0) << del.err;
+  EXPECT_TRUE(Contains(del.out, "closed 1")) << del.out;
+  WsEvent event = ws->Read();
+  ASSERT_EQ(event.kind, WsEvent::kClosed);
+  EXPECT_EQ(event.close_reason, "bye");
+}
+
+// TLS and API key options before the command reach the call: against a plain-text server, --tls
+// before the command fails the handshake (not a usage error), and a missing key file is named.
+TEST(PushctlTest, TlsAndKeyOptionsBeforeTheCommandApply) {
+  PushdProcess pushd;
+  ASSERT_TRUE(pushd.started());
+  std::string addr = "127.0.0.1:" + std::to_string(pushd.grpc_port());
+  RunResult r =
+      RunCommand(PushctlBinary(), {"--tls", "--addr", addr, "--timeout", "3", "list"}, {}, 20000);
+  EXPECT_EQ(r.exit_status, 1) << r.err;
+  EXPECT_TRUE(Contains(r.err, "UNAVAILABLE") || Contains(r.err, "DEADLINE_EXCEEDED")) << r.err;
+
+  r = RunCommand(PushctlBinary(), {"--api_key_file", "/nonexistent/key", "--addr", addr, "list"},
+                 {}, 20000);
+  EXPECT_EQ(r.exit_status, 2) << r.err;
+  EXPECT_TRUE(Contains(r.err, "/nonexistent/key")) << r.err;
+
+  r = RunCommand(PushctlBinary(),
+                 {"--tls_server_name=example.com", "--addr", addr, "--timeout", "3", "list"}, {},
+                 20000);
+  EXPECT_EQ(r.exit_status, 1) << r.err;  // TLS was asked for: plain text does not answer
+
+  r = RunCommand(PushctlBinary(), {"--tls_ca_file", "/nonexistent/ca.pem", "list"}, {}, 20000);
+  EXPECT_EQ(r.exit_status, 2) << r.err;
+  EXPECT_TRUE(Contains(r.err, "/nonexistent/ca.pem")) << r.err;
+}
+
 TEST(PushctlTest, UnreachableServerIsUnavailable) {
   RunResult r = RunCommand(
       PushctlBinary(),
@@ -202,6 +261,51 @@ TEST(PushctlTest, UsageErrorsExit2) {
   RunResult help = RunCommand(PushctlBinary(), {"--help"}, {}, 20000);
   EXPECT_EQ(help.exit_status, 0);
   EXPECT_TRUE(Contains(help.out, "pushctl push")) << help.out;
+  EXPECT_TRUE(Contains(help.out, "before or after")) << help.out;
+  help = RunCommand(PushctlBinary(), {"--addr", "127.0.0.1:1", "push", "--help"}, {}, 20000);
+  EXPECT_EQ(help.exit_status, 0);
+  EXPECT_TRUE(Contains(help.out, "pushctl push")) << help.out;
+}
+
+// Misplaced and unknown options, with the options before the command: exit 2 with a message that
+// says what is wrong, before any call (the address is a closed port: a call would exit 1).
+TEST(PushctlTest, MisplacedOrUnknownOptionsExit2WithAClearMessage) {
+  std::string addr = "127.0.0.1:" + std::to_string(UnusedPort());
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  for (const Case& c : std::vector<Case>{
+           // A command's own option before the command.
+           {{"--addr", addr, "--user", "a", "push", "--data", "1"},
+            "--user is an option of 'push', not a common one: put it after the command"},
+           {{"--data=1", "list", "--addr", addr}, "--data is not an option of 'list'"},
+           // An option of another command.
+           {{"--addr", addr, "list", "--purge"}, "--purge is not an option of 'list'"},
+           {{"--addr", addr, "push", "--user", "a", "--data", "1", "--reason", "x"},
+            "--reason is not an option of 'push'"},
+           // Unknown options, before or after.
+           {{"--bogus", "x", "--addr", addr, "list"}, "unknown option --bogus"},
+           {{"--addr", addr, "list", "--bogus=1"}, "unknown option --bogus"},
+           {{"-a", addr, "list"}, "unknown option -a"},
+           // Values: missing, or given to a flag.
+           {{"list", "--addr"}, "--addr needs a value"},
+           {{"--addr", addr, "--tls=yes", "list"}, "--tls takes no value"},
+           // No command, an unknown one, a stray word.
+           {{"--addr", addr}, "no command"},
+           {{"--addr", addr, "--user", "a"}, "--user needs a command before it"},
+           {{"--addr", addr, "send"}, "unknown command 'send'"},
+           {{"--addr", addr, "list", "alice"}, "unexpected argument 'alice'"},
+       }) {
+    std::string joined;
+    for (const std::string& a : c.args) joined += " " + a;
+    SCOPED_TRACE("pushctl" + joined);
+    RunResult r = RunCommand(PushctlBinary(), c.args, {}, 20000);
+    EXPECT_EQ(r.exit_status, 2) << r.err;
+    EXPECT_TRUE(Contains(r.err, "pushctl: " + c.says)) << r.err;
+    EXPECT_TRUE(Contains(r.err, "usage: pushctl [OPTIONS] COMMAND")) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
 }
 
 }  // namespace
