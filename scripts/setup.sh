@@ -20,6 +20,8 @@ if [ "$PUSHD_BUILD_TESTS" != OFF ]; then
   # Browser tests (tests/browser): Debian's Chromium driven by playwright-core, no browser
   # download; ss (iproute2) kills connections server-side in the reconnect tests.
   PACKAGES+=(chromium iproute2)
+  # The doc test (tests/docs) runs the READMEs' command blocks, which use curl and openssl.
+  PACKAGES+=(curl openssl)
   # Scale-out tests (tests/integration/redis_*): each test starts its own redis-server.
   PACKAGES+=(redis-server)
   # libFuzzer targets (tests/fuzz): clang 14 and its runtimes (libFuzzer, ASan, UBSan).
