@@ -3,6 +3,7 @@
 // The WebSocketSession template's member definitions. Included only by the files that
 // instantiate it: websocket_session.cc (plain TCP) and tls_session.cc (TLS).
 
+#include <atomic>
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/bind_handler.hpp>
@@ -57,6 +58,19 @@ struct ExactAllocator {
 template <class Handler>
 auto WithExactAllocator(Handler&& handler) {
   return net::bind_allocator(ExactAllocator<void>(), std::forward<Handler>(handler));
+}
+
+// When a new connection's first heartbeat ping is due: between half an interval and one, spread
+// over connections by the golden-ratio sequence of a process-wide counter, so that connections
+// that arrived together (a deploy, a reconnect storm) do not all ping in the same tick, forever.
+// Deterministic: the k-th connection always gets the same phase.
+inline absl::Duration FirstPingDelay(absl::Duration interval) {
+  static std::atomic<uint64_t> counter{0};
+  constexpr double kGoldenFraction = 0.6180339887498949;
+  uint64_t k = counter.fetch_add(1, std::memory_order_relaxed);
+  double phase = static_cast<double>(k) * kGoldenFraction;
+  phase -= static_cast<double>(static_cast<uint64_t>(phase));
+  return interval * (0.5 + 0.5 * phase);
 }
 
 inline std::chrono::nanoseconds ToChrono(absl::Duration d) {
@@ -142,7 +156,7 @@ void WebSocketSession<Stream>::OnAccept(beast::error_code ec) {
   ReadStore();
   DoRead();
   absl::Time now = absl::Now();
-  next_ping_ = now + options_.ping_interval;
+  next_ping_ = now + FirstPingDelay(options_.ping_interval);
   ScheduleTimer(NextWake() - now);
   // A handshake that finished after a drain began (and after its close sweep) goes at once.
   if (options_.ready != nullptr && !options_.ready->load()) {

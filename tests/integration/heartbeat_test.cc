@@ -1,11 +1,13 @@
 // Server heartbeat against a real pushd with short --ping_interval/--pong_timeout: clients that
 // answer pings stay, clients that do not are dropped and leave ListClients.
 
+#include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "tests/testing/clients.h"
@@ -182,6 +184,51 @@ TEST(HeartbeatTest, ClientPingGetsPongWithSamePayload) {
   ASSERT_TRUE(msg);
   ASSERT_EQ(msg->opcode, 0x1);
   EXPECT_EQ(json::parse(msg->payload).at("data"), 7);
+}
+
+// Connections that arrive together do not ping together: each connection's first ping is due
+// between half an interval and one, at a phase of its own (issue 13: a reconnect storm otherwise
+// makes every later heartbeat a burst).
+TEST(HeartbeatTest, ConnectionsThatArriveTogetherPingAtSpreadTimes) {
+  constexpr int kClients = 32;
+  constexpr milliseconds kInterval{2000};
+  PushdProcess pushd({"--ping_interval=2s", "--pong_timeout=10s"});
+  ASSERT_TRUE(pushd.started());
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(RawClient::Connect(pushd.ws_port()));
+    ASSERT_TRUE(clients.back());
+    ASSERT_EQ(clients.back()->Upgrade("/ws?user_id=storm" + std::to_string(i)), 101);
+  }
+  auto connected = steady_clock::now();
+  // One reader per client, so that each ping's arrival time is its own.
+  std::vector<int64_t> first_ping_ms(kClients, -1);
+  std::vector<std::thread> readers;
+  for (int i = 0; i < kClients; ++i) {
+    readers.emplace_back([&, i] {
+      for (int n = 0; n < 3; ++n) {  // the welcome, then the ping
+        std::optional<RawClient::Frame> f = clients[i]->ReadFrame(milliseconds(5000));
+        if (!f) return;
+        if (f->opcode == 0x9) {
+          first_ping_ms[i] = MillisSince(connected);
+          return;
+        }
+      }
+    });
+  }
+  for (auto& t : readers) t.join();
+  int64_t earliest = INT64_MAX, latest = 0;
+  for (int i = 0; i < kClients; ++i) {
+    ASSERT_GE(first_ping_ms[i], 0) << "client " << i << " got no ping";
+    earliest = std::min(earliest, first_ping_ms[i]);
+    latest = std::max(latest, first_ping_ms[i]);
+  }
+  // Never before half an interval (counted from the last upgrade, so the earlier connections'
+  // head start is allowed for), never much after one.
+  EXPECT_GE(earliest, kInterval.count() / 2 - 500);
+  EXPECT_LT(latest, kInterval.count() + 1500);
+  // Spread over about half an interval; without the phases they all come within a tick or two.
+  EXPECT_GE(latest - earliest, kInterval.count() * 3 / 10) << earliest << ".." << latest;
 }
 
 }  // namespace
