@@ -77,15 +77,13 @@ App::~App() {
   // The Redis threads call into the hub and directory: stop them before those go.
   if (redis_subscriber_) redis_subscriber_->Stop();
   if (redis_commands_) redis_commands_->Stop();
-  // Last: a store callback (the Redis threads' last answers) may still finish a Push on them.
-  if (service_) service_->StopPushThreads();
 }
 
 void App::UpdateReady() {
   // Both Redis threads and the main thread come here: one at a time, so the last event wins.
   absl::MutexLock lock(&ready_mu_);
-  bool ready =
-      started_.load() && !draining_.load() && redis_links_up_.load() >= redis_links_needed_;
+  bool ready = started_.load() && !draining_.load() &&
+               redis_links_up_.load() >= redis_links_needed_;
   ready_.store(ready);
   // gRPC health follows (grpc_server_ is set before started_, and never changes after).
   if (started_.load() && grpc_server_) {
@@ -227,15 +225,11 @@ absl::Status App::Start() {
     builder.SetMaxReceiveMessageSize(std::max(
         kMinGrpcReceiveBytes, static_cast<int>(config_.max_message_bytes) + kGrpcEnvelopeSlack));
     builder.RegisterService(service_.get());
-    // One completion queue and thread per core serve Push.
-    service_->AddPushQueues(&builder,
-                            static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
     grpc_server_ = builder.BuildAndStart();
     if (!grpc_server_ || grpc_port_ == 0) {
       return absl::UnavailableError(
           absl::StrCat("--grpc_listen=", config_.grpc_listen, ": cannot listen"));
     }
-    service_->StartPushThreads();
   }
 
   if (config_.role != Role::kApi) {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <deque>
-#include <optional>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -274,7 +273,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-absl::Status PushServiceImpl::Authorize(grpc::ServerContextBase* context) const {
+absl::Status PushServiceImpl::Authorize(grpc::CallbackServerContext* context) const {
   if (api_key_ == nullptr) return absl::OkStatus();
   const auto& metadata = context->client_metadata();
   auto it = metadata.find("authorization");
@@ -286,155 +285,17 @@ absl::Status PushServiceImpl::Authorize(grpc::ServerContextBase* context) const 
       "missing or wrong API key: send metadata 'authorization: Bearer <key>'");
 }
 
-// One Push call on the completion-queue API, from the request for a call to gRPC's last event
-// about it. Its events come back through the queue as tags pointing at its members:
-//  - arrived_: a call came (or, not ok, the server is shutting down): the next call is
-//    requested, then the push runs on this thread and usually answers inline;
-//  - finished_: gRPC is done with the answer;
-//  - alarm_tag_: the default deadline (calls that carry no deadline of their own) fired, or was
-//    cancelled by the answer.
-// Like UnaryCall, it owns the response the handler fills (a late answer after the default
-// deadline writes into it harmlessly) and frees itself when gRPC, the handler and the alarm are
-// all done with it.
-class PushServiceImpl::AsyncPush {
- public:
-  struct Tag {
-    AsyncPush* call;
-    void (AsyncPush::*on)(bool ok);
-  };
-
-  AsyncPush(PushServiceImpl* service, grpc::ServerCompletionQueue* queue)
-      : service_(service), queue_(queue), responder_(&context_) {
-    service_->RequestPush(&context_, &request_, &responder_, queue_, queue_, &arrived_);
+grpc::ServerUnaryReactor* PushServiceImpl::Push(grpc::CallbackServerContext* context,
+                                                const v1::PushRequest* request,
+                                                v1::PushResponse* response) {
+  auto* call = new UnaryCall<v1::PushResponse>(context, response, &inflight_, default_deadline_);
+  if (absl::Status s = Authorize(context); !s.ok()) {
+    call->Done(s);
+  } else {
+    logic_->Push(*request, call->response(), [call](absl::Status status) { call->Done(status); });
   }
-
- private:
-  void OnArrived(bool ok) {
-    if (!ok) {  // the server is shutting down: no call came
-      delete this;
-      return;
-    }
-    new AsyncPush(service_, queue_);  // the next call
-    service_->inflight_.fetch_add(1, std::memory_order_relaxed);
-    if (absl::Status s = service_->Authorize(&context_); !s.ok()) {
-      Done(s);
-    } else {
-      service_->logic_->Push(request_, &response_, [this](absl::Status status) { Done(status); });
-    }
-    Started();
-  }
-
-  // The handler's answer; exactly once, on any thread.
-  void Done(const absl::Status& status) {
-    bool late;
-    {
-      absl::MutexLock lock(&mu_);
-      late = answered_;
-      answered_ = true;
-      if (!late && alarm_) alarm_->Cancel();  // its event (not ok) drops the alarm's reference
-    }
-    if (!late) {
-      if (status.ok()) {
-        responder_.Finish(response_, grpc::Status::OK, &finished_);
-      } else {
-        responder_.FinishWithError(ToGrpcStatus(status), &finished_);
-      }
-    }
-    Unref();
-  }
-
-  // The handler has returned: arms the default deadline if the call is unanswered and carries no
-  // deadline of its own.
-  void Started() {
-    {
-      absl::MutexLock lock(&mu_);
-      if (!answered_ && context_.deadline() == std::chrono::system_clock::time_point::max()) {
-        refs_.fetch_add(1, std::memory_order_relaxed);
-        alarm_.emplace();
-        alarm_->Set(queue_, absl::ToChronoTime(absl::Now() + service_->default_deadline_),
-                    &alarm_tag_);
-      }
-    }
-    Unref();
-  }
-
-  void OnAlarm(bool fired) {
-    bool expire = false;
-    if (fired) {
-      absl::MutexLock lock(&mu_);
-      expire = !answered_;
-      answered_ = true;
-    }
-    if (expire) {
-      GlobalMetrics().grpc_default_deadline_exceeded.fetch_add(1, std::memory_order_relaxed);
-      responder_.FinishWithError(
-          grpc::Status(
-              grpc::StatusCode::DEADLINE_EXCEEDED,
-              absl::StrCat("no answer within ", absl::FormatDuration(service_->default_deadline_),
-                           " (--grpc_default_deadline applies to calls without a "
-                           "deadline); the request may still take effect")),
-          &finished_);
-    }
-    Unref();
-  }
-
-  void OnFinished(bool) {
-    service_->inflight_.fetch_sub(1, std::memory_order_relaxed);
-    Unref();
-  }
-
-  void Unref() {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
-  }
-
-  PushServiceImpl* const service_;
-  grpc::ServerCompletionQueue* const queue_;
-  grpc::ServerContext context_;
-  v1::PushRequest request_;
-  v1::PushResponse response_;
-  grpc::ServerAsyncResponseWriter<v1::PushResponse> responder_;
-  Tag arrived_{this, &AsyncPush::OnArrived};
-  Tag finished_{this, &AsyncPush::OnFinished};
-  Tag alarm_tag_{this, &AsyncPush::OnAlarm};
-  // References once a call came: gRPC's finish event, the handler's Done, the handler's
-  // return (Started), and the alarm while armed.
-  std::atomic<int> refs_{3};
-  absl::Mutex mu_;
-  bool answered_ ABSL_GUARDED_BY(mu_) = false;
-  std::optional<grpc::Alarm> alarm_ ABSL_GUARDED_BY(mu_);
-};
-
-PushServiceImpl::~PushServiceImpl() { StopPushThreads(); }
-
-void PushServiceImpl::AddPushQueues(grpc::ServerBuilder* builder, int threads) {
-  for (int i = 0; i < std::max(1, threads); ++i) {
-    push_queues_.push_back(builder->AddCompletionQueue());
-  }
-}
-
-void PushServiceImpl::StartPushThreads() {
-  for (auto& queue : push_queues_) {
-    // A few calls requested ahead per queue, so that a burst does not wait for the thread to
-    // request the next one.
-    for (int i = 0; i < 16; ++i) new AsyncPush(this, queue.get());
-    push_threads_.emplace_back([this, q = queue.get()] { ServePush(q); });
-  }
-}
-
-void PushServiceImpl::ServePush(grpc::ServerCompletionQueue* queue) {
-  void* tag;
-  bool ok;
-  while (queue->Next(&tag, &ok)) {
-    auto* t = static_cast<AsyncPush::Tag*>(tag);
-    (t->call->*(t->on))(ok);
-  }
-}
-
-void PushServiceImpl::StopPushThreads() {
-  for (auto& queue : push_queues_) queue->Shutdown();
-  for (auto& thread : push_threads_) thread.join();
-  push_threads_.clear();
-  push_queues_.clear();
+  call->Started();
+  return call;
 }
 
 grpc::ServerUnaryReactor* PushServiceImpl::Broadcast(grpc::CallbackServerContext* context,
@@ -601,7 +462,7 @@ class PushServiceImpl::StreamReactor final
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
-  bool failed_ ABSL_GUARDED_BY(mu_) = false;    // finish with failure_ once no push is pending
+  bool failed_ ABSL_GUARDED_BY(mu_) = false;  // finish with failure_ once no push is pending
   bool rejected_ ABSL_GUARDED_BY(mu_) = false;  // a request failed: take no more
   grpc::Status failure_ ABSL_GUARDED_BY(mu_);
 };

@@ -1,13 +1,8 @@
 #pragma once
 
-#include <grpcpp/server_builder.h>
-
 #include <atomic>
 #include <cstdint>
-#include <memory>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
@@ -68,18 +63,8 @@ class PushLogic {
 // absl::Status -> grpc::Status; the codes map one to one.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-// Push is served on the completion-queue API: on this machine an empty call costs the server
-// 19 us of CPU there against 27 us on the callback API (BENCHMARKS.md), and the thread that takes
-// a call from its queue runs the whole push (validate, append, hand to the sessions, answer)
-// without a hand-off to an executor. The other methods, rarer, use the callback API.
-using PushServiceBase =
-    v1::PushService::WithAsyncMethod_Push<v1::PushService::WithCallbackMethod_DeleteClient<
-        v1::PushService::WithCallbackMethod_ListClients<
-            v1::PushService::WithCallbackMethod_PushStream<
-                v1::PushService::WithCallbackMethod_Broadcast<v1::PushService::Service>>>>>;
-
-// The gRPC face of PushLogic (handlers never block).
-class PushServiceImpl final : public PushServiceBase {
+// The gRPC face of PushLogic (callback API; handlers never block).
+class PushServiceImpl final : public v1::PushService::CallbackService {
  public:
   // `api_key` may be null (no key configured). Unary calls that bring no deadline end with
   // DEADLINE_EXCEEDED when not answered within `default_deadline`.
@@ -87,17 +72,12 @@ class PushServiceImpl final : public PushServiceBase {
                   absl::Duration default_deadline = absl::Seconds(10))
       : logic_(logic), api_key_(api_key), default_deadline_(default_deadline) {}
 
-  ~PushServiceImpl() override;
-
   // Calls whose reactor is not done yet (the drain waits for zero before shutting gRPC down).
   int64_t inflight() const { return inflight_.load(); }
 
-  // Push's completion queues, one per thread: before the builder's BuildAndStart.
-  void AddPushQueues(grpc::ServerBuilder* builder, int threads);
-  // After BuildAndStart: the threads that serve Push.
-  void StartPushThreads();
-  // After the server's Shutdown: drains the queues and joins the threads (idempotent).
-  void StopPushThreads();
+  grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* context,
+                                 const v1::PushRequest* request,
+                                 v1::PushResponse* response) override;
   grpc::ServerBidiReactor<v1::PushRequest, v1::PushResponse>* PushStream(
       grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* Broadcast(grpc::CallbackServerContext* context,
@@ -112,17 +92,13 @@ class PushServiceImpl final : public PushServiceBase {
 
  private:
   class StreamReactor;
-  class AsyncPush;
   // OK, or UNAUTHENTICATED when a key is configured and the call does not carry it.
-  absl::Status Authorize(grpc::ServerContextBase* context) const;
-  void ServePush(grpc::ServerCompletionQueue* queue);
+  absl::Status Authorize(grpc::CallbackServerContext* context) const;
 
   PushLogic* const logic_;
   const ApiKey* const api_key_;
   const absl::Duration default_deadline_;
   std::atomic<int64_t> inflight_{0};
-  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> push_queues_;
-  std::vector<std::thread> push_threads_;
 };
 
 }  // namespace push::service

@@ -79,9 +79,7 @@ class DefaultDeadlineTest : public ::testing::Test {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(&service_);
-    service_.AddPushQueues(&builder, 1);
     server_ = builder.BuildAndStart();
-    service_.StartPushThreads();
     stub_ = v1::PushService::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
                                                          grpc::InsecureChannelCredentials()));
   }
@@ -89,7 +87,6 @@ class DefaultDeadlineTest : public ::testing::Test {
   ~DefaultDeadlineTest() override {
     store_.Release();  // nothing stays held past the test
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    service_.StopPushThreads();
   }
 
   // Push with the client's own deadline, or none.
