@@ -6,8 +6,11 @@
 #   PUSHD_SANITIZE_STEP=0 / PUSHD_FUZZ_STEP=0 skip those steps (local iterations only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Compiler caching that survives a fresh clone in another directory.
-export CCACHE_BASEDIR="$PWD"
+# Compiler caching that survives a fresh clone in another directory: paths relative to the
+# checkout, and the working directory left out of the hash even for -g builds (the sanitizer
+# build), where ccache would otherwise miss in every new folder (only debug info's compilation
+# directory differs).
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 scripts/setup.sh
 # Raise the open-files soft limit for connection-heavy tests (the hard limit is the cap).
 ulimit -n "$(ulimit -Hn)" || true
