@@ -30,7 +30,12 @@ for r in $(seq 1 "$runs"); do
       g=$(free_port) w=$(free_port)
       "$path" --grpc_listen=127.0.0.1:$g --ws_listen=127.0.0.1:$w >/dev/null 2>&1 &
       pid=$!
-      sleep 1
+      # Until both listeners accept (at most 10 s): a fixed sleep let a run start before them.
+      for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$g") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$w") 2>/dev/null &&
+          break
+        sleep 0.1
+      done
       # shellcheck disable=SC2086
       line=$("$bench" --grpc=127.0.0.1:$g --ws=127.0.0.1:$w --server_pid=$pid $flags | tail -n 1) || true
       kill "$pid" 2>/dev/null || true
