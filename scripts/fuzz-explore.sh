@@ -10,17 +10,21 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(jwt_fuzz client_frame_fuzz json_fuzz upgrade_fuzz)
 dir=${FUZZ_BUILD_DIR:-build-fuzz}
 if [ ! -f "$dir/build.ninja" ]; then
   CC=clang CXX=clang++ cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPUSHD_FUZZ=ON
 fi
 cmake --build "$dir" --target fuzz
 
-declare -A corpus=([jwt_fuzz]=jwt [client_frame_fuzz]=client_frame [json_fuzz]=json
-                   [upgrade_fuzz]=upgrade)
-declare -A max_len=([jwt_fuzz]=4096 [client_frame_fuzz]=4096 [json_fuzz]=8192
-                    [upgrade_fuzz]=16384)
+# Each target's corpus and input size limit, as tests/fuzz/CMakeLists.txt defines them.
+declare -A corpus=() max_len=()
+all=()
+while read -r target_name target_corpus target_max_len; do
+  all+=("$target_name")
+  corpus[$target_name]=$target_corpus
+  max_len[$target_name]=$target_max_len
+done <"$dir/tests/fuzz/targets.txt"
+((${#targets[@]})) || targets=("${all[@]}")
 failed=()
 for t in "${targets[@]}"; do
   [ -n "${corpus[$t]:-}" ] || { echo "fuzz-explore: unknown target $t" >&2; exit 2; }
