@@ -16,6 +16,8 @@ class FrameQueue {
   size_t size() const { return items_.size() - head_; }
   T& front() { return items_[head_]; }
   T& back() { return items_.back(); }
+  // The i-th queued item (0 = front).
+  const T& at(size_t i) const { return items_[head_ + i]; }
   void push_back(T item) { items_.push_back(std::move(item)); }
   void pop_front() {
     items_[head_] = T();

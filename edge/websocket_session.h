@@ -17,10 +17,11 @@
 #include <optional>
 #include <string>
 
-#include "common/frame_queue.h"
+#include "absl/synchronization/mutex.h"
 #include "common/hub.h"
 #include "common/store.h"
 #include "edge/edge_server.h"
+#include "edge/send_queue.h"
 #include "edge/timer_wheel.h"
 
 namespace push::edge {
@@ -143,8 +144,21 @@ struct SessionParams {
 
 // One WebSocket connection over `Stream`: EdgeStream for plain connections, a TLS stream (see
 // tls_session.cc) for wss://. A template rather than a virtual transport so that a plain
-// connection carries nothing of TLS. All state is touched only on the connection's strand (the
-// socket's executor); the Connection methods called by other threads post onto it.
+// connection carries nothing of TLS.
+//
+// Threads: the session's handlers run on its strand (the socket's executor) and hold `mu_` while
+// they touch its state. On a plain connection, Deliver from a publishing thread takes `mu_` too and,
+// in the common case (live, in order, room in the queue), queues the message and writes it to the
+// socket itself, without a hand-off: the send lane below. Everything else it posts to the strand,
+// which alone calls into Beast, timers and asio operations.
+//
+// The send lane (plain connections): data, welcome, gap, ping and pong frames are written by the
+// session itself with one non-blocking sendmsg for all that is queued (SendQueue), not through
+// Beast. Beast still writes the close frame and whatever its reads write (a pong to a ping within a
+// fragmented message, a close reply, a protocol error's close), so the two never overlap: a
+// WebSocket read starts only while the lane is idle and the lane waits while one is in flight,
+// and the close frame goes once the lane is idle, after which the lane is closed. TLS connections
+// write every frame through Beast from the strand, one at a time.
 template <class Stream>
 class WebSocketSession final : public Connection,
                                public TimerWheel::Client,
@@ -161,6 +175,7 @@ class WebSocketSession final : public Connection,
 
   // Connection:
   const ConnectionInfo& info() const override { return params_.info; }
+  // Thread-safe.
   void Deliver(MessagePtr message) override;
   void Close(uint16_t code, std::string reason) override;
   void Resync() override;
@@ -168,25 +183,8 @@ class WebSocketSession final : public Connection,
   uint64_t queued_bytes() const override { return queued_bytes_.load(std::memory_order_relaxed); }
 
  private:
-  // An outbound frame: a shared stored message, or a control frame of our own. Both point to
-  // heap data, so moving an OutFrame (the queue may) never moves the bytes being written.
-  struct OutFrame {
-    MessagePtr message;
-    std::shared_ptr<const std::string> text;
-    bool live = false;  // published now, not replayed from the stream
-    size_t Size(bool compat) const {
-      if (!message) return text->size();
-      return compat ? message->payload->size() : message->FrameSize();
-    }
-    // The bytes to write, in up to three pieces (no copy of the shared payload).
-    std::array<net::const_buffer, 3> Buffers(bool compat) const {
-      if (!message) return {net::buffer(*text), net::const_buffer(), net::const_buffer()};
-      const std::string& data = *message->payload;
-      if (compat) return {net::buffer(data), net::const_buffer(), net::const_buffer()};
-      return {net::buffer(message->header), net::buffer(data), net::buffer("}", 1)};
-    }
-  };
   enum class Mode { kReading, kLive };
+  static constexpr bool kSendLane = std::is_same_v<Stream, EdgeStream>;
 
   void OnAccept(beast::error_code ec);
   // Reads the next client frame: on a plain connection at a message boundary, by waiting for the
@@ -205,9 +203,23 @@ class WebSocketSession final : public Connection,
   // Queues the message after a gap frame for any seq skipped before it.
   void Enqueue(MessagePtr message, bool live);
   void EnqueueGap(uint64_t from, uint64_t to);
-  void EnqueueFrame(OutFrame frame, size_t bytes);
+  void EnqueueFrame(OutFrame frame);
+  // Whether a message of `size` bytes fits the send queue (the slow-consumer rule).
+  bool HasRoom(size_t size) const;
+  // Writes what is queued: the send lane on plain connections, one Beast write on TLS.
   void DoWrite();
   void OnWrite(beast::error_code ec, std::size_t bytes);
+  // Send lane: writes what is queued with non-blocking sendmsg calls until the queue is empty or
+  // the socket is full; then the strand waits for it to drain (on_strand: this is the strand;
+  // otherwise that is posted to it).
+  void FlushLane(bool on_strand);
+  void OnLaneBlocked(bool lost);
+  void OnWritable(beast::error_code ec);
+  // The lane went idle on the strand: start a WebSocket read that waited for it, send a pending
+  // close frame, continue a replay.
+  void OnLaneIdle();
+  // Bookkeeping for frames that reached the socket.
+  void FramesSent(uint64_t messages, uint64_t last_seq);
   void MaybeContinueReplay();
 
   void ScheduleTimer(absl::Duration after);
@@ -242,8 +254,14 @@ class WebSocketSession final : public Connection,
   std::unique_ptr<net::steady_timer> close_timer_;
   beast::flat_buffer read_buffer_;
 
-  FrameQueue<OutFrame> queue_;
-  bool writing_ = false;
+  // Guards the session's state against Deliver on publishing threads (see the class comment).
+  absl::Mutex mu_;
+  SendQueue queue_;
+  bool writing_ = false;       // TLS: a Beast write is in flight
+  bool lane_busy_ = false;     // the lane waits for the socket to drain (or is being torn down)
+  bool lane_closed_ = false;   // the close frame went through Beast: the lane writes no more
+  bool beast_reading_ = false;  // a WebSocket read is in flight: the lane waits
+  bool read_wanted_ = false;    // a WebSocket read waits for the lane to go idle
   std::atomic<uint64_t> queued_bytes_{0};
   std::atomic<uint64_t> messages_sent_{0};
 

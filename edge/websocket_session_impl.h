@@ -3,7 +3,10 @@
 // The WebSocketSession template's member definitions. Included only by the files that
 // instantiate it: websocket_session.cc (plain TCP) and tls_session.cc (TLS).
 
+#include <sys/socket.h>
+
 #include <atomic>
+#include <cerrno>
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/bind_handler.hpp>
@@ -99,7 +102,8 @@ WebSocketSession<Stream>::WebSocketSession(Stream&& stream, SessionParams params
       store_(store),
       hub_(hub),
       counters_(counters),
-      wheel_(wheel) {
+      wheel_(wheel),
+      queue_(params_.compat) {
   counters_->sockets.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -131,6 +135,7 @@ void WebSocketSession<Stream>::Run(http::request<http::string_body> request) {
 
 template <class Stream>
 void WebSocketSession<Stream>::OnAccept(beast::error_code ec) {
+  absl::MutexLock lock(&mu_);
   if (ec) {
     spdlog::info("handshake failed user={} remote={}: {}", params_.info.user_id,
                  params_.info.remote_address, ec.message());
@@ -188,6 +193,14 @@ void WebSocketSession<Stream>::DoRead() {
 
 template <class Stream>
 void WebSocketSession<Stream>::ReadFrame() {
+  if constexpr (kSendLane) {
+    // Beast's read may write (see the class comment): not while the lane has a frame half out.
+    if (lane_busy_) {
+      read_wanted_ = true;
+      return;
+    }
+    beast_reading_ = true;
+  }
   // Read in small pieces: Beast sizes the buffer it prepares for a pending read by this limit.
   // Client frames are small acks.
   ws_.async_read_some(read_buffer_, kReadChunk,
@@ -198,6 +211,7 @@ void WebSocketSession<Stream>::ReadFrame() {
 template <class Stream>
 void WebSocketSession<Stream>::OnReadable(beast::error_code ec) {
   if constexpr (std::is_same_v<Stream, EdgeStream>) {
+    absl::MutexLock lock(&mu_);
     if (finished_) return;  // the socket is closing
     if (!ec && !closing_) {
       // Pongs answer our heartbeat and pings are clients' own: taken here, they never wake a
@@ -233,6 +247,8 @@ void WebSocketSession<Stream>::OnReadable(beast::error_code ec) {
 
 template <class Stream>
 void WebSocketSession<Stream>::OnRead(beast::error_code ec, std::size_t) {
+  absl::MutexLock lock(&mu_);
+  beast_reading_ = false;
   if (ec) {
     if (closing_) {
       Finish(close_why_, nullptr);
@@ -250,6 +266,7 @@ void WebSocketSession<Stream>::OnRead(beast::error_code ec, std::size_t) {
     }
     return;
   }
+  if constexpr (kSendLane) DoWrite();  // what was queued while the read was in flight
   if (!ws_.is_message_done()) return DoRead();
   if (!closing_) {
     if (!ws_.got_text()) {
@@ -318,6 +335,7 @@ void WebSocketSession<Stream>::ReadStore() {
   store_->Read(std::move(request),
                [self = this->shared_from_this()](absl::StatusOr<store::ReadResult> result) mutable {
                  net::post(self->ws_.get_executor(), [self, result = std::move(result)]() mutable {
+                   absl::MutexLock lock(&self->mu_);
                    self->OnStoreRead(std::move(result));
                  });
                });
@@ -349,9 +367,7 @@ void WebSocketSession<Stream>::OnStoreRead(absl::StatusOr<store::ReadResult> res
     if (!params_.compat) {
       std::string welcome =
           EncodeWelcome(params_.info.connection_id, params_.info.user_id, result->last_seq);
-      size_t size = welcome.size();
-      EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(std::move(welcome))},
-                   size);
+      EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(std::move(welcome))});
     }
     if (result->after > result->last_seq) {
       // A `since` beyond the end comes from an earlier life of the stream (its numbering was
@@ -389,6 +405,7 @@ void WebSocketSession<Stream>::OnStoreRead(absl::StatusOr<store::ReadResult> res
 template <class Stream>
 void WebSocketSession<Stream>::Resync() {
   net::post(ws_.get_executor(), [self = this->shared_from_this()] {
+    absl::MutexLock lock(&self->mu_);
     if (self->closing_ || self->finished_) return;
     if (self->read_in_flight_) {
       self->resync_pending_ = true;
@@ -407,8 +424,28 @@ void WebSocketSession<Stream>::MaybeContinueReplay() {
 
 template <class Stream>
 void WebSocketSession<Stream>::Deliver(MessagePtr message) {
-  net::post(ws_.get_executor(), [self = this->shared_from_this(),
-                                 m = std::move(message)]() mutable { self->OnLive(std::move(m)); });
+  if constexpr (kSendLane) {
+    // The common case on the publishing thread itself: the next message of a live connection
+    // with room in its queue is queued and written at once. The rest (an old or early seq, a
+    // replay in progress, a full queue, closing) goes through the strand.
+    absl::MutexLock lock(&mu_);
+    if (mode_ == Mode::kLive && !closing_ && !finished_ && message->seq == next_seq_ &&
+        HasRoom(params_.compat ? message->payload->size() : message->FrameSize())) {
+      Enqueue(std::move(message), /*live=*/true);
+      FlushLane(/*on_strand=*/false);
+      return;
+    }
+  }
+  net::post(ws_.get_executor(), [self = this->shared_from_this(), m = std::move(message)]() mutable {
+    absl::MutexLock lock(&self->mu_);
+    self->OnLive(std::move(m));
+  });
+}
+
+template <class Stream>
+bool WebSocketSession<Stream>::HasRoom(size_t size) const {
+  uint64_t queued = queued_bytes_.load(std::memory_order_relaxed);
+  return queued == 0 || queued + size <= options_.send_queue_bytes;
 }
 
 template <class Stream>
@@ -425,9 +462,7 @@ void WebSocketSession<Stream>::OnLive(MessagePtr message) {
     ReadStore();
     return;
   }
-  size_t size = params_.compat ? message->payload->size() : message->FrameSize();
-  uint64_t queued = queued_bytes_.load(std::memory_order_relaxed);
-  if (queued > 0 && queued + size > options_.send_queue_bytes) {
+  if (!HasRoom(params_.compat ? message->payload->size() : message->FrameSize())) {
     DoClose(kCloseSlowConsumer, "slow consumer", &GlobalMetrics().closed_slow_consumer);
     return;
   }
@@ -439,22 +474,20 @@ template <class Stream>
 void WebSocketSession<Stream>::Enqueue(MessagePtr message, bool live) {
   if (message->seq > next_seq_) EnqueueGap(next_seq_, message->seq - 1);
   next_seq_ = message->seq + 1;
-  size_t size = params_.compat ? message->payload->size() : message->FrameSize();
-  EnqueueFrame(OutFrame{std::move(message), nullptr, live}, size);
+  EnqueueFrame(OutFrame{std::move(message), nullptr, live});
 }
 
 template <class Stream>
 void WebSocketSession<Stream>::EnqueueGap(uint64_t from, uint64_t to) {
   GlobalMetrics().gaps.fetch_add(1, std::memory_order_relaxed);
   if (params_.compat) return;  // bare data frames cannot say it
-  std::string gap = EncodeGap(from, to);
-  size_t size = gap.size();
-  EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(std::move(gap))}, size);
+  EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(EncodeGap(from, to))});
 }
 
 template <class Stream>
-void WebSocketSession<Stream>::EnqueueFrame(OutFrame frame, size_t bytes) {
-  queue_.push_back(std::move(frame));
+void WebSocketSession<Stream>::EnqueueFrame(OutFrame frame) {
+  size_t bytes = frame.Size(params_.compat);
+  queue_.Push(std::move(frame));
   queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   GlobalMetrics().send_queue_bytes.fetch_add(static_cast<int64_t>(bytes),
                                              std::memory_order_relaxed);
@@ -462,31 +495,47 @@ void WebSocketSession<Stream>::EnqueueFrame(OutFrame frame, size_t bytes) {
 
 template <class Stream>
 void WebSocketSession<Stream>::DoWrite() {
-  if (writing_ || queue_.empty() || finished_) return;
-  writing_ = true;
-  ws_.text(true);
-  ws_.async_write(queue_.front().Buffers(params_.compat),
-                  beast::bind_front_handler(&WebSocketSession::OnWrite, this->shared_from_this()));
+  if constexpr (kSendLane) {
+    FlushLane(/*on_strand=*/true);
+    if (!lane_busy_ && queue_.empty()) OnLaneIdle();
+  } else {
+    if (writing_ || queue_.empty() || finished_) return;
+    writing_ = true;
+    ws_.text(true);
+    const OutFrame& frame = queue_.front();
+    std::array<net::const_buffer, 3> buffers;
+    if (!frame.message) {
+      buffers = {net::buffer(*frame.text), net::const_buffer(), net::const_buffer()};
+    } else if (params_.compat) {
+      buffers = {net::buffer(*frame.message->payload), net::const_buffer(), net::const_buffer()};
+    } else {
+      buffers = {net::buffer(frame.message->header), net::buffer(*frame.message->payload),
+                 net::buffer("}", 1)};
+    }
+    ws_.async_write(buffers,
+                    beast::bind_front_handler(&WebSocketSession::OnWrite, this->shared_from_this()));
+  }
 }
 
 template <class Stream>
 void WebSocketSession<Stream>::OnWrite(beast::error_code ec, std::size_t) {
+  absl::MutexLock lock(&mu_);
   writing_ = false;
-  OutFrame& frame = queue_.front();
-  size_t size = frame.Size(params_.compat);
+  uint64_t before = queue_.bytes();
+  uint64_t messages = 0, last_seq = 0;
+  queue_.PopFront([&](const OutFrame& frame) {
+    if (!ec && frame.message) {
+      ++messages;
+      last_seq = frame.message->seq;
+      if (frame.live) {
+        GlobalMetrics().delivery_latency.Observe(Metrics::NowNanos() - frame.message->appended_ns);
+      }
+    }
+  });
+  uint64_t size = before - queue_.bytes();
   queued_bytes_.fetch_sub(size, std::memory_order_relaxed);
   GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(size), std::memory_order_relaxed);
-  if (!ec && frame.message) {
-    uint64_t seq = frame.message->seq;
-    last_written_seq_ = seq;
-    messages_sent_.fetch_add(1, std::memory_order_relaxed);
-    GlobalMetrics().deliveries.fetch_add(1, std::memory_order_relaxed);
-    if (frame.live) {
-      GlobalMetrics().delivery_latency.Observe(Metrics::NowNanos() - frame.message->appended_ns);
-    }
-    if (!params_.ack) store_->AdvanceCursor(params_.info.user_id, seq);
-  }
-  queue_.pop_front();
+  FramesSent(messages, last_seq);
   if (ec) {
     if (closing_) {
       Teardown(close_why_, nullptr);
@@ -504,6 +553,110 @@ void WebSocketSession<Stream>::OnWrite(beast::error_code ec, std::size_t) {
   DoWrite();
 }
 
+template <class Stream>
+void WebSocketSession<Stream>::FramesSent(uint64_t messages, uint64_t last_seq) {
+  if (messages == 0) return;
+  last_written_seq_ = last_seq;
+  messages_sent_.fetch_add(messages, std::memory_order_relaxed);
+  GlobalMetrics().deliveries.fetch_add(messages, std::memory_order_relaxed);
+  // One cursor move for all that one write took.
+  if (!params_.ack) store_->AdvanceCursor(params_.info.user_id, last_seq);
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::FlushLane(bool on_strand) {
+  if constexpr (kSendLane) {
+    if (lane_busy_ || lane_closed_ || beast_reading_ || finished_) return;
+    const int fd = beast::get_lowest_layer(ws_).native_handle();
+    uint64_t messages = 0, last_seq = 0, bytes = 0;
+    int64_t now_ns = 0;
+    std::array<iovec, SendQueue::kMaxIovecs> iov;
+    while (!queue_.empty()) {
+      msghdr msg{};
+      msg.msg_iov = iov.data();
+      msg.msg_iovlen = queue_.Gather(iov.data(), iov.size());
+      ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        // The socket is full (the strand waits for it to drain) or the connection is gone.
+        lane_busy_ = true;
+        bool lost = errno != EAGAIN && errno != EWOULDBLOCK;
+        if (on_strand) {
+          OnLaneBlocked(lost);
+        } else {
+          net::post(ws_.get_executor(), [self = this->shared_from_this(), lost] {
+            absl::MutexLock lock(&self->mu_);
+            self->OnLaneBlocked(lost);
+          });
+        }
+        break;
+      }
+      uint64_t before = queue_.bytes();
+      queue_.Consume(static_cast<size_t>(n), [&](const OutFrame& frame) {
+        if (!frame.message) return;
+        ++messages;
+        last_seq = frame.message->seq;
+        if (frame.live) {
+          if (now_ns == 0) now_ns = Metrics::NowNanos();
+          GlobalMetrics().delivery_latency.Observe(now_ns - frame.message->appended_ns);
+        }
+      });
+      bytes += before - queue_.bytes();
+    }
+    if (bytes > 0) {
+      queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+      GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(bytes),
+                                                 std::memory_order_relaxed);
+    }
+    FramesSent(messages, last_seq);
+  }
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::OnLaneBlocked(bool lost) {
+  if constexpr (kSendLane) {
+    if (finished_) return;
+    if (lost) {
+      if (closing_) {
+        Teardown(close_why_, nullptr);
+      } else {
+        Teardown("connection lost", &GlobalMetrics().closed_client);
+      }
+      return;
+    }
+    beast::get_lowest_layer(ws_).async_wait(
+        net::socket_base::wait_write,
+        beast::bind_front_handler(&WebSocketSession::OnWritable, this->shared_from_this()));
+  }
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::OnWritable(beast::error_code ec) {
+  absl::MutexLock lock(&mu_);
+  if (finished_) return;
+  lane_busy_ = false;
+  if (ec) {
+    lane_busy_ = true;
+    OnLaneBlocked(/*lost=*/true);
+    return;
+  }
+  DoWrite();
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::OnLaneIdle() {
+  if (finished_) return;
+  if (read_wanted_) {
+    read_wanted_ = false;
+    ReadFrame();
+  }
+  if (closing_) {
+    MaybeSendClose();
+  } else {
+    MaybeContinueReplay();
+  }
+}
+
 // ---- Heartbeat and closing ------------------------------------------------------------------
 
 template <class Stream>
@@ -519,7 +672,10 @@ void WebSocketSession<Stream>::ScheduleTimer(absl::Duration after) {
 template <class Stream>
 void WebSocketSession<Stream>::OnWheelTimer(int64_t due) {
   // On the wheel's strand: continue on the connection's own.
-  net::post(ws_.get_executor(), [self = this->shared_from_this(), due] { self->OnTimer(due); });
+  net::post(ws_.get_executor(), [self = this->shared_from_this(), due] {
+    absl::MutexLock lock(&self->mu_);
+    self->OnTimer(due);
+  });
 }
 
 template <class Stream>
@@ -554,8 +710,17 @@ void WebSocketSession<Stream>::OnTimer(int64_t due) {
 
 template <class Stream>
 void WebSocketSession<Stream>::SendControl(bool ping, std::string payload) {
+  if constexpr (kSendLane) {
+    // In the lane, after what is queued: the lane never interleaves with itself, so pings and
+    // pongs need no wait of their own.
+    EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(std::move(payload)), false,
+                          ping ? Opcode::kPing : Opcode::kPong});
+    DoWrite();
+    return;
+  }
   control_in_flight_ = true;
   auto done = [self = this->shared_from_this()](beast::error_code ec) {
+    absl::MutexLock lock(&self->mu_);
     self->control_in_flight_ = false;
     if (!ec && self->ping_wanted_ && !self->closing_ && !self->finished_) {
       self->ping_wanted_ = false;
@@ -581,6 +746,7 @@ template <class Stream>
 void WebSocketSession<Stream>::Close(uint16_t code, std::string reason) {
   net::post(
       ws_.get_executor(), [self = this->shared_from_this(), code, reason = std::move(reason)]() {
+        absl::MutexLock lock(&self->mu_);
         std::atomic<uint64_t>* counter = code == kCloseGoingAway ? &GlobalMetrics().closed_shutdown
                                                                  : &GlobalMetrics().closed_deleted;
         // Going away (drain): what is queued is still written, since this process will not be
@@ -608,23 +774,25 @@ void WebSocketSession<Stream>::DoClose(uint16_t code, std::string reason,
   }
   // Unless flushing, unsent frames are dropped (they stay in the stream for the next connect); a
   // frame being written stays alive until its write completes.
-  size_t keep = flush ? queue_.size() : writing_ ? 1 : 0;
-  while (queue_.size() > keep) {
-    size_t size = queue_.back().Size(params_.compat);
-    queued_bytes_.fetch_sub(size, std::memory_order_relaxed);
-    GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(size),
-                                               std::memory_order_relaxed);
-    queue_.pop_back();
-  }
+  // (On the lane, a frame partly written is finished: SendQueue keeps it.)
+  uint64_t dropped = queue_.DropBack(flush ? queue_.size() : writing_ ? 1 : 0);
+  queued_bytes_.fetch_sub(dropped, std::memory_order_relaxed);
+  GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(dropped),
+                                             std::memory_order_relaxed);
   pending_close_ =
       std::make_unique<websocket::close_reason>(static_cast<websocket::close_code>(code), reason);
   net::steady_timer& timer = CloseTimer();
   timer.expires_after(ToChrono(kCloseTimeout));
   timer.async_wait([self = this->shared_from_this()](beast::error_code ec) {
+    absl::MutexLock lock(&self->mu_);
     if (ec == net::error::operation_aborted || self->finished_) return;
     self->Teardown(self->close_why_, nullptr);  // the close handshake did not finish in time
   });
-  MaybeSendClose();
+  if constexpr (kSendLane) {
+    DoWrite();  // sends the close frame too once the lane is idle
+  } else {
+    MaybeSendClose();
+  }
 }
 
 template <class Stream>
@@ -637,9 +805,14 @@ template <class Stream>
 void WebSocketSession<Stream>::MaybeSendClose() {
   // The close frame follows the last queued frame.
   if (!pending_close_ || close_sent_ || !queue_.empty()) return;
+  if constexpr (kSendLane) {
+    if (lane_busy_) return;
+    lane_closed_ = true;
+  }
   close_sent_ = true;
   // The handshake ends here or in the read that sees the peer's close frame, whichever is first.
   ws_.async_close(*pending_close_, [self = this->shared_from_this()](beast::error_code ec) {
+    absl::MutexLock lock(&self->mu_);
     if (!ec) self->Finish(self->close_why_, nullptr);
   });
 }
@@ -663,8 +836,10 @@ void WebSocketSession<Stream>::Finish(const char* why, std::atomic<uint64_t>* re
   // unread input would send a RST that may destroy it). The timer keeps the session alive.
   net::steady_timer& timer = CloseTimer();
   timer.expires_after(kLinger);
-  timer.async_wait(
-      [self = this->shared_from_this()](beast::error_code) { CloseSocket(self->ws_); });
+  timer.async_wait([self = this->shared_from_this()](beast::error_code) {
+    absl::MutexLock lock(&self->mu_);
+    CloseSocket(self->ws_);
+  });
   ReleaseSlots();
   counters_->open_sessions.fetch_sub(1, std::memory_order_relaxed);
   GlobalMetrics().connections.fetch_sub(1, std::memory_order_relaxed);
