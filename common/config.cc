@@ -67,6 +67,9 @@ ABSL_FLAG(absl::Duration, grpc_default_deadline, absl::Seconds(10),
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(25),
           "on SIGTERM: stop accepting, close WebSockets with 1001, finish RPCs, exit");
 ABSL_FLAG(int32_t, edge_threads, 0, "I/O threads of the WebSocket edge; 0 = number of cores");
+ABSL_FLAG(int32_t, grpc_threads, 0,
+          "threads serving gRPC calls, each with its own completion queue; 0 = half the cores, "
+          "at least 1");
 ABSL_FLAG(uint32_t, max_connections_per_user, 32,
           "WebSockets one user may hold open on this process; more get HTTP 429; 0 = no limit");
 ABSL_FLAG(uint32_t, max_connections, 0,
@@ -107,6 +110,7 @@ constexpr const char* kFlagNames[] = {
     "grpc_default_deadline",
     "drain_timeout",
     "edge_threads",
+    "grpc_threads",
     "max_connections_per_user",
     "max_connections",
     "max_request_header_bytes",
@@ -407,6 +411,7 @@ absl::StatusOr<Config> ReadFlags() {
   c.grpc_default_deadline = absl::GetFlag(FLAGS_grpc_default_deadline);
   c.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   c.edge_threads = absl::GetFlag(FLAGS_edge_threads);
+  c.grpc_threads = absl::GetFlag(FLAGS_grpc_threads);
   c.max_connections_per_user = absl::GetFlag(FLAGS_max_connections_per_user);
   c.max_connections = absl::GetFlag(FLAGS_max_connections);
   c.max_request_header_bytes = absl::GetFlag(FLAGS_max_request_header_bytes);
@@ -463,6 +468,9 @@ absl::StatusOr<Config> ReadFlags() {
   }
   if (c.edge_threads < 0 || c.edge_threads > 256) {
     return absl::InvalidArgumentError("--edge_threads must be between 0 and 256");
+  }
+  if (c.grpc_threads < 0 || c.grpc_threads > 256) {
+    return absl::InvalidArgumentError("--grpc_threads must be between 0 and 256");
   }
   if (c.max_request_header_bytes < kMinRequestHeaderBytes ||
       c.max_request_header_bytes > kMaxRequestHeaderBytes) {

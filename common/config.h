@@ -45,6 +45,7 @@ struct Config {
   absl::Duration grpc_default_deadline = absl::Seconds(10);
   absl::Duration drain_timeout = absl::Seconds(25);
   int edge_threads = 0;  // 0 = number of cores
+  int grpc_threads = 0;  // 0 = half the cores, at least 1
   // Limits of the edge (README, "Limits").
   uint32_t max_connections_per_user = 32;  // 0 = no limit
   uint32_t max_connections = 0;            // 0 = from the open-files limit (MaxConnectionsFor)

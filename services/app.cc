@@ -77,17 +77,19 @@ App::~App() {
   // The Redis threads call into the hub and directory: stop them before those go.
   if (redis_subscriber_) redis_subscriber_->Stop();
   if (redis_commands_) redis_commands_->Stop();
+  // Last: a store callback (the Redis threads' last answers) may still finish a call on them.
+  if (service_) service_->Stop();
 }
 
 void App::UpdateReady() {
   // Both Redis threads and the main thread come here: one at a time, so the last event wins.
   absl::MutexLock lock(&ready_mu_);
-  bool ready = started_.load() && !draining_.load() &&
-               redis_links_up_.load() >= redis_links_needed_;
+  bool ready =
+      started_.load() && !draining_.load() && redis_links_up_.load() >= redis_links_needed_;
   ready_.store(ready);
   // gRPC health follows (grpc_server_ is set before started_, and never changes after).
   if (started_.load() && grpc_server_) {
-    if (auto* health = grpc_server_->GetHealthCheckService()) health->SetServingStatus(ready);
+    service_->SetServing(ready);
   }
   if (redis_links_needed_ > 0) {
     GlobalMetrics().redis_up.store(redis_links_up_.load() >= redis_links_needed_ ? 1 : 0);
@@ -200,7 +202,9 @@ absl::Status App::Start() {
                                                         config_.grpc_default_deadline);
 
   if (config_.role != Role::kEdge) {
-    grpc::EnableDefaultHealthCheckService(true);
+    // grpc.health.v1 is served by PushServiceImpl on its own queues (gRPC's built-in one would
+    // bring the callback API's threads back).
+    grpc::EnableDefaultHealthCheckService(false);
     grpc::ServerBuilder builder;
     if (config_.grpc_reflection) {
       grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -224,12 +228,18 @@ absl::Status App::Start() {
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, kGrpcMaxPingStrikes);
     builder.SetMaxReceiveMessageSize(std::max(
         kMinGrpcReceiveBytes, static_cast<int>(config_.max_message_bytes) + kGrpcEnvelopeSlack));
-    builder.RegisterService(service_.get());
+    // Half the cores by default: the edge's threads and the kernel's network work need the rest,
+    // and on two cores one queue thread costs less CPU per push than two (BENCHMARKS.md).
+    int threads = config_.grpc_threads > 0
+                      ? config_.grpc_threads
+                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / 2));
+    service_->Register(&builder, threads);
     grpc_server_ = builder.BuildAndStart();
     if (!grpc_server_ || grpc_port_ == 0) {
       return absl::UnavailableError(
           absl::StrCat("--grpc_listen=", config_.grpc_listen, ": cannot listen"));
     }
+    service_->Start();
   }
 
   if (config_.role != Role::kApi) {
@@ -332,7 +342,7 @@ void App::Drain() {
   logic_->SetDraining();
   if (edge_) edge_->StopAccepting();
   if (grpc_server_) {
-    if (auto* health = grpc_server_->GetHealthCheckService()) health->SetServingStatus(false);
+    service_->SetServing(false);
   }
   // 2. Let RPCs already running finish, so what they stored reaches the sessions' queues.
   while (service_->inflight() > 0 && absl::Now() < deadline) {

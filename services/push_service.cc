@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <optional>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -9,7 +10,6 @@
 #include "common/ids.h"
 #include "common/json.h"
 #include "common/metrics.h"
-#include "services/unary_call.h"
 
 namespace push::service {
 namespace {
@@ -268,12 +268,23 @@ absl::Status PushLogic::FillPage(const std::vector<ClientRecord>& all, bool page
   return absl::OkStatus();
 }
 
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+PushServiceImpl::PushServiceImpl(PushLogic* logic, const ApiKey* api_key,
+                                 absl::Duration default_deadline)
+    : logic_(logic),
+      api_key_(api_key),
+      default_deadline_(default_deadline),
+      health_({std::string(v1::PushService::service_full_name())}) {
+  Serve(&push_, &v1::PushService::AsyncService::RequestPush, &PushLogic::Push);
+  Serve(&broadcast_, &v1::PushService::AsyncService::RequestBroadcast, &PushLogic::Broadcast);
+  Serve(&delete_client_, &v1::PushService::AsyncService::RequestDeleteClient,
+        &PushLogic::DeleteClient);
+  Serve(&list_clients_, &v1::PushService::AsyncService::RequestListClients,
+        &PushLogic::ListClients);
 }
 
-absl::Status PushServiceImpl::Authorize(grpc::CallbackServerContext* context) const {
+PushServiceImpl::~PushServiceImpl() { Stop(); }
+
+absl::Status PushServiceImpl::Authorize(grpc::ServerContext* context) const {
   if (api_key_ == nullptr) return absl::OkStatus();
   const auto& metadata = context->client_metadata();
   auto it = metadata.find("authorization");
@@ -285,125 +296,43 @@ absl::Status PushServiceImpl::Authorize(grpc::CallbackServerContext* context) co
       "missing or wrong API key: send metadata 'authorization: Bearer <key>'");
 }
 
-grpc::ServerUnaryReactor* PushServiceImpl::Push(grpc::CallbackServerContext* context,
-                                                const v1::PushRequest* request,
-                                                v1::PushResponse* response) {
-  auto* call = new UnaryCall<v1::PushResponse>(context, response, &inflight_, default_deadline_);
-  if (absl::Status s = Authorize(context); !s.ok()) {
-    call->Done(s);
-  } else {
-    logic_->Push(*request, call->response(), [call](absl::Status status) { call->Done(status); });
-  }
-  call->Started();
-  return call;
+template <class Request, class Response, class RequestMethod>
+void PushServiceImpl::Serve(
+    UnaryMethod<Request, Response>* method, RequestMethod request,
+    void (PushLogic::*serve)(const Request&, Response*, absl::AnyInvocable<void(absl::Status)>)) {
+  method->request = [this, request](grpc::ServerContext* context, Request* r,
+                                    grpc::ServerAsyncResponseWriter<Response>* writer,
+                                    grpc::ServerCompletionQueue* queue, void* tag) {
+    (service_.*request)(context, r, writer, queue, queue, tag);
+  };
+  method->handle = [this, serve](grpc::ServerContext* context, const Request& r, Response* response,
+                                 absl::AnyInvocable<void(absl::Status)> done) {
+    if (absl::Status s = Authorize(context); !s.ok()) return done(std::move(s));
+    (logic_->*serve)(r, response, std::move(done));
+  };
+  method->inflight = &inflight_;
+  method->default_deadline = default_deadline_;
 }
 
-grpc::ServerUnaryReactor* PushServiceImpl::Broadcast(grpc::CallbackServerContext* context,
-                                                     const v1::BroadcastRequest* request,
-                                                     v1::BroadcastResponse* response) {
-  auto* call =
-      new UnaryCall<v1::BroadcastResponse>(context, response, &inflight_, default_deadline_);
-  if (absl::Status s = Authorize(context); !s.ok()) {
-    call->Done(s);
-  } else {
-    logic_->Broadcast(*request, call->response(),
-                      [call](absl::Status status) { call->Done(status); });
-  }
-  call->Started();
-  return call;
+void PushServiceImpl::Register(grpc::ServerBuilder* builder, int threads) {
+  builder->RegisterService(&service_);
+  health_.Register(builder);
+  queues_.Add(builder, threads);
 }
+
+void PushServiceImpl::Stop() { queues_.Stop(); }
 
 // PushStream: each request is pushed as it arrives; responses go out in request order, one write
 // in flight. Reading pauses while too many responses wait, so a fast sender cannot grow memory.
-// Each request counts as in flight until answered (an idle open stream does not hold a drain),
-// and the stream finishes only when no Push callback is pending, since those may run on a store
-// thread and reference the reactor.
-class PushServiceImpl::StreamReactor final
-    : public grpc::ServerBidiReactor<v1::PushRequest, v1::PushResponse> {
+// Each request counts as in flight until answered (an idle open stream does not hold a drain).
+// Events: arrived_ (a call came, or not ok: shutting down), read_, written_, finished_; a push's
+// answer comes from PushLogic, inline or on a store thread. The call frees itself once it has
+// finished, no read is outstanding and no push is pending.
+class PushServiceImpl::StreamCall {
  public:
-  StreamReactor(PushLogic* logic, std::atomic<int64_t>* inflight, absl::Status authorized)
-      : logic_(logic), inflight_(inflight) {
-    if (!authorized.ok()) {
-      finishing_ = true;
-      Finish(ToGrpcStatus(authorized));
-      return;
-    }
-    StartRead(&request_);
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      Action action;
-      {
-        absl::MutexLock lock(&mu_);
-        reads_done_ = true;
-        action = Next();
-      }
-      return Run(action);
-    }
-    Slot* slot;
-    uint64_t index;
-    {
-      absl::MutexLock lock(&mu_);
-      // A request that raced the end, or came after one that failed, is not taken.
-      if (finishing_ || failed_ || rejected_) return;
-      inflight_->fetch_add(1);
-      slots_.emplace_back();
-      slot = &slots_.back();
-      index = next_index_++;
-    }
-    // Push copies what it needs from request_ before returning, so the next read may reuse it.
-    logic_->Push(request_, &slot->response, [this, slot, index](absl::Status status) {
-      Action action;
-      {
-        absl::MutexLock lock(&mu_);
-        slot->done = true;
-        if (!status.ok()) {
-          // Validation answers inline, before the next read starts: nothing after a bad request
-          // is pushed. (A store failure answers later; requests already sent stand.)
-          rejected_ = true;
-          slot->status = absl::Status(
-              status.code(), absl::StrCat("request #", index, " (from 0): ", status.message()));
-        }
-        action = Next();
-      }
-      Run(action);
-    });
-    bool read;
-    {
-      absl::MutexLock lock(&mu_);
-      read = slots_.size() < kMaxWaiting && !finishing_ && !failed_;
-      read_paused_ = !read;
-    }
-    if (read) StartRead(&request_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    Action action;
-    bool read = false;
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      slots_.pop_front();
-      inflight_->fetch_sub(1);
-      if (!ok) {
-        // The client is gone: write nothing more, finish once pending pushes are done.
-        failed_ = true;
-        failure_ = grpc::Status::CANCELLED;
-      } else if (read_paused_ && slots_.size() < kMaxWaiting / 2 && !finishing_ && !failed_) {
-        read_paused_ = false;
-        read = true;
-      }
-      action = Next();
-    }
-    if (read) StartRead(&request_);
-    Run(action);
-  }
-
-  void OnDone() override {
-    // Requests that were never answered (the stream failed) stop counting too.
-    inflight_->fetch_sub(static_cast<int64_t>(slots_.size()));
-    delete this;
+  StreamCall(PushServiceImpl* service, grpc::ServerCompletionQueue* queue)
+      : service_(service), queue_(queue), stream_(&context_) {
+    service_->service_.RequestPushStream(&context_, &stream_, queue_, queue_, &arrived_);
   }
 
  private:
@@ -412,94 +341,193 @@ class PushServiceImpl::StreamReactor final
     absl::Status status;
     bool done = false;
   };
-  struct Action {
-    enum Kind { kNone, kWrite, kFinish } kind = kNone;
-    const v1::PushResponse* write = nullptr;
-    grpc::Status status;
-  };
   static constexpr size_t kMaxWaiting = 256;
 
-  // Decides the next step under mu_: write the next finished response in order, or finish.
-  // The step itself runs after unlocking (Finish may run OnDone, which deletes this, inline).
-  Action Next() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || finishing_) return {};
+  void OnArrived(bool ok) {
+    if (!ok) {  // the server is shutting down: no call came
+      delete this;
+      return;
+    }
+    new StreamCall(service_, queue_);
+    absl::Status authorized = service_->Authorize(&context_);
+    absl::MutexLock lock(&mu_);
+    if (!authorized.ok()) {
+      finishing_ = true;
+      stream_.Finish(ToGrpcStatus(authorized), &finished_);
+      return;
+    }
+    StartRead();
+  }
+
+  void OnRead(bool ok) {
+    Slot* slot = nullptr;
+    uint64_t index = 0;
+    bool take, free = false;
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
+      if (!ok) reads_done_ = true;
+      // A request that raced the end, or came after one that failed, is not taken.
+      take = ok && !finishing_ && !failed_ && !rejected_;
+      if (take) {
+        service_->inflight_.fetch_add(1, std::memory_order_relaxed);
+        slots_.emplace_back();
+        slot = &slots_.back();
+        index = next_index_++;
+        ++pending_;
+      } else {
+        Next();
+        free = Release();
+      }
+    }
+    if (!take) {
+      if (free) delete this;
+      return;
+    }
+    // Push copies what it needs from request_ before returning, so the next read may reuse it.
+    service_->logic_->Push(request_, &slot->response, [this, slot, index](absl::Status status) {
+      bool free;
+      {
+        absl::MutexLock lock(&mu_);
+        slot->done = true;
+        --pending_;
+        if (!status.ok()) {
+          // Validation answers inline, before the next read starts: nothing after a bad request
+          // is pushed. (A store failure answers later; requests already sent stand.)
+          rejected_ = true;
+          slot->status = absl::Status(
+              status.code(), absl::StrCat("request #", index, " (from 0): ", status.message()));
+        }
+        Next();
+        free = Release();
+      }
+      if (free) delete this;
+    });
+    absl::MutexLock lock(&mu_);
+    if (slots_.size() < kMaxWaiting && !finishing_ && !failed_ && !rejected_) {
+      StartRead();
+    } else {
+      read_paused_ = true;
+    }
+  }
+
+  void OnWritten(bool ok) {
+    bool free;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      slots_.pop_front();
+      service_->inflight_.fetch_sub(1, std::memory_order_relaxed);
+      if (!ok) {
+        // The client is gone: write nothing more, finish once pending pushes are done.
+        failed_ = true;
+        failure_ = grpc::Status::CANCELLED;
+      } else if (read_paused_ && slots_.size() < kMaxWaiting / 2 && !finishing_ && !failed_ &&
+                 !rejected_) {
+        read_paused_ = false;
+        StartRead();
+      }
+      Next();
+      free = Release();
+    }
+    if (free) delete this;
+  }
+
+  void OnFinished(bool) {
+    bool free;
+    {
+      absl::MutexLock lock(&mu_);
+      finished_done_ = true;
+      free = Release();
+    }
+    if (free) delete this;
+  }
+
+  void StartRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    reading_ = true;
+    stream_.Read(&request_, &read_);
+  }
+
+  // The next step: write the next finished response in order, or finish.
+  void Next() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finishing_) return;
     if (!failed_ && !slots_.empty() && slots_.front().done && !slots_.front().status.ok()) {
       failed_ = true;
       failure_ = ToGrpcStatus(slots_.front().status);
     }
     if (failed_) {
       for (const Slot& slot : slots_) {
-        if (!slot.done) return {};
+        if (!slot.done) return;
       }
       finishing_ = true;
-      return {Action::kFinish, nullptr, failure_};
+      stream_.Finish(failure_, &finished_);
+      return;
     }
     if (!slots_.empty()) {
       Slot& front = slots_.front();
-      if (!front.done) return {};
+      if (!front.done) return;
       writing_ = true;
-      return {Action::kWrite, &front.response, {}};
+      stream_.Write(front.response, &written_);
+      return;
     }
     if (reads_done_) {
       finishing_ = true;
-      return {Action::kFinish, nullptr, grpc::Status::OK};
+      stream_.Finish(grpc::Status::OK, &finished_);
     }
-    return {};
   }
 
-  void Run(const Action& action) {
-    if (action.kind == Action::kWrite) StartWrite(action.write);
-    if (action.kind == Action::kFinish) Finish(action.status);
+  // Whether the call is over for good (finished, no read and no push outstanding); then the
+  // caller frees it, once. Requests never answered (the stream failed) stop counting.
+  bool Release() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (dead_ || !finished_done_ || reading_ || writing_ || pending_ > 0) return false;
+    dead_ = true;
+    service_->inflight_.fetch_sub(static_cast<int64_t>(slots_.size()), std::memory_order_relaxed);
+    return true;
   }
 
-  PushLogic* const logic_;
-  std::atomic<int64_t>* const inflight_;
+  PushServiceImpl* const service_;
+  grpc::ServerCompletionQueue* const queue_;
+  grpc::ServerContext context_;
+  grpc::ServerAsyncReaderWriter<v1::PushResponse, v1::PushRequest> stream_;
   v1::PushRequest request_;
+  MemberTag<StreamCall, &StreamCall::OnArrived> arrived_{this};
+  MemberTag<StreamCall, &StreamCall::OnRead> read_{this};
+  MemberTag<StreamCall, &StreamCall::OnWritten> written_{this};
+  MemberTag<StreamCall, &StreamCall::OnFinished> finished_{this};
   absl::Mutex mu_;
   std::deque<Slot> slots_ ABSL_GUARDED_BY(mu_);  // deque: pointers stay valid on push_back
   uint64_t next_index_ ABSL_GUARDED_BY(mu_) = 0;
+  int pending_ ABSL_GUARDED_BY(mu_) = 0;  // pushes not answered yet
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
-  bool failed_ ABSL_GUARDED_BY(mu_) = false;  // finish with failure_ once no push is pending
+  bool finished_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool failed_ ABSL_GUARDED_BY(mu_) = false;    // finish with failure_ once no push is pending
   bool rejected_ ABSL_GUARDED_BY(mu_) = false;  // a request failed: take no more
+  bool dead_ ABSL_GUARDED_BY(mu_) = false;      // Release said yes: being freed
   grpc::Status failure_ ABSL_GUARDED_BY(mu_);
 };
 
-grpc::ServerBidiReactor<v1::PushRequest, v1::PushResponse>* PushServiceImpl::PushStream(
-    grpc::CallbackServerContext* context) {
-  return new StreamReactor(logic_, &inflight_, Authorize(context));
-}
 
-grpc::ServerUnaryReactor* PushServiceImpl::DeleteClient(grpc::CallbackServerContext* context,
-                                                        const v1::DeleteClientRequest* request,
-                                                        v1::DeleteClientResponse* response) {
-  auto* call =
-      new UnaryCall<v1::DeleteClientResponse>(context, response, &inflight_, default_deadline_);
-  if (absl::Status s = Authorize(context); !s.ok()) {
-    call->Done(s);
-  } else {
-    logic_->DeleteClient(*request, call->response(),
-                         [call](absl::Status status) { call->Done(status); });
+void PushServiceImpl::Start() {
+  for (const auto& queue : queues_.queues()) {
+    grpc::ServerCompletionQueue* q = queue.get();
+    // Calls requested ahead per queue, so that a burst does not wait for the thread to ask for
+    // the next one.
+    for (int i = 0; i < 16; ++i) UnaryCall<v1::PushRequest, v1::PushResponse>::Listen(&push_, q);
+    for (int i = 0; i < 4; ++i) {
+      UnaryCall<v1::BroadcastRequest, v1::BroadcastResponse>::Listen(&broadcast_, q);
+    }
+    for (int i = 0; i < 2; ++i) {
+      UnaryCall<v1::DeleteClientRequest, v1::DeleteClientResponse>::Listen(&delete_client_, q);
+      UnaryCall<v1::ListClientsRequest, v1::ListClientsResponse>::Listen(&list_clients_, q);
+      new StreamCall(this, q);
+    }
   }
-  call->Started();
-  return call;
-}
-
-grpc::ServerUnaryReactor* PushServiceImpl::ListClients(grpc::CallbackServerContext* context,
-                                                       const v1::ListClientsRequest* request,
-                                                       v1::ListClientsResponse* response) {
-  auto* call =
-      new UnaryCall<v1::ListClientsResponse>(context, response, &inflight_, default_deadline_);
-  if (absl::Status s = Authorize(context); !s.ok()) {
-    call->Done(s);
-  } else {
-    logic_->ListClients(*request, call->response(),
-                        [call](absl::Status status) { call->Done(status); });
-  }
-  call->Started();
-  return call;
+  health_.Listen(queues_);
+  queues_.Start();
 }
 
 }  // namespace push::service

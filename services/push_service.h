@@ -2,7 +2,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
@@ -12,6 +15,8 @@
 #include "common/hub.h"
 #include "common/store.h"
 #include "push/v1/push.grpc.pb.h"
+#include "services/async_call.h"
+#include "services/health_service.h"
 
 namespace push::service {
 
@@ -60,45 +65,53 @@ class PushLogic {
   std::atomic<bool> draining_{false};
 };
 
-// absl::Status -> grpc::Status; the codes map one to one.
-grpc::Status ToGrpcStatus(const absl::Status& status);
-
-// The gRPC face of PushLogic (callback API; handlers never block).
-class PushServiceImpl final : public v1::PushService::CallbackService {
+// The gRPC face of PushLogic, with grpc.health.v1.Health beside it, all on the completion-queue
+// API (services/async_call.h): `threads` queues, each drained by one thread that runs the whole
+// call (validate, append, hand to the sessions, answer). Handlers never block.
+class PushServiceImpl final {
  public:
   // `api_key` may be null (no key configured). Unary calls that bring no deadline end with
   // DEADLINE_EXCEEDED when not answered within `default_deadline`.
   PushServiceImpl(PushLogic* logic, const ApiKey* api_key,
-                  absl::Duration default_deadline = absl::Seconds(10))
-      : logic_(logic), api_key_(api_key), default_deadline_(default_deadline) {}
+                  absl::Duration default_deadline = absl::Seconds(10));
+  ~PushServiceImpl();
 
-  // Calls whose reactor is not done yet (the drain waits for zero before shutting gRPC down).
+  // Registers both services and `threads` completion queues: before the builder's BuildAndStart.
+  void Register(grpc::ServerBuilder* builder, int threads);
+  // After BuildAndStart: requests the first calls and starts the threads.
+  void Start();
+  // After the server's Shutdown: drains the queues and joins the threads (idempotent).
+  void Stop();
+
+  // grpc.health.v1: SERVING or NOT_SERVING, for "" and push.v1.PushService.
+  void SetServing(bool serving) { health_.SetServing(serving); }
+
+  // Calls not finished yet (the drain waits for zero before shutting gRPC down). A PushStream
+  // counts each request until it is answered, so an idle open stream does not hold a drain.
   int64_t inflight() const { return inflight_.load(); }
 
-  grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* context,
-                                 const v1::PushRequest* request,
-                                 v1::PushResponse* response) override;
-  grpc::ServerBidiReactor<v1::PushRequest, v1::PushResponse>* PushStream(
-      grpc::CallbackServerContext* context) override;
-  grpc::ServerUnaryReactor* Broadcast(grpc::CallbackServerContext* context,
-                                      const v1::BroadcastRequest* request,
-                                      v1::BroadcastResponse* response) override;
-  grpc::ServerUnaryReactor* DeleteClient(grpc::CallbackServerContext* context,
-                                         const v1::DeleteClientRequest* request,
-                                         v1::DeleteClientResponse* response) override;
-  grpc::ServerUnaryReactor* ListClients(grpc::CallbackServerContext* context,
-                                        const v1::ListClientsRequest* request,
-                                        v1::ListClientsResponse* response) override;
-
  private:
-  class StreamReactor;
+  class StreamCall;
   // OK, or UNAUTHENTICATED when a key is configured and the call does not carry it.
-  absl::Status Authorize(grpc::CallbackServerContext* context) const;
+  absl::Status Authorize(grpc::ServerContext* context) const;
+  // Serves a unary method through PushLogic's `serve`, after Authorize.
+  // `request` is the generated service's RequestX member.
+  template <class Request, class Response, class RequestMethod>
+  void Serve(UnaryMethod<Request, Response>* method, RequestMethod request,
+             void (PushLogic::*serve)(const Request&, Response*,
+                                      absl::AnyInvocable<void(absl::Status)>));
 
   PushLogic* const logic_;
   const ApiKey* const api_key_;
   const absl::Duration default_deadline_;
   std::atomic<int64_t> inflight_{0};
+  v1::PushService::AsyncService service_;
+  HealthService health_;
+  QueueThreads queues_;
+  UnaryMethod<v1::PushRequest, v1::PushResponse> push_;
+  UnaryMethod<v1::BroadcastRequest, v1::BroadcastResponse> broadcast_;
+  UnaryMethod<v1::DeleteClientRequest, v1::DeleteClientResponse> delete_client_;
+  UnaryMethod<v1::ListClientsRequest, v1::ListClientsResponse> list_clients_;
 };
 
 }  // namespace push::service

@@ -78,8 +78,9 @@ class DefaultDeadlineTest : public ::testing::Test {
         service_(&logic_, nullptr, kDefaultDeadline) {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(&service_);
+    service_.Register(&builder, 1);
     server_ = builder.BuildAndStart();
+    service_.Start();
     stub_ = v1::PushService::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
                                                          grpc::InsecureChannelCredentials()));
   }
@@ -87,6 +88,7 @@ class DefaultDeadlineTest : public ::testing::Test {
   ~DefaultDeadlineTest() override {
     store_.Release();  // nothing stays held past the test
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    service_.Stop();
   }
 
   // Push with the client's own deadline, or none.

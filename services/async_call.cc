@@ -1,0 +1,39 @@
+#include "services/async_call.h"
+
+#include <algorithm>
+
+namespace push::service {
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+void QueueThreads::Add(grpc::ServerBuilder* builder, int count) {
+  for (int i = 0; i < std::max(1, count); ++i) queues_.push_back(builder->AddCompletionQueue());
+}
+
+void QueueThreads::Start() {
+  for (auto& queue : queues_) {
+    threads_.emplace_back([q = queue.get()] {
+      void* tag;
+      bool ok;
+      while (q->Next(&tag, &ok)) static_cast<Tag*>(tag)->Run(ok);
+    });
+  }
+}
+
+void QueueThreads::Stop() {
+  for (auto& queue : queues_) queue->Shutdown();
+  for (auto& thread : threads_) thread.join();
+  threads_.clear();
+  // Nothing is left in a queue that returned false from Next; before Start, drain it here.
+  for (auto& queue : queues_) {
+    void* tag;
+    bool ok;
+    while (queue->Next(&tag, &ok)) static_cast<Tag*>(tag)->Run(ok);
+  }
+  queues_.clear();
+}
+
+}  // namespace push::service
