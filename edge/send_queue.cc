@@ -28,9 +28,7 @@ std::array<iovec, 3> SendQueue::Payload(const OutFrame& f) const {
           piece(data.data(), data.size()), piece("}", 1)};
 }
 
-size_t SendQueue::WireSize(const Entry& e) const {
-  return e.header_size + e.frame.Size(compat_);
-}
+size_t SendQueue::WireSize(const Entry& e) const { return e.header_size + e.frame.Size(compat_); }
 
 size_t SendQueue::Gather(iovec* iov, size_t max) const {
   size_t count = 0;

@@ -147,10 +147,10 @@ struct SessionParams {
 // connection carries nothing of TLS.
 //
 // Threads: the session's handlers run on its strand (the socket's executor) and hold `mu_` while
-// they touch its state. On a plain connection, Deliver from a publishing thread takes `mu_` too and,
-// in the common case (live, in order, room in the queue), queues the message and writes it to the
-// socket itself, without a hand-off: the send lane below. Everything else it posts to the strand,
-// which alone calls into Beast, timers and asio operations.
+// they touch its state. On a plain connection, Deliver from a publishing thread takes `mu_` too
+// and, in the common case (live, in order, room in the queue), queues the message and writes it to
+// the socket itself, without a hand-off: the send lane below. Everything else it posts to the
+// strand, which alone calls into Beast, timers and asio operations.
 //
 // The send lane (plain connections): data, welcome, gap, ping and pong frames are written by the
 // session itself with one non-blocking sendmsg for all that is queued (SendQueue), not through
@@ -257,9 +257,9 @@ class WebSocketSession final : public Connection,
   // Guards the session's state against Deliver on publishing threads (see the class comment).
   absl::Mutex mu_;
   SendQueue queue_;
-  bool writing_ = false;       // TLS: a Beast write is in flight
-  bool lane_busy_ = false;     // the lane waits for the socket to drain (or is being torn down)
-  bool lane_closed_ = false;   // the close frame went through Beast: the lane writes no more
+  bool writing_ = false;        // TLS: a Beast write is in flight
+  bool lane_busy_ = false;      // the lane waits for the socket to drain (or is being torn down)
+  bool lane_closed_ = false;    // the close frame went through Beast: the lane writes no more
   bool beast_reading_ = false;  // a WebSocket read is in flight: the lane waits
   bool read_wanted_ = false;    // a WebSocket read waits for the lane to go idle
   std::atomic<uint64_t> queued_bytes_{0};

@@ -6,11 +6,11 @@
 #include <sys/socket.h>
 
 #include <atomic>
-#include <cerrno>
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/websocket.hpp>
+#include <cerrno>
 #include <new>
 
 #include "common/limits.h"
@@ -436,10 +436,11 @@ void WebSocketSession<Stream>::Deliver(MessagePtr message) {
       return;
     }
   }
-  net::post(ws_.get_executor(), [self = this->shared_from_this(), m = std::move(message)]() mutable {
-    absl::MutexLock lock(&self->mu_);
-    self->OnLive(std::move(m));
-  });
+  net::post(ws_.get_executor(),
+            [self = this->shared_from_this(), m = std::move(message)]() mutable {
+              absl::MutexLock lock(&self->mu_);
+              self->OnLive(std::move(m));
+            });
 }
 
 template <class Stream>
@@ -512,8 +513,8 @@ void WebSocketSession<Stream>::DoWrite() {
       buffers = {net::buffer(frame.message->header), net::buffer(*frame.message->payload),
                  net::buffer("}", 1)};
     }
-    ws_.async_write(buffers,
-                    beast::bind_front_handler(&WebSocketSession::OnWrite, this->shared_from_this()));
+    ws_.async_write(
+        buffers, beast::bind_front_handler(&WebSocketSession::OnWrite, this->shared_from_this()));
   }
 }
 

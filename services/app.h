@@ -26,7 +26,7 @@ class Connection;
 namespace store {
 class MemoryStore;
 class Store;
-}
+}  // namespace store
 namespace edge {
 class EdgeServer;
 }

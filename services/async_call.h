@@ -106,7 +106,7 @@ class UnaryCall {
  public:
   // Requests the next call of `method` on `queue`.
   static void Listen(const UnaryMethod<Request, Response>* method,
-                      grpc::ServerCompletionQueue* queue) {
+                     grpc::ServerCompletionQueue* queue) {
     new UnaryCall(method, queue);
   }
 
@@ -172,11 +172,11 @@ class UnaryCall {
     if (expire) {
       GlobalMetrics().grpc_default_deadline_exceeded.fetch_add(1, std::memory_order_relaxed);
       writer_.FinishWithError(
-          grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                       absl::StrCat("no answer within ",
-                                    absl::FormatDuration(method_->default_deadline),
-                                    " (--grpc_default_deadline applies to calls without a "
-                                    "deadline); the request may still take effect")),
+          grpc::Status(
+              grpc::StatusCode::DEADLINE_EXCEEDED,
+              absl::StrCat("no answer within ", absl::FormatDuration(method_->default_deadline),
+                           " (--grpc_default_deadline applies to calls without a "
+                           "deadline); the request may still take effect")),
           &finished_);
     }
     Unref();

@@ -108,8 +108,8 @@ HealthService::~HealthService() = default;
 
 void HealthService::Listen(const QueueThreads& queues) {
   for (const auto& queue : queues.queues()) {
-    for (int i = 0; i < 2; ++i) UnaryCall<HealthCheckRequest, HealthCheckResponse>::Listen(
-        &check_, queue.get());
+    for (int i = 0; i < 2; ++i)
+      UnaryCall<HealthCheckRequest, HealthCheckResponse>::Listen(&check_, queue.get());
     new WatchCall(this, queue.get());
   }
 }

@@ -297,9 +297,9 @@ absl::Status PushServiceImpl::Authorize(grpc::ServerContext* context) const {
 }
 
 template <class Request, class Response, class RequestMethod>
-void PushServiceImpl::Serve(
-    UnaryMethod<Request, Response>* method, RequestMethod request,
-    void (PushLogic::*serve)(const Request&, Response*, absl::AnyInvocable<void(absl::Status)>)) {
+void PushServiceImpl::Serve(UnaryMethod<Request, Response>* method, RequestMethod request,
+                            void (PushLogic::*serve)(const Request&, Response*,
+                                                     absl::AnyInvocable<void(absl::Status)>)) {
   method->request = [this, request](grpc::ServerContext* context, Request* r,
                                     grpc::ServerAsyncResponseWriter<Response>* writer,
                                     grpc::ServerCompletionQueue* queue, void* tag) {
@@ -509,7 +509,6 @@ class PushServiceImpl::StreamCall {
   bool dead_ ABSL_GUARDED_BY(mu_) = false;      // Release said yes: being freed
   grpc::Status failure_ ABSL_GUARDED_BY(mu_);
 };
-
 
 void PushServiceImpl::Start() {
   for (const auto& queue : queues_.queues()) {

@@ -6,6 +6,7 @@
 #include <grpcpp/support/byte_buffer.h>
 
 #include <condition_variable>
+#include <csignal>
 #include <mutex>
 
 #include "gtest/gtest.h"
@@ -53,6 +54,66 @@ TEST(GrpcServicesTest, HealthCheckSaysServing) {
   ASSERT_TRUE(status.ok()) << status.error_message();
   // HealthCheckResponse{status: SERVING (1)} = field 1, varint 1.
   EXPECT_EQ(response, std::string("\x08\x01", 2));
+}
+
+TEST(GrpcServicesTest, HealthCheckKnowsPushServiceAndRefusesUnknownNames) {
+  PushdProcess pushd;
+  std::string response;
+  // HealthCheckRequest{service: "push.v1.PushService"}.
+  std::string name = "push.v1.PushService";
+  grpc::Status status =
+      RawUnary(pushd.grpc_port(), "/grpc.health.v1.Health/Check",
+               std::string("\x0a", 1) + static_cast<char>(name.size()) + name, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response, std::string("\x08\x01", 2));
+  response.clear();
+  status = RawUnary(pushd.grpc_port(), "/grpc.health.v1.Health/Check",
+                    std::string("\x0a\x04nope", 6), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+}
+
+// Watch sends SERVING at once, then NOT_SERVING when the drain begins (SIGTERM), so a load
+// balancer watching the server stops sending before it goes.
+TEST(GrpcServicesTest, HealthWatchReportsTheDrain) {
+  PushdProcess pushd({"--drain_timeout=3s"});
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(pushd.grpc_port()),
+                                     grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  grpc::CompletionQueue cq;
+  auto call = stub.PrepareCall(&ctx, "/grpc.health.v1.Health/Watch", &cq);
+  void* tag;
+  bool ok;
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  grpc::Slice empty("");
+  grpc::ByteBuffer req(&empty, 1);
+  call->WriteLast(req, grpc::WriteOptions(), reinterpret_cast<void*>(2));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  auto read = [&]() -> std::string {
+    grpc::ByteBuffer res;
+    call->Read(&res, reinterpret_cast<void*>(3));
+    if (!cq.Next(&tag, &ok) || !ok) return "end";
+    std::vector<grpc::Slice> slices;
+    std::string bytes;
+    if (res.Dump(&slices).ok()) {
+      for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+    return bytes;
+  };
+  EXPECT_EQ(read(), std::string("\x08\x01", 2));  // SERVING
+  pushd.Signal(SIGTERM);
+  EXPECT_EQ(read(), std::string("\x08\x02", 2));  // NOT_SERVING
+  ctx.TryCancel();
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(5));
+  while (cq.Next(&tag, &ok) && tag != reinterpret_cast<void*>(5)) {
+  }
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  EXPECT_EQ(pushd.Wait(20000), 0);
 }
 
 TEST(GrpcServicesTest, ReflectionListsPushService) {
