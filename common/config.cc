@@ -42,6 +42,9 @@ ABSL_FLAG(uint32_t, history_size, 1000, "messages kept per user for replay");
 ABSL_FLAG(absl::Duration, history_ttl, absl::Hours(24),
           "how long a message waits for an offline user");
 ABSL_FLAG(uint64_t, max_message_bytes, 65536, "largest data accepted by Push");
+ABSL_FLAG(uint64_t, max_queued_bytes, 268435456,
+          "bytes waiting in all connections' send queues together; past it the connections with "
+          "the largest backlogs are closed with 4008 first; 0 = no bound");
 ABSL_FLAG(uint64_t, send_queue_bytes, 1048576,
           "per-connection outbound backlog before the connection is a slow consumer");
 ABSL_FLAG(uint64_t, max_store_bytes, 512ull << 20,
@@ -97,6 +100,7 @@ constexpr const char* kFlagNames[] = {
     "history_ttl",
     "max_message_bytes",
     "send_queue_bytes",
+    "max_queued_bytes",
     "max_store_bytes",
     "auth",
     "jwt_hs256_secret_file",
@@ -399,6 +403,7 @@ absl::StatusOr<Config> ReadFlags() {
   c.history_ttl = absl::GetFlag(FLAGS_history_ttl);
   c.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   c.send_queue_bytes = absl::GetFlag(FLAGS_send_queue_bytes);
+  c.max_queued_bytes = absl::GetFlag(FLAGS_max_queued_bytes);
   c.max_store_bytes = absl::GetFlag(FLAGS_max_store_bytes);
   c.auth = absl::GetFlag(FLAGS_auth);
   c.jwt_hs256_secret_file = absl::GetFlag(FLAGS_jwt_hs256_secret_file);
@@ -457,6 +462,10 @@ absl::StatusOr<Config> ReadFlags() {
   }
   if (c.send_queue_bytes < 1024) {
     return absl::InvalidArgumentError("--send_queue_bytes must be at least 1024");
+  }
+  if (c.max_queued_bytes != 0 && c.max_queued_bytes < c.send_queue_bytes) {
+    return absl::InvalidArgumentError(
+        "--max_queued_bytes must be 0 (no bound) or at least --send_queue_bytes");
   }
   if (c.max_store_bytes < (1u << 20)) {
     return absl::InvalidArgumentError("--max_store_bytes must be at least 1048576");

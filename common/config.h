@@ -25,6 +25,7 @@ struct Config {
   absl::Duration history_ttl = absl::Hours(24);
   uint64_t max_message_bytes = 65536;
   uint64_t send_queue_bytes = 1 << 20;
+  uint64_t max_queued_bytes = 256ull << 20;  // all send queues together; 0 = no bound
   uint64_t max_store_bytes = 512ull << 20;
   std::string auth = "none";
   std::string jwt_hs256_secret_file;

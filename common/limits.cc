@@ -29,6 +29,9 @@ constexpr LimitInfo kLimits[kLimitCount] = {
     {"handshake_timeout",
      "connection(s) closed without a complete request within --handshake_timeout"},
     {"frame_bytes", "WebSocket(s) closed with 1009: a client frame over 4096 bytes"},
+    {"queued_bytes",
+     "WebSocket(s) with the largest backlogs closed with 4008: the process's send queues were "
+     "over --max_queued_bytes"},
 };
 
 LogThrottle* Throttles() {
@@ -36,7 +39,7 @@ LogThrottle* Throttles() {
   static LogThrottle throttles[kLimitCount] = {LogThrottle(kLogInterval), LogThrottle(kLogInterval),
                                                LogThrottle(kLogInterval), LogThrottle(kLogInterval),
                                                LogThrottle(kLogInterval), LogThrottle(kLogInterval),
-                                               LogThrottle(kLogInterval)};
+                                               LogThrottle(kLogInterval), LogThrottle(kLogInterval)};
   static_assert(std::is_trivially_destructible_v<LogThrottle>);
   return throttles;
 }

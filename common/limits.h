@@ -14,8 +14,9 @@ enum class Limit : int {
   kRequestHeaderBytes,  // request refused with 431: headers over --max_request_header_bytes
   kHandshakeTimeout,    // connection closed: no complete request within --handshake_timeout
   kFrameBytes,          // WebSocket closed with 1009: a client frame over 4096 bytes
+  kQueuedBytes,         // WebSocket closed with 4008: the process's send queues over their bound
 };
-inline constexpr int kLimitCount = 7;
+inline constexpr int kLimitCount = 8;
 
 // The metric label of a limit ("per_user", ...).
 const char* LimitLabel(Limit limit);

@@ -43,6 +43,7 @@ struct EdgeServer::Impl {
   std::shared_ptr<TlsContext> tls;
   // Before the io_context: sessions it destroys still count down.
   SessionCounters counters;
+  QueueBudget budget;
   // Accepted sockets beyond this are closed at once (max_connections plus HandshakeRoom).
   int64_t max_sockets;
   LogThrottle accept_error_log{kAcceptErrorLogInterval};
@@ -63,10 +64,13 @@ struct EdgeServer::Impl {
       : options(std::move(o)),
         store(s),
         hub(h),
+        budget(h, options.max_queued_bytes),
         max_sockets(options.max_connections == 0 ? std::numeric_limits<int64_t>::max()
                                                  : int64_t{options.max_connections} +
                                                        HandshakeRoom(options.max_connections)),
-        ioc(std::max(1, options.threads)) {}
+        ioc(std::max(1, options.threads)) {
+    counters.budget = &budget;
+  }
 
   bool Ready() const { return options.ready == nullptr || options.ready->load(); }
   void DoAccept();

@@ -23,6 +23,9 @@ struct EdgeOptions {
   absl::Duration ping_interval = absl::Seconds(20);
   absl::Duration pong_timeout = absl::Seconds(10);
   uint64_t send_queue_bytes = 1 << 20;
+  // Bytes waiting in all send queues together; past it the largest backlogs are closed with
+  // 4008 (QueueBudget). 0 = no bound.
+  uint64_t max_queued_bytes = 0;
   std::vector<std::string> allowed_origins;  // empty = any Origin
   // --auth=jwt: the user is the `sub` of a token verified by this (from `token=` or
   // `Authorization: Bearer`); null = the user comes from the query (--auth=none).

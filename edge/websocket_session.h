@@ -21,6 +21,7 @@
 #include "common/hub.h"
 #include "common/store.h"
 #include "edge/edge_server.h"
+#include "edge/queue_budget.h"
 #include "edge/send_queue.h"
 #include "edge/timer_wheel.h"
 
@@ -129,6 +130,8 @@ struct SessionCounters {
   std::atomic<int64_t> open_sessions{0};  // WebSockets past the handshake and not finished
   std::atomic<int64_t> slots{0};          // WebSockets counted against --max_connections
   std::atomic<int64_t> sockets{0};        // accepted sockets held by HTTP or WebSocket sessions
+  // --max_queued_bytes over every session's send queue (null: no bound).
+  QueueBudget* budget = nullptr;
 };
 
 struct SessionParams {

@@ -490,8 +490,10 @@ void WebSocketSession<Stream>::EnqueueFrame(OutFrame frame) {
   size_t bytes = frame.Size(params_.compat);
   queue_.Push(std::move(frame));
   queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-  GlobalMetrics().send_queue_bytes.fetch_add(static_cast<int64_t>(bytes),
-                                             std::memory_order_relaxed);
+  int64_t total = GlobalMetrics().send_queue_bytes.fetch_add(static_cast<int64_t>(bytes),
+                                                             std::memory_order_relaxed) +
+                  static_cast<int64_t>(bytes);
+  if (counters_->budget != nullptr) counters_->budget->Check(static_cast<uint64_t>(total));
 }
 
 template <class Stream>
@@ -749,7 +751,9 @@ void WebSocketSession<Stream>::Close(uint16_t code, std::string reason) {
       ws_.get_executor(), [self = this->shared_from_this(), code, reason = std::move(reason)]() {
         absl::MutexLock lock(&self->mu_);
         std::atomic<uint64_t>* counter = code == kCloseGoingAway ? &GlobalMetrics().closed_shutdown
-                                                                 : &GlobalMetrics().closed_deleted;
+                                         : code == kCloseSlowConsumer
+                                             ? &GlobalMetrics().closed_slow_consumer
+                                             : &GlobalMetrics().closed_deleted;
         // Going away (drain): what is queued is still written, since this process will not be
         // there to replay it. Otherwise unsent frames are dropped and replayed on reconnect.
         self->DoClose(code, reason, counter, /*flush=*/code == kCloseGoingAway);

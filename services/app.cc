@@ -252,6 +252,7 @@ absl::Status App::Start() {
     edge_options.ping_interval = config_.ping_interval;
     edge_options.pong_timeout = config_.pong_timeout;
     edge_options.send_queue_bytes = config_.send_queue_bytes;
+    edge_options.max_queued_bytes = config_.max_queued_bytes;
     edge_options.allowed_origins = config_.allowed_origins;
     edge_options.max_connections_per_user = config_.max_connections_per_user;
     edge_options.max_connections = config_.max_connections;

@@ -435,6 +435,78 @@ TEST(LimitsTest, GarbageHalfOpenUpgradesAndNonReadingClientsDoNotStallOthers) {
   ExpectDelivered(pushd, *normal, "norma", R"("after all of it")", milliseconds(1000));
 }
 
+// Many slow consumers together: each stays under --send_queue_bytes, but their sum passes
+// --max_queued_bytes, so the largest backlogs are closed with 4008 (counted as queued_bytes)
+// until the total is back under three quarters of the bound, while a reading client goes on
+// undisturbed.
+TEST(LimitsTest, ProcessWideQueueBoundClosesTheLargestBacklogsFirst) {
+  constexpr uint64_t kBound = 1 << 20;
+  PushdProcess pushd({"--send_queue_bytes=1048576", "--max_queued_bytes=1048576"});
+  ASSERT_TRUE(pushd.started());
+  const int port = pushd.ws_port();
+  auto stub = pushd.Stub();
+  constexpr int kDeaf = 8;
+  std::vector<std::unique_ptr<RawClient>> deaf;
+  for (int i = 0; i < kDeaf; ++i) {
+    deaf.push_back(RawClient::Connect(port));
+    ASSERT_TRUE(deaf.back());
+    deaf.back()->SetReceiveBuffer(4096);
+    ASSERT_EQ(deaf.back()->Upgrade("/ws?user_id=deaf" + std::to_string(i)), 101);
+  }
+  auto reader = ConnectUser(port, "reader");
+  ASSERT_TRUE(reader);
+  std::string big(16002, 'x');  // a JSON string of 16,000 x
+  big.front() = big.back() = '"';
+  auto push_to = [&](int i) { return DoPush(*stub, "deaf" + std::to_string(i), big).ok(); };
+  auto backlogs = [&] {
+    std::map<std::string, uint64_t> queued;
+    v1::ListClientsResponse list = DoList(*stub);
+    for (const auto& c : list.clients()) queued[c.user_id()] = c.queued_bytes();
+    return queued;
+  };
+  // 1. Round robin until the kernel's buffers are full and every deaf connection has a backlog
+  // of its own (the kernel takes a few MB per socket first).
+  int rounds = 0;
+  for (bool all = false; !all && rounds < 1000; ++rounds) {
+    for (int i = 0; i < kDeaf; ++i) ASSERT_TRUE(push_to(i));
+    auto queued = backlogs();
+    all = std::all_of(deaf.begin(), deaf.end(), [&, i = 0](const auto&) mutable {
+      return queued["deaf" + std::to_string(i++)] > 0;
+    });
+  }
+  auto before = backlogs();
+  uint64_t total = 0;
+  for (const auto& [user, q] : before) total += q;
+  ASSERT_LT(total, kBound) << "after " << rounds << " rounds";
+  EXPECT_EQ(LimitHits(port, "queued_bytes"), 0);
+  // 2. deaf0 gets 320 KB more: by far the largest backlog.
+  for (int n = 0; n < 20; ++n) ASSERT_TRUE(push_to(0));
+  // 3. The others, round robin, until the bound is passed.
+  for (int r = 0; r < 200 && LimitHits(port, "queued_bytes") < 1; ++r) {
+    for (int i = 1; i < kDeaf; ++i) ASSERT_TRUE(push_to(i));
+    ExpectDelivered(pushd, *reader, "reader", std::to_string(r));
+  }
+  ASSERT_GE(SettledLimitHits(port, "queued_bytes", 1), 1);
+  // The largest backlog went first, and not everyone went: the others stay listed.
+  std::set<std::string> left;
+  uint64_t queued = 0;
+  ASSERT_TRUE(WaitFor([&] {
+    left.clear();
+    queued = 0;
+    v1::ListClientsResponse list = DoList(*stub);
+    for (const auto& c : list.clients()) {
+      left.insert(c.user_id());
+      queued += c.queued_bytes();
+    }
+    return left.count("deaf0") == 0;
+  }));
+  EXPECT_TRUE(left.count("reader"));
+  EXPECT_GE(left.size(), 2u) << "only the largest backlogs are closed";
+  EXPECT_LE(queued, kBound);
+  // The reader never noticed.
+  ExpectDelivered(pushd, *reader, "reader", R"("still here")");
+}
+
 // ---- Counting and logging --------------------------------------------------------------------
 
 TEST(LimitsTest, HitsAreCountedAndLoggedInOneLinePerIntervalNotOnePerEvent) {
