@@ -19,6 +19,10 @@ class FrameQueue {
   // The i-th queued item (0 = front).
   const T& at(size_t i) const { return items_[head_ + i]; }
   void push_back(T item) { items_.push_back(std::move(item)); }
+  // Inserts before the i-th queued item (0 = front); O(size), for rare control frames.
+  void insert(size_t i, T item) {
+    items_.insert(items_.begin() + static_cast<std::ptrdiff_t>(head_ + i), std::move(item));
+  }
   void pop_front() {
     items_[head_] = T();
     if (++head_ == items_.size()) {

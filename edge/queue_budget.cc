@@ -22,10 +22,17 @@ void QueueBudget::Shed(uint64_t total) {
     return;  // a shed ran moments ago, or another thread runs this one
   }
   std::vector<std::pair<uint64_t, std::shared_ptr<Connection>>> backlogs;
+  uint64_t listed = 0;
   for (auto& c : hub_->All()) {
-    if (uint64_t queued = c->queued_bytes(); queued > 0)
+    if (uint64_t queued = c->queued_bytes(); queued > 0) {
+      listed += queued;
       backlogs.emplace_back(queued, std::move(c));
+    }
   }
+  // The total also holds what no shed can take back (connections already closing, flushing a
+  // going-away close, or lingering): only the listed connections' bytes count here, so that
+  // those never get healthy connections closed.
+  total = std::min(total, listed);
   std::sort(backlogs.begin(), backlogs.end(),
             [](const auto& a, const auto& b) { return a.first > b.first; });
   const uint64_t target = max_bytes_ - max_bytes_ / 4;

@@ -10,8 +10,9 @@ namespace push::edge {
 // The process-wide bound on bytes waiting in connections' send queues (--max_queued_bytes): one
 // slow consumer is bounded by --send_queue_bytes, but thousands of them together could still
 // hold more memory than the host has. Past the bound, the connections with the largest backlogs
-// are closed with 4008 first, until the total is back under three quarters of the bound; the
-// others keep their messages. Unsent messages stay in the store and are replayed on reconnect.
+// are closed with 4008 first, until the backlog of the connections still open is back under
+// three quarters of the bound; the others keep their messages. Unsent messages stay in the store
+// and are replayed on reconnect.
 class QueueBudget {
  public:
   // `max_bytes` 0: no bound.

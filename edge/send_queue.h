@@ -53,13 +53,10 @@ class SendQueue {
   // Payload bytes of the queued frames (OutFrame::Size), the part already written included.
   uint64_t bytes() const { return bytes_; }
 
-  void Push(OutFrame frame) {
-    Entry e{std::move(frame)};
-    size_t size = e.frame.Size(compat_);
-    bytes_ += size;
-    e.header_size = static_cast<uint8_t>(EncodeHeader(e.frame.opcode, size, e.header));
-    frames_.push_back(std::move(e));
-  }
+  void Push(OutFrame frame) { frames_.push_back(MakeEntry(std::move(frame))); }
+  // Queues a frame ahead of everything not yet started (a ping or pong must not wait behind a
+  // backlog of messages: the peer's answer would be late); after a frame partly written.
+  void PushFront(OutFrame frame) { frames_.insert(started() ? 1 : 0, MakeEntry(std::move(frame))); }
 
   // Drops queued frames from the back, keeping the first `keep` (and a started first frame).
   // Returns the payload bytes dropped.
@@ -112,9 +109,19 @@ class SendQueue {
  private:
   struct Entry {
     OutFrame frame;
-    uint8_t header[10] = {};  // the WebSocket frame header, encoded once
+    // The WebSocket frame header, encoded once. Inline, so it moves with the entry: Gather's
+    // iovecs point into it, which is safe because they are used (sendmsg) and consumed before
+    // the queue changes again.
+    uint8_t header[10] = {};
     uint8_t header_size = 0;
   };
+  Entry MakeEntry(OutFrame frame) {
+    Entry e{std::move(frame)};
+    size_t size = e.frame.Size(compat_);
+    bytes_ += size;
+    e.header_size = static_cast<uint8_t>(EncodeHeader(e.frame.opcode, size, e.header));
+    return e;
+  }
   // The frame's payload in up to three pieces: a message's header, data and "}" (no copy of
   // the shared data), or the text.
   std::array<iovec, 3> Payload(const OutFrame& f) const;

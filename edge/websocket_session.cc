@@ -86,15 +86,19 @@ EdgeStream::Next EdgeStream::ConsumeControl(bool take_ping, std::string* payload
   const int fd = native_handle();
   ssize_t peeked = ::recv(fd, frame, sizeof(frame), MSG_PEEK | MSG_DONTWAIT);
   if (peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Next::kNothing;
-  if (peeked < 2) return Next::kOther;  // an error, the end, or too little to tell
+  if (peeked < 1) return Next::kOther;  // an error or the end
   // FIN, no reserved bits, opcode pong (or ping); masked (as every client frame must be); at
   // most 125 bytes. Anything else goes to the WebSocket layer, which closes on what is wrong.
   const bool pong = frame[0] == 0x8a;
   const bool ping = frame[0] == 0x89 && take_ping;
-  if (!(pong || ping) || (frame[1] & 0x80) == 0 || (frame[1] & 0x7f) > 125) return Next::kOther;
+  if (!(pong || ping)) return Next::kOther;
+  // A control frame not all here yet: wait for the rest rather than hand it to the WebSocket
+  // layer, whose read would then stay pending until a data frame came.
+  if (peeked < 2) return Next::kPartial;
+  if ((frame[1] & 0x80) == 0 || (frame[1] & 0x7f) > 125) return Next::kOther;
   const size_t length = frame[1] & 0x7f;
   const size_t size = 2 + 4 + length;
-  if (static_cast<size_t>(peeked) < size) return Next::kOther;
+  if (static_cast<size_t>(peeked) < size) return Next::kPartial;
   if (::recv(fd, frame, size, MSG_DONTWAIT) != static_cast<ssize_t>(size)) return Next::kOther;
   frame_size_ = 0;
   if (pong) return Next::kPong;

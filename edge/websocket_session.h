@@ -65,11 +65,12 @@ class EdgeStream : public net::ip::tcp::socket {
         static_cast<net::ip::tcp::socket&>(*this));
   }
 
-  enum class Next { kNothing, kPong, kPing, kOther };
+  enum class Next { kNothing, kPong, kPing, kPartial, kOther };
   // At a frame boundary: whether the next frame is a complete, well-formed pong, or (with
   // `take_ping`) ping, which it then consumes, putting a ping's unmasked payload in `payload`, so
-  // that heartbeats either way never need a WebSocket read; or nothing has arrived; or something
-  // else is there for the WebSocket layer (another frame, an error, the end).
+  // that heartbeats either way never need a WebSocket read; or only the start of one has arrived
+  // (kPartial); or nothing has arrived; or something else is there for the WebSocket layer
+  // (another frame, an error, the end).
   Next ConsumeControl(bool take_ping, std::string* payload);
 
  private:
@@ -157,11 +158,12 @@ struct SessionParams {
 //
 // The send lane (plain connections): data, welcome, gap, ping and pong frames are written by the
 // session itself with one non-blocking sendmsg for all that is queued (SendQueue), not through
-// Beast. Beast still writes the close frame and whatever its reads write (a pong to a ping within a
-// fragmented message, a close reply, a protocol error's close), so the two never overlap: a
-// WebSocket read starts only while the lane is idle and the lane waits while one is in flight,
-// and the close frame goes once the lane is idle, after which the lane is closed. TLS connections
-// write every frame through Beast from the strand, one at a time.
+// Beast. Beast still writes the close frame and whatever its reads write (a pong to a ping that
+// came within a fragmented message, a close reply, a protocol error's close), so the two never
+// overlap: a WebSocket read starts only while the lane is idle and the lane waits while one is in
+// flight (pings and pongs at a message boundary, even in pieces, are taken at the socket and
+// never start one), and the close frame goes once the lane is idle, after which the lane is
+// closed. TLS connections write every frame through Beast from the strand, one at a time.
 template <class Stream>
 class WebSocketSession final : public Connection,
                                public TimerWheel::Client,

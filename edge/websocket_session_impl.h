@@ -32,6 +32,8 @@ inline constexpr auto kCloseHandshakeTimeout = std::chrono::milliseconds(5000);
 inline constexpr size_t kReplayPageMessages = 256;
 inline constexpr auto kLinger = std::chrono::seconds(1);
 inline constexpr size_t kReadChunk = 128;
+// How soon the rest of a ping or pong that arrived in pieces is looked for again.
+inline constexpr auto kPartialControlRetry = std::chrono::milliseconds(5);
 // The token's exp passed without a refresh, or a refresh brought a token that was refused.
 inline constexpr uint16_t kCloseTokenExpired = 4001;
 
@@ -215,14 +217,13 @@ void WebSocketSession<Stream>::OnReadable(beast::error_code ec) {
     if (finished_) return;  // the socket is closing
     if (!ec && !closing_) {
       // Pongs answer our heartbeat and pings are clients' own: taken here, they never wake a
-      // WebSocket read (which would then stay pending). A ping while our control write is in
-      // flight goes to Beast, which answers it itself. At most a few per wake-up, so a peer
-      // streaming them shares the strand with the rest.
+      // WebSocket read (which would then stay pending); a ping's pong goes through the lane. At
+      // most a few per wake-up, so a peer streaming them shares the strand with the rest.
       EdgeStream::Next next = EdgeStream::Next::kOther;
       bool more = false;
       for (int i = 0; i < 16; ++i) {
         std::string payload;
-        next = beast::get_lowest_layer(ws_).ConsumeControl(!control_in_flight_, &payload);
+        next = beast::get_lowest_layer(ws_).ConsumeControl(/*take_ping=*/true, &payload);
         if (next == EdgeStream::Next::kPong) {
           awaiting_pong_ = false;
         } else if (next == EdgeStream::Next::kPing) {
@@ -239,6 +240,16 @@ void WebSocketSession<Stream>::OnReadable(beast::error_code ec) {
         return;
       }
       if (next == EdgeStream::Next::kNothing) return DoRead();  // wait again
+      if (next == EdgeStream::Next::kPartial) {
+        // The rest of a ping or pong is on its way (a client or proxy split it). The socket stays
+        // readable with the first bytes unread, so a wait would end at once: look again shortly.
+        // A peer that never sends the rest is cut by the pong timeout.
+        auto timer = std::make_shared<net::steady_timer>(ws_.get_executor(), kPartialControlRetry);
+        timer->async_wait([self = this->shared_from_this(), timer](beast::error_code) {
+          self->OnReadable(beast::error_code{});
+        });
+        return;
+      }
     }
     // A frame, the end of the stream or an error: the WebSocket read reports it (OnRead).
     ReadFrame();
@@ -500,7 +511,11 @@ template <class Stream>
 void WebSocketSession<Stream>::DoWrite() {
   if constexpr (kSendLane) {
     FlushLane(/*on_strand=*/true);
-    if (!lane_busy_ && queue_.empty()) OnLaneIdle();
+    if (!lane_busy_ && queue_.empty()) {
+      OnLaneIdle();
+    } else if (!closing_) {
+      MaybeContinueReplay();  // from half full, as on TLS, so store reads overlap the writes
+    }
   } else {
     if (writing_ || queue_.empty() || finished_) return;
     writing_ = true;
@@ -716,8 +731,13 @@ void WebSocketSession<Stream>::SendControl(bool ping, std::string payload) {
   if constexpr (kSendLane) {
     // In the lane, after what is queued: the lane never interleaves with itself, so pings and
     // pongs need no wait of their own.
-    EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(std::move(payload)), false,
-                          ping ? Opcode::kPing : Opcode::kPong});
+    OutFrame frame{nullptr, std::make_shared<const std::string>(std::move(payload)), false,
+                   ping ? Opcode::kPing : Opcode::kPong};
+    size_t bytes = frame.Size(params_.compat);
+    queue_.PushFront(std::move(frame));
+    queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    GlobalMetrics().send_queue_bytes.fetch_add(static_cast<int64_t>(bytes),
+                                               std::memory_order_relaxed);
     DoWrite();
     return;
   }

@@ -274,6 +274,24 @@ TEST(SendQueueTest, PushWhileAFrameIsPartlyWritten) {
   EXPECT_EQ(w.writes[0].sent, 9u);
 }
 
+// A ping or pong goes ahead of every frame not yet started, but never into the middle of the one
+// partly written.
+TEST(SendQueueTest, PushFrontGoesAfterAStartedFrameAndBeforeTheRest) {
+  SendQueue q(/*compat=*/false);
+  std::vector<OutFrame> frames = {Msg(1, std::string(300, 'a')), Msg(2, "2"), Msg(3, "3")};
+  OutFrame ping = Text("p1", Opcode::kPing);
+  OutFrame pong = Text("p2", Opcode::kPong);
+  for (const OutFrame& f : frames) q.Push(f);
+  q.PushFront(ping);  // nothing started: first
+  Chunk chunk = [&](size_t i) {
+    if (i == 1) q.PushFront(pong);  // after the 10 bytes below: message 1 has started
+    return i == 0 ? size_t{4 + 10} : kAll;
+  };
+  Written w = Drain(q, false, chunk);
+  ExpectFrames(w, {ping, frames[0], pong, frames[1], frames[2]}, false);
+  EXPECT_EQ(q.bytes(), 0u);
+}
+
 TEST(SendQueueTest, DropBackKeepsAStartedFrame) {
   for (bool compat : {false, true}) {
     SendQueue q(compat);
