@@ -467,7 +467,11 @@ class PushServiceImpl::StreamCall {
       Slot& front = slots_.front();
       if (!front.done) return;
       writing_ = true;
-      stream_.Write(front.response, &written_);
+      // When the next answer is ready too, this one may wait in gRPC's buffer: the answers that
+      // are ready go out together, in one socket write, with the last (which has no hint).
+      grpc::WriteOptions options;
+      if (slots_.size() > 1 && slots_[1].done) options.set_buffer_hint();
+      stream_.Write(front.response, options, &written_);
       return;
     }
     if (reads_done_) {
