@@ -38,7 +38,8 @@
 #include "tools/pushbench/stats.h"
 #include "tools/pushbench/ws_fleet.h"
 
-ABSL_FLAG(std::string, scenario, "throughput", "idle, throughput, latency, multitab or replay");
+ABSL_FLAG(std::string, scenario, "throughput",
+          "idle, throughput, latency, multitab, replay or flood");
 ABSL_FLAG(std::string, pushd, "", "start this pushd binary (loopback, ports 0) and measure it");
 ABSL_FLAG(std::string, pushd_args, "", "extra flags for the started pushd, space-separated");
 ABSL_FLAG(std::string, grpc, "", "gRPC address of an already-running server (host:port)");
@@ -55,6 +56,7 @@ ABSL_FLAG(double, rate, -1, "requests per second; 0 = max (default: 5000 for lat
 ABSL_FLAG(double, duration, -1, "seconds of pushing (default: 30 for latency, else 10)");
 ABSL_FLAG(double, hold, 60, "idle: seconds to hold the connections");
 ABSL_FLAG(int, messages, 10000, "replay: messages pushed while the users are offline");
+ABSL_FLAG(int, flood_messages, 24, "flood: messages pushed to each user (round robin)");
 ABSL_FLAG(int, payload_bytes, 256, "size of each pushed JSON payload");
 ABSL_FLAG(int, max_backlog, 2000,
           "max rate: pause pushing while this many deliveries are outstanding (0 = never)");
@@ -263,6 +265,8 @@ void PrintTable(const Report& r, const Target& t) {
                   r.rss_held.ok ? (", held " + std::to_string(r.rss_held.rss_kib)).c_str() : "",
                   r.rss_after.rss_kib, RssPerConnection(r));
     row("server RSS KiB", buf);
+    std::snprintf(buf, sizeof(buf), "%" PRId64, r.rss_after.peak_rss_kib);
+    row("server peak RSS KiB", buf);
     double cpu = r.cpu_end.cpu_seconds - r.cpu_start.cpu_seconds;
     std::snprintf(buf, sizeof(buf), "%.2f s%s", cpu,
                   r.pushed && cpu > 0
@@ -346,6 +350,7 @@ void PrintJson(const Report& r, const Target& t) {
       << ",\"rss_connected_kib\":" << r.rss_connected.rss_kib
       << ",\"rss_held_kib\":" << (r.rss_held.ok ? r.rss_held.rss_kib : 0)
       << ",\"rss_after_kib\":" << r.rss_after.rss_kib
+      << ",\"rss_peak_kib\":" << r.rss_after.peak_rss_kib
       << ",\"rss_per_conn_bytes\":" << std::round(RssPerConnection(r)) << ",\"cpu_seconds\":" << cpu
       << ",\"deliveries_per_cpu_s\":" << (cpu > 0 ? std::round(r.fleet.unique / cpu) : 0.0) << "}";
   } else {
@@ -482,6 +487,7 @@ Sizes ScenarioSizes(const std::string& scenario) {
   if (scenario == "latency") s = {10000, 1, 30, 5000};
   if (scenario == "multitab") s = {10000, 5, 10, 0};
   if (scenario == "replay") s = {1000, 1, 0, 0};
+  if (scenario == "flood") s = {3000, 1, 0, 0};
   if (absl::GetFlag(FLAGS_connections) > 0) s.connections = absl::GetFlag(FLAGS_connections);
   if (absl::GetFlag(FLAGS_tabs) > 0) s.tabs = absl::GetFlag(FLAGS_tabs);
   if (absl::GetFlag(FLAGS_duration) >= 0) s.duration = absl::GetFlag(FLAGS_duration);
@@ -558,6 +564,7 @@ Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes
   }
   int ips = absl::GetFlag(FLAGS_source_ips);
   fleet_options.source_ips = ips > 0 ? ips : (sizes.connections + 4999) / 5000;
+  fleet_options.stop_reading = scenario == "flood";
   WsFleet fleet(fleet_options);
 
   Pusher pusher(target.grpc, absl::GetFlag(FLAGS_channels), &users);
@@ -577,7 +584,28 @@ Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes
     }
   };
 
-  if (scenario == "replay") {
+  if (scenario == "flood") {
+    // Every connection stops reading after its welcome; each user then gets --flood_messages
+    // (unary, round robin, no waiting for deliveries). What counts is the server's peak RSS
+    // (VmHWM) against its memory bounds; nothing is expected to arrive.
+    report.latency_meaningful = false;
+    connect();
+    Sleep(0.5);
+    report.rss_connected = ReadProcStats(target.pid);
+    PushOptions o = BasePushOptions("unary", tabs);
+    o.round_robin = true;
+    o.max_requests = static_cast<uint64_t>(n_users) *
+                     static_cast<uint64_t>(std::max(1, absl::GetFlag(FLAGS_flood_messages)));
+    o.duration_s = 600;
+    o.max_backlog = 0;
+    report.cpu_start = report.rss_connected;
+    auto t0 = Clock::now();
+    report.push = pusher.Run(o, {});
+    report.pushed = true;
+    report.mode = "unary";
+    Sleep(1);
+    report.measure_seconds = SecondsBetween(t0, Clock::now());
+  } else if (scenario == "replay") {
     // Everything is pushed while nobody is connected, then everyone connects at once.
     report.latency_meaningful = false;
     PushOptions o = BasePushOptions("unary", tabs);
@@ -647,11 +675,13 @@ Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes
   auto check = [&report](bool bad, const std::string& what) {
     if (bad) report.errors.push_back(what);
   };
-  check(f.lost > 0, std::to_string(f.lost) + " messages lost");
-  check(f.duplicated > 0, std::to_string(f.duplicated) + " messages duplicated");
-  check(f.reordered > 0, std::to_string(f.reordered) + " messages out of order");
-  check(f.gaps > 0, std::to_string(f.gaps) + " gap frames");
-  check(f.dropped > 0, std::to_string(f.dropped) + " connections dropped");
+  if (scenario != "flood") {  // flood: the readers stall on purpose and may be closed
+    check(f.lost > 0, std::to_string(f.lost) + " messages lost");
+    check(f.duplicated > 0, std::to_string(f.duplicated) + " messages duplicated");
+    check(f.reordered > 0, std::to_string(f.reordered) + " messages out of order");
+    check(f.gaps > 0, std::to_string(f.gaps) + " gap frames");
+    check(f.dropped > 0, std::to_string(f.dropped) + " connections dropped");
+  }
   check(f.bad_frames > 0, std::to_string(f.bad_frames) + " unexpected frames");
   check(report.push.failed > 0,
         std::to_string(report.push.failed) + " pushes failed (" + report.push.first_error + ")");
@@ -694,10 +724,10 @@ int Run(int argc, char** argv) {
   const std::string scenario = absl::GetFlag(FLAGS_scenario);
   const std::string mode = absl::GetFlag(FLAGS_mode);
   if (scenario != "idle" && scenario != "throughput" && scenario != "latency" &&
-      scenario != "multitab" && scenario != "replay") {
+      scenario != "multitab" && scenario != "replay" && scenario != "flood") {
     std::fprintf(stderr,
-                 "pushbench: --scenario=%s: want idle, throughput, latency, multitab or "
-                 "replay\n",
+                 "pushbench: --scenario=%s: want idle, throughput, latency, multitab, replay or "
+                 "flood\n",
                  scenario.c_str());
     return 2;
   }

@@ -124,6 +124,8 @@ ProcStats ReadProcStats(pid_t pid) {
   std::string line;
   bool have_rss = false;
   while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0)
+      stats.peak_rss_kib = std::strtoll(line.c_str() + 6, nullptr, 10);
     if (line.rfind("VmRSS:", 0) == 0) {
       stats.rss_kib = std::strtoll(line.c_str() + 6, nullptr, 10);
       have_rss = true;

@@ -88,7 +88,8 @@ class Histogram {
 struct ProcStats {
   bool ok = false;
   int64_t rss_kib = 0;
-  double cpu_seconds = 0;  // utime + stime
+  int64_t peak_rss_kib = 0;  // VmHWM: the highest RSS so far
+  double cpu_seconds = 0;    // utime + stime
 };
 
 ProcStats ReadProcStats(pid_t pid);

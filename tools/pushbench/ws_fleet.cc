@@ -164,7 +164,7 @@ struct WsFleet::Impl {
       auto data = c.buffer.cdata();
       OnFrame(c, std::string_view(static_cast<const char*>(data.data()), data.size()));
       c.buffer.consume(c.buffer.size());
-      if (!c.finished) DoRead(c);
+      if (!c.finished && !(options.stop_reading && c.welcomed)) DoRead(c);
     });
   }
 

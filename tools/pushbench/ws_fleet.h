@@ -22,6 +22,9 @@ struct FleetOptions {
   int connect_concurrency = 256;
   // Messages slower than this (0 = none) are listed in FleetTotals::slow, to find stalls in time.
   int64_t slow_ns = 0;
+  // The flood scenario: after its welcome frame a connection reads nothing more (a stalled
+  // browser tab); the socket stays open.
+  bool stop_reading = false;
 };
 
 // One message that took longer than FleetOptions::slow_ns.
