@@ -225,6 +225,10 @@ class WebSocketSession final : public Connection,
   void OnLaneIdle();
   // Bookkeeping for frames that reached the socket.
   void FramesSent(uint64_t messages, uint64_t last_seq);
+  // `bytes` left the send queue (written or dropped): the session's and the process's counts.
+  void Dequeued(uint64_t bytes);
+  // A write failed: the connection is gone (or its close handshake ends here).
+  void WriteFailed();
   void MaybeContinueReplay();
 
   void ScheduleTimer(absl::Duration after);

@@ -550,18 +550,9 @@ void WebSocketSession<Stream>::OnWrite(beast::error_code ec, std::size_t) {
       }
     }
   });
-  uint64_t size = before - queue_.bytes();
-  queued_bytes_.fetch_sub(size, std::memory_order_relaxed);
-  GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(size), std::memory_order_relaxed);
+  Dequeued(before - queue_.bytes());
   FramesSent(messages, last_seq);
-  if (ec) {
-    if (closing_) {
-      Teardown(close_why_, nullptr);
-    } else {
-      Teardown("connection lost", &GlobalMetrics().closed_client);
-    }
-    return;
-  }
+  if (ec) return WriteFailed();
   if (closing_) {
     DoWrite();  // flushing before a going-away close
     MaybeSendClose();
@@ -569,6 +560,23 @@ void WebSocketSession<Stream>::OnWrite(beast::error_code ec, std::size_t) {
   }
   MaybeContinueReplay();
   DoWrite();
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::WriteFailed() {
+  if (closing_) {
+    Teardown(close_why_, nullptr);
+  } else {
+    Teardown("connection lost", &GlobalMetrics().closed_client);
+  }
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::Dequeued(uint64_t bytes) {
+  if (bytes == 0) return;
+  queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(bytes),
+                                             std::memory_order_relaxed);
 }
 
 template <class Stream>
@@ -621,11 +629,7 @@ void WebSocketSession<Stream>::FlushLane(bool on_strand) {
       });
       bytes += before - queue_.bytes();
     }
-    if (bytes > 0) {
-      queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
-      GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(bytes),
-                                                 std::memory_order_relaxed);
-    }
+    Dequeued(bytes);
     FramesSent(messages, last_seq);
   }
 }
@@ -634,14 +638,7 @@ template <class Stream>
 void WebSocketSession<Stream>::OnLaneBlocked(bool lost) {
   if constexpr (kSendLane) {
     if (finished_) return;
-    if (lost) {
-      if (closing_) {
-        Teardown(close_why_, nullptr);
-      } else {
-        Teardown("connection lost", &GlobalMetrics().closed_client);
-      }
-      return;
-    }
+    if (lost) return WriteFailed();
     beast::get_lowest_layer(ws_).async_wait(
         net::socket_base::wait_write,
         beast::bind_front_handler(&WebSocketSession::OnWritable, this->shared_from_this()));
@@ -800,10 +797,7 @@ void WebSocketSession<Stream>::DoClose(uint16_t code, std::string reason,
   // Unless flushing, unsent frames are dropped (they stay in the stream for the next connect); a
   // frame being written stays alive until its write completes.
   // (On the lane, a frame partly written is finished: SendQueue keeps it.)
-  uint64_t dropped = queue_.DropBack(flush ? queue_.size() : writing_ ? 1 : 0);
-  queued_bytes_.fetch_sub(dropped, std::memory_order_relaxed);
-  GlobalMetrics().send_queue_bytes.fetch_sub(static_cast<int64_t>(dropped),
-                                             std::memory_order_relaxed);
+  Dequeued(queue_.DropBack(flush ? queue_.size() : writing_ ? 1 : 0));
   pending_close_ =
       std::make_unique<websocket::close_reason>(static_cast<websocket::close_code>(code), reason);
   net::steady_timer& timer = CloseTimer();

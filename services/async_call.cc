@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "spdlog/spdlog.h"
+
 namespace push::service {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
@@ -23,7 +25,15 @@ void QueueThreads::Start() {
   }
 }
 
-void QueueThreads::Stop() {
+void QueueThreads::Stop(absl::Duration wait) {
+  if (queues_.empty()) return;
+  absl::Time deadline = absl::Now() + wait;
+  while (!threads_.empty() && live_.load(std::memory_order_acquire) > 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  if (int64_t left = live_.load(); left > 0 && !threads_.empty()) {
+    spdlog::warn("grpc: {} calls still alive when the completion queues shut down", left);
+  }
   for (auto& queue : queues_) queue->Shutdown();
   for (auto& thread : threads_) thread.join();
   threads_.clear();

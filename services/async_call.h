@@ -66,12 +66,34 @@ class QueueThreads {
   }
   // After BuildAndStart (and after the first calls were requested).
   void Start();
-  // After the server's Shutdown: drains the queues and joins the threads (idempotent).
-  void Stop();
+  // After the server's Shutdown: waits (at most `wait`) until every call object is gone, then
+  // shuts the queues down, drains them and joins the threads (idempotent). A call cancelled by the
+  // server's Shutdown still gets its last events and may start an operation (a stream's Finish
+  // after its failed read): on a queue already shut down that would abort the process.
+  void Stop(absl::Duration wait = absl::Seconds(2));
+
+  // Call objects alive on these queues (LiveCall).
+  std::atomic<int64_t>& live() { return live_; }
 
  private:
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
   std::vector<std::thread> threads_;
+  std::atomic<int64_t> live_{0};
+};
+
+// A member of every call object: counts it alive in its QueueThreads from construction (the
+// request for a call) to destruction.
+class LiveCall {
+ public:
+  explicit LiveCall(QueueThreads* threads) : live_(&threads->live()) {
+    live_->fetch_add(1, std::memory_order_relaxed);
+  }
+  ~LiveCall() { live_->fetch_sub(1, std::memory_order_release); }
+  LiveCall(const LiveCall&) = delete;
+  LiveCall& operator=(const LiveCall&) = delete;
+
+ private:
+  std::atomic<int64_t>* const live_;
 };
 
 // How one unary method is served.
@@ -92,6 +114,8 @@ struct UnaryMethod {
   // A call that carries no deadline of its own and is not answered within this ends with
   // DEADLINE_EXCEEDED; zero: never.
   absl::Duration default_deadline = absl::ZeroDuration();
+  // The queues the method is served on (required).
+  QueueThreads* threads = nullptr;
 };
 
 // One call of a unary method, from the request for it to gRPC's last event about it. Its events:
@@ -112,7 +136,7 @@ class UnaryCall {
 
  private:
   UnaryCall(const UnaryMethod<Request, Response>* method, grpc::ServerCompletionQueue* queue)
-      : method_(method), queue_(queue), writer_(&context_) {
+      : method_(method), live_(method->threads), queue_(queue), writer_(&context_) {
     method_->request(&context_, &request_, &writer_, queue_, &arrived_);
   }
 
@@ -192,6 +216,7 @@ class UnaryCall {
   }
 
   const UnaryMethod<Request, Response>* const method_;
+  LiveCall live_;
   grpc::ServerCompletionQueue* const queue_;
   grpc::ServerContext context_;
   Request request_;

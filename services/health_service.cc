@@ -14,7 +14,7 @@ using grpc::health::v1::HealthCheckResponse;
 class HealthService::WatchCall {
  public:
   WatchCall(HealthService* health, grpc::ServerCompletionQueue* queue)
-      : health_(health), queue_(queue), writer_(&context_) {
+      : health_(health), live_(health->threads_), queue_(queue), writer_(&context_) {
     context_.AsyncNotifyWhenDone(&done_);
     health_->service_.RequestWatch(&context_, &request_, &writer_, queue_, queue_, &arrived_);
   }
@@ -70,6 +70,7 @@ class HealthService::WatchCall {
   }
 
   HealthService* const health_;
+  LiveCall live_;
   grpc::ServerCompletionQueue* const queue_;
   grpc::ServerContext context_;
   HealthCheckRequest request_;
@@ -106,8 +107,10 @@ HealthService::HealthService(std::vector<std::string> service_names)
 
 HealthService::~HealthService() = default;
 
-void HealthService::Listen(const QueueThreads& queues) {
-  for (const auto& queue : queues.queues()) {
+void HealthService::Listen(QueueThreads* queues) {
+  threads_ = queues;
+  check_.threads = queues;
+  for (const auto& queue : queues->queues()) {
     for (int i = 0; i < 2; ++i)
       UnaryCall<HealthCheckRequest, HealthCheckResponse>::Listen(&check_, queue.get());
     new WatchCall(this, queue.get());

@@ -26,7 +26,7 @@ class HealthService {
   // Before the builder's BuildAndStart.
   void Register(grpc::ServerBuilder* builder) { builder->RegisterService(&service_); }
   // After BuildAndStart: requests the first calls on each queue.
-  void Listen(const QueueThreads& queues);
+  void Listen(QueueThreads* queues);
 
   void SetServing(bool serving);
 
@@ -40,6 +40,7 @@ class HealthService {
   grpc::health::v1::Health::AsyncService service_;
   const std::vector<std::string> names_;
   std::atomic<bool> serving_{true};
+  QueueThreads* threads_ = nullptr;  // set by Listen
   UnaryMethod<grpc::health::v1::HealthCheckRequest, grpc::health::v1::HealthCheckResponse> check_;
   absl::Mutex mu_;
   absl::flat_hash_set<WatchCall*> watchers_ ABSL_GUARDED_BY(mu_);

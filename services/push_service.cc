@@ -312,6 +312,7 @@ void PushServiceImpl::Serve(UnaryMethod<Request, Response>* method, RequestMetho
   };
   method->inflight = &inflight_;
   method->default_deadline = default_deadline_;
+  method->threads = &queues_;
 }
 
 void PushServiceImpl::Register(grpc::ServerBuilder* builder, int threads) {
@@ -331,7 +332,7 @@ void PushServiceImpl::Stop() { queues_.Stop(); }
 class PushServiceImpl::StreamCall {
  public:
   StreamCall(PushServiceImpl* service, grpc::ServerCompletionQueue* queue)
-      : service_(service), queue_(queue), stream_(&context_) {
+      : service_(service), live_(&service->queues_), queue_(queue), stream_(&context_) {
     service_->service_.RequestPushStream(&context_, &stream_, queue_, queue_, &arrived_);
   }
 
@@ -490,6 +491,7 @@ class PushServiceImpl::StreamCall {
   }
 
   PushServiceImpl* const service_;
+  LiveCall live_;
   grpc::ServerCompletionQueue* const queue_;
   grpc::ServerContext context_;
   grpc::ServerAsyncReaderWriter<v1::PushResponse, v1::PushRequest> stream_;
@@ -529,7 +531,7 @@ void PushServiceImpl::Start() {
       new StreamCall(this, q);
     }
   }
-  health_.Listen(queues_);
+  health_.Listen(&queues_);
   queues_.Start();
 }
 
