@@ -1,6 +1,8 @@
 #include "common/limits.h"
 
+#include <array>
 #include <type_traits>
+#include <utility>
 
 #include "absl/time/time.h"
 #include "common/log_throttle.h"
@@ -34,14 +36,19 @@ constexpr LimitInfo kLimits[kLimitCount] = {
      "over --max_queued_bytes"},
 };
 
+// One throttle per limit, as many as kLimitCount (LogThrottle is neither copied nor moved: each
+// element is made in place).
+template <size_t... I>
+std::array<LogThrottle, sizeof...(I)> MakeThrottles(std::index_sequence<I...>) {
+  return {(static_cast<void>(I), LogThrottle(kLogInterval))...};
+}
+
 LogThrottle* Throttles() {
   // Trivially destructible, so I/O threads may still record hits while the process exits.
-  static LogThrottle throttles[kLimitCount] = {LogThrottle(kLogInterval), LogThrottle(kLogInterval),
-                                               LogThrottle(kLogInterval), LogThrottle(kLogInterval),
-                                               LogThrottle(kLogInterval), LogThrottle(kLogInterval),
-                                               LogThrottle(kLogInterval), LogThrottle(kLogInterval)};
-  static_assert(std::is_trivially_destructible_v<LogThrottle>);
-  return throttles;
+  static std::array<LogThrottle, kLimitCount> throttles =
+      MakeThrottles(std::make_index_sequence<kLimitCount>());
+  static_assert(std::is_trivially_destructible_v<decltype(throttles)>);
+  return throttles.data();
 }
 
 void Log(int i, uint64_t hits, bool first) {

@@ -106,6 +106,10 @@ class SendQueue {
   // its length (2, 4 or 10).
   static size_t EncodeHeader(Opcode opcode, uint64_t size, uint8_t* out);
 
+  // A frame's payload in up to three pieces (unused ones empty): a message's header, data and "}"
+  // (no copy of the shared data), in compat mode the data alone, or the text.
+  std::array<iovec, 3> Payload(const OutFrame& f) const;
+
  private:
   struct Entry {
     OutFrame frame;
@@ -122,9 +126,6 @@ class SendQueue {
     e.header_size = static_cast<uint8_t>(EncodeHeader(e.frame.opcode, size, e.header));
     return e;
   }
-  // The frame's payload in up to three pieces: a message's header, data and "}" (no copy of
-  // the shared data), or the text.
-  std::array<iovec, 3> Payload(const OutFrame& f) const;
   size_t WireSize(const Entry& e) const;
 
   FrameQueue<Entry> frames_;

@@ -208,9 +208,10 @@ class WebSocketSession final : public Connection,
   // Queues the message after a gap frame for any seq skipped before it.
   void Enqueue(MessagePtr message, bool live);
   void EnqueueGap(uint64_t from, uint64_t to);
-  void EnqueueFrame(OutFrame frame);
-  // Whether a message of `size` bytes fits the send queue (the slow-consumer rule).
-  bool HasRoom(size_t size) const;
+  // `ahead`: before every frame not yet started (pings and pongs), else at the end.
+  void EnqueueFrame(OutFrame frame, bool ahead = false);
+  // Whether `message` fits the send queue (the slow-consumer rule).
+  bool HasRoom(const Message& message) const;
   // Writes what is queued: the send lane on plain connections, one Beast write on TLS.
   void DoWrite();
   void OnWrite(beast::error_code ec, std::size_t bytes);
@@ -223,8 +224,16 @@ class WebSocketSession final : public Connection,
   // The lane went idle on the strand: start a WebSocket read that waited for it, send a pending
   // close frame, continue a replay.
   void OnLaneIdle();
+  // The messages among the frames one write took: counted and timed as each leaves the queue,
+  // then booked once for the write (FramesSent).
+  struct SentFrames {
+    uint64_t messages = 0;
+    uint64_t last_seq = 0;
+    int64_t now_ns = 0;  // read once, at the first live message
+    void Add(const OutFrame& frame);
+  };
   // Bookkeeping for frames that reached the socket.
-  void FramesSent(uint64_t messages, uint64_t last_seq);
+  void FramesSent(const SentFrames& sent);
   // `bytes` left the send queue (written or dropped): the session's and the process's counts.
   void Dequeued(uint64_t bytes);
   // A write failed: the connection is gone (or its close handshake ends here).

@@ -441,7 +441,7 @@ void WebSocketSession<Stream>::Deliver(MessagePtr message) {
     // replay in progress, a full queue, closing) goes through the strand.
     absl::MutexLock lock(&mu_);
     if (mode_ == Mode::kLive && !closing_ && !finished_ && message->seq == next_seq_ &&
-        HasRoom(params_.compat ? message->payload->size() : message->FrameSize())) {
+        HasRoom(*message)) {
       Enqueue(std::move(message), /*live=*/true);
       FlushLane(/*on_strand=*/false);
       return;
@@ -455,7 +455,8 @@ void WebSocketSession<Stream>::Deliver(MessagePtr message) {
 }
 
 template <class Stream>
-bool WebSocketSession<Stream>::HasRoom(size_t size) const {
+bool WebSocketSession<Stream>::HasRoom(const Message& message) const {
+  size_t size = params_.compat ? message.payload->size() : message.FrameSize();
   uint64_t queued = queued_bytes_.load(std::memory_order_relaxed);
   return queued == 0 || queued + size <= options_.send_queue_bytes;
 }
@@ -474,7 +475,7 @@ void WebSocketSession<Stream>::OnLive(MessagePtr message) {
     ReadStore();
     return;
   }
-  if (!HasRoom(params_.compat ? message->payload->size() : message->FrameSize())) {
+  if (!HasRoom(*message)) {
     DoClose(kCloseSlowConsumer, "slow consumer", &GlobalMetrics().closed_slow_consumer);
     return;
   }
@@ -497,9 +498,13 @@ void WebSocketSession<Stream>::EnqueueGap(uint64_t from, uint64_t to) {
 }
 
 template <class Stream>
-void WebSocketSession<Stream>::EnqueueFrame(OutFrame frame) {
+void WebSocketSession<Stream>::EnqueueFrame(OutFrame frame, bool ahead) {
   size_t bytes = frame.Size(params_.compat);
-  queue_.Push(std::move(frame));
+  if (ahead) {
+    queue_.PushFront(std::move(frame));
+  } else {
+    queue_.Push(std::move(frame));
+  }
   queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   int64_t total = GlobalMetrics().send_queue_bytes.fetch_add(static_cast<int64_t>(bytes),
                                                              std::memory_order_relaxed) +
@@ -520,15 +525,10 @@ void WebSocketSession<Stream>::DoWrite() {
     if (writing_ || queue_.empty() || finished_) return;
     writing_ = true;
     ws_.text(true);
-    const OutFrame& frame = queue_.front();
+    std::array<iovec, 3> pieces = queue_.Payload(queue_.front());
     std::array<net::const_buffer, 3> buffers;
-    if (!frame.message) {
-      buffers = {net::buffer(*frame.text), net::const_buffer(), net::const_buffer()};
-    } else if (params_.compat) {
-      buffers = {net::buffer(*frame.message->payload), net::const_buffer(), net::const_buffer()};
-    } else {
-      buffers = {net::buffer(frame.message->header), net::buffer(*frame.message->payload),
-                 net::buffer("}", 1)};
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      buffers[i] = net::const_buffer(pieces[i].iov_base, pieces[i].iov_len);
     }
     ws_.async_write(
         buffers, beast::bind_front_handler(&WebSocketSession::OnWrite, this->shared_from_this()));
@@ -540,18 +540,12 @@ void WebSocketSession<Stream>::OnWrite(beast::error_code ec, std::size_t) {
   absl::MutexLock lock(&mu_);
   writing_ = false;
   uint64_t before = queue_.bytes();
-  uint64_t messages = 0, last_seq = 0;
+  SentFrames sent;
   queue_.PopFront([&](const OutFrame& frame) {
-    if (!ec && frame.message) {
-      ++messages;
-      last_seq = frame.message->seq;
-      if (frame.live) {
-        GlobalMetrics().delivery_latency.Observe(Metrics::NowNanos() - frame.message->appended_ns);
-      }
-    }
+    if (!ec) sent.Add(frame);
   });
   Dequeued(before - queue_.bytes());
-  FramesSent(messages, last_seq);
+  FramesSent(sent);
   if (ec) return WriteFailed();
   if (closing_) {
     DoWrite();  // flushing before a going-away close
@@ -580,13 +574,24 @@ void WebSocketSession<Stream>::Dequeued(uint64_t bytes) {
 }
 
 template <class Stream>
-void WebSocketSession<Stream>::FramesSent(uint64_t messages, uint64_t last_seq) {
-  if (messages == 0) return;
-  last_written_seq_ = last_seq;
-  messages_sent_.fetch_add(messages, std::memory_order_relaxed);
-  GlobalMetrics().deliveries.fetch_add(messages, std::memory_order_relaxed);
+void WebSocketSession<Stream>::SentFrames::Add(const OutFrame& frame) {
+  if (!frame.message) return;
+  ++messages;
+  last_seq = frame.message->seq;
+  if (frame.live) {
+    if (now_ns == 0) now_ns = Metrics::NowNanos();
+    GlobalMetrics().delivery_latency.Observe(now_ns - frame.message->appended_ns);
+  }
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::FramesSent(const SentFrames& sent) {
+  if (sent.messages == 0) return;
+  last_written_seq_ = sent.last_seq;
+  messages_sent_.fetch_add(sent.messages, std::memory_order_relaxed);
+  GlobalMetrics().deliveries.fetch_add(sent.messages, std::memory_order_relaxed);
   // One cursor move for all that one write took.
-  if (!params_.ack) store_->AdvanceCursor(params_.info.user_id, last_seq);
+  if (!params_.ack) store_->AdvanceCursor(params_.info.user_id, sent.last_seq);
 }
 
 template <class Stream>
@@ -594,8 +599,8 @@ void WebSocketSession<Stream>::FlushLane(bool on_strand) {
   if constexpr (kSendLane) {
     if (lane_busy_ || lane_closed_ || beast_reading_ || finished_) return;
     const int fd = beast::get_lowest_layer(ws_).native_handle();
-    uint64_t messages = 0, last_seq = 0, bytes = 0;
-    int64_t now_ns = 0;
+    uint64_t bytes = 0;
+    SentFrames sent;
     std::array<iovec, SendQueue::kMaxIovecs> iov;
     while (!queue_.empty()) {
       msghdr msg{};
@@ -618,19 +623,11 @@ void WebSocketSession<Stream>::FlushLane(bool on_strand) {
         break;
       }
       uint64_t before = queue_.bytes();
-      queue_.Consume(static_cast<size_t>(n), [&](const OutFrame& frame) {
-        if (!frame.message) return;
-        ++messages;
-        last_seq = frame.message->seq;
-        if (frame.live) {
-          if (now_ns == 0) now_ns = Metrics::NowNanos();
-          GlobalMetrics().delivery_latency.Observe(now_ns - frame.message->appended_ns);
-        }
-      });
+      queue_.Consume(static_cast<size_t>(n), [&](const OutFrame& frame) { sent.Add(frame); });
       bytes += before - queue_.bytes();
     }
     Dequeued(bytes);
-    FramesSent(messages, last_seq);
+    FramesSent(sent);
   }
 }
 
@@ -649,12 +646,8 @@ template <class Stream>
 void WebSocketSession<Stream>::OnWritable(beast::error_code ec) {
   absl::MutexLock lock(&mu_);
   if (finished_) return;
+  if (ec) return OnLaneBlocked(/*lost=*/true);  // the lane stays busy: the connection is gone
   lane_busy_ = false;
-  if (ec) {
-    lane_busy_ = true;
-    OnLaneBlocked(/*lost=*/true);
-    return;
-  }
   DoWrite();
 }
 
@@ -726,15 +719,11 @@ void WebSocketSession<Stream>::OnTimer(int64_t due) {
 template <class Stream>
 void WebSocketSession<Stream>::SendControl(bool ping, std::string payload) {
   if constexpr (kSendLane) {
-    // In the lane, after what is queued: the lane never interleaves with itself, so pings and
-    // pongs need no wait of their own.
-    OutFrame frame{nullptr, std::make_shared<const std::string>(std::move(payload)), false,
-                   ping ? Opcode::kPing : Opcode::kPong};
-    size_t bytes = frame.Size(params_.compat);
-    queue_.PushFront(std::move(frame));
-    queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-    GlobalMetrics().send_queue_bytes.fetch_add(static_cast<int64_t>(bytes),
-                                               std::memory_order_relaxed);
+    // In the lane, ahead of the messages not yet started (the peer's answer must not wait
+    // behind a backlog); the lane never interleaves with itself, so no wait of their own.
+    EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(std::move(payload)), false,
+                          ping ? Opcode::kPing : Opcode::kPong},
+                 /*ahead=*/true);
     DoWrite();
     return;
   }
