@@ -252,6 +252,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
           MakeResponse(status, version, false, JsonError(ToStd(upgrade.status().message())));
       if (status == http::status::unauthorized) {
         res.set(http::field::www_authenticate, R"(Bearer error="invalid_token")");
+      } else if (status == http::status::upgrade_required) {
+        res.set(http::field::sec_websocket_version, "13");  // the version we speak (RFC 6455 4.4)
       }
       Send(std::move(res));
       return;
@@ -293,17 +295,23 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
               : absl::StrCat(remote.address().to_string(), ":", remote.port());
     }
     params.info.user_agent = std::move(upgrade->user_agent);
+    // Bytes the client sent right behind its request, which the parser read with it, are the
+    // WebSocket's first: they go with the connection.
+    std::string early = beast::buffers_to_string(buffer_.data());
+    buffer_.consume(buffer_.size());
     if constexpr (kTls) {
       // The WebSocket layer keeps its own timeouts; the TLS stream moves over whole.
       beast::get_lowest_layer(stream_).expires_never();
       std::make_shared<WebSocketSession<Stream>>(std::move(stream_), std::move(params),
                                                  server_.options, server_.store, server_.hub,
                                                  &server_.counters, &server_.wheel)
-          ->Run(std::move(req));
+          ->Run(std::move(req), std::move(early));
     } else {
-      std::make_shared<WebSocketSession<EdgeStream>>(
-          EdgeStream(stream_.release_socket()), std::move(params), server_.options, server_.store,
-          server_.hub, &server_.counters, &server_.wheel)
+      EdgeStream stream(stream_.release_socket());
+      stream.SetEarlyBytes(std::move(early));
+      std::make_shared<WebSocketSession<EdgeStream>>(std::move(stream), std::move(params),
+                                                     server_.options, server_.store, server_.hub,
+                                                     &server_.counters, &server_.wheel)
           ->Run(std::move(req));
     }
   }

@@ -1,5 +1,6 @@
 #include "edge/upgrade_request.h"
 
+#include <algorithm>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 
@@ -54,6 +55,40 @@ std::string DisplayUserAgent(std::string_view header) {
   return out;
 }
 
+// A Sec-WebSocket-Key is 16 bytes in base64 (RFC 6455 4.1): 22 characters of the base64 alphabet
+// then "==".
+bool IsWebSocketKey(std::string_view key) {
+  if (key.size() != 24 || key.substr(22) != "==") return false;
+  return std::all_of(key.begin(), key.begin() + 22, [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
+  });
+}
+
+// The handshake checks of RFC 6455 4.2.1 that Beast would otherwise make itself, answering in
+// plain text: made here, every refusal has pushd's JSON body.
+absl::Status CheckHandshake(const http::request<http::string_body>& req) {
+  if (req.find(http::field::host) == req.end()) {
+    return absl::InvalidArgumentError("missing Host header");
+  }
+  auto version = req.find(http::field::sec_websocket_version);
+  if (version == req.end() || version->value() != "13") {
+    return absl::FailedPreconditionError(
+        "unsupported WebSocket version: send Sec-WebSocket-Version: 13");
+  }
+  auto key = req.find(http::field::sec_websocket_key);
+  if (key == req.end()) return absl::InvalidArgumentError("missing Sec-WebSocket-Key header");
+  if (!IsWebSocketKey(key->value())) {
+    return absl::InvalidArgumentError(
+        "Sec-WebSocket-Key must be 16 bytes in base64 (24 characters)");
+  }
+  // Bytes after the request would be the first WebSocket frames: a body has no place there.
+  if (!req.body().empty() || req.chunked()) {
+    return absl::InvalidArgumentError("a WebSocket upgrade request has no body");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string JsonError(std::string_view message) {
@@ -71,6 +106,8 @@ http::status UpgradeRefusalStatus(const absl::Status& status) {
       return http::status::forbidden;
     case absl::StatusCode::kUnauthenticated:
       return http::status::unauthorized;
+    case absl::StatusCode::kFailedPrecondition:
+      return http::status::upgrade_required;
     default:
       return http::status::bad_request;
   }
@@ -79,10 +116,12 @@ http::status UpgradeRefusalStatus(const absl::Status& status) {
 absl::StatusOr<UpgradeRequest> CheckUpgrade(const http::request<http::string_body>& req,
                                             const RequestTarget& target, bool compat,
                                             const EdgeOptions& options, bool ready) {
+  if (req.version() < 11) return absl::InvalidArgumentError("a WebSocket upgrade needs HTTP/1.1");
   if (req.method() != http::verb::get || !beast::websocket::is_upgrade(req)) {
     return absl::InvalidArgumentError(
         "expected a WebSocket upgrade (GET with Connection: Upgrade, Upgrade: websocket)");
   }
+  if (absl::Status s = CheckHandshake(req); !s.ok()) return s;
   if (!ready) return absl::UnavailableError("server is not accepting connections");
   if (!options.allowed_origins.empty()) {
     auto origin = req.find(http::field::origin);

@@ -52,7 +52,9 @@ struct UpgradeRequest {
 };
 
 // Checks an upgrade request of /ws (compat = false) or /getPushNews (compat = true), in the
-// order the edge answers: not a WebSocket upgrade, not ready, Origin not allowed, no valid user
+// order the edge answers: not HTTP/1.1, not a WebSocket upgrade, a malformed handshake (no Host,
+// Sec-WebSocket-Version not 13 (FAILED_PRECONDITION: 426), Sec-WebSocket-Key missing or not 16
+// bytes of base64, a body), not ready, Origin not allowed, no valid user
 // (token or user_id/userId), bad since or ack. The status code picks the HTTP answer
 // (UpgradeRefusalStatus) and its message is the reason sent to the client.
 absl::StatusOr<UpgradeRequest> CheckUpgrade(

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
 
 #include "edge/websocket_session_impl.h"
 
@@ -13,7 +14,7 @@ namespace {
 
 // The size of a WebSocket frame (RFC 6455 5.2) from its first `have` bytes: header plus payload,
 // or 0 while the header is not complete.
-uint64_t FrameSize(const uint8_t* h, size_t have) {
+uint32_t FrameSize(const uint8_t* h, size_t have) {
   if (have < 2) return 0;
   uint64_t header = 2;
   uint64_t length = h[1] & 0x7f;
@@ -27,7 +28,7 @@ uint64_t FrameSize(const uint8_t* h, size_t have) {
     for (int i = 2; i < 10; ++i) length = (length << 8) | h[i];
   }
   // A length this large is refused by the WebSocket layer (1009) once it has read the header.
-  return length > UINT64_MAX - header ? UINT64_MAX : header + length;
+  return length > UINT32_MAX - header ? UINT32_MAX : header + length;
 }
 
 beast::error_code LastError(ssize_t result) {
@@ -38,15 +39,43 @@ beast::error_code LastError(ssize_t result) {
 
 }  // namespace
 
+ssize_t EdgeStream::Peek(uint8_t* out, size_t n) {
+  size_t have = 0;
+  if (early_) {
+    have = std::min(n, early_->size());
+    std::memcpy(out, early_->data(), have);
+    if (have == n) return static_cast<ssize_t>(have);
+  }
+  ssize_t peeked = ::recv(native_handle(), out + have, n - have, MSG_PEEK | MSG_DONTWAIT);
+  if (peeked > 0) return static_cast<ssize_t>(have) + peeked;
+  return have > 0 ? static_cast<ssize_t>(have) : peeked;
+}
+
+ssize_t EdgeStream::Take(const iovec* iov, size_t count) {
+  if (!early_) {
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = count;
+    return ::recvmsg(native_handle(), &msg, MSG_DONTWAIT);
+  }
+  size_t taken = 0;
+  for (size_t i = 0; i < count && taken < early_->size(); ++i) {
+    size_t n = std::min(iov[i].iov_len, early_->size() - taken);
+    std::memcpy(iov[i].iov_base, early_->data() + taken, n);
+    taken += n;
+  }
+  early_->erase(0, taken);
+  if (early_->empty()) early_.reset();
+  return static_cast<ssize_t>(taken);
+}
+
 size_t EdgeStream::ReadFrameBytes(const net::mutable_buffer* pieces, size_t count,
                                   beast::error_code& ec) {
   ec = {};
-  const int fd = native_handle();
   uint64_t limit;
   if (frame_size_ == 0) {
     // The header is not complete: look at what has come of it, without taking it yet.
-    ssize_t peeked =
-        ::recv(fd, header_ + frame_pos_, sizeof(header_) - frame_pos_, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t peeked = Peek(header_ + frame_pos_, sizeof(header_) - frame_pos_);
     if (peeked <= 0) {
       ec = LastError(peeked);
       return 0;
@@ -64,15 +93,12 @@ size_t EdgeStream::ReadFrameBytes(const net::mutable_buffer* pieces, size_t coun
     iov[used++] = {pieces[i].data(), take};
     limit -= take;
   }
-  msghdr msg{};
-  msg.msg_iov = iov.data();
-  msg.msg_iovlen = used;
-  ssize_t got = ::recvmsg(fd, &msg, MSG_DONTWAIT);
+  ssize_t got = Take(iov.data(), used);
   if (got <= 0) {
     ec = LastError(got);
     return 0;
   }
-  frame_pos_ += static_cast<uint64_t>(got);
+  frame_pos_ += static_cast<uint32_t>(got);
   if (frame_size_ != 0 && frame_pos_ >= frame_size_) {
     frame_size_ = 0;  // the next byte starts a frame
     frame_pos_ = 0;
@@ -83,8 +109,7 @@ size_t EdgeStream::ReadFrameBytes(const net::mutable_buffer* pieces, size_t coun
 EdgeStream::Next EdgeStream::ConsumeControl(bool take_ping, std::string* payload) {
   if (frame_pos_ != 0) return Next::kOther;  // inside a frame: the WebSocket layer's business
   uint8_t frame[2 + 4 + 125];
-  const int fd = native_handle();
-  ssize_t peeked = ::recv(fd, frame, sizeof(frame), MSG_PEEK | MSG_DONTWAIT);
+  ssize_t peeked = Peek(frame, sizeof(frame));
   if (peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Next::kNothing;
   if (peeked < 1) return Next::kOther;  // an error or the end
   // FIN, no reserved bits, opcode pong (or ping); masked (as every client frame must be); at
@@ -99,7 +124,13 @@ EdgeStream::Next EdgeStream::ConsumeControl(bool take_ping, std::string* payload
   const size_t length = frame[1] & 0x7f;
   const size_t size = 2 + 4 + length;
   if (static_cast<size_t>(peeked) < size) return Next::kPartial;
-  if (::recv(fd, frame, size, MSG_DONTWAIT) != static_cast<ssize_t>(size)) return Next::kOther;
+  // Peek saw all of it: the early bytes and then the socket's give it up at once.
+  for (size_t taken = 0; taken < size;) {
+    iovec rest{frame + taken, size - taken};
+    ssize_t got = Take(&rest, 1);
+    if (got <= 0) return Next::kOther;
+    taken += static_cast<size_t>(got);
+  }
   frame_size_ = 0;
   if (pong) return Next::kPong;
   payload->resize(length);

@@ -2,6 +2,9 @@
 
 // Internal to edge/: includes Beast. Nothing outside edge/ includes this header.
 
+#include <sys/types.h>
+#include <sys/uio.h>
+
 #include <array>
 #include <boost/asio/compose.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -48,6 +51,14 @@ class EdgeStream : public net::ip::tcp::socket {
  public:
   explicit EdgeStream(net::ip::tcp::socket&& socket) : net::ip::tcp::socket(std::move(socket)) {}
 
+  // Bytes a client sent right behind its upgrade request, which the HTTP parser read with it:
+  // the first of the WebSocket stream. Every read below takes them before the socket's.
+  void SetEarlyBytes(std::string bytes) {
+    if (!bytes.empty()) early_ = std::make_unique<std::string>(std::move(bytes));
+  }
+  // Whether some of them are still unread: the socket's readability then says nothing.
+  bool HasEarlyBytes() const { return early_ != nullptr; }
+
   // What the socket has of the current frame, at most to its end, once the socket is readable
   // (the AsyncReadStream operation Beast reads through; it hides the socket's own). Every read
   // waits for readability first (an epoll_ctl and a pass through the scheduler: client frames
@@ -85,7 +96,11 @@ class EdgeStream : public net::ip::tcp::socket {
       // handler never runs inside the call that started the read.
       if (!waited) {
         waited = true;
-        stream->async_wait(net::socket_base::wait_read, std::move(self));
+        if (stream->HasEarlyBytes()) {
+          net::post(stream->get_executor(), std::move(self));
+        } else {
+          stream->async_wait(net::socket_base::wait_read, std::move(self));
+        }
         return;
       }
       if (ec) return self.complete(ec, 0);
@@ -109,10 +124,20 @@ class EdgeStream : public net::ip::tcp::socket {
   // Reads without blocking at most to the end of the current frame; would_block when nothing
   // has arrived, eof at the end of the stream.
   size_t ReadFrameBytes(const net::mutable_buffer* pieces, size_t count, beast::error_code& ec);
+  // Copies up to `n` of the next bytes without taking them (the early bytes, then the socket's):
+  // how many, or the socket's error (-1 and errno, or 0 at its end) when there were none.
+  ssize_t Peek(uint8_t* out, size_t n);
+  // Takes the next bytes into `iov` (the early bytes while there are any, else the socket's),
+  // like recvmsg without blocking.
+  ssize_t Take(const iovec* iov, size_t count);
 
-  uint64_t frame_size_ = 0;  // header plus payload of the current frame; 0 while its header is
+  // Usually null: an idle connection pays one pointer for them.
+  std::unique_ptr<std::string> early_;
+  // Frames over 4 GiB are refused by the WebSocket layer once it has read their header (1009),
+  // so 32 bits hold every size and position the reads need; the stream stays as small as it was.
+  uint32_t frame_size_ = 0;  // header plus payload of the current frame; 0 while its header is
                              // not complete
-  uint64_t frame_pos_ = 0;   // bytes of the current frame handed on so far
+  uint32_t frame_pos_ = 0;   // bytes of the current frame handed on so far
   uint8_t header_[14] = {};  // the current frame's header bytes seen so far
 };
 
@@ -176,7 +201,9 @@ class WebSocketSession final : public Connection,
                    store::Store* store, Hub* hub, SessionCounters* counters, TimerWheel* wheel);
   ~WebSocketSession() override;
 
-  void Run(http::request<http::string_body> request);
+  // `early`: bytes the client sent right behind the request (its first frames), for a stream
+  // that does not hold them itself (TLS; EdgeStream takes them in SetEarlyBytes).
+  void Run(http::request<http::string_body> request, std::string early = {});
 
   // Connection:
   const ConnectionInfo& info() const override { return params_.info; }

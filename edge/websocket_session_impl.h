@@ -9,9 +9,11 @@
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket.hpp>
 #include <cerrno>
 #include <new>
+#include <sstream>
 
 #include "common/limits.h"
 #include "common/metrics.h"
@@ -118,7 +120,7 @@ WebSocketSession<Stream>::~WebSocketSession() {
 }
 
 template <class Stream>
-void WebSocketSession<Stream>::Run(http::request<http::string_body> request) {
+void WebSocketSession<Stream>::Run(http::request<http::string_body> request, std::string early) {
   websocket::stream_base::timeout timeouts{};
   timeouts.handshake_timeout = ToChrono(options_.handshake_timeout);
   timeouts.idle_timeout = websocket::stream_base::none();
@@ -131,8 +133,19 @@ void WebSocketSession<Stream>::Run(http::request<http::string_body> request) {
   ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
     if (kind == websocket::frame_type::pong) awaiting_pong_ = false;
   });
-  ws_.async_accept(
-      request, beast::bind_front_handler(&WebSocketSession::OnAccept, this->shared_from_this()));
+  auto on_accept = beast::bind_front_handler(&WebSocketSession::OnAccept, this->shared_from_this());
+  if (early.empty()) {
+    ws_.async_accept(request, std::move(on_accept));
+    return;
+  }
+  // Bytes the client sent behind its request (TLS: plain connections hand them to EdgeStream
+  // instead). Beast takes them only together with the request's own bytes, so the request is
+  // written out again; it copies both before returning and reads its first frames from them.
+  std::ostringstream raw;
+  raw << request;
+  std::string bytes = std::move(raw).str();
+  bytes += early;
+  ws_.async_accept(net::buffer(bytes), std::move(on_accept));
 }
 
 template <class Stream>
@@ -183,6 +196,13 @@ void WebSocketSession<Stream>::DoRead() {
     // so nothing is left unread in Beast's buffer while waiting.
     if (ws_.is_message_done() && !closing_) {
       read_buffer_.shrink_to_fit();  // empty between messages: give its memory back
+      if (beast::get_lowest_layer(ws_).HasEarlyBytes()) {
+        // What came with the upgrade request is there to read already.
+        net::post(ws_.get_executor(),
+                  beast::bind_front_handler(&WebSocketSession::OnReadable, this->shared_from_this(),
+                                            beast::error_code{}));
+        return;
+      }
       beast::get_lowest_layer(ws_).async_wait(
           net::socket_base::wait_read,
           WithExactAllocator(

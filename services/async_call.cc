@@ -1,10 +1,47 @@
 #include "services/async_call.h"
 
+#include <google/protobuf/stubs/logging.h>
+
 #include <algorithm>
+#include <mutex>
+#include <string>
 
 #include "spdlog/spdlog.h"
 
 namespace push::service {
+
+namespace {
+
+thread_local std::string protobuf_error;
+
+void OnProtobufLog(google::protobuf::LogLevel level, const char* file, int line,
+                   const std::string& message) {
+  if (level >= google::protobuf::LOGLEVEL_FATAL) {
+    spdlog::critical("protobuf {}:{}: {}", file, line, message);
+    return;
+  }
+  spdlog::debug("protobuf {}:{}: {}", file, line, message);
+  protobuf_error = message;
+}
+
+}  // namespace
+
+void RouteProtobufLogs() {
+  static std::once_flag once;
+  std::call_once(once, [] { google::protobuf::SetLogHandler(&OnProtobufLog); });
+}
+
+void ClearProtobufError() { protobuf_error.clear(); }
+
+std::string TakeProtobufError() {
+  std::string out = std::move(protobuf_error);
+  protobuf_error.clear();
+  // "String field 'push.v1.PushRequest.user_id' contains invalid UTF-8 data when parsing a
+  // protocol buffer. Use the 'bytes' type if you intend to send raw bytes. ": the first sentence
+  // says it; the advice is for the schema's author.
+  if (size_t end = out.find(". "); end != std::string::npos) out.resize(end);
+  return out;
+}
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;

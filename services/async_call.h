@@ -9,9 +9,11 @@
 
 #include <grpcpp/alarm.h>
 #include <grpcpp/completion_queue.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
 #include <grpcpp/server_builder.h>
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/async_unary_call.h>
+#include <grpcpp/support/byte_buffer.h>
 
 #include <atomic>
 #include <chrono>
@@ -55,6 +57,36 @@ class MemberTag final : public Tag {
 // absl::Status -> grpc::Status; the codes map one to one.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
+// Protobuf's own log lines (it reports, for one, each string field that is not UTF-8 when parsing)
+// go to spdlog at debug level instead of stderr, where any client could make pushd write them;
+// the last one of this thread is kept for ParseRequest's answer. Idempotent.
+void RouteProtobufLogs();
+void ClearProtobufError();
+std::string TakeProtobufError();
+
+// pushd's methods are registered raw (bytes in, bytes out) and parse their requests here, so that
+// a request that is not a valid message gets INVALID_ARGUMENT and words: gRPC's own parse answers a
+// unary call INTERNAL "Unable to parse request" and ends a stream as if the client had closed its
+// side, which a sender cannot tell from success.
+template <class Message>
+absl::Status ParseRequest(grpc::ByteBuffer* bytes, Message* out) {
+  ClearProtobufError();
+  if (grpc::SerializationTraits<Message>::Deserialize(bytes, out).ok()) return absl::OkStatus();
+  std::string why = TakeProtobufError();
+  return absl::InvalidArgumentError(absl::StrCat("the request is not a valid ",
+                                                 Message::descriptor()->full_name(), ": ",
+                                                 why.empty() ? "malformed protobuf" : why));
+}
+
+// A response as the bytes a raw method sends.
+template <class Message>
+grpc::ByteBuffer SerializeResponse(const Message& message) {
+  grpc::ByteBuffer bytes;
+  bool own = false;
+  grpc::SerializationTraits<Message>::Serialize(message, &bytes, &own);
+  return bytes;
+}
+
 // The completion queues and their threads, one thread per queue.
 class QueueThreads {
  public:
@@ -96,13 +128,14 @@ class LiveCall {
   std::atomic<int64_t>* const live_;
 };
 
-// How one unary method is served.
+// How one unary method is served. The method is registered raw (the service's
+// WithRawMethod_X): requests arrive as bytes and are parsed by the call (ParseRequest).
 template <class Request, class Response>
 struct UnaryMethod {
-  using Writer = grpc::ServerAsyncResponseWriter<Response>;
+  using Writer = grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>;
   // Asks gRPC for the next call of the method on `queue`, its arrival reported with `tag`.
-  std::function<void(grpc::ServerContext*, Request*, Writer*, grpc::ServerCompletionQueue* queue,
-                     void* tag)>
+  std::function<void(grpc::ServerContext*, grpc::ByteBuffer*, Writer*,
+                     grpc::ServerCompletionQueue* queue, void* tag)>
       request;
   // Serves one call: fills the response and ends in done(status) exactly once, inline or later
   // on any thread.
@@ -120,7 +153,8 @@ struct UnaryMethod {
 
 // One call of a unary method, from the request for it to gRPC's last event about it. Its events:
 //  - arrived_: a call came (or, not ok, the server is shutting down): the next one is requested,
-//    then the handler runs on this thread, usually answering inline;
+//    then the request is parsed and the handler runs on this thread, usually answering inline
+//    (a request that does not parse is answered INVALID_ARGUMENT without it);
 //  - finished_: gRPC is done with the answer;
 //  - alarm_tag_: the default deadline fired, or was cancelled by the answer.
 // It owns the response the handler fills (a late answer, after the default deadline, writes into
@@ -137,7 +171,7 @@ class UnaryCall {
  private:
   UnaryCall(const UnaryMethod<Request, Response>* method, grpc::ServerCompletionQueue* queue)
       : method_(method), live_(method->threads), queue_(queue), writer_(&context_) {
-    method_->request(&context_, &request_, &writer_, queue_, &arrived_);
+    method_->request(&context_, &raw_request_, &writer_, queue_, &arrived_);
   }
 
   void OnArrived(bool ok) {
@@ -147,7 +181,11 @@ class UnaryCall {
     }
     Listen(method_, queue_);
     if (method_->inflight != nullptr) method_->inflight->fetch_add(1, std::memory_order_relaxed);
-    method_->handle(&context_, request_, &response_, [this](absl::Status s) { Done(s); });
+    if (absl::Status parsed = ParseRequest(&raw_request_, &request_); !parsed.ok()) {
+      Done(parsed);
+    } else {
+      method_->handle(&context_, request_, &response_, [this](absl::Status s) { Done(s); });
+    }
     Started();
   }
 
@@ -162,7 +200,7 @@ class UnaryCall {
     }
     if (!late) {
       if (status.ok()) {
-        writer_.Finish(response_, grpc::Status::OK, &finished_);
+        writer_.Finish(SerializeResponse(response_), grpc::Status::OK, &finished_);
       } else {
         writer_.FinishWithError(ToGrpcStatus(status), &finished_);
       }
@@ -219,6 +257,7 @@ class UnaryCall {
   LiveCall live_;
   grpc::ServerCompletionQueue* const queue_;
   grpc::ServerContext context_;
+  grpc::ByteBuffer raw_request_;
   Request request_;
   Response response_;
   typename UnaryMethod<Request, Response>::Writer writer_;

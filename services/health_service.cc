@@ -88,8 +88,8 @@ class HealthService::WatchCall {
 
 HealthService::HealthService(std::vector<std::string> service_names)
     : names_(std::move(service_names)) {
-  check_.request = [this](grpc::ServerContext* context, HealthCheckRequest* request,
-                          grpc::ServerAsyncResponseWriter<HealthCheckResponse>* writer,
+  check_.request = [this](grpc::ServerContext* context, grpc::ByteBuffer* request,
+                          grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>* writer,
                           grpc::ServerCompletionQueue* queue, void* tag) {
     service_.RequestCheck(context, request, writer, queue, queue, tag);
   };

@@ -37,7 +37,10 @@ class HealthService {
   void AddWatcher(WatchCall* call);
   void RemoveWatcher(WatchCall* call);
 
-  grpc::health::v1::Health::AsyncService service_;
+  // Check raw, like pushd's own methods (ParseRequest in async_call.h); Watch typed.
+  using Service = grpc::health::v1::Health::WithRawMethod_Check<
+      grpc::health::v1::Health::WithAsyncMethod_Watch<grpc::health::v1::Health::Service>>;
+  Service service_;
   const std::vector<std::string> names_;
   std::atomic<bool> serving_{true};
   QueueThreads* threads_ = nullptr;  // set by Listen

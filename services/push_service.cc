@@ -274,12 +274,11 @@ PushServiceImpl::PushServiceImpl(PushLogic* logic, const ApiKey* api_key,
       api_key_(api_key),
       default_deadline_(default_deadline),
       health_({std::string(v1::PushService::service_full_name())}) {
-  Serve(&push_, &v1::PushService::AsyncService::RequestPush, &PushLogic::Push);
-  Serve(&broadcast_, &v1::PushService::AsyncService::RequestBroadcast, &PushLogic::Broadcast);
-  Serve(&delete_client_, &v1::PushService::AsyncService::RequestDeleteClient,
-        &PushLogic::DeleteClient);
-  Serve(&list_clients_, &v1::PushService::AsyncService::RequestListClients,
-        &PushLogic::ListClients);
+  RouteProtobufLogs();
+  Serve(&push_, &RawService::RequestPush, &PushLogic::Push);
+  Serve(&broadcast_, &RawService::RequestBroadcast, &PushLogic::Broadcast);
+  Serve(&delete_client_, &RawService::RequestDeleteClient, &PushLogic::DeleteClient);
+  Serve(&list_clients_, &RawService::RequestListClients, &PushLogic::ListClients);
 }
 
 PushServiceImpl::~PushServiceImpl() { Stop(); }
@@ -300,8 +299,8 @@ template <class Request, class Response, class RequestMethod>
 void PushServiceImpl::Serve(UnaryMethod<Request, Response>* method, RequestMethod request,
                             void (PushLogic::*serve)(const Request&, Response*,
                                                      absl::AnyInvocable<void(absl::Status)>)) {
-  method->request = [this, request](grpc::ServerContext* context, Request* r,
-                                    grpc::ServerAsyncResponseWriter<Response>* writer,
+  method->request = [this, request](grpc::ServerContext* context, grpc::ByteBuffer* r,
+                                    grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>* writer,
                                     grpc::ServerCompletionQueue* queue, void* tag) {
     (service_.*request)(context, r, writer, queue, queue, tag);
   };
@@ -386,7 +385,7 @@ class PushServiceImpl::StreamCall {
       return;
     }
     // Push copies what it needs from request_ before returning, so the next read may reuse it.
-    service_->logic_->Push(request_, &slot->response, [this, slot, index](absl::Status status) {
+    auto answer = [this, slot, index](absl::Status status) {
       bool free;
       {
         absl::MutexLock lock(&mu_);
@@ -403,7 +402,12 @@ class PushServiceImpl::StreamCall {
         free = Release();
       }
       if (free) delete this;
-    });
+    };
+    if (absl::Status parsed = ParseRequest(&raw_request_, &request_); !parsed.ok()) {
+      answer(std::move(parsed));  // like a request that fails validation: the stream ends
+    } else {
+      service_->logic_->Push(request_, &slot->response, std::move(answer));
+    }
     absl::MutexLock lock(&mu_);
     if (slots_.size() < kMaxWaiting && !finishing_ && !failed_ && !rejected_) {
       StartRead();
@@ -446,7 +450,7 @@ class PushServiceImpl::StreamCall {
 
   void StartRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     reading_ = true;
-    stream_.Read(&request_, &read_);
+    stream_.Read(&raw_request_, &read_);
   }
 
   // The next step: write the next finished response in order, or finish.
@@ -472,7 +476,7 @@ class PushServiceImpl::StreamCall {
       // are ready go out together, in one socket write, with the last (which has no hint).
       grpc::WriteOptions options;
       if (slots_.size() > 1 && slots_[1].done) options.set_buffer_hint();
-      stream_.Write(front.response, options, &written_);
+      stream_.Write(SerializeResponse(front.response), options, &written_);
       return;
     }
     if (reads_done_) {
@@ -494,7 +498,8 @@ class PushServiceImpl::StreamCall {
   LiveCall live_;
   grpc::ServerCompletionQueue* const queue_;
   grpc::ServerContext context_;
-  grpc::ServerAsyncReaderWriter<v1::PushResponse, v1::PushRequest> stream_;
+  grpc::ServerAsyncReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer> stream_;
+  grpc::ByteBuffer raw_request_;
   v1::PushRequest request_;
   MemberTag<StreamCall, &StreamCall::OnArrived> arrived_{this};
   MemberTag<StreamCall, &StreamCall::OnRead> read_{this};

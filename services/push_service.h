@@ -105,7 +105,12 @@ class PushServiceImpl final {
   const ApiKey* const api_key_;
   const absl::Duration default_deadline_;
   std::atomic<int64_t> inflight_{0};
-  v1::PushService::AsyncService service_;
+  // Every method raw: requests are parsed by pushd (ParseRequest in async_call.h).
+  using RawService =
+      v1::PushService::WithRawMethod_Push<v1::PushService::WithRawMethod_DeleteClient<
+          v1::PushService::WithRawMethod_ListClients<v1::PushService::WithRawMethod_PushStream<
+              v1::PushService::WithRawMethod_Broadcast<v1::PushService::Service>>>>>;
+  RawService service_;
   HealthService health_;
   QueueThreads queues_;
   UnaryMethod<v1::PushRequest, v1::PushResponse> push_;

@@ -153,13 +153,21 @@ void CheckUpgradeUnder(const Request& req, const push::RequestTarget& target, bo
   if (!up.ok()) {
     http::status status = push::edge::UpgradeRefusalStatus(up.status());
     if (status != http::status::bad_request && status != http::status::unauthorized &&
-        status != http::status::forbidden && status != http::status::service_unavailable) {
+        status != http::status::forbidden && status != http::status::service_unavailable &&
+        status != http::status::upgrade_required) {
       std::abort();
     }
     CheckRefusalBody(std::string_view(up.status().message().data(), up.status().message().size()));
     return;
   }
   if (!ready || req.method() != http::verb::get || !beast::websocket::is_upgrade(req)) {
+    std::abort();
+  }
+  // What Beast's accept would refuse in plain text is refused before it, with a JSON body.
+  auto version = req.find(http::field::sec_websocket_version);
+  auto key = req.find(http::field::sec_websocket_key);
+  if (req.version() < 11 || req.find(http::field::host) == req.end() || version == req.end() ||
+      version->value() != "13" || key == req.end() || key->value().size() != 24) {
     std::abort();
   }
   if (origins) {
