@@ -27,7 +27,8 @@ class Directory {
                     absl::AnyInvocable<void(absl::StatusOr<std::vector<ClientRecord>>)> done) = 0;
   // Closes the user's connections (or only `connection_id`) wherever they are; the number closed.
   virtual void Close(std::string user_id, std::string connection_id, uint16_t code,
-                     std::string reason, absl::AnyInvocable<void(absl::StatusOr<uint32_t>)> done) = 0;
+                     std::string reason,
+                     absl::AnyInvocable<void(absl::StatusOr<uint32_t>)> done) = 0;
 };
 
 // The embedded default: the connections of this process.

@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/message.h"
+#include "common/store.h"
 #include "common/strings.h"
 
 namespace push {
@@ -65,8 +66,9 @@ struct ClientSnapshot {
 };
 
 // Who is connected: user -> live connections, sharded by user so publishers of different users
-// never contend. Subscriber lists are copied under the shard lock and used after unlocking.
-class Hub {
+// never contend. Subscriber lists are copied under the shard lock and used after unlocking. The
+// store's publication sink: what the store publishes reaches connections through Publish.
+class Hub final : public store::PublicationSink {
  public:
   explicit Hub(int shards = 64);
 
@@ -85,6 +87,9 @@ class Hub {
 
   // Hands the message to every live connection of the user; returns how many.
   uint32_t Publish(std::string_view user_id, const MessagePtr& message);
+  uint32_t OnPublication(std::string_view user_id, const MessagePtr& message) override {
+    return Publish(user_id, message);
+  }
 
   // The user's connections, or only the one with `connection_id` when it is not empty.
   std::vector<std::shared_ptr<Connection>> Find(std::string_view user_id,

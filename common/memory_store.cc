@@ -122,8 +122,7 @@ void MemoryStore::Append(AppendRequest request,
     }
     if (!result.duplicate) {
       std::string id = request.message_id.empty() ? NewMessageId() : std::move(request.message_id);
-      MessagePtr m =
-          MakeMessage(s.last_seq + 1, std::move(id), now, now + request.ttl,
+      MessagePtr m = MakeMessage(s.last_seq + 1, std::move(id), now, now + request.ttl,
                                  std::move(request.payload));
       s.last_seq = m->seq;
       AddBytes(static_cast<int64_t>(m->Footprint()));
@@ -139,6 +138,10 @@ void MemoryStore::Append(AppendRequest request,
     Touch(shard, s);
   }
   if (bytes_.load(std::memory_order_relaxed) > options_.max_bytes) EvictIfOverBudget();
+  // Outside the shard lock: a connection's replay may read the store from here.
+  if (!result.duplicate && sink_ != nullptr) {
+    result.delivered = sink_->OnPublication(request.user_id, result.message);
+  }
   done(std::move(result));
 }
 

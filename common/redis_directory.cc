@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "common/message.h"
+#include "common/redis_schema.h"
 #include "common/strings.h"
 #include "spdlog/spdlog.h"
 
@@ -23,29 +24,29 @@ constexpr size_t kFieldsPerCommand = 256;
 // forgetting dead ones on the way.
 constexpr char kListScript[] = R"lua(
 local alive = {}
-for _, inst in ipairs(redis.call('SMEMBERS', 'pushd:nodes')) do
-  if redis.call('EXISTS', 'pushd:a:'..inst) == 1 then
+for _, inst in ipairs(redis.call('SMEMBERS', key_nodes())) do
+  if redis.call('EXISTS', key_a(inst)) == 1 then
     alive[inst] = true
   else
-    redis.call('SREM', 'pushd:nodes', inst)
-    redis.call('DEL', 'pushd:ic:'..inst)
+    redis.call('SREM', key_nodes(), inst)
+    redis.call('DEL', key_ic(inst))
   end
 end
 local out = {}
 if ARGV[1] == '' then
   for inst, _ in pairs(alive) do
-    local all = redis.call('HGETALL', 'pushd:ic:'..inst)
+    local all = redis.call('HGETALL', key_ic(inst))
     for k = 1, #all, 2 do
       out[#out + 1] = inst; out[#out + 1] = all[k]; out[#out + 1] = all[k + 1]
     end
   end
 else
-  local ck = 'pushd:c:'..ARGV[1]
+  local ck = key_c(ARGV[1])
   for _, f in ipairs(redis.call('HKEYS', ck)) do
     local inst, conn = string.match(f, '^([^\n]*)\n(.*)$')
     if inst and alive[inst] then
       local key = ARGV[1]..'\n'..conn
-      local v = redis.call('HGET', 'pushd:ic:'..inst, key)
+      local v = redis.call('HGET', key_ic(inst), key)
       if v then out[#out + 1] = inst; out[#out + 1] = key; out[#out + 1] = v end
     else
       redis.call('HDEL', ck, f)
@@ -58,12 +59,12 @@ return out
 // ARGV: user, connection ('' = all of the user's), code, reason. Publishes a close command to
 // every live instance holding a matching connection; returns how many connections match.
 constexpr char kCloseScript[] = R"lua(
-local ck = 'pushd:c:'..ARGV[1]
+local ck = key_c(ARGV[1])
 local insts, order, n = {}, {}, 0
 for _, f in ipairs(redis.call('HKEYS', ck)) do
   local inst, conn = string.match(f, '^([^\n]*)\n(.*)$')
   if inst and (ARGV[2] == '' or conn == ARGV[2]) then
-    if redis.call('EXISTS', 'pushd:a:'..inst) == 1 then
+    if redis.call('EXISTS', key_a(inst)) == 1 then
       if not insts[inst] then insts[inst] = true; order[#order + 1] = inst end
       n = n + 1
     else
@@ -72,17 +73,17 @@ for _, f in ipairs(redis.call('HKEYS', ck)) do
   end
 end
 for _, inst in ipairs(order) do
-  redis.call('PUBLISH', 'pushd:ch:'..inst, 'C'..ARGV[1]..'\n'..ARGV[2]..'\n'..ARGV[3]..'\n'..ARGV[4])
+  redis.call('PUBLISH', channel(inst), close_command(ARGV[1], ARGV[2], ARGV[3], ARGV[4]))
 end
 return n
 )lua";
 
 const std::string& ListSha() {
-  static const std::string sha = redis::Connection::ScriptSha(kListScript);
+  static const std::string sha = redis::Connection::ScriptSha(redis_schema::Script(kListScript));
   return sha;
 }
 const std::string& CloseSha() {
-  static const std::string sha = redis::Connection::ScriptSha(kCloseScript);
+  static const std::string sha = redis::Connection::ScriptSha(redis_schema::Script(kCloseScript));
   return sha;
 }
 
@@ -109,10 +110,14 @@ std::string OneLine(std::string_view s) {
 
 RedisDirectory::RedisDirectory(std::string node_id, std::string instance,
                                redis::Connection* commands, Hub* hub)
-    : node_id_(std::move(node_id)), instance_(std::move(instance)), commands_(commands),
+    : node_id_(std::move(node_id)),
+      instance_(std::move(instance)),
+      commands_(commands),
       hub_(hub) {}
 
-std::vector<std::string> RedisDirectory::Scripts() { return {kListScript, kCloseScript}; }
+std::vector<std::string> RedisDirectory::Scripts() {
+  return {redis_schema::Script(kListScript), redis_schema::Script(kCloseScript)};
+}
 
 std::string RedisDirectory::MakeInstance(std::string_view node_id) {
   std::mt19937_64 rng(std::random_device{}());
@@ -137,11 +142,11 @@ void RedisDirectory::OnAdd(const Connection& connection) {
 
 void RedisDirectory::Register(const Connection& c) {
   const ConnectionInfo& info = c.info();
-  commands_->Command({"HSET", "pushd:ic:" + instance_,
-                      absl::StrCat(info.user_id, "\n", info.connection_id), Info(c)},
+  commands_->Command({"HSET", redis_schema::InstanceClientsKey(instance_),
+                      redis_schema::ClientField(info.user_id, info.connection_id), Info(c)},
                      Ignore);
-  commands_->Command({"HSET", "pushd:c:" + info.user_id,
-                      absl::StrCat(instance_, "\n", info.connection_id), ""},
+  commands_->Command({"HSET", redis_schema::ConnectionsKey(info.user_id),
+                      redis_schema::ConnectionField(instance_, info.connection_id), ""},
                      Ignore);
 }
 
@@ -149,19 +154,21 @@ void RedisDirectory::OnRemove(const Connection& c) {
   absl::MutexLock lock(&mu_);
   written_.erase(&c);
   const ConnectionInfo& info = c.info();
-  commands_->Command({"HDEL", "pushd:c:" + info.user_id,
-                      absl::StrCat(instance_, "\n", info.connection_id)},
+  commands_->Command({"HDEL", redis_schema::ConnectionsKey(info.user_id),
+                      redis_schema::ConnectionField(instance_, info.connection_id)},
                      Ignore);
-  commands_->Command({"HDEL", "pushd:ic:" + instance_,
-                      absl::StrCat(info.user_id, "\n", info.connection_id)},
+  commands_->Command({"HDEL", redis_schema::InstanceClientsKey(instance_),
+                      redis_schema::ClientField(info.user_id, info.connection_id)},
                      Ignore);
 }
 
 void RedisDirectory::Heartbeat() {
   if (gone_.load()) return;
-  commands_->Command({"SET", "pushd:a:" + instance_, node_id_, "PX", kAliveTtlMs}, Ignore);
-  commands_->Command({"SADD", "pushd:nodes", instance_}, Ignore);
-  commands_->Command({"PEXPIRE", "pushd:ic:" + instance_, kRegistryTtlMs}, Ignore);
+  commands_->Command({"SET", redis_schema::AliveKey(instance_), node_id_, "PX", kAliveTtlMs},
+                     Ignore);
+  commands_->Command({"SADD", redis_schema::NodesKey(), instance_}, Ignore);
+  commands_->Command({"PEXPIRE", redis_schema::InstanceClientsKey(instance_), kRegistryTtlMs},
+                     Ignore);
 }
 
 void RedisDirectory::OnCommandsConnected() {
@@ -200,8 +207,8 @@ void RedisDirectory::RefreshStats() {
     uint64_t figure = c->messages_sent() + c->queued_bytes();
     if (figure == written) continue;
     written = figure;
-    if (batch.empty()) batch = {"HSET", "pushd:ic:" + instance_};
-    batch.push_back(absl::StrCat(c->info().user_id, "\n", c->info().connection_id));
+    if (batch.empty()) batch = {"HSET", redis_schema::InstanceClientsKey(instance_)};
+    batch.push_back(redis_schema::ClientField(c->info().user_id, c->info().connection_id));
     batch.push_back(Info(*c));
     if (batch.size() >= 2 + 2 * kFieldsPerCommand) {
       commands_->Command(std::move(batch), Ignore);
@@ -211,30 +218,8 @@ void RedisDirectory::RefreshStats() {
   if (!batch.empty()) commands_->Command(std::move(batch), Ignore);
 }
 
-void RedisDirectory::OnChannelMessage(std::string_view message) {
-  if (message.empty()) return;
-  char kind = message[0];
-  absl::string_view body = ToAbsl(message.substr(1));
-  if (kind == 'M') {
-    // user \n seq \n id \n ts_ms \n expires_ms \n data
-    std::vector<absl::string_view> f = absl::StrSplit(body, absl::MaxSplits('\n', 5));
-    uint64_t seq = 0;
-    int64_t ts = 0, expires = 0;
-    if (f.size() != 6 || !absl::SimpleAtoi(f[1], &seq) || !absl::SimpleAtoi(f[3], &ts) ||
-        !absl::SimpleAtoi(f[4], &expires)) {
-      spdlog::warn("redis: malformed routed message ignored");
-      return;
-    }
-    hub_->Publish(ToStd(f[0]),
-                  MakeMessage(seq, std::string(f[2]), absl::FromUnixMillis(ts),
-                              absl::FromUnixMillis(expires), ToStd(f[5])));
-  } else if (kind == 'C') {
-    // user \n connection (empty = all) \n code \n reason
-    std::vector<absl::string_view> f = absl::StrSplit(body, absl::MaxSplits('\n', 3));
-    uint32_t code = 0;
-    if (f.size() != 4 || !absl::SimpleAtoi(f[2], &code)) return;
-    hub_->Close(ToStd(f[0]), ToStd(f[1]), static_cast<uint16_t>(code), std::string(f[3]));
-  }
+void RedisDirectory::OnCloseCommand(const redis_schema::CloseCommand& command) {
+  hub_->Close(command.user_id, command.connection_id, command.code, command.reason);
 }
 
 void RedisDirectory::List(
@@ -248,12 +233,13 @@ void RedisDirectory::List(
         absl::flat_hash_map<std::string, ClientSnapshot> local;
         for (auto& s :
              hub_->Snapshot(user_id ? std::optional<std::string_view>(*user_id) : std::nullopt)) {
-          local[absl::StrCat(s.info.user_id, "\n", s.info.connection_id)] = std::move(s);
+          local[redis_schema::ClientField(s.info.user_id, s.info.connection_id)] = std::move(s);
         }
         std::vector<ClientRecord> out;
         const auto& e = v->elements;
         for (size_t i = 0; i + 2 < e.size(); i += 3) {
-          std::vector<absl::string_view> key = absl::StrSplit(e[i + 1].str, absl::MaxSplits('\n', 1));
+          std::vector<absl::string_view> key =
+              absl::StrSplit(e[i + 1].str, absl::MaxSplits('\n', 1));
           std::vector<absl::string_view> f = absl::StrSplit(e[i + 2].str, '\n');
           if (key.size() != 2 || f.size() != 6) continue;
           ClientRecord r;
@@ -297,8 +283,10 @@ void RedisDirectory::Close(std::string user_id, std::string connection_id, uint1
 void RedisDirectory::Goodbye(absl::Duration timeout) {
   gone_.store(true);  // no heartbeat after this brings the instance back
   auto done = std::make_shared<absl::Notification>();
-  commands_->Command({"DEL", "pushd:a:" + instance_, "pushd:ic:" + instance_}, Ignore);
-  commands_->Command({"SREM", "pushd:nodes", instance_},
+  commands_->Command(
+      {"DEL", redis_schema::AliveKey(instance_), redis_schema::InstanceClientsKey(instance_)},
+      Ignore);
+  commands_->Command({"SREM", redis_schema::NodesKey(), instance_},
                      [done](absl::StatusOr<redis::Value>) { done->Notify(); });
   done->WaitForNotificationWithTimeout(timeout);
 }

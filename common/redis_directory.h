@@ -10,10 +10,13 @@
 #include "common/directory.h"
 #include "common/hub.h"
 #include "common/redis_client.h"
+#include "common/redis_schema.h"
 
 namespace push {
 
-// Presence and cross-node routing on Redis (key layout in redis_store.h).
+// Presence on Redis: where every connection is, for ListClients and DeleteClient (key layout in
+// redis_schema.h). Routing is the store's (RedisStore publishes, the subscriber's routed messages
+// reach the hub through it); this registry is what the append script routes by.
 //
 // Routing is per node, not per user: each process subscribes to one channel of its own
 // (ch:<instance>), and the append script publishes a message only to the instances that hold
@@ -37,7 +40,7 @@ class RedisDirectory final : public Directory, public HubObserver {
 
   static std::vector<std::string> Scripts();
   static std::string MakeInstance(std::string_view node_id);
-  std::string channel() const { return "pushd:ch:" + instance_; }
+  std::string channel() const { return redis_schema::Channel(instance_); }
 
   // Directory:
   void List(std::optional<std::string> user_id,
@@ -49,8 +52,9 @@ class RedisDirectory final : public Directory, public HubObserver {
   void OnAdd(const Connection& connection) override;
   void OnRemove(const Connection& connection) override;
 
-  // Wiring (called on the connections' threads):
-  void OnChannelMessage(std::string_view message);
+  // Wiring (called on the connections' threads). A close command from the instance's channel
+  // (routed messages go to the store: RedisStore::OnRoutedMessage).
+  void OnCloseCommand(const redis_schema::CloseCommand& command);
   void OnCommandsConnected();
   void OnSubscriberConnected();
   void OnTick();

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
 #include "common/metrics.h"
+#include "common/redis_schema.h"
 
 namespace push::store {
 namespace {
@@ -13,7 +14,7 @@ namespace {
 // {0, seq, delivered}.
 constexpr char kAppendScript[] = R"lua(
 local u = ARGV[1]
-local sk, mk, ik, ck = 'pushd:s:'..u, 'pushd:m:'..u, 'pushd:i:'..u, 'pushd:c:'..u
+local sk, mk, ik, ck = key_s(u), key_m(u), key_i(u), key_c(u)
 local now = tonumber(ARGV[7])
 if ARGV[4] == '1' then
   local old = redis.call('HGET', ik, ARGV[3])
@@ -62,9 +63,9 @@ if #fields > 0 then
   end
   local frame
   for _, inst in ipairs(order) do
-    if redis.call('EXISTS', 'pushd:a:'..inst) == 1 then
-      frame = frame or ('M'..u..'\n'..seq..'\n'..ARGV[3]..'\n'..ARGV[7]..'\n'..ARGV[8]..'\n'..ARGV[2])
-      redis.call('PUBLISH', 'pushd:ch:'..inst, frame)
+    if redis.call('EXISTS', key_a(inst)) == 1 then
+      frame = frame or routed_message(u, seq, ARGV[3], ARGV[7], ARGV[8], ARGV[2])
+      redis.call('PUBLISH', channel(inst), frame)
       delivered = delivered + per[inst]
     else
       for _, f in ipairs(fields) do
@@ -80,7 +81,7 @@ return {0, seq, delivered}
 // Returns {after, last_seq, more, then seq, id, ts, expires, data for each message}.
 constexpr char kReadScript[] = R"lua(
 local u = ARGV[1]
-local sk, mk = 'pushd:s:'..u, 'pushd:m:'..u
+local sk, mk = key_s(u), key_m(u)
 local m = redis.call('HMGET', mk, 'seq', 'cur')
 local last = tonumber(m[1]) or 0
 local after = tonumber(ARGV[2]) or tonumber(m[2]) or 0
@@ -98,7 +99,7 @@ while true do
     local seq = string.sub(e[1], 3)
     if tonumber(r.e) > now then
       -- The /ws frame's size: {"type":"message","seq":S,"id":"I","ts":T,"data":D}
-      local size = 47 + #seq + #r.i + #r.t + #r.d
+      local size = FRAME_OVERHEAD + #seq + #r.i + #r.t + #r.d
       if n > 0 and (n >= maxn or bytes + size > maxb) then out[3] = 1; return out end
       bytes = bytes + size
       n = n + 1
@@ -113,7 +114,7 @@ return out
 
 // ARGV: user, seq. The cursor never moves backwards nor past the last seq.
 constexpr char kCursorScript[] = R"lua(
-local mk = 'pushd:m:'..ARGV[1]
+local mk = key_m(ARGV[1])
 local m = redis.call('HMGET', mk, 'seq', 'cur')
 local last = tonumber(m[1])
 if not last then return 0 end
@@ -125,13 +126,15 @@ return c
 // ARGV: user. Messages and keys go; the numbering stays and the cursor jumps to the end.
 constexpr char kPurgeScript[] = R"lua(
 local u = ARGV[1]
-redis.call('DEL', 'pushd:s:'..u, 'pushd:i:'..u)
-local last = redis.call('HGET', 'pushd:m:'..u, 'seq')
-if last then redis.call('HSET', 'pushd:m:'..u, 'cur', last) end
+redis.call('DEL', key_s(u), key_i(u))
+local last = redis.call('HGET', key_m(u), 'seq')
+if last then redis.call('HSET', key_m(u), 'cur', last) end
 return 0
 )lua";
 
-std::string Sha(const char* script) { return redis::Connection::ScriptSha(script); }
+std::string Sha(const char* script) {
+  return redis::Connection::ScriptSha(redis_schema::Script(script));
+}
 
 const std::string& AppendSha() {
   static const std::string sha = Sha(kAppendScript);
@@ -160,7 +163,8 @@ RedisStore::RedisStore(RedisStoreOptions options, redis::Connection* connection,
     : options_(options), connection_(connection), clock_(clock) {}
 
 std::vector<std::string> RedisStore::Scripts() {
-  return {kAppendScript, kReadScript, kCursorScript, kPurgeScript};
+  return {redis_schema::Script(kAppendScript), redis_schema::Script(kReadScript),
+          redis_schema::Script(kCursorScript), redis_schema::Script(kPurgeScript)};
 }
 
 void RedisStore::Append(AppendRequest request,
@@ -206,6 +210,10 @@ void RedisStore::Append(AppendRequest request,
       });
 }
 
+void RedisStore::OnRoutedMessage(const redis_schema::RoutedMessage& routed) {
+  if (sink_ != nullptr) sink_->OnPublication(routed.user_id, routed.message);
+}
+
 void RedisStore::Read(ReadRequest request,
                       absl::AnyInvocable<void(absl::StatusOr<ReadResult>)> done) {
   std::vector<std::string> argv{"EVALSHA",
@@ -216,26 +224,26 @@ void RedisStore::Read(ReadRequest request,
                                 std::to_string(std::max<size_t>(1, request.max_messages)),
                                 std::to_string(request.max_bytes),
                                 std::to_string(absl::ToUnixMillis(clock_->Now()))};
-  connection_->Command(std::move(argv), [done = std::move(done)](
-                                            absl::StatusOr<redis::Value> v) mutable {
-    if (!v.ok()) return done(v.status());
-    auto& e = v->elements;
-    if (v->type != redis::Value::Type::kArray || e.size() < 3 || (e.size() - 3) % 5 != 0) {
-      return done(Malformed("read"));
-    }
-    ReadResult result;
-    result.after = static_cast<uint64_t>(e[0].AsInt());
-    result.last_seq = static_cast<uint64_t>(e[1].AsInt());
-    result.more = e[2].AsInt() == 1;
-    result.messages.reserve((e.size() - 3) / 5);
-    for (size_t i = 3; i + 4 < e.size(); i += 5) {
-      result.messages.push_back(MakeMessage(
-          static_cast<uint64_t>(e[i].AsInt()), e[i + 1].str, absl::FromUnixMillis(e[i + 2].AsInt()),
-          absl::FromUnixMillis(e[i + 3].AsInt()),
-          std::make_shared<const std::string>(std::move(e[i + 4].str))));
-    }
-    done(std::move(result));
-  });
+  connection_->Command(
+      std::move(argv), [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
+        if (!v.ok()) return done(v.status());
+        auto& e = v->elements;
+        if (v->type != redis::Value::Type::kArray || e.size() < 3 || (e.size() - 3) % 5 != 0) {
+          return done(Malformed("read"));
+        }
+        ReadResult result;
+        result.after = static_cast<uint64_t>(e[0].AsInt());
+        result.last_seq = static_cast<uint64_t>(e[1].AsInt());
+        result.more = e[2].AsInt() == 1;
+        result.messages.reserve((e.size() - 3) / 5);
+        for (size_t i = 3; i + 4 < e.size(); i += 5) {
+          result.messages.push_back(MakeMessage(
+              static_cast<uint64_t>(e[i].AsInt()), e[i + 1].str,
+              absl::FromUnixMillis(e[i + 2].AsInt()), absl::FromUnixMillis(e[i + 3].AsInt()),
+              std::make_shared<const std::string>(std::move(e[i + 4].str))));
+        }
+        done(std::move(result));
+      });
 }
 
 void RedisStore::AdvanceCursor(std::string_view user_id, uint64_t seq) {

@@ -5,24 +5,12 @@
 
 #include "common/clock.h"
 #include "common/redis_client.h"
+#include "common/redis_schema.h"
 #include "common/store.h"
 
 namespace push::store {
 
-// Key layout shared by the Redis store and the Redis directory (all under "pushd:"):
-//   s:<user>   stream of messages, entry ids 0-<seq>, fields i (id) t (ts ms) e (expiry ms) d
-//   m:<user>   hash: seq (last assigned), cur (delivered cursor); never expires
-//   i:<user>   hash: message_id -> seq (idempotency keys)
-//   c:<user>   hash: "<instance>\n<connection_id>" -> "" (where the user's connections are)
-//   ic:<inst>  hash: "<user>\n<connection_id>" -> client info (ListClients)
-//   a:<inst>   string with a short ttl: the instance is alive (heartbeat)
-//   nodes      set of instances
-//   channel ch:<inst>: messages and close commands for the connections of one instance.
-//
-// Why a Redis Stream per user: entries are ordered by their id, so with explicit ids 0-<seq> a
-// replay is one XRANGE from (0-<since>, XADD MAXLEN trims to --history_size in the same call,
-// and small streams are stored compactly (listpacks). The seq counter lives in m:<user> so it
-// survives a purge (numbering continues, like the memory store).
+// The key layout and what goes through Redis between nodes: common/redis_schema.h.
 //
 // Every operation is one Lua script: the append assigns the seq, stores, checks idempotency and
 // publishes to the instances holding the user's connections atomically, so two nodes pushing to
@@ -46,6 +34,10 @@ class RedisStore final : public Store {
             absl::AnyInvocable<void(absl::StatusOr<ReadResult>)> done) override;
   void AdvanceCursor(std::string_view user_id, uint64_t seq) override;
   void Purge(std::string_view user_id, absl::AnyInvocable<void(absl::Status)> done) override;
+
+  // A message the append script (of any node) published to this instance's channel: it goes to
+  // the sink. On the subscriber's thread.
+  void OnRoutedMessage(const redis_schema::RoutedMessage& routed);
 
  private:
   const RedisStoreOptions options_;

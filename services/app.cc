@@ -138,8 +138,16 @@ absl::Status App::StartRedis() {
     subscriber.endpoint = *endpoint;
     subscriber.name = "subscriber";
     subscriber.subscribe = {redis_directory_->channel()};
-    subscriber.on_message = [this](std::string_view, std::string_view message) {
-      redis_directory_->OnChannelMessage(message);
+    subscriber.on_message = [this, store = static_cast<store::RedisStore*>(store_.get())](
+                                std::string_view, std::string_view payload) {
+      redis_schema::ChannelMessage message = redis_schema::DecodeChannelMessage(payload);
+      if (auto* routed = std::get_if<redis_schema::RoutedMessage>(&message)) {
+        store->OnRoutedMessage(*routed);
+      } else if (auto* close = std::get_if<redis_schema::CloseCommand>(&message)) {
+        redis_directory_->OnCloseCommand(*close);
+      } else {
+        spdlog::warn("redis: malformed message on {} ignored", redis_directory_->channel());
+      }
     };
     subscriber.on_connect = [this, link_up] {
       redis_directory_->OnSubscriberConnected();
@@ -190,8 +198,9 @@ absl::Status App::Start() {
   push_options.max_message_bytes = config_.max_message_bytes;
   push_options.history_ttl = config_.history_ttl;
   push_options.node_id = config_.node_id;
-  logic_ = std::make_unique<service::PushLogic>(push_options, store_.get(), hub_.get(),
-                                                directory_.get());
+  // One publication path: whatever the backend, the store hands new messages to the hub.
+  store_->SetPublicationSink(hub_.get());
+  logic_ = std::make_unique<service::PushLogic>(push_options, store_.get(), directory_.get());
   if (!config_.api_key_file.empty()) {
     api_key_ = std::make_unique<ApiKey>(config_.api_key_file);
     if (absl::Status s = api_key_->Load(); !s.ok()) {

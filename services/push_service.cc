@@ -46,8 +46,8 @@ absl::Status DecodePageToken(absl::string_view token, std::string* user, std::st
 
 }  // namespace
 
-PushLogic::PushLogic(PushOptions options, store::Store* store, Hub* hub, Directory* directory)
-    : options_(std::move(options)), store_(store), hub_(hub), directory_(directory) {}
+PushLogic::PushLogic(PushOptions options, store::Store* store, Directory* directory)
+    : options_(std::move(options)), store_(store), directory_(directory) {}
 
 absl::Status PushLogic::CheckPayload(const std::string& data, const std::string& message_id) {
   if (draining_.load(std::memory_order_relaxed)) {
@@ -106,8 +106,7 @@ void PushLogic::Append(const std::string& user_id, std::shared_ptr<const std::st
       response->set_delivered(0);
     } else {
       GlobalMetrics().pushes_ok.fetch_add(1, std::memory_order_relaxed);
-      response->set_delivered(result->delivered ? *result->delivered
-                                                : hub_->Publish(user_id, message));
+      response->set_delivered(result->delivered);
     }
     done(absl::OkStatus());
   });

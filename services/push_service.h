@@ -31,7 +31,7 @@ struct PushOptions {
 class PushLogic {
  public:
   // `directory` answers ListClients and DeleteClient (this process, or every node via Redis).
-  PushLogic(PushOptions options, store::Store* store, Hub* hub, Directory* directory);
+  PushLogic(PushOptions options, store::Store* store, Directory* directory);
 
   // `done` runs exactly once, possibly on another thread.
   void Push(const v1::PushRequest& request, v1::PushResponse* response,
@@ -60,7 +60,6 @@ class PushLogic {
 
   const PushOptions options_;
   store::Store* const store_;
-  Hub* const hub_;
   Directory* const directory_;
   std::atomic<bool> draining_{false};
 };

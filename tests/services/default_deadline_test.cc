@@ -74,7 +74,7 @@ class DefaultDeadlineTest : public ::testing::Test {
   static constexpr absl::Duration kDefaultDeadline = absl::Milliseconds(300);
 
   DefaultDeadlineTest()
-      : logic_(PushOptions{.node_id = "node-a"}, &store_, &hub_, &directory_),
+      : logic_(PushOptions{.node_id = "node-a"}, &store_, &directory_),
         service_(&logic_, nullptr, kDefaultDeadline) {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);

@@ -36,7 +36,9 @@ class PushLogicTest : public ::testing::Test {
         logic_(
             PushOptions{
                 .max_message_bytes = 1024, .history_ttl = absl::Hours(24), .node_id = "node-a"},
-            &store_, &hub_, &directory_) {}
+            &store_, &directory_) {
+    store_.SetPublicationSink(&hub_);
+  }
 
   std::shared_ptr<RecordingConnection> Connect(const std::string& user, const std::string& id) {
     ConnectionInfo info;
