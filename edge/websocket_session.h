@@ -26,6 +26,7 @@
 #include "edge/edge_server.h"
 #include "edge/queue_budget.h"
 #include "edge/send_queue.h"
+#include "edge/sequencer.h"
 #include "edge/timer_wheel.h"
 
 namespace push::edge {
@@ -215,7 +216,6 @@ class WebSocketSession final : public Connection,
   uint64_t queued_bytes() const override { return queued_bytes_.load(std::memory_order_relaxed); }
 
  private:
-  enum class Mode { kReading, kLive };
   static constexpr bool kSendLane = std::is_same_v<Stream, EdgeStream>;
 
   void OnAccept(beast::error_code ec);
@@ -232,9 +232,8 @@ class WebSocketSession final : public Connection,
   void ReadStore();
   void OnStoreRead(absl::StatusOr<store::ReadResult> result);
   void OnLive(MessagePtr message);
-  // Queues the message after a gap frame for any seq skipped before it.
-  void Enqueue(MessagePtr message, bool live);
-  void EnqueueGap(uint64_t from, uint64_t to);
+  // The sequencer's output: the frames it says to send go into the send queue.
+  class Frames;
   // `ahead`: before every frame not yet started (pings and pongs), else at the end.
   void EnqueueFrame(OutFrame frame, bool ahead = false);
   // Whether `message` fits the send queue (the slow-consumer rule).
@@ -310,13 +309,8 @@ class WebSocketSession final : public Connection,
   std::atomic<uint64_t> queued_bytes_{0};
   std::atomic<uint64_t> messages_sent_{0};
 
-  Mode mode_ = Mode::kReading;
-  bool started_ = false;      // the first store read came back (welcome sent)
-  bool replay_more_ = false;  // the last read stopped at a limit: read again when drained
-  bool read_in_flight_ = false;
-  bool resync_pending_ = false;  // a Resync came while a read was in flight: read once more
-  uint64_t next_seq_ = 1;        // the next seq this client must get
-  uint64_t max_live_seen_ = 0;   // highest live seq dropped while reading the store
+  // Replay and live order: what goes into queue_, and when to read the store.
+  Sequencer sequencer_;
   uint64_t last_written_seq_ = 0;
 
   // Heartbeat and token expiry: deadlines on the edge's TimerWheel (ScheduleTimer, OnTimer).

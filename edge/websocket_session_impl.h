@@ -354,13 +354,37 @@ void WebSocketSession<Stream>::HandleRefresh(const std::string& token) {
 
 // ---- Replay and live delivery ---------------------------------------------------------------
 
+// What the sequencer sends goes into the session's queue; on the stack for one call (a base
+// class of the session would cost every connection a vtable pointer).
+template <class Stream>
+class WebSocketSession<Stream>::Frames final : public Sequencer::Output {
+ public:
+  explicit Frames(WebSocketSession* session) : s_(session) {}
+  void Welcome(uint64_t last_seq) override {
+    if (s_->params_.compat) return;  // bare data frames only
+    std::string welcome =
+        EncodeWelcome(s_->params_.info.connection_id, s_->params_.info.user_id, last_seq);
+    s_->EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(std::move(welcome))});
+  }
+  void Gap(uint64_t from, uint64_t to) override {
+    GlobalMetrics().gaps.fetch_add(1, std::memory_order_relaxed);
+    if (s_->params_.compat) return;  // bare data frames cannot say it
+    s_->EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(EncodeGap(from, to))});
+  }
+  void Send(MessagePtr message, bool live) override {
+    if (!live) GlobalMetrics().replays.fetch_add(1, std::memory_order_relaxed);
+    s_->EnqueueFrame(OutFrame{std::move(message), nullptr, live});
+  }
+
+ private:
+  WebSocketSession* const s_;
+};
+
 template <class Stream>
 void WebSocketSession<Stream>::ReadStore() {
-  read_in_flight_ = true;
-  mode_ = Mode::kReading;
   store::ReadRequest request;
   request.user_id = params_.info.user_id;
-  request.after = started_ ? std::optional<uint64_t>(next_seq_ - 1) : params_.since;
+  request.after = sequencer_.StartRead(params_.since);
   request.max_messages = kReplayPageMessages;
   request.max_bytes = options_.send_queue_bytes / 2;
   store_->Read(std::move(request),
@@ -374,62 +398,24 @@ void WebSocketSession<Stream>::ReadStore() {
 
 template <class Stream>
 void WebSocketSession<Stream>::OnStoreRead(absl::StatusOr<store::ReadResult> result) {
-  read_in_flight_ = false;
   if (closing_ || finished_) return;
   if (!result.ok()) {
     spdlog::warn("store read failed user={} conn={}: {}", params_.info.user_id,
                  params_.info.connection_id, result.status().ToString());
-    if (!started_) {
-      DoClose(1011, "message store unavailable", &GlobalMetrics().closed_error);
-      return;
-    }
-    // An open connection stays: the store is read again when it is back (Resync).
-    mode_ = Mode::kLive;
-    if (resync_pending_) {
-      resync_pending_ = false;
-      ReadStore();
+    switch (sequencer_.OnReadFailed()) {
+      case Sequencer::Failure::kClose:
+        DoClose(1011, "message store unavailable", &GlobalMetrics().closed_error);
+        return;
+      case Sequencer::Failure::kReadAgain:
+        ReadStore();
+        return;
+      case Sequencer::Failure::kStay:
+        return;
     }
     return;
   }
-
-  if (!started_) {
-    started_ = true;
-    next_seq_ = result->after + 1;
-    if (!params_.compat) {
-      std::string welcome =
-          EncodeWelcome(params_.info.connection_id, params_.info.user_id, result->last_seq);
-      EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(std::move(welcome))});
-    }
-    if (result->after > result->last_seq) {
-      // A `since` beyond the end comes from an earlier life of the stream (its numbering was
-      // forgotten under memory pressure): the welcome's lower seq tells the client, and it gets
-      // the new stream from the start.
-      next_seq_ = 1;
-      ReadStore();
-      DoWrite();
-      return;
-    }
-  }
-  for (MessagePtr& m : result->messages) {
-    if (m->seq < next_seq_) continue;
-    GlobalMetrics().replays.fetch_add(1, std::memory_order_relaxed);
-    Enqueue(std::move(m), /*live=*/false);
-  }
-  replay_more_ = result->more;
-  if (!replay_more_) {
-    // Everything up to last_seq that the read did not return has expired or been evicted.
-    if (result->last_seq >= next_seq_) {
-      EnqueueGap(next_seq_, result->last_seq);
-      next_seq_ = result->last_seq + 1;
-    }
-    mode_ = Mode::kLive;
-    // Live messages dropped while the read was in flight and not covered by it, or a resync
-    // asked for while it was in flight (the read may predate the lost link): read again.
-    if (max_live_seen_ >= next_seq_ || resync_pending_) {
-      resync_pending_ = false;
-      ReadStore();
-    }
-  }
+  Frames frames(this);
+  if (sequencer_.OnRead(std::move(*result), frames)) ReadStore();
   DoWrite();
 }
 
@@ -438,17 +424,13 @@ void WebSocketSession<Stream>::Resync() {
   net::post(ws_.get_executor(), [self = this->shared_from_this()] {
     absl::MutexLock lock(&self->mu_);
     if (self->closing_ || self->finished_) return;
-    if (self->read_in_flight_) {
-      self->resync_pending_ = true;
-    } else if (self->started_) {
-      self->ReadStore();  // from next_seq_: also resumes a replay a failed read interrupted
-    }
+    if (self->sequencer_.OnResync()) self->ReadStore();
   });
 }
 
 template <class Stream>
 void WebSocketSession<Stream>::MaybeContinueReplay() {
-  if (replay_more_ && !read_in_flight_ && queued_bytes_ <= options_.send_queue_bytes / 2) {
+  if (sequencer_.ReplayWaiting() && queued_bytes_ <= options_.send_queue_bytes / 2) {
     ReadStore();
   }
 }
@@ -460,9 +442,9 @@ void WebSocketSession<Stream>::Deliver(MessagePtr message) {
     // with room in its queue is queued and written at once. The rest (an old or early seq, a
     // replay in progress, a full queue, closing) goes through the strand.
     absl::MutexLock lock(&mu_);
-    if (mode_ == Mode::kLive && !closing_ && !finished_ && message->seq == next_seq_ &&
-        HasRoom(*message)) {
-      Enqueue(std::move(message), /*live=*/true);
+    if (!closing_ && !finished_ && sequencer_.IsNext(message->seq) && HasRoom(*message)) {
+      Frames frames(this);
+      sequencer_.Take(std::move(message), /*live=*/true, frames);
       FlushLane(/*on_strand=*/false);
       return;
     }
@@ -484,37 +466,23 @@ bool WebSocketSession<Stream>::HasRoom(const Message& message) const {
 template <class Stream>
 void WebSocketSession<Stream>::OnLive(MessagePtr message) {
   if (closing_ || finished_) return;
-  if (mode_ != Mode::kLive) {
-    max_live_seen_ = std::max(max_live_seen_, message->seq);
-    return;
-  }
-  if (message->seq < next_seq_) return;  // already sent (replay overlapped the publish)
-  if (message->seq > next_seq_) {
-    // Publishes of concurrent pushes can arrive out of order: fetch the hole from the stream.
-    max_live_seen_ = message->seq;
-    ReadStore();
-    return;
+  switch (sequencer_.Classify(*message)) {
+    case Sequencer::Live::kDrop:
+      return;
+    case Sequencer::Live::kRead:
+      // Publishes of concurrent pushes can arrive out of order: fetch the hole from the stream.
+      ReadStore();
+      return;
+    case Sequencer::Live::kNext:
+      break;
   }
   if (!HasRoom(*message)) {
     DoClose(kCloseSlowConsumer, "slow consumer", &GlobalMetrics().closed_slow_consumer);
     return;
   }
-  Enqueue(std::move(message), /*live=*/true);
+  Frames frames(this);
+  sequencer_.Take(std::move(message), /*live=*/true, frames);
   DoWrite();
-}
-
-template <class Stream>
-void WebSocketSession<Stream>::Enqueue(MessagePtr message, bool live) {
-  if (message->seq > next_seq_) EnqueueGap(next_seq_, message->seq - 1);
-  next_seq_ = message->seq + 1;
-  EnqueueFrame(OutFrame{std::move(message), nullptr, live});
-}
-
-template <class Stream>
-void WebSocketSession<Stream>::EnqueueGap(uint64_t from, uint64_t to) {
-  GlobalMetrics().gaps.fetch_add(1, std::memory_order_relaxed);
-  if (params_.compat) return;  // bare data frames cannot say it
-  EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(EncodeGap(from, to))});
 }
 
 template <class Stream>
