@@ -13,20 +13,12 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/close.h"
 #include "common/message.h"
 #include "common/store.h"
 #include "common/strings.h"
 
 namespace push {
-
-// WebSocket close codes the server sends (CONTRACT §3).
-enum CloseCode : uint16_t {
-  kCloseNormal = 1000,
-  kCloseGoingAway = 1001,
-  kCloseUnsupported = 1003,
-  kClosePolicy = 1008,
-  kCloseSlowConsumer = 4008,
-};
 
 struct ConnectionInfo {
   std::string user_id;

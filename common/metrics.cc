@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "common/strings.h"
 
 namespace push {
 
@@ -77,14 +78,13 @@ std::string Metrics::RenderPrometheus() const {
   absl::StrAppend(&out,
                   "# HELP pushd_disconnects_total WebSocket disconnects by reason.\n"
                   "# TYPE pushd_disconnects_total counter\n");
-  for (auto [reason, value] : {std::pair<const char*, uint64_t>{"client", closed_client.load()},
-                               {"deleted", closed_deleted.load()},
-                               {"shutdown", closed_shutdown.load()},
-                               {"slow_consumer", closed_slow_consumer.load()},
-                               {"pong_timeout", closed_pong_timeout.load()},
-                               {"protocol", closed_protocol.load()},
-                               {"error", closed_error.load()}}) {
-    absl::StrAppend(&out, "pushd_disconnects_total{reason=\"", reason, "\"} ", value, "\n");
+  for (std::string_view label :
+       {"client", "deleted", "shutdown", "slow_consumer", "pong_timeout", "protocol", "error"}) {
+    uint64_t value = 0;
+    for (int i = 0; i < kDisconnectCount; ++i) {
+      if (DisconnectLabel(static_cast<Disconnect>(i)) == label) value += disconnects[i].load();
+    }
+    absl::StrAppend(&out, "pushd_disconnects_total{reason=\"", ToAbsl(label), "\"} ", value, "\n");
   }
   absl::StrAppend(&out,
                   "# HELP pushd_limit_hits_total Connections and requests refused or cut by a "

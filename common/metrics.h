@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/close.h"
 #include "common/limits.h"
 
 namespace push {
@@ -38,14 +39,11 @@ struct Metrics {
   std::atomic<uint64_t> store_expirations{0};
   std::atomic<int64_t> store_bytes{0};
   std::atomic<int64_t> send_queue_bytes{0};
-  // Disconnects by reason.
-  std::atomic<uint64_t> closed_client{0};
-  std::atomic<uint64_t> closed_deleted{0};
-  std::atomic<uint64_t> closed_shutdown{0};
-  std::atomic<uint64_t> closed_slow_consumer{0};
-  std::atomic<uint64_t> closed_pong_timeout{0};
-  std::atomic<uint64_t> closed_protocol{0};
-  std::atomic<uint64_t> closed_error{0};
+  // Disconnects, indexed by push::Disconnect (common/close.h).
+  std::atomic<uint64_t> disconnects[kDisconnectCount] = {};
+  void CountDisconnect(Disconnect why) {
+    disconnects[static_cast<int>(why)].fetch_add(1, std::memory_order_relaxed);
+  }
   // Hits of each configured limit, indexed by push::Limit (common/limits.h).
   std::atomic<uint64_t> limit_hits[kLimitCount] = {};
   // TLS handshakes on the edge that failed or timed out (plain text on the TLS port included).

@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/http_query.h"
+#include "common/http_status.h"
 #include "common/ids.h"
 #include "common/json.h"
 #include "common/limits.h"
@@ -181,7 +182,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       server_.options.directory->Close(
           user, "", kCloseNormal, "deleted",
           [self = this->shared_from_this(), version, keep_alive](absl::StatusOr<uint32_t> closed) {
-            http::status status = !closed.ok()   ? http::status::service_unavailable
+            http::status status = !closed.ok()
+                                      ? static_cast<http::status>(HttpStatusOf(closed.status()))
                                   : *closed == 0 ? http::status::not_found
                                                  : http::status::ok;
             std::string body = !closed.ok()   ? JsonError(ToStd(closed.status().message()))

@@ -5,6 +5,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 
 #include "absl/strings/numbers.h"
+#include "common/http_status.h"
 #include "common/ids.h"
 #include "common/json.h"
 #include "common/strings.h"
@@ -99,18 +100,11 @@ std::string JsonError(std::string_view message) {
 }
 
 http::status UpgradeRefusalStatus(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kUnavailable:
-      return http::status::service_unavailable;
-    case absl::StatusCode::kPermissionDenied:
-      return http::status::forbidden;
-    case absl::StatusCode::kUnauthenticated:
-      return http::status::unauthorized;
-    case absl::StatusCode::kFailedPrecondition:
-      return http::status::upgrade_required;
-    default:
-      return http::status::bad_request;
+  // The one refusal HTTP has its own status for: a WebSocket version other than ours.
+  if (status.code() == absl::StatusCode::kFailedPrecondition) {
+    return http::status::upgrade_required;
   }
+  return static_cast<http::status>(HttpStatusOf(status));
 }
 
 absl::StatusOr<UpgradeRequest> CheckUpgrade(const http::request<http::string_body>& req,

@@ -276,14 +276,14 @@ class WebSocketSession final : public Connection,
   // The timer of the close handshake and of the linger after it, made when first needed: an
   // open connection's deadlines are on the edge's TimerWheel.
   net::steady_timer& CloseTimer();
-  // Stops delivery and closes with `code` once the queue is empty; `flush` keeps what is queued.
-  void DoClose(uint16_t code, std::string reason, std::atomic<uint64_t>* reason_counter,
-               bool flush = false);
+  // Stops delivery and closes with `code` once the queue is empty (counted as `why`); `flush`
+  // keeps what is queued.
+  void DoClose(uint16_t code, std::string reason, Disconnect why, bool flush = false);
   void MaybeSendClose();
   // Closes the socket at once (no handshake) and finishes.
-  void Teardown(const char* why, std::atomic<uint64_t>* reason_counter);
-  // Runs once when the connection is over; counts the reason unless DoClose already did.
-  void Finish(const char* why, std::atomic<uint64_t>* reason_counter);
+  void Teardown(Disconnect why);
+  // Runs once when the connection is over; counts `why` unless DoClose counted its own.
+  void Finish(Disconnect why);
   // Gives back the --max_connections slot and the user's reserved slot, if still held.
   void ReleaseSlots();
 
@@ -327,7 +327,7 @@ class WebSocketSession final : public Connection,
   bool registered_ = false;
   bool finished_ = false;
   bool holds_slot_ = true;
-  const char* close_why_ = nullptr;
+  Disconnect close_why_ = Disconnect::kConnectionLost;  // set by DoClose
 };
 
 // Instantiated in websocket_session.cc.

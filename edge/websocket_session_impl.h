@@ -36,8 +36,6 @@ inline constexpr auto kLinger = std::chrono::seconds(1);
 inline constexpr size_t kReadChunk = 128;
 // How soon the rest of a ping or pong that arrived in pieces is looked for again.
 inline constexpr auto kPartialControlRetry = std::chrono::milliseconds(5);
-// The token's exp passed without a refresh, or a refresh brought a token that was refused.
-inline constexpr uint16_t kCloseTokenExpired = 4001;
 
 // The allocator of the operation an idle connection keeps pending for as long as it lives (the
 // wait for readability, or the WebSocket read on TLS and mid-message): it gets a block of its own
@@ -180,7 +178,7 @@ void WebSocketSession<Stream>::OnAccept(beast::error_code ec) {
   ScheduleTimer(NextWake() - now);
   // A handshake that finished after a drain began (and after its close sweep) goes at once.
   if (options_.ready != nullptr && !options_.ready->load()) {
-    DoClose(kCloseGoingAway, "server shutting down", &GlobalMetrics().closed_shutdown,
+    DoClose(kCloseGoingAway, "server shutting down", Disconnect::kShutdown,
             /*flush=*/true);
   }
 }
@@ -282,18 +280,18 @@ void WebSocketSession<Stream>::OnRead(beast::error_code ec, std::size_t) {
   beast_reading_ = false;
   if (ec) {
     if (closing_) {
-      Finish(close_why_, nullptr);
+      Finish(close_why_);
     } else if (ec == websocket::error::closed) {
-      Finish("client closed", &GlobalMetrics().closed_client);
+      Finish(Disconnect::kClientClosed);
     } else if (ec == websocket::error::message_too_big) {
       // Beast has already sent 1009 (read_message_max).
       RecordLimitHit(Limit::kFrameBytes);
-      Finish("protocol violation", &GlobalMetrics().closed_protocol);
+      Finish(Disconnect::kProtocol);
     } else if (ec.category() == make_error_code(websocket::error::closed).category()) {
       // Beast has already sent the close frame (1009 too big, 1002 protocol, 1007 bad UTF-8).
-      Finish("protocol violation", &GlobalMetrics().closed_protocol);
+      Finish(Disconnect::kProtocol);
     } else {
-      Finish("connection lost", &GlobalMetrics().closed_client);
+      Finish(Disconnect::kConnectionLost);
     }
     return;
   }
@@ -301,8 +299,7 @@ void WebSocketSession<Stream>::OnRead(beast::error_code ec, std::size_t) {
   if (!ws_.is_message_done()) return DoRead();
   if (!closing_) {
     if (!ws_.got_text()) {
-      DoClose(kCloseUnsupported, "binary frames are not accepted",
-              &GlobalMetrics().closed_protocol);
+      DoClose(kCloseUnsupported, "binary frames are not accepted", Disconnect::kProtocol);
     } else {
       auto data = read_buffer_.cdata();
       HandleClientFrame(std::string_view(static_cast<const char*>(data.data()), data.size()));
@@ -318,7 +315,7 @@ void WebSocketSession<Stream>::HandleClientFrame(std::string_view text) {
   ClientFrame frame;
   std::string error;
   if (!ParseClientFrame(text, &frame, &error)) {
-    DoClose(kClosePolicy, error, &GlobalMetrics().closed_protocol);
+    DoClose(kClosePolicy, error, Disconnect::kProtocol);
     return;
   }
   if (frame.type == ClientFrame::Type::kRefresh) {
@@ -333,19 +330,17 @@ void WebSocketSession<Stream>::HandleClientFrame(std::string_view text) {
 template <class Stream>
 void WebSocketSession<Stream>::HandleRefresh(const std::string& token) {
   if (options_.jwt == nullptr) {
-    DoClose(kClosePolicy, "refresh needs --auth=jwt", &GlobalMetrics().closed_protocol);
+    DoClose(kClosePolicy, "refresh needs --auth=jwt", Disconnect::kProtocol);
     return;
   }
   absl::StatusOr<JwtClaims> claims = options_.jwt->Verify(token);
   if (!claims.ok()) {
-    DoClose(kCloseTokenExpired, std::string(ToStd(claims.status().message())),
-            &GlobalMetrics().closed_protocol);
+    DoClose(kCloseTokenExpired, std::string(ToStd(claims.status().message())), Disconnect::kToken);
     return;
   }
   // A connection never changes hands: another user's token is refused like a bad one.
   if (claims->user_id != params_.info.user_id) {
-    DoClose(kCloseTokenExpired, "refresh token is for another user",
-            &GlobalMetrics().closed_protocol);
+    DoClose(kCloseTokenExpired, "refresh token is for another user", Disconnect::kToken);
     return;
   }
   params_.token_valid_until = claims->valid_until;
@@ -404,7 +399,7 @@ void WebSocketSession<Stream>::OnStoreRead(absl::StatusOr<store::ReadResult> res
                  params_.info.connection_id, result.status().ToString());
     switch (sequencer_.OnReadFailed()) {
       case Sequencer::Failure::kClose:
-        DoClose(1011, "message store unavailable", &GlobalMetrics().closed_error);
+        DoClose(kCloseInternalError, "message store unavailable", Disconnect::kError);
         return;
       case Sequencer::Failure::kReadAgain:
         ReadStore();
@@ -477,7 +472,7 @@ void WebSocketSession<Stream>::OnLive(MessagePtr message) {
       break;
   }
   if (!HasRoom(*message)) {
-    DoClose(kCloseSlowConsumer, "slow consumer", &GlobalMetrics().closed_slow_consumer);
+    DoClose(kCloseSlowConsumer, "slow consumer", Disconnect::kSlowConsumer);
     return;
   }
   Frames frames(this);
@@ -547,9 +542,9 @@ void WebSocketSession<Stream>::OnWrite(beast::error_code ec, std::size_t) {
 template <class Stream>
 void WebSocketSession<Stream>::WriteFailed() {
   if (closing_) {
-    Teardown(close_why_, nullptr);
+    Teardown(close_why_);
   } else {
-    Teardown("connection lost", &GlobalMetrics().closed_client);
+    Teardown(Disconnect::kConnectionLost);
   }
 }
 
@@ -682,11 +677,11 @@ void WebSocketSession<Stream>::OnTimer(int64_t due) {
   wake_tick_ = 0;  // no entry pending now
   absl::Time now = absl::Now();
   if (awaiting_pong_ && now - ping_sent_ >= options_.pong_timeout) {
-    Teardown("pong timeout", &GlobalMetrics().closed_pong_timeout);
+    Teardown(Disconnect::kPongTimeout);
     return;
   }
   if (now >= params_.token_valid_until) {
-    DoClose(kCloseTokenExpired, "token expired", &GlobalMetrics().closed_protocol);
+    DoClose(kCloseTokenExpired, "token expired", Disconnect::kToken);
     return;
   }
   if (now >= next_ping_) {
@@ -741,30 +736,25 @@ absl::Time WebSocketSession<Stream>::NextWake() const {
 
 template <class Stream>
 void WebSocketSession<Stream>::Close(uint16_t code, std::string reason) {
-  net::post(
-      ws_.get_executor(), [self = this->shared_from_this(), code, reason = std::move(reason)]() {
-        absl::MutexLock lock(&self->mu_);
-        std::atomic<uint64_t>* counter = code == kCloseGoingAway ? &GlobalMetrics().closed_shutdown
-                                         : code == kCloseSlowConsumer
-                                             ? &GlobalMetrics().closed_slow_consumer
-                                             : &GlobalMetrics().closed_deleted;
-        // Going away (drain): what is queued is still written, since this process will not be
-        // there to replay it. Otherwise unsent frames are dropped and replayed on reconnect.
-        self->DoClose(code, reason, counter, /*flush=*/code == kCloseGoingAway);
-      });
+  net::post(ws_.get_executor(),
+            [self = this->shared_from_this(), code, reason = std::move(reason)]() {
+              absl::MutexLock lock(&self->mu_);
+              Disconnect why = code == kCloseGoingAway      ? Disconnect::kShutdown
+                               : code == kCloseSlowConsumer ? Disconnect::kSlowConsumer
+                                                            : Disconnect::kDeleted;
+              // Going away (drain): what is queued is still written, since this process will not be
+              // there to replay it. Otherwise unsent frames are dropped and replayed on reconnect.
+              self->DoClose(code, reason, why, /*flush=*/code == kCloseGoingAway);
+            });
 }
 
 template <class Stream>
-void WebSocketSession<Stream>::DoClose(uint16_t code, std::string reason,
-                                       std::atomic<uint64_t>* reason_counter, bool flush) {
+void WebSocketSession<Stream>::DoClose(uint16_t code, std::string reason, Disconnect why,
+                                       bool flush) {
   if (closing_ || finished_) return;
   closing_ = true;
-  close_why_ = code == kCloseSlowConsumer   ? "slow consumer"
-               : code == kCloseGoingAway    ? "shutdown"
-               : code == kCloseNormal       ? "deleted"
-               : code == kCloseTokenExpired ? "token"
-                                            : "closed by server";
-  reason_counter->fetch_add(1, std::memory_order_relaxed);
+  close_why_ = why;
+  GlobalMetrics().CountDisconnect(why);
   spdlog::info("closing user={} conn={} code={} reason='{}'", params_.info.user_id,
                params_.info.connection_id, code, reason);
   if (registered_) {
@@ -782,7 +772,7 @@ void WebSocketSession<Stream>::DoClose(uint16_t code, std::string reason,
   timer.async_wait([self = this->shared_from_this()](beast::error_code ec) {
     absl::MutexLock lock(&self->mu_);
     if (ec == net::error::operation_aborted || self->finished_) return;
-    self->Teardown(self->close_why_, nullptr);  // the close handshake did not finish in time
+    self->Teardown(self->close_why_);  // the close handshake did not finish in time
   });
   if constexpr (kSendLane) {
     DoWrite();  // sends the close frame too once the lane is idle
@@ -809,21 +799,21 @@ void WebSocketSession<Stream>::MaybeSendClose() {
   // The handshake ends here or in the read that sees the peer's close frame, whichever is first.
   ws_.async_close(*pending_close_, [self = this->shared_from_this()](beast::error_code ec) {
     absl::MutexLock lock(&self->mu_);
-    if (!ec) self->Finish(self->close_why_, nullptr);
+    if (!ec) self->Finish(self->close_why_);
   });
 }
 
 template <class Stream>
-void WebSocketSession<Stream>::Teardown(const char* why, std::atomic<uint64_t>* reason_counter) {
+void WebSocketSession<Stream>::Teardown(Disconnect why) {
   CloseSocket(ws_);
-  Finish(why, reason_counter);
+  Finish(why);
 }
 
 template <class Stream>
-void WebSocketSession<Stream>::Finish(const char* why, std::atomic<uint64_t>* reason_counter) {
+void WebSocketSession<Stream>::Finish(Disconnect why) {
   if (finished_) return;
   finished_ = true;
-  if (reason_counter != nullptr) reason_counter->fetch_add(1, std::memory_order_relaxed);
+  if (!closing_) GlobalMetrics().CountDisconnect(why);  // else DoClose counted it
   if (registered_) {
     registered_ = false;
     hub_->Remove(*this);
@@ -840,7 +830,7 @@ void WebSocketSession<Stream>::Finish(const char* why, std::atomic<uint64_t>* re
   counters_->open_sessions.fetch_sub(1, std::memory_order_relaxed);
   GlobalMetrics().connections.fetch_sub(1, std::memory_order_relaxed);
   spdlog::info("disconnect user={} conn={} reason={} sent={}", params_.info.user_id,
-               params_.info.connection_id, why, messages_sent_.load());
+               params_.info.connection_id, DisconnectText(why), messages_sent_.load());
 }
 
 template <class Stream>

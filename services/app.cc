@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/api_key.h"
 #include "common/directory.h"
+#include "common/http_status.h"
 #include "common/hub.h"
 #include "common/json.h"
 #include "common/jwt.h"
@@ -305,21 +306,21 @@ void App::DemoPush(std::string user_id, std::string data,
   request->set_user_id(std::move(user_id));
   request->set_data(std::move(data));
   auto response = std::make_shared<v1::PushResponse>();
-  logic_->Push(
-      *request, response.get(), [request, response, done = std::move(done)](absl::Status status) {
-        if (!status.ok()) {
-          std::string body = R"({"error":)";
-          AppendJsonString(&body, ToStd(status.message()));
-          body.push_back('}');
-          done(status.code() == absl::StatusCode::kUnavailable ? 503 : 400, std::move(body));
-          return;
-        }
-        std::string body = R"({"message_id":)";
-        AppendJsonString(&body, response->message_id());
-        absl::StrAppend(&body, R"(,"seq":)", response->seq(), R"(,"delivered":)",
-                        response->delivered(), "}");
-        done(200, std::move(body));
-      });
+  logic_->Push(*request, response.get(),
+               [request, response, done = std::move(done)](absl::Status status) {
+                 if (!status.ok()) {
+                   std::string body = R"({"error":)";
+                   AppendJsonString(&body, ToStd(status.message()));
+                   body.push_back('}');
+                   done(HttpStatusOf(status), std::move(body));
+                   return;
+                 }
+                 std::string body = R"({"message_id":)";
+                 AppendJsonString(&body, response->message_id());
+                 absl::StrAppend(&body, R"(,"seq":)", response->seq(), R"(,"delivered":)",
+                                 response->delivered(), "}");
+                 done(200, std::move(body));
+               });
 }
 
 void App::ReloadApiKey() {
