@@ -27,100 +27,17 @@
 
 extern char** environ;
 
-ABSL_FLAG(std::string, grpc_listen, "0.0.0.0:50051", "gRPC address (host:port; port 0 = any)");
-ABSL_FLAG(std::string, ws_listen, "0.0.0.0:8080",
-          "HTTP/WebSocket address (edge, health, metrics, demo page)");
-ABSL_FLAG(std::string, role, "all", "all, api (gRPC only) or edge (WebSocket only)");
-ABSL_FLAG(std::string, redis, "", "redis://host:port[/db]; empty = embedded in-memory store");
-ABSL_FLAG(std::string, node_id, "",
-          "the name this process shows in ListClients (default hostname)");
-ABSL_FLAG(absl::Duration, ping_interval, absl::Seconds(20),
-          "server ping period on every WebSocket");
-ABSL_FLAG(absl::Duration, pong_timeout, absl::Seconds(10),
-          "a connection that has not answered a ping by then is closed");
-ABSL_FLAG(uint32_t, history_size, 1000, "messages kept per user for replay");
-ABSL_FLAG(absl::Duration, history_ttl, absl::Hours(24),
-          "how long a message waits for an offline user");
-ABSL_FLAG(uint64_t, max_message_bytes, 65536, "largest data accepted by Push");
-ABSL_FLAG(uint64_t, max_queued_bytes, 268435456,
-          "bytes waiting in all connections' send queues together; past it the connections with "
-          "the largest backlogs are closed with 4008 first; 0 = no bound");
-ABSL_FLAG(uint64_t, send_queue_bytes, 1048576,
-          "per-connection outbound backlog before the connection is a slow consumer");
-ABSL_FLAG(uint64_t, max_store_bytes, 512ull << 20,
-          "memory bound of the in-memory store; least recently active users are evicted first");
-ABSL_FLAG(std::string, auth, "none", "none (user from query) or jwt (user from a signed token)");
-ABSL_FLAG(std::string, jwt_hs256_secret_file, "",
-          "HS256 secret for --auth=jwt (at least 32 bytes; one trailing newline is ignored)");
-ABSL_FLAG(std::string, jwt_rs256_public_key_file, "",
-          "RS256 public key (PEM, RSA of at least 2048 bits) for --auth=jwt");
-ABSL_FLAG(absl::Duration, jwt_leeway, absl::Seconds(30),
-          "clock-skew allowance on a token's exp and nbf");
-ABSL_FLAG(std::string, allowed_origins, "",
-          "comma list of allowed Origin values; empty = any (development only)");
-ABSL_FLAG(std::string, api_key_file, "", "when set, gRPC and admin HTTP calls need the key");
-ABSL_FLAG(std::string, tls_cert_file, "",
-          "TLS certificate chain (PEM) for both listeners (https/wss and gRPC over TLS)");
-ABSL_FLAG(std::string, tls_key_file, "",
-          "TLS private key (PEM, unencrypted) for both listeners; set with --tls_cert_file");
-ABSL_FLAG(bool, grpc_reflection, true,
-          "serve gRPC server reflection (grpcurl, grpc_cli); turn off in production");
-ABSL_FLAG(absl::Duration, grpc_default_deadline, absl::Seconds(10),
-          "unary gRPC calls without a deadline end with DEADLINE_EXCEEDED after this");
-ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(25),
-          "on SIGTERM: stop accepting, close WebSockets with 1001, finish RPCs, exit");
-ABSL_FLAG(int32_t, edge_threads, 0, "I/O threads of the WebSocket edge; 0 = number of cores");
-ABSL_FLAG(int32_t, grpc_threads, 0,
-          "threads serving gRPC calls, each with its own completion queue; 0 = half the cores, "
-          "at least 1");
-ABSL_FLAG(uint32_t, max_connections_per_user, 32,
-          "WebSockets one user may hold open on this process; more get HTTP 429; 0 = no limit");
-ABSL_FLAG(uint32_t, max_connections, 0,
-          "WebSockets this process holds open; more get HTTP 503; 0 = as many as the open-files "
-          "limit allows (logged at start)");
-ABSL_FLAG(uint32_t, max_request_header_bytes, 8192,
-          "largest request line plus headers on the edge port; larger requests get HTTP 431");
-ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(10),
-          "time from TCP accept to a complete HTTP request (the upgrade); slower clients are "
-          "disconnected");
-ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off");
+#define PUSHD_DEFINE_FLAG(type, name, default_value, help) \
+  ABSL_FLAG(type, name, default_value, help);
+PUSHD_FLAGS(PUSHD_DEFINE_FLAG, PUSHD_DEFINE_FLAG)
+#undef PUSHD_DEFINE_FLAG
 
 namespace push {
 namespace {
 
-constexpr const char* kFlagNames[] = {
-    "grpc_listen",
-    "ws_listen",
-    "role",
-    "redis",
-    "node_id",
-    "ping_interval",
-    "pong_timeout",
-    "history_size",
-    "history_ttl",
-    "max_message_bytes",
-    "send_queue_bytes",
-    "max_queued_bytes",
-    "max_store_bytes",
-    "auth",
-    "jwt_hs256_secret_file",
-    "jwt_rs256_public_key_file",
-    "jwt_leeway",
-    "allowed_origins",
-    "api_key_file",
-    "tls_cert_file",
-    "tls_key_file",
-    "grpc_reflection",
-    "grpc_default_deadline",
-    "drain_timeout",
-    "edge_threads",
-    "grpc_threads",
-    "max_connections_per_user",
-    "max_connections",
-    "max_request_header_bytes",
-    "handshake_timeout",
-    "log_level",
-};
+#define PUSHD_FLAG_NAME(type, name, default_value, help) #name,
+constexpr const char* kFlagNames[] = {PUSHD_FLAGS(PUSHD_FLAG_NAME, PUSHD_FLAG_NAME)};
+#undef PUSHD_FLAG_NAME
 
 // An upgrade with a token and a few cookies fits in 1 KiB; past 1 MiB a request is an attack.
 constexpr uint32_t kMinRequestHeaderBytes = 1024;
@@ -392,36 +309,12 @@ std::string Hostname() {
 
 absl::StatusOr<Config> ReadFlags() {
   Config c;
-  c.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
-  c.ws_listen = absl::GetFlag(FLAGS_ws_listen);
+#define PUSHD_COPY_FLAG(type, name, default_value, help) c.name = absl::GetFlag(FLAGS_##name);
+#define PUSHD_SKIP_FLAG(type, name, default_value, help)
+  PUSHD_FLAGS(PUSHD_COPY_FLAG, PUSHD_SKIP_FLAG)
+#undef PUSHD_COPY_FLAG
+#undef PUSHD_SKIP_FLAG
   std::string role = absl::GetFlag(FLAGS_role);
-  c.redis = absl::GetFlag(FLAGS_redis);
-  c.node_id = absl::GetFlag(FLAGS_node_id);
-  c.ping_interval = absl::GetFlag(FLAGS_ping_interval);
-  c.pong_timeout = absl::GetFlag(FLAGS_pong_timeout);
-  c.history_size = absl::GetFlag(FLAGS_history_size);
-  c.history_ttl = absl::GetFlag(FLAGS_history_ttl);
-  c.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
-  c.send_queue_bytes = absl::GetFlag(FLAGS_send_queue_bytes);
-  c.max_queued_bytes = absl::GetFlag(FLAGS_max_queued_bytes);
-  c.max_store_bytes = absl::GetFlag(FLAGS_max_store_bytes);
-  c.auth = absl::GetFlag(FLAGS_auth);
-  c.jwt_hs256_secret_file = absl::GetFlag(FLAGS_jwt_hs256_secret_file);
-  c.jwt_rs256_public_key_file = absl::GetFlag(FLAGS_jwt_rs256_public_key_file);
-  c.jwt_leeway = absl::GetFlag(FLAGS_jwt_leeway);
-  c.api_key_file = absl::GetFlag(FLAGS_api_key_file);
-  c.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
-  c.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
-  c.grpc_reflection = absl::GetFlag(FLAGS_grpc_reflection);
-  c.grpc_default_deadline = absl::GetFlag(FLAGS_grpc_default_deadline);
-  c.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
-  c.edge_threads = absl::GetFlag(FLAGS_edge_threads);
-  c.grpc_threads = absl::GetFlag(FLAGS_grpc_threads);
-  c.max_connections_per_user = absl::GetFlag(FLAGS_max_connections_per_user);
-  c.max_connections = absl::GetFlag(FLAGS_max_connections);
-  c.max_request_header_bytes = absl::GetFlag(FLAGS_max_request_header_bytes);
-  c.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
-  c.log_level = absl::GetFlag(FLAGS_log_level);
   for (absl::string_view origin :
        absl::StrSplit(absl::GetFlag(FLAGS_allowed_origins), ',', absl::SkipWhitespace())) {
     c.allowed_origins.emplace_back(absl::StripAsciiWhitespace(origin));

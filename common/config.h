@@ -12,47 +12,82 @@ namespace push {
 
 enum class Role { kAll, kApi, kEdge };
 
+// Every flag of pushd, written once: type, name, default, help. F: the Config field of the same
+// name, type and default holds its value. D: the value is turned into another field (role into
+// Role, allowed_origins into a list) by ParseConfig. The Abseil flags, the list of flags pushd
+// accepts (unknown ones are errors), the copy into Config and --help all come from this table.
+#define PUSHD_FLAGS(F, D)                                                                         \
+  F(std::string, grpc_listen, "0.0.0.0:50051", "gRPC address (host:port; port 0 = any)")          \
+  F(std::string, ws_listen, "0.0.0.0:8080",                                                       \
+    "HTTP/WebSocket address (edge, health, metrics, demo page)")                                  \
+  D(std::string, role, "all", "all, api (gRPC only) or edge (WebSocket only)")                    \
+  F(std::string, redis, "", "redis://host:port[/db]; empty = embedded in-memory store")           \
+  F(std::string, node_id, "", "the name this process shows in ListClients (default hostname)")    \
+  F(absl::Duration, ping_interval, absl::Seconds(20), "server ping period on every WebSocket")    \
+  F(absl::Duration, pong_timeout, absl::Seconds(10),                                              \
+    "a connection that has not answered a ping by then is closed")                                \
+  F(uint32_t, history_size, 1000, "messages kept per user for replay")                            \
+  F(absl::Duration, history_ttl, absl::Hours(24), "how long a message waits for an offline user") \
+  F(uint64_t, max_message_bytes, 65536, "largest data accepted by Push")                          \
+  F(uint64_t, send_queue_bytes, 1048576,                                                          \
+    "per-connection outbound backlog before the connection is a slow consumer")                   \
+  F(uint64_t, max_queued_bytes, 268435456,                                                        \
+    "bytes waiting in all connections' send queues together; past it the connections with"        \
+    " the largest backlogs are closed with 4008 first; 0 = no bound")                             \
+  F(uint64_t, max_store_bytes, 512ull << 20,                                                      \
+    "memory bound of the in-memory store; least recently active users are evicted first")         \
+  F(std::string, auth, "none", "none (user from query) or jwt (user from a signed token)")        \
+  F(std::string, jwt_hs256_secret_file, "",                                                       \
+    "HS256 secret for --auth=jwt (at least 32 bytes; one trailing newline is ignored)")           \
+  F(std::string, jwt_rs256_public_key_file, "",                                                   \
+    "RS256 public key (PEM, RSA of at least 2048 bits) for --auth=jwt")                           \
+  F(absl::Duration, jwt_leeway, absl::Seconds(30),                                                \
+    "clock-skew allowance on a token's exp and nbf")                                              \
+  D(std::string, allowed_origins, "",                                                             \
+    "comma list of allowed Origin values; empty = any (development only)")                        \
+  F(std::string, api_key_file, "", "when set, gRPC and admin HTTP calls need the key")            \
+  F(std::string, tls_cert_file, "",                                                               \
+    "TLS certificate chain (PEM) for both listeners (https/wss and gRPC over TLS)")               \
+  F(std::string, tls_key_file, "",                                                                \
+    "TLS private key (PEM, unencrypted) for both listeners; set with --tls_cert_file")            \
+  F(bool, grpc_reflection, true,                                                                  \
+    "serve gRPC server reflection (grpcurl, grpc_cli); turn off in production")                   \
+  F(absl::Duration, grpc_default_deadline, absl::Seconds(10),                                     \
+    "unary gRPC calls without a deadline end with DEADLINE_EXCEEDED after this")                  \
+  F(absl::Duration, drain_timeout, absl::Seconds(25),                                             \
+    "on SIGTERM: stop accepting, close WebSockets with 1001, finish RPCs, exit")                  \
+  F(int32_t, edge_threads, 0, "I/O threads of the WebSocket edge; 0 = number of cores")           \
+  F(int32_t, grpc_threads, 0,                                                                     \
+    "threads serving gRPC calls, each with its own completion queue; 0 = half the cores, "        \
+    "at least 1")                                                                                 \
+  F(uint32_t, max_connections_per_user, 32,                                                       \
+    "WebSockets one user may hold open on this process; more get HTTP 429; 0 = no limit")         \
+  F(uint32_t, max_connections, 0,                                                                 \
+    "WebSockets this process holds open; more get HTTP 503; 0 = as many as the open-files"        \
+    " limit allows (logged at start)")                                                            \
+  F(uint32_t, max_request_header_bytes, 8192,                                                     \
+    "largest request line plus headers on the edge port; larger requests get HTTP 431")           \
+  F(absl::Duration, handshake_timeout, absl::Seconds(10),                                         \
+    "time from TCP accept to a complete HTTP request (the upgrade); slower clients are "          \
+    "disconnected")                                                                               \
+  F(std::string, log_level, "info", "trace, debug, info, warn, error or off")
+
 // Everything the process is configured with, read once at start from flags/environment.
 struct Config {
-  std::string grpc_listen = "0.0.0.0:50051";
-  std::string ws_listen = "0.0.0.0:8080";
+#define PUSHD_CONFIG_FIELD(type, name, default_value, help) type name = default_value;
+#define PUSHD_NO_CONFIG_FIELD(type, name, default_value, help)
+  PUSHD_FLAGS(PUSHD_CONFIG_FIELD, PUSHD_NO_CONFIG_FIELD)
+#undef PUSHD_CONFIG_FIELD
+#undef PUSHD_NO_CONFIG_FIELD
+
+  // From the D flags.
   Role role = Role::kAll;
-  std::string redis;
-  std::string node_id;
-  absl::Duration ping_interval = absl::Seconds(20);
-  absl::Duration pong_timeout = absl::Seconds(10);
-  uint32_t history_size = 1000;
-  absl::Duration history_ttl = absl::Hours(24);
-  uint64_t max_message_bytes = 65536;
-  uint64_t send_queue_bytes = 1 << 20;
-  uint64_t max_queued_bytes = 256ull << 20;  // all send queues together; 0 = no bound
-  uint64_t max_store_bytes = 512ull << 20;
-  std::string auth = "none";
-  std::string jwt_hs256_secret_file;
-  std::string jwt_rs256_public_key_file;
-  // With --auth=jwt: the key files' contents, read (and checked) at start.
+  std::vector<std::string> allowed_origins;
+  // Read (and checked) at start: with --auth=jwt the key files' contents, with TLS the PEM files'.
   std::string jwt_hs256_secret;
   std::string jwt_rs256_public_key;
-  absl::Duration jwt_leeway = absl::Seconds(30);
-  std::vector<std::string> allowed_origins;
-  std::string api_key_file;
-  std::string tls_cert_file;
-  std::string tls_key_file;
-  // With TLS: the files' contents (PEM), read and checked at start.
   std::string tls_cert_pem;
   std::string tls_key_pem;
-  bool grpc_reflection = true;
-  // Unary calls that bring no deadline end with DEADLINE_EXCEEDED after this.
-  absl::Duration grpc_default_deadline = absl::Seconds(10);
-  absl::Duration drain_timeout = absl::Seconds(25);
-  int edge_threads = 0;  // 0 = number of cores
-  int grpc_threads = 0;  // 0 = half the cores, at least 1
-  // Limits of the edge (README, "Limits").
-  uint32_t max_connections_per_user = 32;  // 0 = no limit
-  uint32_t max_connections = 0;            // 0 = from the open-files limit (MaxConnectionsFor)
-  uint32_t max_request_header_bytes = 8192;
-  absl::Duration handshake_timeout = absl::Seconds(10);
-  std::string log_level = "info";
 };
 
 // Parses argv (Abseil flag syntax, --flagfile= included) on top of PUSHD_<FLAG> environment
