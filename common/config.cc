@@ -19,11 +19,7 @@
 #include "absl/strings/strip.h"
 #include "common/jwt.h"
 #include "common/redis_client.h"
-#include "openssl/bio.h"
-#include "openssl/err.h"
-#include "openssl/evp.h"
-#include "openssl/pem.h"
-#include "openssl/x509.h"
+#include "common/tls_credentials.h"
 
 extern char** environ;
 
@@ -241,19 +237,6 @@ absl::Status CheckAuth(Config& c) {
   return absl::OkStatus();
 }
 
-// OpenSSL's reason for the last failure, for error messages; clears its error queue.
-std::string OpenSslError() {
-  unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  if (code == 0) return "unknown error";
-  char buf[256];
-  ERR_error_string_n(code, buf, sizeof(buf));
-  return buf;
-}
-
-// An encrypted key would make OpenSSL prompt on the terminal: refuse it instead.
-int NoPassword(char*, int, int, void*) { return -1; }
-
 // Both files or neither; each must hold PEM that OpenSSL accepts, and the key must belong to the
 // certificate, so a wrong file stops pushd at start instead of failing every handshake.
 absl::Status CheckTls(Config& c) {
@@ -272,33 +255,25 @@ absl::Status CheckTls(Config& c) {
   if (absl::Status s = ReadKeyFile("tls_key_file", c.tls_key_file, &c.tls_key_pem); !s.ok()) {
     return s;
   }
-  ERR_clear_error();
-  BIO* cert_bio = BIO_new_mem_buf(c.tls_cert_pem.data(), static_cast<int>(c.tls_cert_pem.size()));
-  X509* cert = PEM_read_bio_X509(cert_bio, nullptr, NoPassword, nullptr);
-  BIO_free(cert_bio);
-  if (cert == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--tls_cert_file='", c.tls_cert_file,
-        "': no PEM certificate (-----BEGIN CERTIFICATE-----) in it: ", OpenSslError()));
+  TlsCredentialsCheck check = CheckTlsCredentials(c.tls_cert_pem, c.tls_key_pem);
+  switch (check.error) {
+    case TlsCredentialsError::kNone:
+      return absl::OkStatus();
+    case TlsCredentialsError::kCertificate:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--tls_cert_file='", c.tls_cert_file,
+          "': no PEM certificate (-----BEGIN CERTIFICATE-----) in it: ", check.detail));
+    case TlsCredentialsError::kKey:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--tls_key_file='", c.tls_key_file,
+          "': no usable PEM private key in it (encrypted keys are not supported): ", check.detail));
+    case TlsCredentialsError::kMismatch:
+      break;
   }
-  BIO* key_bio = BIO_new_mem_buf(c.tls_key_pem.data(), static_cast<int>(c.tls_key_pem.size()));
-  EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio, nullptr, NoPassword, nullptr);
-  BIO_free(key_bio);
-  absl::Status status;
-  if (key == nullptr) {
-    status = absl::InvalidArgumentError(absl::StrCat(
-        "--tls_key_file='", c.tls_key_file,
-        "': no usable PEM private key in it (encrypted keys are not supported): ", OpenSslError()));
-  } else if (X509_check_private_key(cert, key) != 1) {
-    ERR_clear_error();
-    status = absl::InvalidArgumentError(absl::StrCat("--tls_key_file='", c.tls_key_file,
-                                                     "' is not the key of the certificate in "
-                                                     "--tls_cert_file='",
-                                                     c.tls_cert_file, "'"));
-  }
-  EVP_PKEY_free(key);
-  X509_free(cert);
-  return status;
+  return absl::InvalidArgumentError(absl::StrCat("--tls_key_file='", c.tls_key_file,
+                                                 "' is not the key of the certificate in "
+                                                 "--tls_cert_file='",
+                                                 c.tls_cert_file, "'"));
 }
 
 std::string Hostname() {

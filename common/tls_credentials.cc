@@ -1,0 +1,57 @@
+#include "common/tls_credentials.h"
+
+#include <memory>
+
+#include "openssl/bio.h"
+#include "openssl/err.h"
+#include "openssl/evp.h"
+#include "openssl/pem.h"
+#include "openssl/x509.h"
+
+namespace push {
+namespace {
+
+struct BioFree {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+struct X509Free {
+  void operator()(X509* x) const { X509_free(x); }
+};
+struct KeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+
+// OpenSSL's reason for the last failure; clears its error queue.
+std::string OpenSslError() {
+  unsigned long code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0) return "unknown error";
+  char buf[256];
+  ERR_error_string_n(code, buf, sizeof(buf));
+  return buf;
+}
+
+// An encrypted key would make OpenSSL prompt on the terminal: refuse it instead.
+int NoPassword(char*, int, int, void*) { return -1; }
+
+std::unique_ptr<BIO, BioFree> MemoryBio(std::string_view pem) {
+  return std::unique_ptr<BIO, BioFree>(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+}
+
+}  // namespace
+
+TlsCredentialsCheck CheckTlsCredentials(std::string_view cert_pem, std::string_view key_pem) {
+  ERR_clear_error();
+  std::unique_ptr<X509, X509Free> cert(
+      PEM_read_bio_X509(MemoryBio(cert_pem).get(), nullptr, NoPassword, nullptr));
+  if (!cert) return {TlsCredentialsError::kCertificate, OpenSslError()};
+  std::unique_ptr<EVP_PKEY, KeyFree> key(
+      PEM_read_bio_PrivateKey(MemoryBio(key_pem).get(), nullptr, NoPassword, nullptr));
+  if (!key) return {TlsCredentialsError::kKey, OpenSslError()};
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    return {TlsCredentialsError::kMismatch, OpenSslError()};
+  }
+  return {};
+}
+
+}  // namespace push
