@@ -28,31 +28,24 @@ struct MemoryStore::Stream {
   size_t MetadataFootprint() const { return sizeof(Stream) + user_id.capacity() + 64; }
 };
 
-struct MemoryStore::Shard {
-  absl::Mutex mu;
-  StringMap<std::unique_ptr<Stream>> streams ABSL_GUARDED_BY(mu);
-  Stream* lru_head[2] = {nullptr, nullptr};  // least recently active first
-  Stream* lru_tail[2] = {nullptr, nullptr};
+void MemoryStore::Shard::Unlink(Stream& s) {
+  if (s.lru_list < 0) return;
+  int l = s.lru_list;
+  (s.lru_prev ? s.lru_prev->lru_next : lru_head[l]) = s.lru_next;
+  (s.lru_next ? s.lru_next->lru_prev : lru_tail[l]) = s.lru_prev;
+  s.lru_prev = s.lru_next = nullptr;
+  s.lru_list = -1;
+}
 
-  void Unlink(Stream& s) {
-    if (s.lru_list < 0) return;
-    int l = s.lru_list;
-    (s.lru_prev ? s.lru_prev->lru_next : lru_head[l]) = s.lru_next;
-    (s.lru_next ? s.lru_next->lru_prev : lru_tail[l]) = s.lru_prev;
-    s.lru_prev = s.lru_next = nullptr;
-    s.lru_list = -1;
-  }
-  // Moves `s` to the most recently active end of the list matching its content.
-  void Relink(Stream& s) {
-    Unlink(s);
-    int l = s.messages.empty() ? 1 : 0;
-    s.lru_prev = lru_tail[l];
-    s.lru_next = nullptr;
-    (lru_tail[l] ? lru_tail[l]->lru_next : lru_head[l]) = &s;
-    lru_tail[l] = &s;
-    s.lru_list = l;
-  }
-};
+void MemoryStore::Shard::Relink(Stream& s) {
+  Unlink(s);
+  int l = s.messages.empty() ? 1 : 0;
+  s.lru_prev = lru_tail[l];
+  s.lru_next = nullptr;
+  (lru_tail[l] ? lru_tail[l]->lru_next : lru_head[l]) = &s;
+  lru_tail[l] = &s;
+  s.lru_list = l;
+}
 
 MemoryStore::MemoryStore(MemoryStoreOptions options, Clock* clock)
     : options_(options), clock_(clock) {

@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/store.h"
+#include "common/strings.h"
 
 namespace push::store {
 
@@ -40,24 +41,36 @@ class MemoryStore final : public Store {
   uint64_t Cursor(std::string_view user_id);
 
  private:
+  // A user's messages, guarded by its shard's `mu` (which the analysis cannot name from here).
   struct Stream;
-  struct Shard;
+  // Defined here rather than in memory_store.cc so that the lock annotations below can name `mu`.
+  struct Shard {
+    absl::Mutex mu;
+    StringMap<std::unique_ptr<Stream>> streams ABSL_GUARDED_BY(mu);
+    Stream* lru_head[2] ABSL_GUARDED_BY(mu) = {nullptr, nullptr};  // least recently active first
+    Stream* lru_tail[2] ABSL_GUARDED_BY(mu) = {nullptr, nullptr};
+
+    void Unlink(Stream& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+    // Moves `s` to the most recently active end of the list matching its content.
+    void Relink(Stream& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  };
 
   Shard& ShardFor(std::string_view user_id);
-  // Removes the oldest message of `s`; the caller holds the shard lock.
-  void PopFront(Shard& shard, Stream& s);
+  // Removes the oldest message of `s`.
+  void PopFront(Shard& shard, Stream& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Drops the bookkeeping of a message leaving `s` (bytes, idempotency key).
   void Forget(Stream& s, const Message& m);
-  void RemoveExpired(Shard& shard, Stream& s, absl::Time now);
-  void Touch(Shard& shard, Stream& s);
+  void RemoveExpired(Shard& shard, Stream& s, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  void Touch(Shard& shard, Stream& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   void AddBytes(int64_t delta);
-  void EvictIfOverBudget();
+  void EvictIfOverBudget() ABSL_LOCKS_EXCLUDED(evict_mu_);
 
   const MemoryStoreOptions options_;
   Clock* const clock_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::atomic<uint64_t> bytes_{0};
-  absl::Mutex evict_mu_;
+  absl::Mutex evict_mu_;  // one evictor at a time
 };
 
 }  // namespace push::store

@@ -63,7 +63,7 @@ class RedisDirectory final : public Directory, public HubObserver {
 
  private:
   void Heartbeat();
-  void Register(const Connection& connection);
+  void Register(const Connection& connection) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshStats();
   void ResyncAll();
   std::string Info(const Connection& connection) const;

@@ -20,7 +20,7 @@ TimerWheel::TimerWheel(boost::asio::io_context& ioc, std::chrono::milliseconds t
       timer_(strand_) {}
 
 void TimerWheel::Start() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   armed_ = true;
   boost::asio::post(strand_, [this] { Arm(); });
 }
@@ -34,7 +34,7 @@ int64_t TimerWheel::DueTick(Clock::duration after) const {
 }
 
 void TimerWheel::ScheduleAt(std::weak_ptr<Client> client, int64_t due) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   // A tick already passed goes into the next slot the wheel looks at.
   int64_t slot = std::max(due, next_tick_);
   slots_[static_cast<size_t>(slot) % slots_.size()].push_back(Entry{std::move(client), due});
@@ -48,7 +48,7 @@ void TimerWheel::ScheduleAt(std::weak_ptr<Client> client, int64_t due) {
 void TimerWheel::Arm() {
   int64_t next;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     next = next_tick_;
   }
   timer_.expires_at(Clock::time_point(std::chrono::milliseconds(next * tick_)));
@@ -63,7 +63,7 @@ void TimerWheel::OnTick() {
   std::vector<std::shared_ptr<Client>> clients;
   std::vector<int64_t> dues;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     // After a long stall, one pass over every slot covers all the ticks missed.
     int64_t last = std::min(now, next_tick_ + static_cast<int64_t>(slots_.size()) - 1);
     for (int64_t t = next_tick_; t <= last; ++t) {
@@ -92,7 +92,7 @@ void TimerWheel::OnTick() {
   // Outside the lock: clients may schedule again from here (the wheel is still armed for them).
   for (size_t i = 0; i < clients.size(); ++i) clients[i]->OnWheelTimer(dues[i]);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (entries_ == 0) {
       armed_ = false;  // asleep until the next ScheduleAt
       return;

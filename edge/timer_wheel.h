@@ -10,8 +10,10 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace push::edge {
 
@@ -41,15 +43,15 @@ class TimerWheel {
   TimerWheel& operator=(const TimerWheel&) = delete;
 
   // Starts turning; the io_context's threads run it.
-  void Start();
+  void Start() ABSL_LOCKS_EXCLUDED(mu_);
   // The tick at which an entry scheduled `after` from now is due (never early). Waits longer
   // than a day are cut to a day: the client, called then, schedules the rest.
   int64_t DueTick(Clock::duration after) const;
   // Thread-safe. Calls `client` once at or after tick `due` (from DueTick), unless it is gone by
   // then.
-  void ScheduleAt(std::weak_ptr<Client> client, int64_t due);
+  void ScheduleAt(std::weak_ptr<Client> client, int64_t due) ABSL_LOCKS_EXCLUDED(mu_);
   // Both at once; returns the due tick `client` will be called with.
-  int64_t Schedule(std::weak_ptr<Client> client, Clock::duration after) {
+  int64_t Schedule(std::weak_ptr<Client> client, Clock::duration after) ABSL_LOCKS_EXCLUDED(mu_) {
     int64_t due = DueTick(after);
     ScheduleAt(std::move(client), due);
     return due;
@@ -60,17 +62,17 @@ class TimerWheel {
     std::weak_ptr<Client> client;
     int64_t due;
   };
-  void Arm();
-  void OnTick();
+  void Arm() ABSL_LOCKS_EXCLUDED(mu_);
+  void OnTick() ABSL_LOCKS_EXCLUDED(mu_);
 
   const int64_t tick_;  // milliseconds
-  std::mutex mu_;
-  std::vector<std::vector<Entry>> slots_;  // guarded by mu_
-  int64_t next_tick_;                      // the first tick not processed yet; guarded by mu_
-  size_t entries_ = 0;                     // guarded by mu_
+  absl::Mutex mu_;
+  std::vector<std::vector<Entry>> slots_ ABSL_GUARDED_BY(mu_);
+  int64_t next_tick_ ABSL_GUARDED_BY(mu_);  // the first tick not processed yet
+  size_t entries_ ABSL_GUARDED_BY(mu_) = 0;
   // The timer is waiting or a turn is running; false while the wheel is empty, so that an idle
-  // process does not wake every tick. Guarded by mu_.
-  bool armed_ = false;
+  // process does not wake every tick.
+  bool armed_ ABSL_GUARDED_BY(mu_) = false;
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::steady_timer timer_;  // on strand_
 };

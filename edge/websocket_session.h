@@ -209,47 +209,52 @@ class WebSocketSession final : public Connection,
   // Connection:
   const ConnectionInfo& info() const override { return params_.info; }
   // Thread-safe.
-  void Deliver(MessagePtr message) override;
-  void Close(uint16_t code, std::string reason) override;
-  void Resync() override;
+  void Deliver(MessagePtr message) override ABSL_LOCKS_EXCLUDED(mu_);
+  void Close(uint16_t code, std::string reason) override ABSL_LOCKS_EXCLUDED(mu_);
+  void Resync() override ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t messages_sent() const override { return messages_sent_.load(std::memory_order_relaxed); }
   uint64_t queued_bytes() const override { return queued_bytes_.load(std::memory_order_relaxed); }
 
  private:
   static constexpr bool kSendLane = std::is_same_v<Stream, EdgeStream>;
 
-  void OnAccept(beast::error_code ec);
+  // Beast's control callback (a pong answers our heartbeat). Not checked: Beast calls it on the
+  // strand from inside a WebSocket read, under mu_ when a handler starts the read and without it
+  // when the read goes on; the strand orders it with the handlers, and Deliver, the one caller
+  // off the strand, never touches awaiting_pong_.
+  void OnControlFrame(websocket::frame_type kind) ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  void OnAccept(beast::error_code ec) ABSL_LOCKS_EXCLUDED(mu_);
   // Reads the next client frame: on a plain connection at a message boundary, by waiting for the
   // socket to become readable first (OnReadable), otherwise with a WebSocket read at once.
-  void DoRead();
-  void OnReadable(beast::error_code ec);
+  void DoRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnReadable(beast::error_code ec) ABSL_LOCKS_EXCLUDED(mu_);
   // The WebSocket read of the next frame (or the rest of one).
-  void ReadFrame();
-  void OnRead(beast::error_code ec, std::size_t bytes);
-  void HandleClientFrame(std::string_view text);
-  void HandleRefresh(const std::string& token);
+  void ReadFrame() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnRead(beast::error_code ec, std::size_t bytes) ABSL_LOCKS_EXCLUDED(mu_);
+  void HandleClientFrame(std::string_view text) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleRefresh(const std::string& token) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  void ReadStore();
-  void OnStoreRead(absl::StatusOr<store::ReadResult> result);
-  void OnLive(MessagePtr message);
+  void ReadStore() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnStoreRead(absl::StatusOr<store::ReadResult> result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnLive(MessagePtr message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The sequencer's output: the frames it says to send go into the send queue.
   class Frames;
   // `ahead`: before every frame not yet started (pings and pongs), else at the end.
-  void EnqueueFrame(OutFrame frame, bool ahead = false);
+  void EnqueueFrame(OutFrame frame, bool ahead = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether `message` fits the send queue (the slow-consumer rule).
   bool HasRoom(const Message& message) const;
   // Writes what is queued: the send lane on plain connections, one Beast write on TLS.
-  void DoWrite();
-  void OnWrite(beast::error_code ec, std::size_t bytes);
+  void DoWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnWrite(beast::error_code ec, std::size_t bytes) ABSL_LOCKS_EXCLUDED(mu_);
   // Send lane: writes what is queued with non-blocking sendmsg calls until the queue is empty or
   // the socket is full; then the strand waits for it to drain (on_strand: this is the strand;
   // otherwise that is posted to it).
-  void FlushLane(bool on_strand);
-  void OnLaneBlocked(bool lost);
-  void OnWritable(beast::error_code ec);
+  void FlushLane(bool on_strand) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnLaneBlocked(bool lost) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnWritable(beast::error_code ec) ABSL_LOCKS_EXCLUDED(mu_);
   // The lane went idle on the strand: start a WebSocket read that waited for it, send a pending
   // close frame, continue a replay.
-  void OnLaneIdle();
+  void OnLaneIdle() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The messages among the frames one write took: counted and timed as each leaves the queue,
   // then booked once for the write (FramesSent).
   struct SentFrames {
@@ -259,33 +264,34 @@ class WebSocketSession final : public Connection,
     void Add(const OutFrame& frame);
   };
   // Bookkeeping for frames that reached the socket.
-  void FramesSent(const SentFrames& sent);
+  void FramesSent(const SentFrames& sent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `bytes` left the send queue (written or dropped): the session's and the process's counts.
-  void Dequeued(uint64_t bytes);
+  void Dequeued(uint64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A write failed: the connection is gone (or its close handshake ends here).
-  void WriteFailed();
-  void MaybeContinueReplay();
+  void WriteFailed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeContinueReplay() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  void ScheduleTimer(absl::Duration after);
+  void ScheduleTimer(absl::Duration after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The next heartbeat or token deadline.
-  absl::Time NextWake() const;
-  void OnWheelTimer(int64_t due) override;
-  void OnTimer(int64_t due);
+  absl::Time NextWake() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnWheelTimer(int64_t due) override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnTimer(int64_t due) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes our heartbeat ping, or a pong answering a client's ping taken at the socket.
-  void SendControl(bool ping, std::string payload);
+  void SendControl(bool ping, std::string payload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The timer of the close handshake and of the linger after it, made when first needed: an
   // open connection's deadlines are on the edge's TimerWheel.
-  net::steady_timer& CloseTimer();
+  net::steady_timer& CloseTimer() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stops delivery and closes with `code` once the queue is empty (counted as `why`); `flush`
   // keeps what is queued.
-  void DoClose(uint16_t code, std::string reason, Disconnect why, bool flush = false);
-  void MaybeSendClose();
+  void DoClose(uint16_t code, std::string reason, Disconnect why, bool flush = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeSendClose() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Closes the socket at once (no handshake) and finishes.
-  void Teardown(Disconnect why);
+  void Teardown(Disconnect why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs once when the connection is over; counts `why` unless DoClose counted its own.
-  void Finish(Disconnect why);
+  void Finish(Disconnect why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives back the --max_connections slot and the user's reserved slot, if still held.
-  void ReleaseSlots();
+  void ReleaseSlots() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   websocket::stream<Stream, /*deflateSupported=*/false> ws_;
   SessionParams params_;
@@ -294,40 +300,46 @@ class WebSocketSession final : public Connection,
   Hub* const hub_;
   SessionCounters* const counters_;
   TimerWheel* const wheel_;
-  int64_t wake_tick_ = 0;  // the wheel tick of the latest ScheduleTimer; older ones are stale
-  std::unique_ptr<net::steady_timer> close_timer_;
-  beast::flat_buffer read_buffer_;
+  // The wheel tick of the latest ScheduleTimer; older ones are stale.
+  int64_t wake_tick_ ABSL_GUARDED_BY(mu_) = 0;
+  std::unique_ptr<net::steady_timer> close_timer_ ABSL_GUARDED_BY(mu_);
+  beast::flat_buffer read_buffer_ ABSL_GUARDED_BY(mu_);
 
   // Guards the session's state against Deliver on publishing threads (see the class comment).
   absl::Mutex mu_;
-  SendQueue queue_;
-  bool writing_ = false;        // TLS: a Beast write is in flight
-  bool lane_busy_ = false;      // the lane waits for the socket to drain (or is being torn down)
-  bool lane_closed_ = false;    // the close frame went through Beast: the lane writes no more
-  bool beast_reading_ = false;  // a WebSocket read is in flight: the lane waits
-  bool read_wanted_ = false;    // a WebSocket read waits for the lane to go idle
+  SendQueue queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;  // TLS: a Beast write is in flight
+  // The lane waits for the socket to drain (or is being torn down).
+  bool lane_busy_ ABSL_GUARDED_BY(mu_) = false;
+  // The close frame went through Beast: the lane writes no more.
+  bool lane_closed_ ABSL_GUARDED_BY(mu_) = false;
+  // A WebSocket read is in flight: the lane waits.
+  bool beast_reading_ ABSL_GUARDED_BY(mu_) = false;
+  // A WebSocket read waits for the lane to go idle.
+  bool read_wanted_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<uint64_t> queued_bytes_{0};
   std::atomic<uint64_t> messages_sent_{0};
 
   // Replay and live order: what goes into queue_, and when to read the store.
-  Sequencer sequencer_;
-  uint64_t last_written_seq_ = 0;
+  Sequencer sequencer_ ABSL_GUARDED_BY(mu_);
+  uint64_t last_written_seq_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Heartbeat and token expiry: deadlines on the edge's TimerWheel (ScheduleTimer, OnTimer).
-  bool awaiting_pong_ = false;
+  bool awaiting_pong_ ABSL_GUARDED_BY(mu_) = false;
   // Our ping or pong frame is being written; Beast takes one such write at a time.
-  bool control_in_flight_ = false;
-  bool ping_wanted_ = false;  // a heartbeat ping waits for the control write in flight
-  absl::Time ping_sent_;
-  absl::Time next_ping_;
-  bool closing_ = false;
+  bool control_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  // A heartbeat ping waits for the control write in flight.
+  bool ping_wanted_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time ping_sent_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_ping_ ABSL_GUARDED_BY(mu_);
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
   // On the heap: a close_reason holds 123 bytes of reason inline, and few connections close.
-  std::unique_ptr<websocket::close_reason> pending_close_;
-  bool close_sent_ = false;
-  bool registered_ = false;
-  bool finished_ = false;
-  bool holds_slot_ = true;
-  Disconnect close_why_ = Disconnect::kConnectionLost;  // set by DoClose
+  std::unique_ptr<websocket::close_reason> pending_close_ ABSL_GUARDED_BY(mu_);
+  bool close_sent_ ABSL_GUARDED_BY(mu_) = false;
+  bool registered_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool holds_slot_ ABSL_GUARDED_BY(mu_) = true;
+  Disconnect close_why_ ABSL_GUARDED_BY(mu_) = Disconnect::kConnectionLost;  // set by DoClose
 };
 
 // Instantiated in websocket_session.cc.

@@ -128,9 +128,8 @@ void WebSocketSession<Stream>::Run(http::request<http::string_body> request, std
       [](websocket::response_type& res) { res.set(http::field::server, "pushd"); }));
   ws_.read_message_max(4096);
   ws_.auto_fragment(false);
-  ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
-    if (kind == websocket::frame_type::pong) awaiting_pong_ = false;
-  });
+  ws_.control_callback(
+      [this](websocket::frame_type kind, beast::string_view) { OnControlFrame(kind); });
   auto on_accept = beast::bind_front_handler(&WebSocketSession::OnAccept, this->shared_from_this());
   if (early.empty()) {
     ws_.async_accept(request, std::move(on_accept));
@@ -144,6 +143,11 @@ void WebSocketSession<Stream>::Run(http::request<http::string_body> request, std
   std::string bytes = std::move(raw).str();
   bytes += early;
   ws_.async_accept(net::buffer(bytes), std::move(on_accept));
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::OnControlFrame(websocket::frame_type kind) {
+  if (kind == websocket::frame_type::pong) awaiting_pong_ = false;
 }
 
 template <class Stream>
@@ -350,23 +354,26 @@ void WebSocketSession<Stream>::HandleRefresh(const std::string& token) {
 // ---- Replay and live delivery ---------------------------------------------------------------
 
 // What the sequencer sends goes into the session's queue; on the stack for one call (a base
-// class of the session would cost every connection a vtable pointer).
+// class of the session would cost every connection a vtable pointer). Made only under the
+// session's mu_, which its calls then require: the sequencer makes them through
+// Sequencer::Output, where the analysis cannot follow.
 template <class Stream>
 class WebSocketSession<Stream>::Frames final : public Sequencer::Output {
  public:
-  explicit Frames(WebSocketSession* session) : s_(session) {}
-  void Welcome(uint64_t last_seq) override {
+  explicit Frames(WebSocketSession* session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(session->mu_)
+      : s_(session) {}
+  void Welcome(uint64_t last_seq) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(s_->mu_) {
     if (s_->params_.compat) return;  // bare data frames only
     std::string welcome =
         EncodeWelcome(s_->params_.info.connection_id, s_->params_.info.user_id, last_seq);
     s_->EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(std::move(welcome))});
   }
-  void Gap(uint64_t from, uint64_t to) override {
+  void Gap(uint64_t from, uint64_t to) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(s_->mu_) {
     GlobalMetrics().gaps.fetch_add(1, std::memory_order_relaxed);
     if (s_->params_.compat) return;  // bare data frames cannot say it
     s_->EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(EncodeGap(from, to))});
   }
-  void Send(MessagePtr message, bool live) override {
+  void Send(MessagePtr message, bool live) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(s_->mu_) {
     if (!live) GlobalMetrics().replays.fetch_add(1, std::memory_order_relaxed);
     s_->EnqueueFrame(OutFrame{std::move(message), nullptr, live});
   }

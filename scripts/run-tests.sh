@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Sets everything up, builds, and runs the whole test suite with ctest; then each libFuzzer
-# target's deterministic run (build-fuzz/, clang: the seeds and regression inputs, then a fixed
-# number of executions from a fixed seed) and the whole suite again built with AddressSanitizer +
+# Sets everything up, builds, and runs the whole test suite with ctest; then compiles all of
+# pushd's code with clang to check its lock annotations (build-tsa/), each libFuzzer target's
+# deterministic run (build-fuzz/, clang: the seeds and regression inputs, then a fixed number of
+# executions from a fixed seed) and the whole suite again built with AddressSanitizer +
 # UndefinedBehaviorSanitizer (build-asan/). Every step runs; the script fails if any failed.
-#   PUSHD_SANITIZE_STEP=0 / PUSHD_FUZZ_STEP=0 skip those steps (local iterations only).
+#   PUSHD_SANITIZE_STEP=0 / PUSHD_FUZZ_STEP=0 / PUSHD_THREAD_SAFETY_STEP=0 skip those steps (local
+#   iterations only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Compiler caching that survives a fresh clone in another directory: paths relative to the
@@ -32,6 +34,21 @@ step() {
 
 run_ctest() {
   ctest --test-dir "$1" --output-on-failure --parallel "${TEST_PARALLEL:-4}" --timeout 300 "${@:2}"
+}
+
+# Clang's -Wthread-safety checks the lock annotations (ABSL_GUARDED_BY,
+# ABSL_EXCLUSIVE_LOCKS_REQUIRED, ...) that GCC ignores; CMakeLists.txt makes every such warning an
+# error under clang. Compiling is the whole check: no optimisation, no debug info, nothing run.
+thread_safety() {
+  if ! command -v clang++ >/dev/null; then
+    echo "clang++ not found (scripts/setup.sh installs it): the lock annotations are not checked"
+    return 1
+  fi
+  local dir=${TSA_BUILD_DIR:-build-tsa}
+  if [ ! -f "$dir/build.ninja" ]; then
+    CC=clang CXX=clang++ cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=None || return 1
+  fi
+  cmake --build "$dir"
 }
 
 fuzz() {
@@ -69,6 +86,7 @@ sanitize() {
 }
 
 step tests run_ctest "${BUILD_DIR:-build}"
+[ "${PUSHD_THREAD_SAFETY_STEP:-1}" = 0 ] || step thread_safety thread_safety
 [ "${PUSHD_FUZZ_STEP:-1}" = 0 ] || step fuzz fuzz
 [ "${PUSHD_SANITIZE_STEP:-1}" = 0 ] || step sanitizers sanitize
 

@@ -54,17 +54,17 @@ class App {
   void Drain();
 
  private:
-  void SweepLoop();
+  void SweepLoop() ABSL_LOCKS_EXCLUDED(sweep_mu_);
   // Wires the Redis store, routing and presence (--redis).
   absl::Status StartRedis();
   // Readiness: started, not draining, and (with Redis) every Redis link up.
-  void UpdateReady();
+  void UpdateReady() ABSL_LOCKS_EXCLUDED(ready_mu_);
   // The demo page's push (development only): a Push through the same logic as gRPC.
   void DemoPush(std::string user_id, std::string data,
                 std::function<void(int status, std::string body)> done);
 
   Config config_;
-  absl::Mutex ready_mu_;
+  absl::Mutex ready_mu_;  // one UpdateReady at a time
   std::atomic<bool> ready_{false};
   std::atomic<bool> started_{false};
   std::atomic<bool> draining_{false};

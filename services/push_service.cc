@@ -137,7 +137,7 @@ void PushLogic::Broadcast(const v1::BroadcastRequest& request, v1::BroadcastResp
   struct State {
     std::atomic<int> remaining;
     absl::Mutex mu;
-    absl::Status status;
+    absl::Status status ABSL_GUARDED_BY(mu);
     v1::BroadcastResponse* response;
     absl::AnyInvocable<void(absl::Status)> done;
   };

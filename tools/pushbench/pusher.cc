@@ -4,12 +4,14 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
-#include <condition_variable>
 #include <cstdio>
 #include <deque>
-#include <mutex>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "push/v1/push.grpc.pb.h"
 
 namespace pushbench {
@@ -38,17 +40,17 @@ std::string StatusText(const grpc::Status& s) {
 
 // What one Run shares with its completion callbacks (which run on gRPC's threads).
 struct RunState {
-  explicit RunState(UserTable* u) : users(u) {}
+  RunState(UserTable* u, int streams) : users(u), streams_open(streams) {}
 
   UserTable* users;
-  std::mutex mu;
-  std::condition_variable cv;
+  absl::Mutex mu;
+  absl::CondVar cv;
   std::atomic<int64_t> inflight{0};  // changed under mu, read without it
   std::atomic<uint64_t> pushes_ok{0}, failed{0}, delivered{0};
-  int streams_open = 0;                          // guarded by mu
-  Histogram rpc_latency;                         // guarded by mu
-  std::string first_error;                       // guarded by mu
-  Clock::time_point last_answer = Clock::now();  // guarded by mu
+  int streams_open ABSL_GUARDED_BY(mu) = 0;
+  Histogram rpc_latency ABSL_GUARDED_BY(mu);
+  std::string first_error ABSL_GUARDED_BY(mu);
+  Clock::time_point last_answer ABSL_GUARDED_BY(mu) = Clock::now();
 
   void RecordOk(uint32_t user, const v1::PushResponse& r) {
     users->pushed[user].fetch_add(1, std::memory_order_relaxed);
@@ -62,17 +64,17 @@ struct RunState {
   }
   void RecordFailure(uint64_t count, const std::string& why) {
     failed.fetch_add(count, std::memory_order_relaxed);
-    std::lock_guard lock(mu);
+    absl::MutexLock lock(&mu);
     if (first_error.empty()) first_error = why;
   }
   // Notifies under the lock: once the runner sees the count reach zero, no callback touches this.
   void Answered(int64_t sent_ns, int64_t count = 1) {
     int64_t now = NowNanos();
-    std::lock_guard lock(mu);
+    absl::MutexLock lock(&mu);
     if (sent_ns > 0) rpc_latency.Record(static_cast<uint64_t>(std::max<int64_t>(now - sent_ns, 0)));
     last_answer = Clock::now();
     inflight.fetch_sub(count, std::memory_order_relaxed);
-    cv.notify_all();
+    cv.SignalAll();
   }
 };
 
@@ -107,7 +109,7 @@ class StreamCall final : public grpc::ClientBidiReactor<v1::PushRequest, v1::Pus
 
   // From the issuing thread. False if the stream has already ended.
   bool Send(uint32_t user, std::string payload) {
-    std::unique_lock lock(mu_);
+    absl::ReleasableMutexLock lock(&mu_);
     if (done_ || closing_) return false;
     v1::PushRequest request;
     request.set_user_id(run_->users->names[user]);
@@ -120,34 +122,34 @@ class StreamCall final : public grpc::ClientBidiReactor<v1::PushRequest, v1::Pus
     writing_ = true;
     current_ = std::move(pending_.front());
     pending_.pop_front();
-    lock.unlock();
+    lock.Release();
     StartWrite(&current_);
     return true;
   }
 
   // No more requests: half-close once the queue is written.
   void Close() {
-    std::unique_lock lock(mu_);
+    absl::ReleasableMutexLock lock(&mu_);
     closing_ = true;
     if (writing_ || writes_done_ || done_) return;
     writes_done_ = true;
-    lock.unlock();
+    lock.Release();
     StartWritesDone();
   }
 
   void OnWriteDone(bool ok) override {
-    std::unique_lock lock(mu_);
+    absl::ReleasableMutexLock lock(&mu_);
     if (ok && !pending_.empty()) {
       current_ = std::move(pending_.front());
       pending_.pop_front();
-      lock.unlock();
+      lock.Release();
       StartWrite(&current_);
       return;
     }
     writing_ = false;
     if (ok && closing_ && !writes_done_) {
       writes_done_ = true;
-      lock.unlock();
+      lock.Release();
       StartWritesDone();
     }
   }
@@ -157,7 +159,7 @@ class StreamCall final : public grpc::ClientBidiReactor<v1::PushRequest, v1::Pus
     Waiting w{};
     bool matched = false;
     {
-      std::lock_guard lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (!waiting_.empty()) {
         w = waiting_.front();
         waiting_.pop_front();
@@ -177,7 +179,7 @@ class StreamCall final : public grpc::ClientBidiReactor<v1::PushRequest, v1::Pus
   void OnDone(const grpc::Status& status) override {
     int64_t unanswered;
     {
-      std::lock_guard lock(mu_);
+      absl::MutexLock lock(&mu_);
       done_ = true;
       unanswered = static_cast<int64_t>(waiting_.size());
       waiting_.clear();
@@ -188,10 +190,10 @@ class StreamCall final : public grpc::ClientBidiReactor<v1::PushRequest, v1::Pus
                           "PushStream ended with " + StatusText(status) + " and " +
                               std::to_string(unanswered) + " requests unanswered");
     }
-    std::lock_guard lock(run_->mu);
+    absl::MutexLock lock(&run_->mu);
     run_->inflight.fetch_sub(unanswered, std::memory_order_relaxed);
     --run_->streams_open;
-    run_->cv.notify_all();
+    run_->cv.SignalAll();
   }
 
  private:
@@ -202,14 +204,14 @@ class StreamCall final : public grpc::ClientBidiReactor<v1::PushRequest, v1::Pus
   RunState* const run_;
   grpc::ClientContext ctx_;
   v1::PushResponse response_;
-  std::mutex mu_;
-  std::deque<v1::PushRequest> pending_;  // guarded by mu_
-  std::deque<Waiting> waiting_;          // guarded by mu_; in request order
-  v1::PushRequest current_;              // the one write in flight
-  bool writing_ = false;                 // guarded by mu_
-  bool closing_ = false;                 // guarded by mu_
-  bool writes_done_ = false;             // guarded by mu_
-  bool done_ = false;                    // guarded by mu_
+  absl::Mutex mu_;
+  std::deque<v1::PushRequest> pending_ ABSL_GUARDED_BY(mu_);
+  std::deque<Waiting> waiting_ ABSL_GUARDED_BY(mu_);  // in request order
+  v1::PushRequest current_;                           // the one write in flight
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool writes_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<int64_t> outstanding_{0};
 };
 
@@ -261,16 +263,15 @@ bool Pusher::WaitReady(double timeout_s, std::string* error) {
 }
 
 PushStats Pusher::Run(const PushOptions& options, const std::function<uint64_t()>& received) {
-  RunState run(impl_->users);
-  const uint32_t n_users = static_cast<uint32_t>(impl_->users->size());
   const int concurrency = std::max(1, options.concurrency);
+  RunState run(impl_->users, options.mode == PushMode::kStream ? concurrency : 0);
+  const uint32_t n_users = static_cast<uint32_t>(impl_->users->size());
   const int batch = std::clamp<int>(options.broadcast_batch, 1, static_cast<int>(n_users));
   const int window = std::max(1, options.stream_window);
   auto lifetime = std::chrono::seconds(static_cast<int64_t>(options.duration_s) + 120);
 
   std::vector<std::unique_ptr<StreamCall>> streams;
   if (options.mode == PushMode::kStream) {
-    run.streams_open = concurrency;
     for (int i = 0; i < concurrency; ++i) {
       streams.push_back(std::make_unique<StreamCall>(
           &run, impl_->stubs[i % impl_->stubs.size()].get(), lifetime));
@@ -285,8 +286,8 @@ PushStats Pusher::Run(const PushOptions& options, const std::function<uint64_t()
   auto start = Clock::now();
   auto end = start + std::chrono::nanoseconds(static_cast<int64_t>(options.duration_s * 1e9));
   auto pause = [&run] {
-    std::unique_lock lock(run.mu);
-    run.cv.wait_for(lock, std::chrono::microseconds(200));
+    absl::MutexLock lock(&run.mu);
+    run.cv.WaitWithTimeout(&run.mu, absl::Microseconds(200));
   };
   auto pick_user = [&]() -> uint32_t {
     return static_cast<uint32_t>(options.round_robin ? round_robin++ % n_users
@@ -403,11 +404,16 @@ PushStats Pusher::Run(const PushOptions& options, const std::function<uint64_t()
   }
 
   for (auto& s : streams) s->Close();
+  bool unanswered;
   {
-    std::unique_lock lock(run.mu);
-    bool all = run.cv.wait_for(lock, std::chrono::seconds(60), [&run] {
-      return run.inflight.load(std::memory_order_relaxed) == 0 && run.streams_open == 0;
-    });
+    absl::MutexLock lock(&run.mu);
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    bool all, timed_out = false;
+    while (true) {
+      all = run.inflight.load(std::memory_order_relaxed) == 0 && run.streams_open == 0;
+      if (all || timed_out) break;
+      timed_out = run.cv.WaitWithDeadline(&run.mu, deadline);
+    }
     if (!all) {
       run.failed += static_cast<uint64_t>(std::max<int64_t>(run.inflight.load(), 0));
       if (run.first_error.empty()) run.first_error = "requests still unanswered after 60 s";
@@ -415,8 +421,10 @@ PushStats Pusher::Run(const PushOptions& options, const std::function<uint64_t()
     stats.seconds = SecondsBetween(start, run.last_answer);
     stats.rpc_latency_ns = run.rpc_latency;
     stats.first_error = run.first_error;
+    // Read under the lock: a stream's OnDone may still be changing streams_open.
+    unanswered = run.inflight.load() != 0 || run.streams_open != 0;
   }
-  if (run.inflight.load() != 0 || run.streams_open != 0) {
+  if (unanswered) {
     // Callbacks still reference `run`; leaking is the lesser evil in a tool about to report
     // failure and exit.
     std::fprintf(stderr, "pushbench: giving up on unanswered requests\n");
