@@ -91,7 +91,7 @@ void PushLogic::Append(const std::string& user_id, std::shared_ptr<const std::st
   append.payload = std::move(payload);
   append.message_id = message_id;
   append.ttl = ttl;
-  store_->Append(std::move(append), [this, response, user_id, done = std::move(done)](
+  store_->Append(std::move(append), [response, done = std::move(done)](
                                         absl::StatusOr<store::AppendResult> result) mutable {
     if (!result.ok()) {
       GlobalMetrics().pushes_rejected.fetch_add(1, std::memory_order_relaxed);
