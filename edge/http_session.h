@@ -12,7 +12,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "common/http_query.h"
+#include "edge/http_query.h"
 #include "common/http_status.h"
 #include "common/ids.h"
 #include "common/json.h"

@@ -9,7 +9,7 @@
 #include <string>
 #include <utility>
 
-#include "common/frame_queue.h"
+#include "edge/frame_queue.h"
 #include "common/message.h"
 
 namespace push::edge {

@@ -16,7 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/http_query.h"
+#include "edge/http_query.h"
 #include "edge/edge_server.h"
 
 namespace push::edge {

@@ -1,4 +1,4 @@
-#include "common/frame_queue.h"
+#include "edge/frame_queue.h"
 
 #include <memory>
 

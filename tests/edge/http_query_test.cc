@@ -1,4 +1,4 @@
-#include "common/http_query.h"
+#include "edge/http_query.h"
 
 #include <string>
 
