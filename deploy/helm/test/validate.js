@@ -15,7 +15,7 @@ const YAML = require('yaml');
 
 const [manifestsFile, configCc, notesFile] = process.argv.slice(2);
 if (!configCc) {
-  console.error('usage: node validate.js MANIFESTS_YAML CONFIG_CC [NOTES_YAML]');
+  console.error('usage: node validate.js MANIFESTS_YAML CONFIG_H [NOTES_YAML]');
   process.exit(2);
 }
 const problems = [];
@@ -135,9 +135,10 @@ const podsMatching = (selector) =>
     ? workloads.filter((w) => matches(selector, w.spec.template.metadata.labels))
     : [];
 
-const flagRe = /ABSL_FLAG\(\s*[^,]+,\s*([a-z0-9_]+)\s*,/g;
+// pushd's flags: the entries F(type, name, ...) and D(type, name, ...) of PUSHD_FLAGS.
+const flagRe = /^\s*[FD]\(\s*[^,]+,\s*([a-z0-9_]+)\s*,/gm;
 const knownFlags = new Set([...fs.readFileSync(configCc, 'utf8').matchAll(flagRe)].map((m) => m[1]));
-if (knownFlags.size === 0) problems.push(`${configCc}: found no ABSL_FLAG definitions`);
+if (knownFlags.size === 0) problems.push(`${configCc}: found no PUSHD_FLAGS entries`);
 
 for (const w of workloads) {
   const id = `${w.kind}/${w.metadata.name}`;
