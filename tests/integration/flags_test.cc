@@ -21,7 +21,9 @@
 #include "gtest/gtest.h"
 #include "tests/testing/clients.h"
 #include "tests/testing/pushd_process.h"
+#include "tests/testing/temp_files.h"
 #include "tests/testing/test_util.h"
+#include "tests/testing/text.h"
 
 extern char** environ;
 
@@ -55,27 +57,6 @@ void ExpectRejected(const RunResult& r, const std::vector<std::string>& names) {
     EXPECT_NE(line.find(name), std::string::npos) << "'" << name << "' not in: " << line;
   }
 }
-
-class TempFile {
- public:
-  explicit TempFile(const std::string& contents) {
-    std::string pattern = ::testing::TempDir() + "pushd_flags_XXXXXX";
-    std::vector<char> buf(pattern.begin(), pattern.end());
-    buf.push_back('\0');
-    int fd = mkstemp(buf.data());
-    path_ = buf.data();
-    if (fd >= 0) {
-      ssize_t n = write(fd, contents.data(), contents.size());
-      EXPECT_EQ(n, static_cast<ssize_t>(contents.size()));
-      close(fd);
-    }
-  }
-  ~TempFile() { unlink(path_.c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // A pushd started with an environment of our choosing (PushdProcess passes --node_id itself
 // and inherits the test's environment). Stopped with SIGTERM, then SIGKILL, when destroyed.
@@ -163,14 +144,6 @@ std::string NodeIdOf(int ws_port, v1::PushService::Stub& stub) {
   auto list = DoList(stub, "probe");
   if (list.clients_size() != 1) return "<not listed>";
   return list.clients(0).node_id();
-}
-
-// A JSON string of `n` copies of `c`: n + 2 bytes with the quotes.
-std::string JsonString(size_t n, char c) {
-  std::string s(n + 2, c);
-  s.front() = '"';
-  s.back() = '"';
-  return s;
 }
 
 struct BadFlag {
