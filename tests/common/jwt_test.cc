@@ -5,10 +5,9 @@
 
 #include "common/jwt.h"
 
+#include <openssl/ec.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/pem.h>
-#include <unistd.h>
+#include <openssl/rsa.h>
 
 #include <memory>
 #include <string>
@@ -17,76 +16,38 @@
 #include "common/config.h"
 #include "common/message.h"
 #include "gtest/gtest.h"
+#include "tests/testing/fakes.h"
+#include "tests/testing/jwt_signing.h"
+#include "tests/testing/temp_files.h"
 
 namespace push {
 namespace {
 
+using push::testing::ClaimsJson;
+using push::testing::FakeClock;
+using push::testing::Hs256Mac;
+using push::testing::JwtSigningInput;
+using push::testing::kHs256Header;
+using push::testing::Pkey;
+using push::testing::PublicKeyPem;
+using push::testing::SignHs256;
+using push::testing::SignRs256;
+using push::testing::TempFile;
+
 constexpr char kSecret[] = "0123456789abcdef0123456789abcdef-test-secret";
-constexpr int64_t kNow = 1'700'000'000;
-
-class FakeClock final : public Clock {
- public:
-  absl::Time Now() const override { return now; }
-  absl::Time now = absl::FromUnixSeconds(kNow);
-};
-
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
+// Where the test clock starts.
+constexpr int64_t kNow = FakeClock::kStartUnixSeconds;
 
 Pkey GenerateRsa(int bits = 2048) { return Pkey(EVP_RSA_gen(bits)); }
 
-std::string PublicPem(EVP_PKEY* key) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PUBKEY(bio, key);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio, &data);
-  std::string pem(data, static_cast<size_t>(len));
-  BIO_free(bio);
-  return pem;
-}
-
-std::string Hs256(std::string_view key, std::string_view input) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len);
-  return std::string(reinterpret_cast<char*>(mac), len);
-}
-
-std::string Rs256(EVP_PKEY* key, std::string_view input) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  size_t len = 0;
-  EVP_DigestSignInit(ctx, nullptr, EVP_sha256(), nullptr, key);
-  EVP_DigestSign(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(input.data()),
-                 input.size());
-  std::string sig(len, '\0');
-  EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &len,
-                 reinterpret_cast<const unsigned char*>(input.data()), input.size());
-  EVP_MD_CTX_free(ctx);
-  sig.resize(len);
-  return sig;
-}
-
-std::string SigningInput(std::string_view header, std::string_view payload) {
-  return absl::StrCat(Base64UrlEncode(header), ".", Base64UrlEncode(payload));
-}
-
+// Tokens signed with this file's secret unless told otherwise.
 std::string HsToken(std::string_view payload, std::string_view key = kSecret,
-                    std::string_view header = R"({"alg":"HS256","typ":"JWT"})") {
-  std::string input = SigningInput(header, payload);
-  return absl::StrCat(input, ".", Base64UrlEncode(Hs256(key, input)));
-}
-
-std::string RsToken(EVP_PKEY* key, std::string_view payload,
-                    std::string_view header = R"({"alg":"RS256","typ":"JWT"})") {
-  std::string input = SigningInput(header, payload);
-  return absl::StrCat(input, ".", Base64UrlEncode(Rs256(key, input)));
+                    std::string_view header = kHs256Header) {
+  return SignHs256(payload, key, header);
 }
 
 std::string Claims(const std::string& sub, int64_t exp_offset, std::string extra = "") {
-  return absl::StrCat(R"({"sub":")", sub, R"(","exp":)", kNow + exp_offset, extra, "}");
+  return ClaimsJson(sub, kNow + exp_offset, extra);
 }
 
 class JwtTest : public ::testing::Test {
@@ -103,7 +64,7 @@ class JwtTest : public ::testing::Test {
   std::unique_ptr<JwtVerifier> Make(bool hs, bool rs, absl::Duration leeway = absl::Seconds(30)) {
     JwtOptions o;
     if (hs) o.hs256_secret = kSecret;
-    if (rs) o.rs256_public_key_pem = PublicPem(rsa_);
+    if (rs) o.rs256_public_key_pem = PublicKeyPem(rsa_);
     o.leeway = leeway;
     o.clock = &clock_;
     absl::StatusOr<std::unique_ptr<JwtVerifier>> v = JwtVerifier::Create(o);
@@ -156,7 +117,7 @@ TEST_F(JwtTest, ValidHs256TokenGivesSubAndExpiry) {
 
 TEST_F(JwtTest, ValidRs256TokenGivesSub) {
   auto v = Make(false, true);
-  absl::StatusOr<JwtClaims> c = v->Verify(RsToken(rsa_, Claims("bob@example.com", 60)));
+  absl::StatusOr<JwtClaims> c = v->Verify(SignRs256(rsa_, Claims("bob@example.com", 60)));
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->user_id, "bob@example.com");
 }
@@ -164,14 +125,14 @@ TEST_F(JwtTest, ValidRs256TokenGivesSub) {
 TEST_F(JwtTest, BothKeysConfiguredAcceptsBothAlgs) {
   auto v = Make(true, true);
   EXPECT_TRUE(v->Verify(HsToken(Claims("a", 60))).ok());
-  EXPECT_TRUE(v->Verify(RsToken(rsa_, Claims("a", 60))).ok());
+  EXPECT_TRUE(v->Verify(SignRs256(rsa_, Claims("a", 60))).ok());
 }
 
 TEST_F(JwtTest, ForgedSignaturesAreRefused) {
   auto v = Make(true, true);
   ExpectRefused(*v, HsToken(Claims("alice", 60), "another-secret-of-enough-length-000"),
                 "bad token signature");
-  ExpectRefused(*v, RsToken(other_rsa_, Claims("alice", 60)), "bad token signature");
+  ExpectRefused(*v, SignRs256(other_rsa_, Claims("alice", 60)), "bad token signature");
   // A valid signature moved onto another payload.
   std::string good = HsToken(Claims("alice", 60));
   std::string evil = HsToken(Claims("mallory", 60));
@@ -180,13 +141,13 @@ TEST_F(JwtTest, ForgedSignaturesAreRefused) {
   // Truncated or empty signatures.
   ExpectRefused(*v, good.substr(0, good.size() - 2), "");
   ExpectRefused(*v, good.substr(0, good.rfind('.') + 1), "bad token signature");
-  std::string rs = RsToken(rsa_, Claims("alice", 60));
+  std::string rs = SignRs256(rsa_, Claims("alice", 60));
   ExpectRefused(*v, rs.substr(0, rs.rfind('.') + 1), "bad token signature");
 }
 
 TEST_F(JwtTest, WrongAlgForTheConfiguredKeyIsRefused) {
   auto hs_only = Make(true, false);
-  ExpectRefused(*hs_only, RsToken(rsa_, Claims("alice", 60)), "token alg not accepted");
+  ExpectRefused(*hs_only, SignRs256(rsa_, Claims("alice", 60)), "token alg not accepted");
   auto rs_only = Make(false, true);
   ExpectRefused(*rs_only, HsToken(Claims("alice", 60)), "token alg not accepted");
   for (const char* alg : {"HS384", "HS512", "RS384", "RS512", "PS256", "ES256", "hs256", ""}) {
@@ -201,7 +162,7 @@ TEST_F(JwtTest, WrongAlgForTheConfiguredKeyIsRefused) {
 TEST_F(JwtTest, HsTokenSignedWithThePublicKeyPemIsRefused) {
   // The classic confusion: a verifier that takes "the key" for whatever alg the token names
   // would check this HMAC against the public PEM bytes, which everyone has.
-  std::string pem = PublicPem(rsa_);
+  std::string pem = PublicKeyPem(rsa_);
   std::string attack = HsToken(Claims("alice", 60), pem);
   ExpectRefused(*Make(false, true), attack, "token alg not accepted");
   ExpectRefused(*Make(true, true), attack, "bad token signature");
@@ -210,9 +171,9 @@ TEST_F(JwtTest, HsTokenSignedWithThePublicKeyPemIsRefused) {
 TEST_F(JwtTest, AlgNoneIsRefused) {
   auto v = Make(true, true);
   for (const char* header : {R"({"alg":"none"})", R"({"alg":"None"})", R"({"alg":"NONE"})"}) {
-    std::string input = SigningInput(header, Claims("alice", 60));
+    std::string input = JwtSigningInput(header, Claims("alice", 60));
     ExpectRefused(*v, input + ".", "token alg not accepted");
-    ExpectRefused(*v, input + "." + Base64UrlEncode(Hs256(kSecret, input)),
+    ExpectRefused(*v, input + "." + Base64UrlEncode(Hs256Mac(kSecret, input)),
                   "token alg not accepted");
   }
 }
@@ -281,7 +242,7 @@ TEST_F(JwtTest, ExpWithZeroLeewayIsExact) {
   auto v = Make(true, false, absl::ZeroDuration());
   EXPECT_TRUE(v->Verify(HsToken(Claims("a", 1))).ok());
   ExpectRefused(*v, HsToken(Claims("a", 0)), "token expired");
-  clock_.now -= absl::Milliseconds(1);
+  clock_.Advance(-absl::Milliseconds(1));
   EXPECT_TRUE(v->Verify(HsToken(Claims("a", 0))).ok());
 }
 
@@ -291,17 +252,17 @@ TEST_F(JwtTest, NbfIsEnforcedWithLeewayWhenPresent) {
   ExpectRefused(*v, HsToken(Claims("a", 600, absl::StrCat(R"(,"nbf":)", kNow + 31))),
                 "token not yet valid");
   ExpectRefused(*v, HsToken(Claims("a", 600, R"(,"nbf":"later")")), "nbf is not a number");
-  clock_.now += absl::Seconds(1);
+  clock_.Advance(absl::Seconds(1));
   EXPECT_TRUE(v->Verify(HsToken(Claims("a", 600, absl::StrCat(R"(,"nbf":)", kNow + 31)))).ok());
 }
 
 TEST_F(JwtTest, ClockDecidesExpiry) {
   auto v = Make(false, true, absl::Seconds(5));
-  std::string token = RsToken(rsa_, Claims("a", 10));
+  std::string token = SignRs256(rsa_, Claims("a", 10));
   EXPECT_TRUE(v->Verify(token).ok());
-  clock_.now += absl::Seconds(14);
+  clock_.Advance(absl::Seconds(14));
   EXPECT_TRUE(v->Verify(token).ok());
-  clock_.now += absl::Seconds(1);
+  clock_.Advance(absl::Seconds(1));
   ExpectRefused(*v, token, "token expired");
 }
 
@@ -325,13 +286,13 @@ TEST(JwtCreateTest, BadKeysAreRefusedAtCreation) {
   EXPECT_EQ(JwtVerifier::Create(garbage).status().code(), absl::StatusCode::kInvalidArgument);
   Pkey small(EVP_RSA_gen(1024));
   JwtOptions weak;
-  weak.rs256_public_key_pem = PublicPem(small.get());
+  weak.rs256_public_key_pem = PublicKeyPem(small.get());
   s = JwtVerifier::Create(weak).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(std::string(s.message()).find("2048"), std::string::npos) << s;
   Pkey ec(EVP_EC_gen("P-256"));
   JwtOptions not_rsa;
-  not_rsa.rs256_public_key_pem = PublicPem(ec.get());
+  not_rsa.rs256_public_key_pem = PublicKeyPem(ec.get());
   EXPECT_EQ(JwtVerifier::Create(not_rsa).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -351,26 +312,6 @@ TEST(RefreshFrameTest, ParsesTheTokenAndRefusesAFrameWithoutOne) {
   EXPECT_EQ(frame.seq, 3u);
 }
 
-// A key file in the test's temp dir, removed afterwards.
-class KeyFile {
- public:
-  explicit KeyFile(const std::string& contents) {
-    std::string pattern = ::testing::TempDir() + "pushd_jwt_XXXXXX";
-    std::vector<char> buf(pattern.begin(), pattern.end());
-    buf.push_back('\0');
-    int fd = mkstemp(buf.data());
-    path_ = buf.data();
-    EXPECT_GE(fd, 0);
-    EXPECT_EQ(write(fd, contents.data(), contents.size()), static_cast<ssize_t>(contents.size()));
-    close(fd);
-  }
-  ~KeyFile() { unlink(path_.c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 void ExpectConfigError(const std::vector<std::string>& args, const std::string& flag) {
   absl::StatusOr<Config> c = ParseConfig(args, {});
   ASSERT_FALSE(c.ok()) << args[0];
@@ -384,16 +325,16 @@ TEST(JwtConfigTest, JwtNeedsAUsableKeyFileNamedInTheError) {
                     "--jwt_hs256_secret_file");
   ExpectConfigError({"--auth=jwt", "--jwt_rs256_public_key_file=/nonexistent/key.pem"},
                     "--jwt_rs256_public_key_file");
-  KeyFile short_secret("short\n");
+  TempFile short_secret("short\n");
   ExpectConfigError({"--auth=jwt", "--jwt_hs256_secret_file=" + short_secret.path()},
                     "--jwt_hs256_secret_file");
-  KeyFile empty("");
+  TempFile empty("");
   ExpectConfigError({"--auth=jwt", "--jwt_hs256_secret_file=" + empty.path()},
                     "--jwt_hs256_secret_file");
-  KeyFile not_pem("not a key");
+  TempFile not_pem("not a key");
   ExpectConfigError({"--auth=jwt", "--jwt_rs256_public_key_file=" + not_pem.path()},
                     "--jwt_rs256_public_key_file");
-  KeyFile secret(std::string(kSecret) + "\n");
+  TempFile secret(std::string(kSecret) + "\n");
   ExpectConfigError({"--auth=none", "--jwt_hs256_secret_file=" + secret.path()},
                     "--jwt_hs256_secret_file");
   ExpectConfigError({"--auth=jwt", "--jwt_hs256_secret_file=" + secret.path(), "--jwt_leeway=-1s"},
@@ -401,9 +342,9 @@ TEST(JwtConfigTest, JwtNeedsAUsableKeyFileNamedInTheError) {
 }
 
 TEST(JwtConfigTest, KeysAreReadAtStart) {
-  KeyFile secret(std::string(kSecret) + "\n");
+  TempFile secret(std::string(kSecret) + "\n");
   Pkey rsa = GenerateRsa();
-  KeyFile pem(PublicPem(rsa.get()));
+  TempFile pem(PublicKeyPem(rsa.get()));
   absl::StatusOr<Config> c =
       ParseConfig({"--auth=jwt", "--jwt_hs256_secret_file=" + secret.path(),
                    "--jwt_rs256_public_key_file=" + pem.path(), "--jwt_leeway=0s"},
@@ -411,7 +352,7 @@ TEST(JwtConfigTest, KeysAreReadAtStart) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->auth, "jwt");
   EXPECT_EQ(c->jwt_hs256_secret, kSecret);  // the trailing newline is not part of it
-  EXPECT_EQ(c->jwt_rs256_public_key, PublicPem(rsa.get()));
+  EXPECT_EQ(c->jwt_rs256_public_key, PublicKeyPem(rsa.get()));
   EXPECT_EQ(c->jwt_leeway, absl::ZeroDuration());
   absl::StatusOr<Config> defaults = ParseConfig({}, {});
   ASSERT_TRUE(defaults.ok());

@@ -6,9 +6,6 @@
 // Anything that crashes, leaks, hits UB, accepts a token without its true signature or breaks
 // the round trip aborts.
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -16,6 +13,7 @@
 #include <string_view>
 
 #include "common/jwt.h"
+#include "tests/testing/jwt_signing.h"
 
 namespace {
 
@@ -54,15 +52,6 @@ const push::JwtVerifier& Verifier() {
   return *verifier;
 }
 
-std::string SignHs256(std::string_view header, std::string_view payload) {
-  std::string input = push::Base64UrlEncode(header) + "." + push::Base64UrlEncode(payload);
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), kSecret, sizeof(kSecret) - 1,
-       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len);
-  return input + "." + push::Base64UrlEncode(std::string_view(reinterpret_cast<char*>(mac), len));
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -80,7 +69,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::string header, payload;
         if (!push::Base64UrlDecode(rest.substr(0, dot1), &header) ||
             !push::Base64UrlDecode(rest.substr(dot1 + 1, dot2 - dot1 - 1), &payload) ||
-            SignHs256(header, payload) != rest) {
+            push::testing::SignHs256(payload, kSecret, header) != rest) {
           std::abort();
         }
       }
@@ -89,7 +78,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 1: {
       size_t nl = rest.find('\n');
       if (nl == std::string_view::npos) return 0;
-      std::string token = SignHs256(rest.substr(0, nl), rest.substr(nl + 1));
+      std::string token =
+          push::testing::SignHs256(rest.substr(nl + 1), kSecret, rest.substr(0, nl));
       absl::StatusOr<push::JwtClaims> claims = verifier.Verify(token);
       if (claims.ok() && (claims->user_id.empty() || claims->valid_until < claims->expires_at)) {
         std::abort();

@@ -2,36 +2,18 @@
 // can be rotated with SIGHUP; pushctl presents it with --api_key_file.
 
 #include <signal.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
-#include <fstream>
 
 #include "gtest/gtest.h"
 #include "tests/testing/clients.h"
 #include "tests/testing/pushd_process.h"
+#include "tests/testing/temp_files.h"
 #include "tests/testing/test_util.h"
 
 namespace push::testing {
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/pushd-apikey-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf " + path_).c_str()); }
-  std::string Write(const std::string& name, const std::string& content) const {
-    std::string p = path_ + "/" + name;
-    std::ofstream(p) << content;
-    return p;
-  }
-
- private:
-  std::string path_;
-};
 
 grpc::Status PushWithKey(v1::PushService::Stub& stub, const std::string& key) {
   grpc::ClientContext ctx;

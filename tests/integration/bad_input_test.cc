@@ -18,32 +18,14 @@
 #include "tests/testing/clients.h"
 #include "tests/testing/pushd_process.h"
 #include "tests/testing/test_util.h"
+#include "tests/testing/text.h"
+#include "tests/testing/ws_connect.h"
 
 namespace push::testing {
 namespace {
 
 namespace json = boost::json;
 using std::chrono::steady_clock;
-
-std::unique_ptr<WsClient> ConnectUser(const PushdProcess& pushd, const std::string& user) {
-  auto ws = WsClient::Connect(pushd.ws_port(), "/ws?user_id=" + user);
-  if (!ws) return nullptr;
-  json::value welcome = ws->ReadJson();
-  EXPECT_EQ(welcome.at("type"), "welcome");
-  return ws;
-}
-
-// A JSON string of `n` copies of `c`: n + 2 bytes with the quotes.
-std::string JsonString(size_t n, char c) {
-  std::string s(n + 2, c);
-  s.front() = '"';
-  s.back() = '"';
-  return s;
-}
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 // Pushes to `user` and checks that `ws` receives exactly that data: the proof that a
 // connection (and the process) is still healthy.
@@ -84,14 +66,6 @@ std::string SendRawAndReadAll(int port, const std::string& bytes) {
   }
   close(fd);
   return out;
-}
-
-// The WebSocket upgrade headers, for HttpRequest to reach the /ws checks and read the body.
-std::map<std::string, std::string> UpgradeHeaders() {
-  return {{"Connection", "Upgrade"},
-          {"Upgrade", "websocket"},
-          {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
-          {"Sec-WebSocket-Version", "13"}};
 }
 
 // Reads raw frames until a close frame, EOF or timeout; returns the close frame if one came.

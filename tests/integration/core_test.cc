@@ -6,19 +6,18 @@
 #include "tests/testing/clients.h"
 #include "tests/testing/pushd_process.h"
 #include "tests/testing/test_util.h"
+#include "tests/testing/ws_connect.h"
 
 namespace push::testing {
 namespace {
 
 namespace json = boost::json;
 
-// Connects /ws and consumes the welcome frame.
-std::unique_ptr<WsClient> ConnectUser(const PushdProcess& pushd, const std::string& user,
-                                      const std::string& extra = "") {
-  auto ws = WsClient::Connect(pushd.ws_port(), "/ws?user_id=" + user + extra);
+// Connects /ws as `user` and consumes the welcome frame, which must name them.
+std::unique_ptr<WsClient> ConnectAs(const PushdProcess& pushd, const std::string& user) {
+  json::value welcome;
+  auto ws = ConnectUser(pushd, user, "", &welcome);
   if (!ws) return nullptr;
-  json::value welcome = ws->ReadJson();
-  EXPECT_EQ(welcome.at("type"), "welcome");
   EXPECT_EQ(json::value_to<std::string>(welcome.at("user_id")), user);
   return ws;
 }
@@ -27,7 +26,7 @@ TEST(CoreTest, PushReachesConnectedBrowserWithEnvelope) {
   PushdProcess pushd;
   ASSERT_TRUE(pushd.started());
   auto stub = pushd.Stub();
-  auto ws = ConnectUser(pushd, "alice");
+  auto ws = ConnectAs(pushd, "alice");
   ASSERT_TRUE(ws);
 
   v1::PushResponse res;
@@ -69,8 +68,8 @@ TEST(CoreTest, EveryConnectionOfTheUserGetsEveryMessage) {
   PushdProcess pushd;
   auto stub = pushd.Stub();
   std::vector<std::unique_ptr<WsClient>> tabs;
-  for (int i = 0; i < 3; ++i) tabs.push_back(ConnectUser(pushd, "carol"));
-  auto other = ConnectUser(pushd, "dave");
+  for (int i = 0; i < 3; ++i) tabs.push_back(ConnectAs(pushd, "carol"));
+  auto other = ConnectAs(pushd, "dave");
   for (auto& t : tabs) ASSERT_TRUE(t);
   ASSERT_TRUE(other);
 
@@ -130,7 +129,7 @@ TEST(CoreTest, ListClientsPagesThroughEveryConnectionOnce) {
   auto stub = pushd.Stub();
   std::vector<std::unique_ptr<WsClient>> clients;
   for (int i = 0; i < 7; ++i) {
-    clients.push_back(ConnectUser(pushd, "user" + std::to_string(i % 3)));
+    clients.push_back(ConnectAs(pushd, "user" + std::to_string(i % 3)));
     ASSERT_TRUE(clients.back());
   }
   std::set<std::string> seen;
@@ -157,8 +156,8 @@ TEST(CoreTest, ListClientsPagesThroughEveryConnectionOnce) {
 TEST(CoreTest, DeleteClientClosesWith1000AndReason) {
   PushdProcess pushd;
   auto stub = pushd.Stub();
-  auto a = ConnectUser(pushd, "gina");
-  auto b = ConnectUser(pushd, "gina");
+  auto a = ConnectAs(pushd, "gina");
+  auto b = ConnectAs(pushd, "gina");
   ASSERT_TRUE(a && b);
   v1::DeleteClientResponse res;
   ASSERT_TRUE(DoDelete(*stub, "gina", &res, "", false, "logged out").ok());
@@ -180,7 +179,7 @@ TEST(CoreTest, DeleteClientCanCloseOneConnection) {
   PushdProcess pushd;
   auto stub = pushd.Stub();
   auto a = WsClient::Connect(pushd.ws_port(), "/ws?user_id=hank");
-  auto b = ConnectUser(pushd, "hank");
+  auto b = ConnectAs(pushd, "hank");
   ASSERT_TRUE(a && b);
   std::string a_id = std::string(a->ReadJson().at("connection_id").as_string());
   v1::DeleteClientResponse res;
@@ -218,7 +217,7 @@ TEST(CoreTest, HttpDeleteClientRouteOfTheOriginalService) {
 TEST(CoreTest, ClientCloseAndTcpLossLeaveListClientsAtOnce) {
   PushdProcess pushd;
   auto stub = pushd.Stub();
-  auto polite = ConnectUser(pushd, "jack");
+  auto polite = ConnectAs(pushd, "jack");
   auto rude = RawClient::Connect(pushd.ws_port());
   ASSERT_TRUE(polite && rude);
   ASSERT_EQ(rude->Upgrade("/ws?user_id=jack"), 101);

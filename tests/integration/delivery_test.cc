@@ -10,6 +10,7 @@
 #include "tests/testing/clients.h"
 #include "tests/testing/pushd_process.h"
 #include "tests/testing/test_util.h"
+#include "tests/testing/ws_connect.h"
 
 namespace push::testing {
 namespace {
@@ -25,10 +26,9 @@ struct Seen {
 };
 
 std::unique_ptr<WsClient> Connect(const PushdProcess& pushd, const std::string& query, Seen* seen) {
-  auto ws = WsClient::Connect(pushd.ws_port(), "/ws?" + query);
+  json::value welcome;
+  auto ws = ConnectAndReadWelcome(pushd.ws_port(), "/ws?" + query, &welcome);
   if (!ws) return nullptr;
-  json::value welcome = ws->ReadJson();
-  EXPECT_EQ(welcome.at("type"), "welcome");
   seen->welcome_seq = welcome.at("seq").to_number<uint64_t>();
   return ws;
 }

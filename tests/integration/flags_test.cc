@@ -2,34 +2,18 @@
 // one line naming the flag; --flagfile and PUSHD_<FLAG> environment variables configure it;
 // --help lists the flags.
 
-#include <fcntl.h>
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <fstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "tests/testing/clients.h"
 #include "tests/testing/pushd_process.h"
+#include "tests/testing/temp_files.h"
 #include "tests/testing/test_util.h"
-
-extern char** environ;
+#include "tests/testing/text.h"
 
 namespace push::testing {
 namespace {
-
-using std::chrono::milliseconds;
-using std::chrono::steady_clock;
 
 // Loopback ports for every run, so a flag that is wrongly accepted never binds a public port;
 // the short timeout turns such a run into a failure instead of a hang.
@@ -56,105 +40,6 @@ void ExpectRejected(const RunResult& r, const std::vector<std::string>& names) {
   }
 }
 
-class TempFile {
- public:
-  explicit TempFile(const std::string& contents) {
-    std::string pattern = ::testing::TempDir() + "pushd_flags_XXXXXX";
-    std::vector<char> buf(pattern.begin(), pattern.end());
-    buf.push_back('\0');
-    int fd = mkstemp(buf.data());
-    path_ = buf.data();
-    if (fd >= 0) {
-      ssize_t n = write(fd, contents.data(), contents.size());
-      EXPECT_EQ(n, static_cast<ssize_t>(contents.size()));
-      close(fd);
-    }
-  }
-  ~TempFile() { unlink(path_.c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// A pushd started with an environment of our choosing (PushdProcess passes --node_id itself
-// and inherits the test's environment). Stopped with SIGTERM, then SIGKILL, when destroyed.
-class EnvPushd {
- public:
-  EnvPushd(const std::vector<std::string>& env, const std::vector<std::string>& args) {
-    std::vector<std::string> env_strings;
-    for (char** e = environ; e && *e; ++e) {
-      if (std::string(*e).rfind("PUSHD_", 0) != 0) env_strings.emplace_back(*e);
-    }
-    env_strings.insert(env_strings.end(), env.begin(), env.end());
-    std::vector<char*> envp;
-    for (auto& s : env_strings) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    std::string binary = PushdBinary();
-    std::vector<std::string> full = kLoopback;
-    full.push_back("--drain_timeout=2s");
-    full.insert(full.end(), args.begin(), args.end());
-    std::vector<char*> argv = {binary.data()};
-    for (auto& a : full) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int out[2];
-    if (pipe2(out, O_CLOEXEC) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(out[1], STDOUT_FILENO);
-      execve(binary.c_str(), argv.data(), envp.data());
-      _exit(127);
-    }
-    close(out[1]);
-    std::string buffer;
-    auto deadline = steady_clock::now() + std::chrono::seconds(20);
-    while (ws_port_ == 0 && steady_clock::now() < deadline) {
-      pollfd p{out[0], POLLIN, 0};
-      if (poll(&p, 1, 200) < 0) break;
-      if (!(p.revents & (POLLIN | POLLHUP))) continue;
-      char chunk[512];
-      ssize_t n = read(out[0], chunk, sizeof(chunk));
-      if (n <= 0) break;
-      buffer.append(chunk, static_cast<size_t>(n));
-      size_t pos = buffer.find("pushd ready ");
-      if (pos != std::string::npos && buffer.find('\n', pos) != std::string::npos) {
-        std::sscanf(buffer.c_str() + pos, "pushd ready grpc_port=%d ws_port=%d", &grpc_port_,
-                    &ws_port_);
-      }
-    }
-    close(out[0]);
-  }
-  ~EnvPushd() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    if (!Reap(15000)) {
-      kill(pid_, SIGKILL);
-      Reap(5000);
-    }
-  }
-  bool started() const { return ws_port_ > 0 && grpc_port_ > 0; }
-  int ws_port() const { return ws_port_; }
-  std::unique_ptr<v1::PushService::Stub> Stub() const {
-    return v1::PushService::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port_),
-                                                        grpc::InsecureChannelCredentials()));
-  }
-
- private:
-  bool Reap(int timeout_ms) {
-    auto deadline = steady_clock::now() + milliseconds(timeout_ms);
-    while (steady_clock::now() < deadline) {
-      int status;
-      pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_ || r < 0) return true;
-      std::this_thread::sleep_for(milliseconds(5));
-    }
-    return false;
-  }
-  pid_t pid_ = -1;
-  int grpc_port_ = 0;
-  int ws_port_ = 0;
-};
-
 // Connects one client and returns the node_id ListClients shows for it.
 std::string NodeIdOf(int ws_port, v1::PushService::Stub& stub) {
   auto ws = WsClient::Connect(ws_port, "/ws?user_id=probe");
@@ -163,14 +48,6 @@ std::string NodeIdOf(int ws_port, v1::PushService::Stub& stub) {
   auto list = DoList(stub, "probe");
   if (list.clients_size() != 1) return "<not listed>";
   return list.clients(0).node_id();
-}
-
-// A JSON string of `n` copies of `c`: n + 2 bytes with the quotes.
-std::string JsonString(size_t n, char c) {
-  std::string s(n + 2, c);
-  s.front() = '"';
-  s.back() = '"';
-  return s;
 }
 
 struct BadFlag {
@@ -247,7 +124,8 @@ TEST(FlagsTest, FlagfileWithBadValueOrMissingFileExits2) {
 
 TEST(FlagsTest, EnvironmentConfiguresTheServerAndCommandLineWins) {
   {
-    EnvPushd pushd({"PUSHD_NODE_ID=from-env", "PUSHD_MAX_MESSAGE_BYTES=100"}, {});
+    PushdProcess pushd({}, {.pushd_env = std::vector<std::string>{"PUSHD_NODE_ID=from-env",
+                                                                  "PUSHD_MAX_MESSAGE_BYTES=100"}});
     ASSERT_TRUE(pushd.started());
     auto stub = pushd.Stub();
     EXPECT_EQ(NodeIdOf(pushd.ws_port(), *stub), "from-env");
@@ -256,7 +134,8 @@ TEST(FlagsTest, EnvironmentConfiguresTheServerAndCommandLineWins) {
     EXPECT_NE(s.error_message().find("100"), std::string::npos) << s.error_message();
   }
   {
-    EnvPushd pushd({"PUSHD_NODE_ID=from-env"}, {"--node_id=from-command-line"});
+    PushdProcess pushd({"--node_id=from-command-line"},
+                       {.pushd_env = std::vector<std::string>{"PUSHD_NODE_ID=from-env"}});
     ASSERT_TRUE(pushd.started());
     auto stub = pushd.Stub();
     EXPECT_EQ(NodeIdOf(pushd.ws_port(), *stub), "from-command-line");

@@ -3,16 +3,13 @@
 // tell, why; in PushStream such a request ends the stream like one that fails validation, after
 // the answers to the requests before it.
 
-#include <grpcpp/create_channel.h>
-#include <grpcpp/generic/generic_stub.h>
-
-#include <chrono>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "tests/testing/pushd_process.h"
+#include "tests/testing/raw_grpc.h"
 #include "tests/testing/test_util.h"
 
 namespace push::testing {
@@ -22,60 +19,6 @@ namespace {
 const std::string kNotUtf8UserId("\x0a\x02\xc3\x28\x12\x01\x31", 7);
 // Not protobuf at all (field 31, wire type 7: no such wire type).
 const std::string kGarbage("\xff\xff\xff garbage", 12);
-
-struct Exchange {
-  grpc::Status status;
-  std::vector<std::string> responses;
-};
-
-// Sends `requests` as the messages of one call of `method` (any kind: a unary method takes one),
-// closes the sending side and reads every response until the status.
-Exchange RawExchange(int port, const std::string& method,
-                     const std::vector<std::string>& requests) {
-  auto channel =
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  grpc::CompletionQueue cq;
-  auto call = stub.PrepareCall(&ctx, method, &cq);
-  void* tag;
-  bool ok = false;
-  Exchange out;
-  // Each operation waited for in turn (tags are only told apart for the final drain).
-  auto wait = [&] { return cq.Next(&tag, &ok) && ok; };
-  call->StartCall(reinterpret_cast<void*>(1));
-  bool open = wait();
-  for (const std::string& bytes : requests) {
-    if (!open) break;
-    grpc::Slice slice(bytes);
-    grpc::ByteBuffer request(&slice, 1);
-    call->Write(request, reinterpret_cast<void*>(2));
-    open = wait();
-  }
-  if (open) {
-    call->WritesDone(reinterpret_cast<void*>(3));
-    wait();
-  }
-  while (true) {
-    grpc::ByteBuffer response;
-    call->Read(&response, reinterpret_cast<void*>(4));
-    if (!wait()) break;
-    std::vector<grpc::Slice> slices;
-    std::string bytes;
-    if (response.Dump(&slices).ok()) {
-      for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-    }
-    out.responses.push_back(std::move(bytes));
-  }
-  call->Finish(&out.status, reinterpret_cast<void*>(5));
-  while (cq.Next(&tag, &ok) && tag != reinterpret_cast<void*>(5)) {
-  }
-  cq.Shutdown();
-  while (cq.Next(&tag, &ok)) {
-  }
-  return out;
-}
 
 TEST(GrpcBadRequestTest, EveryMethodAnswersInvalidArgumentNamingTheMessage) {
   PushdProcess pushd;
@@ -93,7 +36,7 @@ TEST(GrpcBadRequestTest, EveryMethodAnswersInvalidArgumentNamingTheMessage) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.method);
-    Exchange garbage = RawExchange(pushd.grpc_port(), c.method, {kGarbage});
+    RawExchangeResult garbage = RawExchange(pushd.grpc_port(), c.method, {kGarbage});
     EXPECT_EQ(garbage.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
         << garbage.status.error_message();
     EXPECT_TRUE(absl::StrContains(garbage.status.error_message(),
@@ -102,7 +45,8 @@ TEST(GrpcBadRequestTest, EveryMethodAnswersInvalidArgumentNamingTheMessage) {
     EXPECT_TRUE(garbage.responses.empty());
   }
   // Protobuf's reason reaches the caller: the field and what is wrong with it.
-  Exchange utf8 = RawExchange(pushd.grpc_port(), "/push.v1.PushService/Push", {kNotUtf8UserId});
+  RawExchangeResult utf8 =
+      RawExchange(pushd.grpc_port(), "/push.v1.PushService/Push", {kNotUtf8UserId});
   EXPECT_EQ(utf8.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(absl::StrContains(utf8.status.error_message(), "push.v1.PushRequest.user_id"))
       << utf8.status.error_message();
@@ -123,8 +67,9 @@ TEST(GrpcBadRequestTest, PushStreamEndsAtARequestThatDoesNotParseAndEarlierOnesS
   first.set_data(R"({"n":1})");
   v1::PushRequest third = first;
   third.set_data(R"({"n":3})");
-  Exchange stream = RawExchange(pushd.grpc_port(), "/push.v1.PushService/PushStream",
-                                {first.SerializeAsString(), kGarbage, third.SerializeAsString()});
+  RawExchangeResult stream =
+      RawExchange(pushd.grpc_port(), "/push.v1.PushService/PushStream",
+                  {first.SerializeAsString(), kGarbage, third.SerializeAsString()});
   EXPECT_EQ(stream.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
       << stream.status.error_message();
   EXPECT_TRUE(absl::StrContains(stream.status.error_message(), "request #1"))

@@ -4,17 +4,14 @@
 #include <grpc/grpc.h>
 #include <grpc/support/log.h>
 #include <grpcpp/create_channel.h>
-#include <grpcpp/generic/generic_stub.h>
-#include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/channel_arguments.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdio>
-#include <mutex>
 
 #include "gtest/gtest.h"
 #include "tests/testing/pushd_process.h"
+#include "tests/testing/raw_grpc.h"
 #include "tests/testing/test_util.h"
 
 namespace push::testing {
@@ -23,39 +20,6 @@ namespace {
 constexpr char kReflectionMethod[] =
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
 
-// One request and its answer on `method`, as any generic client would send them (a streaming
-// method answers one request with one response).
-grpc::Status RawCall(int port, const std::string& method, const std::string& request,
-                     std::string* response) {
-  auto channel =
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  grpc::Slice slice(request);
-  grpc::ByteBuffer req(&slice, 1);
-  grpc::ByteBuffer res;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  grpc::Status result;
-  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &req, &res, [&](grpc::Status s) {
-    std::lock_guard<std::mutex> lock(mu);
-    result = s;
-    done = true;
-    cv.notify_one();
-  });
-  std::unique_lock<std::mutex> lock(mu);
-  cv.wait(lock, [&] { return done; });
-  std::vector<grpc::Slice> slices;
-  if (result.ok() && res.Dump(&slices).ok()) {
-    for (const auto& s : slices) {
-      response->append(reinterpret_cast<const char*>(s.begin()), s.size());
-    }
-  }
-  return result;
-}
-
 // ServerReflectionRequest{list_services: "*"}: field 7, a string.
 const std::string kListServices("\x3a\x01*", 3);
 
@@ -63,7 +27,8 @@ TEST(GrpcHardeningTest, ReflectionOnListsPushService) {
   PushdProcess pushd({"--grpc_reflection=true"});
   ASSERT_TRUE(pushd.started());
   std::string response;
-  grpc::Status status = RawCall(pushd.grpc_port(), kReflectionMethod, kListServices, &response);
+  grpc::Status status =
+      RawUnaryCall(pushd.grpc_port(), kReflectionMethod, kListServices, &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_NE(response.find("push.v1.PushService"), std::string::npos);
 }
@@ -74,12 +39,13 @@ TEST(GrpcHardeningTest, ReflectionOffAnswersUnimplementedAndTheRestServes) {
     PushdProcess pushd(args);
     ASSERT_TRUE(pushd.started());
     std::string response;
-    grpc::Status status = RawCall(pushd.grpc_port(), kReflectionMethod, kListServices, &response);
+    grpc::Status status =
+        RawUnaryCall(pushd.grpc_port(), kReflectionMethod, kListServices, &response);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED)
         << args[0] << ": " << status.error_message();
     EXPECT_TRUE(response.empty());
     // Health and PushService are still there.
-    status = RawCall(pushd.grpc_port(), "/grpc.health.v1.Health/Check", "", &response);
+    status = RawUnaryCall(pushd.grpc_port(), "/grpc.health.v1.Health/Check", "", &response);
     ASSERT_TRUE(status.ok()) << status.error_message();
     EXPECT_EQ(response, std::string("\x08\x01", 2));  // SERVING
     EXPECT_TRUE(DoPush(*pushd.Stub(), "alice", "1").ok());

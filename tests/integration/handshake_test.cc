@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/clients.h"
 #include "tests/testing/pushd_process.h"
+#include "tests/testing/temp_files.h"
 #include "tests/testing/test_util.h"
 #include "tests/testing/tls_cert.h"
 
@@ -36,16 +37,6 @@ namespace json = boost::json;
 using net::ip::tcp;
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
-
-constexpr char kKey[] = "dGhlIHNhbXBsZSBub25jZQ==";
-
-std::string UpgradeRequest(const std::string& target, const std::string& extra_headers = "",
-                           const std::string& http = "HTTP/1.1") {
-  return "GET " + target + " " + http +
-         "\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-         "Sec-WebSocket-Key: " +
-         kKey + "\r\nSec-WebSocket-Version: 13\r\n" + extra_headers + "\r\n";
-}
 
 // A client that writes bytes exactly as given (each Write one send, so a request and frames in
 // one Write leave in one segment) and reads the server's bytes as they come: plain or TLS.
@@ -170,10 +161,7 @@ bool HasFrame(const std::string& bytes, uint8_t opcode, const std::string& paylo
 TEST(HandshakeTest, MalformedUpgradesAreRefusedWithJsonBodies) {
   PushdProcess pushd;
   ASSERT_TRUE(pushd.started());
-  std::map<std::string, std::string> good = {{"Connection", "Upgrade"},
-                                             {"Upgrade", "websocket"},
-                                             {"Sec-WebSocket-Key", kKey},
-                                             {"Sec-WebSocket-Version", "13"}};
+  const std::map<std::string, std::string> good = UpgradeHeaders();
   struct Case {
     std::string name;
     std::string header;  // changed ("" value: removed)

@@ -28,10 +28,6 @@ std::vector<std::string> HeartbeatFlags() {
   return {"--ping_interval=200ms", "--pong_timeout=300ms"};
 }
 
-int64_t MillisSince(steady_clock::time_point t) {
-  return std::chrono::duration_cast<milliseconds>(steady_clock::now() - t).count();
-}
-
 uint64_t MetricValue(const std::string& body, const std::string& series) {
   size_t pos = body.find("\n" + series + " ");
   if (pos == std::string::npos) return UINT64_MAX;

@@ -6,15 +6,11 @@
 #include "common/jwt.h"
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/pem.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <openssl/rsa.h>
 
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -23,8 +19,11 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/clients.h"
+#include "tests/testing/jwt_signing.h"
 #include "tests/testing/pushd_process.h"
+#include "tests/testing/temp_files.h"
 #include "tests/testing/test_util.h"
+#include "tests/testing/ws_connect.h"
 
 namespace push::testing {
 namespace {
@@ -35,87 +34,13 @@ using std::chrono::steady_clock;
 
 constexpr char kSecret[] = "integration-secret-0123456789abcdef0123456789";
 
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
-
-std::string PublicPem(EVP_PKEY* key) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PUBKEY(bio, key);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio, &data);
-  std::string pem(data, static_cast<size_t>(len));
-  BIO_free(bio);
-  return pem;
-}
-
-std::string Hmac(std::string_view key, std::string_view input) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len);
-  return std::string(reinterpret_cast<char*>(mac), len);
-}
-
-std::string RsaSign(EVP_PKEY* key, std::string_view input) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  size_t len = 0;
-  EVP_DigestSignInit(ctx, nullptr, EVP_sha256(), nullptr, key);
-  EVP_DigestSign(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(input.data()),
-                 input.size());
-  std::string sig(len, '\0');
-  EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &len,
-                 reinterpret_cast<const unsigned char*>(input.data()), input.size());
-  EVP_MD_CTX_free(ctx);
-  sig.resize(len);
-  return sig;
-}
-
 int64_t NowSeconds() { return absl::ToUnixSeconds(absl::Now()); }
 
-std::string Claims(const std::string& sub, int64_t exp, const std::string& extra = "") {
-  return absl::StrCat(R"({"sub":")", sub, R"(","exp":)", exp, extra, "}");
+// Tokens signed with this file's secret unless told otherwise.
+std::string HsToken(std::string_view payload, std::string_view key = kSecret,
+                    std::string_view header = kHs256Header) {
+  return SignHs256(payload, key, header);
 }
-
-std::string HsToken(const std::string& payload, std::string_view key = kSecret,
-                    const std::string& header = R"({"alg":"HS256","typ":"JWT"})") {
-  std::string input = absl::StrCat(Base64UrlEncode(header), ".", Base64UrlEncode(payload));
-  return absl::StrCat(input, ".", Base64UrlEncode(Hmac(key, input)));
-}
-
-std::string RsToken(EVP_PKEY* key, const std::string& payload) {
-  std::string input = absl::StrCat(Base64UrlEncode(R"({"alg":"RS256","typ":"JWT"})"), ".",
-                                   Base64UrlEncode(payload));
-  return absl::StrCat(input, ".", Base64UrlEncode(RsaSign(key, input)));
-}
-
-// A temp dir holding the key files for one test.
-class KeyDir {
- public:
-  KeyDir() {
-    std::string pattern = ::testing::TempDir() + "pushd_jwt_XXXXXX";
-    std::vector<char> buf(pattern.begin(), pattern.end());
-    buf.push_back('\0');
-    EXPECT_NE(mkdtemp(buf.data()), nullptr);
-    dir_ = buf.data();
-  }
-  ~KeyDir() {
-    for (const std::string& f : files_) unlink(f.c_str());
-    rmdir(dir_.c_str());
-  }
-  std::string Write(const std::string& name, const std::string& contents) {
-    std::string path = dir_ + "/" + name;
-    std::ofstream(path, std::ios::binary) << contents;
-    files_.push_back(path);
-    return path;
-  }
-  const std::string& dir() const { return dir_; }
-
- private:
-  std::string dir_;
-  std::vector<std::string> files_;
-};
 
 class JwtIntegrationTest : public ::testing::Test {
  protected:
@@ -133,7 +58,7 @@ class JwtIntegrationTest : public ::testing::Test {
     std::vector<std::string> args = {"--auth=jwt", "--jwt_leeway=" + leeway};
     if (hs) args.push_back("--jwt_hs256_secret_file=" + keys_.Write("secret", kSecret));
     if (rs) {
-      args.push_back("--jwt_rs256_public_key_file=" + keys_.Write("key.pem", PublicPem(rsa_)));
+      args.push_back("--jwt_rs256_public_key_file=" + keys_.Write("key.pem", PublicKeyPem(rsa_)));
     }
     auto pushd = std::make_unique<PushdProcess>(args);
     EXPECT_TRUE(pushd->started());
@@ -143,10 +68,7 @@ class JwtIntegrationTest : public ::testing::Test {
   // The refusal of an upgrade, with its JSON reason.
   static HttpResponse Upgrade(int port, const std::string& target,
                               std::map<std::string, std::string> headers = {}) {
-    headers.emplace("Connection", "Upgrade");
-    headers.emplace("Upgrade", "websocket");
-    headers.emplace("Sec-WebSocket-Version", "13");
-    headers.emplace("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
+    for (const auto& [name, value] : UpgradeHeaders()) headers.emplace(name, value);
     return HttpRequest(port, "GET", target, headers);
   }
 
@@ -166,11 +88,10 @@ class JwtIntegrationTest : public ::testing::Test {
       int port, const std::string& target, const std::string& user,
       const std::map<std::string, std::string>& headers = {}) {
     int status = 0;
-    auto ws = WsClient::Connect(port, target, headers, &status);
+    json::value welcome;
+    auto ws = ConnectAndReadWelcome(port, target, &welcome, headers, &status);
     EXPECT_TRUE(ws) << target << " -> " << status;
     if (!ws) return nullptr;
-    json::value welcome = ws->ReadJson();
-    EXPECT_EQ(welcome.at("type").as_string(), "welcome");
     EXPECT_EQ(welcome.at("user_id").as_string(), user);
     return ws;
   }
@@ -184,7 +105,7 @@ class JwtIntegrationTest : public ::testing::Test {
 
   static EVP_PKEY* rsa_;
   static EVP_PKEY* other_rsa_;
-  KeyDir keys_;
+  TempDir keys_;
 };
 
 EVP_PKEY* JwtIntegrationTest::rsa_ = nullptr;
@@ -194,14 +115,15 @@ TEST_F(JwtIntegrationTest, ValidTokensConnectAsTheirSubAndGetItsPushes) {
   auto pushd = Start(true, true);
   auto stub = pushd->Stub();
   int port = pushd->ws_port();
-  auto hs = ConnectAs(port, "/ws?token=" + HsToken(Claims("alice", NowSeconds() + 600)), "alice");
+  auto hs =
+      ConnectAs(port, "/ws?token=" + HsToken(ClaimsJson("alice", NowSeconds() + 600)), "alice");
   ASSERT_TRUE(hs);
-  auto rs =
-      ConnectAs(port, "/ws?token=" + RsToken(rsa_, Claims("alice", NowSeconds() + 600)), "alice");
+  auto rs = ConnectAs(port, "/ws?token=" + SignRs256(rsa_, ClaimsJson("alice", NowSeconds() + 600)),
+                      "alice");
   ASSERT_TRUE(rs);
-  auto bearer =
-      ConnectAs(port, "/ws", "bob",
-                {{"Authorization", "Bearer " + RsToken(rsa_, Claims("bob", NowSeconds() + 600))}});
+  auto bearer = ConnectAs(
+      port, "/ws", "bob",
+      {{"Authorization", "Bearer " + SignRs256(rsa_, ClaimsJson("bob", NowSeconds() + 600))}});
   ASSERT_TRUE(bearer);
   ASSERT_TRUE(DoPush(*stub, "alice", R"({"to":"alice"})").ok());
   ASSERT_TRUE(DoPush(*stub, "bob", R"({"to":"bob"})").ok());
@@ -213,7 +135,7 @@ TEST_F(JwtIntegrationTest, ValidTokensConnectAsTheirSubAndGetItsPushes) {
 TEST_F(JwtIntegrationTest, TokenForAliceCannotReadBob) {
   auto pushd = Start(true, false);
   auto stub = pushd->Stub();
-  std::string token = HsToken(Claims("alice", NowSeconds() + 600));
+  std::string token = HsToken(ClaimsJson("alice", NowSeconds() + 600));
   ASSERT_TRUE(DoPush(*stub, "bob", R"({"secret":"for bob"})").ok());
   // The query's user_id is ignored: the connection is alice's, and replays only alice's stream.
   auto ws = ConnectAs(pushd->ws_port(), "/ws?user_id=bob&since=0&token=" + token, "alice");
@@ -251,33 +173,34 @@ TEST_F(JwtIntegrationTest, BadTokensGet401BeforeTheUpgrade) {
   auto pushd = Start(true, false);
   int port = pushd->ws_port();
   int64_t now = NowSeconds();
-  std::string pem = PublicPem(rsa_);
+  std::string pem = PublicKeyPem(rsa_);
   ExpectRefused(port, "/ws", "missing token");
   ExpectRefused(port, "/ws?user_id=alice", "missing token");
   ExpectRefused(port, "/ws?token=", "missing token");
   ExpectRefused(port, "/ws?token=not.a.jwt", "malformed token");
   ExpectRefused(
-      port, "/ws?token=" + HsToken(Claims("alice", now + 600), "forged-secret-forged-secret-0000"),
-      "bad token signature");
-  ExpectRefused(port, "/ws?token=" + HsToken(Claims("alice", now - 3600)), "token expired");
-  ExpectRefused(
       port,
-      "/ws?token=" + HsToken(Claims("alice", now + 600, absl::StrCat(R"(,"nbf":)", now + 3600))),
-      "token not yet valid");
+      "/ws?token=" + HsToken(ClaimsJson("alice", now + 600), "forged-secret-forged-secret-0000"),
+      "bad token signature");
+  ExpectRefused(port, "/ws?token=" + HsToken(ClaimsJson("alice", now - 3600)), "token expired");
+  ExpectRefused(port,
+                "/ws?token=" +
+                    HsToken(ClaimsJson("alice", now + 600, absl::StrCat(R"(,"nbf":)", now + 3600))),
+                "token not yet valid");
   // RS256 with only the HS secret configured, and the HS/RS confusion attack.
-  ExpectRefused(port, "/ws?token=" + RsToken(rsa_, Claims("alice", now + 600)),
+  ExpectRefused(port, "/ws?token=" + SignRs256(rsa_, ClaimsJson("alice", now + 600)),
                 "token alg not accepted");
-  ExpectRefused(port, "/ws?token=" + HsToken(Claims("alice", now + 600), pem),
+  ExpectRefused(port, "/ws?token=" + HsToken(ClaimsJson("alice", now + 600), pem),
                 "bad token signature");
   std::string none = absl::StrCat(Base64UrlEncode(R"({"alg":"none"})"), ".",
-                                  Base64UrlEncode(Claims("alice", now + 600)), ".");
+                                  Base64UrlEncode(ClaimsJson("alice", now + 600)), ".");
   ExpectRefused(port, "/ws?token=" + none, "token alg not accepted");
-  ExpectRefused(port, "/ws?token=" + HsToken(Claims("al ice", now + 600)), "sub");
+  ExpectRefused(port, "/ws?token=" + HsToken(ClaimsJson("al ice", now + 600)), "sub");
   ExpectRefused(port, "/ws?token=" + HsToken(R"({"sub":"alice"})"), "token has no exp");
   ExpectRefused(port, "/ws", "Bearer",
-                {{"Authorization", "Basic " + HsToken(Claims("alice", now + 600))}});
+                {{"Authorization", "Basic " + HsToken(ClaimsJson("alice", now + 600))}});
   ExpectRefused(port, "/ws", "bad token signature",
-                {{"Authorization", "Bearer " + HsToken(Claims("alice", now + 600),
+                {{"Authorization", "Bearer " + HsToken(ClaimsJson("alice", now + 600),
                                                        "forged-secret-forged-secret-0000")}});
 }
 
@@ -285,18 +208,20 @@ TEST_F(JwtIntegrationTest, RsOnlyServerRefusesHsTokensEvenSignedWithThePublicKey
   auto pushd = Start(false, true);
   int port = pushd->ws_port();
   int64_t now = NowSeconds();
-  ExpectRefused(port, "/ws?token=" + HsToken(Claims("alice", now + 600)), "token alg not accepted");
-  ExpectRefused(port, "/ws?token=" + HsToken(Claims("alice", now + 600), PublicPem(rsa_)),
+  ExpectRefused(port, "/ws?token=" + HsToken(ClaimsJson("alice", now + 600)),
                 "token alg not accepted");
-  ExpectRefused(port, "/ws?token=" + RsToken(other_rsa_, Claims("alice", now + 600)),
+  ExpectRefused(port, "/ws?token=" + HsToken(ClaimsJson("alice", now + 600), PublicKeyPem(rsa_)),
+                "token alg not accepted");
+  ExpectRefused(port, "/ws?token=" + SignRs256(other_rsa_, ClaimsJson("alice", now + 600)),
                 "bad token signature");
-  EXPECT_TRUE(ConnectAs(port, "/ws?token=" + RsToken(rsa_, Claims("alice", now + 600)), "alice"));
+  EXPECT_TRUE(
+      ConnectAs(port, "/ws?token=" + SignRs256(rsa_, ClaimsJson("alice", now + 600)), "alice"));
 }
 
 TEST_F(JwtIntegrationTest, ExpiryClosesTheOpenConnectionWith4001) {
   auto pushd = Start(true, false, "0s");
-  auto ws = ConnectAs(pushd->ws_port(), "/ws?token=" + HsToken(Claims("alice", NowSeconds() + 2)),
-                      "alice");
+  auto ws = ConnectAs(pushd->ws_port(),
+                      "/ws?token=" + HsToken(ClaimsJson("alice", NowSeconds() + 2)), "alice");
   ASSERT_TRUE(ws);
   auto connected = steady_clock::now();
   WsEvent e = ws->Read(milliseconds(10000));
@@ -311,10 +236,10 @@ TEST_F(JwtIntegrationTest, RefreshWithANewTokenKeepsTheConnectionOpen) {
   auto pushd = Start(false, true, "0s");
   auto stub = pushd->Stub();
   int64_t first_exp = NowSeconds() + 2;
-  auto ws = ConnectAs(pushd->ws_port(), "/ws?token=" + RsToken(rsa_, Claims("alice", first_exp)),
-                      "alice");
+  auto ws = ConnectAs(pushd->ws_port(),
+                      "/ws?token=" + SignRs256(rsa_, ClaimsJson("alice", first_exp)), "alice");
   ASSERT_TRUE(ws);
-  std::string fresh = RsToken(rsa_, Claims("alice", NowSeconds() + 600));
+  std::string fresh = SignRs256(rsa_, ClaimsJson("alice", NowSeconds() + 600));
   ASSERT_TRUE(ws->SendText(absl::StrCat(R"({"type":"refresh","token":")", fresh, R"("})")));
   // Past the first token's exp the connection is still there and still delivers (a close would
   // arrive before the message). Reading with a timeout would drop the connection: wait instead.
@@ -324,7 +249,7 @@ TEST_F(JwtIntegrationTest, RefreshWithANewTokenKeepsTheConnectionOpen) {
   ExpectMessage(*ws, R"({"still":"here"})");
 
   // A refresh with a shorter token moves the deadline earlier too.
-  std::string shorter = RsToken(rsa_, Claims("alice", NowSeconds() + 1));
+  std::string shorter = SignRs256(rsa_, ClaimsJson("alice", NowSeconds() + 1));
   ASSERT_TRUE(ws->SendText(absl::StrCat(R"({"type":"refresh","token":")", shorter, R"("})")));
   WsEvent e = ws->Read(milliseconds(5000));
   ASSERT_EQ(e.kind, WsEvent::kClosed);
@@ -340,15 +265,15 @@ TEST_F(JwtIntegrationTest, RefreshForAnotherUserOrWithABadTokenCloses4001) {
     std::string reason;
   };
   const Case cases[] = {
-      {HsToken(Claims("bob", now + 600)), "refresh token is for another user"},
-      {HsToken(Claims("alice", now + 600), "forged-secret-forged-secret-0000"),
+      {HsToken(ClaimsJson("bob", now + 600)), "refresh token is for another user"},
+      {HsToken(ClaimsJson("alice", now + 600), "forged-secret-forged-secret-0000"),
        "bad token signature"},
-      {HsToken(Claims("alice", now - 10)), "token expired"},
+      {HsToken(ClaimsJson("alice", now - 10)), "token expired"},
       {"garbage", "malformed token"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.reason);
-    auto ws = ConnectAs(port, "/ws?token=" + HsToken(Claims("alice", now + 600)), "alice");
+    auto ws = ConnectAs(port, "/ws?token=" + HsToken(ClaimsJson("alice", now + 600)), "alice");
     ASSERT_TRUE(ws);
     ASSERT_TRUE(ws->SendText(absl::StrCat(R"({"type":"refresh","token":")", c.token, R"("})")));
     WsEvent e = ws->Read();
@@ -357,7 +282,7 @@ TEST_F(JwtIntegrationTest, RefreshForAnotherUserOrWithABadTokenCloses4001) {
     EXPECT_EQ(e.close_reason.rfind(c.reason, 0), 0u) << e.close_reason;
   }
   // A refresh frame without a token string is not a valid frame.
-  auto ws = ConnectAs(port, "/ws?token=" + HsToken(Claims("alice", now + 600)), "alice");
+  auto ws = ConnectAs(port, "/ws?token=" + HsToken(ClaimsJson("alice", now + 600)), "alice");
   ASSERT_TRUE(ws);
   ASSERT_TRUE(ws->SendText(R"({"type":"refresh","token":42})"));
   WsEvent e = ws->Read();
@@ -390,10 +315,10 @@ TEST_F(JwtIntegrationTest, BadKeyFlagsExit2NamingTheFlag) {
     return args;
   };
   ExpectStartError(with({"--auth=jwt"}), "--jwt_hs256_secret_file");
-  ExpectStartError(with({"--auth=jwt", "--jwt_hs256_secret_file=" + keys_.dir() + "/missing"}),
+  ExpectStartError(with({"--auth=jwt", "--jwt_hs256_secret_file=" + keys_.path() + "/missing"}),
                    "--jwt_hs256_secret_file");
   // A directory cannot be read as a file (root reads any file, so permissions would not do).
-  ExpectStartError(with({"--auth=jwt", "--jwt_rs256_public_key_file=" + keys_.dir()}),
+  ExpectStartError(with({"--auth=jwt", "--jwt_rs256_public_key_file=" + keys_.path()}),
                    "--jwt_rs256_public_key_file");
   ExpectStartError(
       with({"--auth=jwt", "--jwt_rs256_public_key_file=" + keys_.Write("bad.pem", "not a key")}),

@@ -25,6 +25,8 @@
 #include "tests/testing/clients.h"
 #include "tests/testing/pushd_process.h"
 #include "tests/testing/test_util.h"
+#include "tests/testing/text.h"
+#include "tests/testing/ws_connect.h"
 
 namespace push::testing {
 namespace {
@@ -101,26 +103,6 @@ class TcpSocket {
   bool closed_ = false;
   std::string received_;
 };
-
-std::unique_ptr<WsClient> ConnectUser(int port, const std::string& user) {
-  auto ws = WsClient::Connect(port, "/ws?user_id=" + user);
-  if (!ws) return nullptr;
-  json::value welcome = ws->ReadJson();
-  EXPECT_EQ(welcome.at("type"), "welcome");
-  return ws;
-}
-
-// The upgrade headers, for HttpRequest to reach the /ws checks and read the answer's body.
-std::map<std::string, std::string> UpgradeHeaders() {
-  return {{"Connection", "Upgrade"},
-          {"Upgrade", "websocket"},
-          {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
-          {"Sec-WebSocket-Version", "13"}};
-}
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 // pushd_limit_hits_total{limit="<label>"}, or -1 when /metrics does not answer or lacks it.
 int64_t LimitHits(int port, const std::string& label) {

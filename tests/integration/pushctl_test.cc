@@ -1,19 +1,16 @@
 // The operator CLI against a real pushd: push, list and delete do what they print, errors exit
 // non-zero with the server's status on stderr, usage errors exit 2.
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <boost/json.hpp>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "tests/testing/clients.h"
+#include "tests/testing/ports.h"
 #include "tests/testing/pushd_process.h"
 #include "tests/testing/test_util.h"
+#include "tests/testing/text.h"
 
 namespace push::testing {
 namespace {
@@ -24,23 +21,6 @@ RunResult Pushctl(const PushdProcess& pushd, std::vector<std::string> args) {
   args.push_back("--addr");
   args.push_back("127.0.0.1:" + std::to_string(pushd.grpc_port()));
   return RunCommand(PushctlBinary(), args, {}, 20000);
-}
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-// A loopback port with nothing listening (bound, then released).
-int UnusedPort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
 }
 
 TEST(PushctlTest, PushListDeleteRoundTrip) {
@@ -226,7 +206,8 @@ TEST(PushctlTest, TlsAndKeyOptionsBeforeTheCommandApply) {
 TEST(PushctlTest, UnreachableServerIsUnavailable) {
   RunResult r = RunCommand(
       PushctlBinary(),
-      {"list", "--addr", "127.0.0.1:" + std::to_string(UnusedPort()), "--timeout", "3"}, {}, 20000);
+      {"list", "--addr", "127.0.0.1:" + std::to_string(FreeLoopbackPort()), "--timeout", "3"}, {},
+      20000);
   EXPECT_NE(r.exit_status, 0);
   EXPECT_NE(r.exit_status, -1);
   EXPECT_TRUE(Contains(r.err, "UNAVAILABLE") || Contains(r.err, "DEADLINE_EXCEEDED")) << r.err;
@@ -252,7 +233,7 @@ TEST(PushctlTest, UsageErrorsExit2) {
     // closed port and exit 1, not 2).
     std::vector<std::string> args = c.args;
     if (!args.empty()) {
-      args.insert(args.begin() + 1, {"--addr", "127.0.0.1:" + std::to_string(UnusedPort())});
+      args.insert(args.begin() + 1, {"--addr", "127.0.0.1:" + std::to_string(FreeLoopbackPort())});
     }
     RunResult r = RunCommand(PushctlBinary(), args, {}, 20000);
     EXPECT_EQ(r.exit_status, 2) << r.err;
@@ -270,7 +251,7 @@ TEST(PushctlTest, UsageErrorsExit2) {
 // Misplaced and unknown options, with the options before the command: exit 2 with a message that
 // says what is wrong, before any call (the address is a closed port: a call would exit 1).
 TEST(PushctlTest, MisplacedOrUnknownOptionsExit2WithAClearMessage) {
-  std::string addr = "127.0.0.1:" + std::to_string(UnusedPort());
+  std::string addr = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
   struct Case {
     std::vector<std::string> args;
     std::string says;

@@ -13,6 +13,7 @@
 #include "tests/testing/pushd_process.h"
 #include "tests/testing/redis_server.h"
 #include "tests/testing/test_util.h"
+#include "tests/testing/ws_connect.h"
 
 namespace push::testing {
 namespace {
@@ -42,13 +43,8 @@ class RedisClusterTest : public ::testing::Test {
   // Connects and reads the welcome; returns null (and fails the test) otherwise.
   static std::unique_ptr<WsClient> Connect(const PushdProcess& node, const std::string& user,
                                            const std::string& extra = "") {
-    auto ws = WsClient::Connect(node.ws_port(), "/ws?user_id=" + user + extra);
-    if (!ws) {
-      ADD_FAILURE() << "cannot connect " << user;
-      return nullptr;
-    }
-    json::value welcome = ws->ReadJson();
-    EXPECT_EQ(welcome.at("type"), "welcome") << json::serialize(welcome);
+    auto ws = ConnectUser(node, user, extra);
+    if (!ws) ADD_FAILURE() << "cannot connect " << user;
     return ws;
   }
 

@@ -17,6 +17,8 @@
 #include "tests/testing/clients.h"
 #include "tests/testing/pushd_process.h"
 #include "tests/testing/test_util.h"
+#include "tests/testing/text.h"
+#include "tests/testing/ws_connect.h"
 
 namespace push::testing {
 namespace {
@@ -24,25 +26,6 @@ namespace {
 namespace json = boost::json;
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
-
-int64_t MillisSince(steady_clock::time_point t) {
-  return std::chrono::duration_cast<milliseconds>(steady_clock::now() - t).count();
-}
-
-std::unique_ptr<WsClient> ConnectUser(const PushdProcess& pushd, const std::string& user) {
-  auto ws = WsClient::Connect(pushd.ws_port(), "/ws?user_id=" + user);
-  if (!ws) return nullptr;
-  EXPECT_EQ(ws->ReadJson().at("type"), "welcome");
-  return ws;
-}
-
-// A JSON string of `n` copies of `c`: n + 2 bytes with the quotes.
-std::string JsonString(size_t n, char c) {
-  std::string s(n + 2, c);
-  s.front() = '"';
-  s.back() = '"';
-  return s;
-}
 
 // One keep-alive HTTP/1.1 connection opened before the shutdown, so requests can still reach
 // the server after it stopped accepting new connections.

@@ -8,19 +8,12 @@
 #include "tests/testing/clients.h"
 #include "tests/testing/pushd_process.h"
 #include "tests/testing/test_util.h"
+#include "tests/testing/ws_connect.h"
 
 namespace push::testing {
 namespace {
 
 namespace json = boost::json;
-
-std::unique_ptr<WsClient> ConnectUser(const PushdProcess& pushd, const std::string& user) {
-  auto ws = WsClient::Connect(pushd.ws_port(), "/ws?user_id=" + user);
-  if (ws) {
-    EXPECT_EQ(ws->ReadJson().at("type"), "welcome");
-  }
-  return ws;
-}
 
 v1::PushRequest Request(const std::string& user, const std::string& data) {
   v1::PushRequest r;

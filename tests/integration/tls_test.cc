@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/clients.h"
 #include "tests/testing/pushd_process.h"
+#include "tests/testing/temp_files.h"
 #include "tests/testing/test_util.h"
 #include "tests/testing/tls_cert.h"
 

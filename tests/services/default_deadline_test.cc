@@ -20,6 +20,7 @@
 #include "common/metrics.h"
 #include "gtest/gtest.h"
 #include "services/push_service.h"
+#include "tests/testing/test_util.h"
 
 namespace push::service {
 namespace {
@@ -126,10 +127,7 @@ TEST_F(DefaultDeadlineTest, CallWithoutDeadlineEndsWithDeadlineExceeded) {
   EXPECT_LT(took, std::chrono::seconds(5));
   EXPECT_EQ(GlobalMetrics().grpc_default_deadline_exceeded.load(), before + 1);
   // gRPC is done with the call (the drain counts on that) once the status is out.
-  auto wait_until = steady_clock::now() + std::chrono::seconds(2);
-  while (service_.inflight() != 0 && steady_clock::now() < wait_until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  push::testing::WaitFor([&] { return service_.inflight() == 0; }, std::chrono::seconds(2));
   EXPECT_EQ(service_.inflight(), 0);
 
   // The store answers after the call is over: the late answer goes nowhere, harmlessly.
@@ -145,10 +143,7 @@ TEST_F(DefaultDeadlineTest, AnswerBeforeTheDefaultDeadlineReachesTheCaller) {
   v1::PushResponse response;
   grpc::Status status;
   std::thread call([&] { status = Push("bob", &response); });
-  auto wait_until = steady_clock::now() + std::chrono::seconds(5);
-  while (store_.held() == 0 && steady_clock::now() < wait_until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  push::testing::WaitFor([&] { return store_.held() > 0; }, std::chrono::seconds(5));
   store_.Release();
   call.join();
   ASSERT_TRUE(status.ok()) << status.error_message();
@@ -168,10 +163,7 @@ TEST_F(DefaultDeadlineTest, ACallersOwnDeadlineIsKept) {
 
   // Shorter than the default, and answered in time: fine.
   std::thread release([&] {
-    auto wait_until = steady_clock::now() + std::chrono::seconds(5);
-    while (store_.held() < 2 && steady_clock::now() < wait_until) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    push::testing::WaitFor([&] { return store_.held() >= 2; }, std::chrono::seconds(5));
     store_.Release();
   });
   status = Push("carol", &response, std::chrono::milliseconds(5000));

@@ -111,6 +111,24 @@ HttpResponse HttpsRequest(int port, const std::string& ca_pem, const std::string
   return Exchange(stream, method, target, headers, body);
 }
 
+// RFC 6455's sample key: pushd only checks that it is 16 bytes in base64.
+constexpr char kWebSocketKey[] = "dGhlIHNhbXBsZSBub25jZQ==";
+
+std::map<std::string, std::string> UpgradeHeaders() {
+  return {{"Connection", "Upgrade"},
+          {"Upgrade", "websocket"},
+          {"Sec-WebSocket-Key", kWebSocketKey},
+          {"Sec-WebSocket-Version", "13"}};
+}
+
+std::string UpgradeRequest(const std::string& target, const std::string& extra_headers,
+                           const std::string& http_version) {
+  return "GET " + target + " " + http_version +
+         "\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Key: " +
+         kWebSocketKey + "\r\nSec-WebSocket-Version: 13\r\n" + extra_headers + "\r\n";
+}
+
 // ---- WsClient --------------------------------------------------------------------------------
 
 struct WsClient::Impl {
@@ -338,12 +356,9 @@ bool RawClient::Fill(size_t n, milliseconds timeout) {
 
 int RawClient::Upgrade(const std::string& target,
                        const std::map<std::string, std::string>& headers) {
-  std::string req = "GET " + target +
-                    " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
-  for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
-  req += "\r\n";
-  if (!SendBytes(req)) return 0;
+  std::string extra;
+  for (const auto& [k, v] : headers) extra += k + ": " + v + "\r\n";
+  if (!SendBytes(UpgradeRequest(target, extra))) return 0;
   size_t end;
   auto deadline = std::chrono::steady_clock::now() + kDefaultTimeout;
   while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {

@@ -36,6 +36,15 @@ HttpResponse HttpsRequest(int port, const std::string& ca_pem, const std::string
                           const std::map<std::string, std::string>& headers = {},
                           const std::string& body = "");
 
+// The headers of a WebSocket upgrade request, for HttpRequest to reach the /ws checks and read
+// the body of a refusal.
+std::map<std::string, std::string> UpgradeHeaders();
+
+// The same request as raw bytes: "GET <target> <http_version>", Host and the upgrade headers,
+// then `extra_headers` (each line ending "\r\n") and the blank line.
+std::string UpgradeRequest(const std::string& target, const std::string& extra_headers = "",
+                           const std::string& http_version = "HTTP/1.1");
+
 // What a read on a WebSocket returned.
 struct WsEvent {
   enum Kind { kText, kBinary, kClosed, kError, kTimeout } kind = kError;

@@ -2,6 +2,7 @@
 
 // Test doubles of the project's own interfaces, for unit tests of the plain classes.
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +18,9 @@ namespace push::testing {
 // A clock that moves only when the test says so.
 class FakeClock final : public Clock {
  public:
+  // Where every FakeClock starts (2023-11-14T22:13:20Z).
+  static constexpr int64_t kStartUnixSeconds = 1'700'000'000;
+
   absl::Time Now() const override {
     absl::MutexLock lock(&mu_);
     return now_;
@@ -28,7 +32,7 @@ class FakeClock final : public Clock {
 
  private:
   mutable absl::Mutex mu_;
-  absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::FromUnixSeconds(1700000000);
+  absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::FromUnixSeconds(kStartUnixSeconds);
 };
 
 // Records what it is handed; stands in for the edge's WebSocket session.

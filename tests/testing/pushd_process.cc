@@ -5,16 +5,15 @@
 #include <grpcpp/security/credentials.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
 #include <cstring>
-#include <thread>
 
 #include "gtest/gtest.h"
+#include "tests/testing/pushd_launcher.h"
+
+extern char** environ;
 
 namespace push::testing {
 namespace {
@@ -24,29 +23,6 @@ using Clock = std::chrono::steady_clock;
 int64_t MillisLeft(Clock::time_point deadline) {
   return std::max<int64_t>(
       0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
-}
-
-std::vector<char*> Argv(const std::string& binary, const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(binary.c_str()));
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  return argv;
-}
-
-int WaitPid(pid_t pid, int timeout_ms) {
-  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (true) {
-    int status = 0;
-    pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) {
-      if (WIFEXITED(status)) return WEXITSTATUS(status);
-      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-      return -1;
-    }
-    if (r < 0 || Clock::now() >= deadline) return -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
 }
 
 // In the sanitizer build (PUSHD_SANITIZE=ON) pushd exits with PUSHD_SANITIZER_EXIT_CODE after an
@@ -66,13 +42,17 @@ std::string PushdBinary() { return PUSHD_BINARY; }
 std::string PushctlBinary() { return PUSHCTL_BINARY; }
 
 PushdProcess::PushdProcess(std::vector<std::string> args, PushdOptions options) {
-  std::vector<std::string> full = {"--grpc_listen=127.0.0.1:0", "--ws_listen=127.0.0.1:0",
-                                   "--drain_timeout=5s", "--node_id=test-node"};
+  std::vector<std::string> full = {"--drain_timeout=5s"};
+  if (!options.pushd_env) full.push_back("--node_id=test-node");
   full.insert(full.end(), args.begin(), args.end());
-  int out[2];
-  if (pipe2(out, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "pipe: " << strerror(errno);
-    return;
+  LaunchOptions launch;
+  launch.open_files_limit = options.open_files_limit;
+  if (options.pushd_env) {
+    launch.env.emplace();
+    for (char** e = environ; e && *e; ++e) {
+      if (std::strncmp(*e, "PUSHD_", 6) != 0) launch.env->emplace_back(*e);
+    }
+    launch.env->insert(launch.env->end(), options.pushd_env->begin(), options.pushd_env->end());
   }
   int err = -1;
   if (options.capture_stderr) {
@@ -83,50 +63,25 @@ PushdProcess::PushdProcess(std::vector<std::string> args, PushdOptions options) 
       return;
     }
     stderr_path_ = path;
+    launch.stderr_fd = err;
   }
-  std::string binary = PushdBinary();
-  std::vector<char*> argv = Argv(binary, full);
-  pid_ = fork();
-  if (pid_ == 0) {
-    dup2(out[1], STDOUT_FILENO);
-    if (err >= 0) dup2(err, STDERR_FILENO);
-    if (options.open_files_limit > 0) {
-      rlimit limit{static_cast<rlim_t>(options.open_files_limit),
-                   static_cast<rlim_t>(options.open_files_limit)};
-      if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(126);
-    }
-    execv(binary.c_str(), argv.data());
-    _exit(127);
-  }
-  close(out[1]);
+  LaunchedPushd launched = LaunchPushd(PushdBinary(), full, launch);
   if (err >= 0) close(err);
-  // Read stdout until the ready line (or exit, or 20 s).
-  std::string buffer;
-  auto deadline = Clock::now() + std::chrono::seconds(20);
-  while (!ready_ && Clock::now() < deadline) {
-    pollfd p{out[0], POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(MillisLeft(deadline))) <= 0) break;
-    char chunk[512];
-    ssize_t n = read(out[0], chunk, sizeof(chunk));
-    if (n <= 0) break;
-    buffer.append(chunk, n);
-    size_t pos = buffer.find("pushd ready ");
-    if (pos != std::string::npos && buffer.find('\n', pos) != std::string::npos) {
-      ready_ = std::sscanf(buffer.c_str() + pos, "pushd ready grpc_port=%d ws_port=%d", &grpc_port_,
-                           &ws_port_) == 2;
-    }
+  if (launched.pid < 0) {
+    ADD_FAILURE() << launched.error;
+    return;
   }
-  close(out[0]);
+  pid_ = launched.pid;
+  ready_ = launched.ready;
+  grpc_port_ = launched.grpc_port;
+  ws_port_ = launched.ws_port;
   if (!ready_) {
-    ADD_FAILURE() << "pushd did not become ready; stdout: " << buffer;
+    ADD_FAILURE() << "pushd did not become ready; stdout: " << launched.stdout_text;
   }
 }
 
 PushdProcess::~PushdProcess() {
-  if (pid_ > 0 && exit_status_ < 0 && Terminate(15000) < 0) {
-    kill(pid_, SIGKILL);
-    WaitPid(pid_, 5000);
-  }
+  if (pid_ > 0 && exit_status_ < 0) Exited(StopProcess(pid_, 15000));
   if (!stderr_path_.empty()) unlink(stderr_path_.c_str());
 }
 
@@ -154,13 +109,15 @@ void PushdProcess::Signal(int sig) {
 
 int PushdProcess::Wait(int timeout_ms) {
   if (exit_status_ >= 0) return exit_status_;
-  int status = WaitPid(pid_, timeout_ms);
-  if (status >= 0) {
-    exit_status_ = status;
-    // Captured stderr is not on the test's output: show it with the failure.
-    std::string err = Stderr();
-    ExpectNoSanitizerReport(status, err.empty() ? "pushd's stderr, above" : "its stderr:\n" + err);
-  }
+  return Exited(WaitForExit(pid_, timeout_ms));
+}
+
+int PushdProcess::Exited(int status) {
+  if (status < 0) return -1;
+  exit_status_ = status;
+  // Captured stderr is not on the test's output: show it with the failure.
+  std::string err = Stderr();
+  ExpectNoSanitizerReport(status, err.empty() ? "pushd's stderr, above" : "its stderr:\n" + err);
   return status;
 }
 
@@ -175,7 +132,7 @@ RunResult RunCommand(const std::string& binary, const std::vector<std::string>& 
   RunResult result;
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return result;
-  std::vector<char*> argv = Argv(binary, args);
+  std::vector<char*> argv = ExecArgv(binary, args);
   pid_t pid = fork();
   if (pid == 0) {
     dup2(out[1], STDOUT_FILENO);
@@ -207,10 +164,13 @@ RunResult RunCommand(const std::string& binary, const std::vector<std::string>& 
   for (auto& f : fds) {
     if (f.fd >= 0) close(f.fd);
   }
-  result.exit_status = WaitPid(pid, static_cast<int>(MillisLeft(deadline)) + 100);
+  result.exit_status = WaitForExit(pid, static_cast<int>(MillisLeft(deadline)) + 100);
   if (result.exit_status < 0) {
-    kill(pid, SIGKILL);
-    WaitPid(pid, 5000);
+    result.exit_status = -1;
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      WaitForExit(pid, 5000);
+    }
   }
   if (binary == PushdBinary())
     ExpectNoSanitizerReport(result.exit_status, "its stderr:\n" + result.err);

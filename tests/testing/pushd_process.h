@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,9 @@ struct PushdOptions {
   bool capture_stderr = false;
   // When positive, the child's RLIMIT_NOFILE (soft and hard) before exec.
   int open_files_limit = 0;
+  // When set, pushd is configured through its environment: it gets the test's environment less
+  // any PUSHD_* variables, plus these ("PUSHD_NODE_ID=a"), and no --node_id of the harness's.
+  std::optional<std::vector<std::string>> pushd_env;
 };
 
 // A real `pushd` child process on loopback with ephemeral ports. Stopped (SIGTERM, then SIGKILL)
@@ -22,8 +26,9 @@ struct PushdOptions {
 // after a sanitizer report fails the test (Wait, Terminate and the destructor all check).
 class PushdProcess {
  public:
-  // Starts pushd with --grpc_listen/--ws_listen on 127.0.0.1:0, a short drain timeout and
-  // `args`; waits for its "pushd ready" line. Fails the current test on error.
+  // Starts pushd with --grpc_listen/--ws_listen on 127.0.0.1:0, a short drain timeout, a node id
+  // and `args` (tests/testing/pushd_launcher.h); waits for its "pushd ready" line. Fails the
+  // current test on error.
   explicit PushdProcess(std::vector<std::string> args = {}, PushdOptions options = {});
   ~PushdProcess();
 
@@ -46,6 +51,9 @@ class PushdProcess {
   int Wait(int timeout_ms);
 
  private:
+  // Takes a status from WaitForExit or StopProcess; returns it, or -1 while pushd runs.
+  int Exited(int status);
+
   pid_t pid_ = -1;
   bool ready_ = false;
   int grpc_port_ = 0;

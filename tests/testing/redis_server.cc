@@ -2,10 +2,8 @@
 
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,27 +12,12 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "tests/testing/ports.h"
 
 namespace push::testing {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-int FreeLoopbackPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
 
 std::string Render(const redisReply* r) {
   switch (r->type) {
@@ -88,9 +71,9 @@ bool RedisServer::Launch() {
     int null = open("/dev/null", O_WRONLY);
     if (null >= 0) dup2(null, STDOUT_FILENO);
     // Quiet, loopback only, no RDB snapshots; the append-only file survives restarts.
-    execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
-           "--dir", dir_.c_str(), "--save", "", "--appendonly", "yes", "--appendfsync",
-           "everysec", "--daemonize", "no", "--loglevel", "warning", "--logfile", "",
+    execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--dir",
+           dir_.c_str(), "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+           "--daemonize", "no", "--loglevel", "warning", "--logfile", "",
            static_cast<char*>(nullptr));
     _exit(127);
   }

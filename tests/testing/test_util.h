@@ -22,6 +22,11 @@ inline bool WaitFor(const std::function<bool()>& condition,
   return condition();
 }
 
+inline int64_t MillisSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t)
+      .count();
+}
+
 inline grpc::Status DoPush(v1::PushService::Stub& stub, const std::string& user,
                            const std::string& data, v1::PushResponse* response = nullptr,
                            const std::string& message_id = "", uint32_t ttl_seconds = 0) {

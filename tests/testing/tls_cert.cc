@@ -7,10 +7,6 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <stdlib.h>
-
-#include <filesystem>
-#include <fstream>
 
 #include "gtest/gtest.h"
 
@@ -96,25 +92,6 @@ std::string EncryptedKeyPem(const std::string& key_pem, const std::string& passp
   EVP_PKEY_free(key);
   EXPECT_FALSE(out.empty()) << "could not encrypt the key";
   return out;
-}
-
-TempDir::TempDir() {
-  std::string pattern = ::testing::TempDir() + "pushd_test_XXXXXX";
-  if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp " << pattern;
-  path_ = pattern;
-}
-
-TempDir::~TempDir() {
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
-}
-
-std::string TempDir::Write(const std::string& name, const std::string& contents) const {
-  std::string file = path_ + "/" + name;
-  std::ofstream out(file, std::ios::binary | std::ios::trunc);
-  out << contents;
-  EXPECT_TRUE(out.good()) << "cannot write " << file;
-  return file;
 }
 
 }  // namespace push::testing

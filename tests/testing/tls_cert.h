@@ -18,20 +18,4 @@ TestCertificate MakeSelfSignedCertificate(const std::string& common_name = "loca
 // `key_pem` encrypted with `passphrase` (AES-256), as `openssl pkey -aes256` writes it.
 std::string EncryptedKeyPem(const std::string& key_pem, const std::string& passphrase);
 
-// A directory under the test temp dir, removed with everything in it when destroyed.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  // Writes `contents` to path()/name and returns the file's path.
-  std::string Write(const std::string& name, const std::string& contents) const;
-
- private:
-  std::string path_;
-};
-
 }  // namespace push::testing

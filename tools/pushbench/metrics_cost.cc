@@ -1,14 +1,12 @@
 // Why /metrics is hand-written: the cost per observation of pushd's counters and histograms
 // (common/metrics.h: relaxed atomics) against prometheus-cpp 1.0 (Debian's prometheus-cpp-dev,
-// which pushd does not depend on). Not part of the build; to re-run (numbers in deploy/README.md):
+// which pushd does not depend on). Built as the target metrics_cost only when CMake finds
+// prometheus-cpp (tools/pushbench/CMakeLists.txt); to re-run (numbers in deploy/README.md):
 //   apt-get install prometheus-cpp-dev
-//   g++ -std=c++17 -O2 -g -I. -Ibuild tools/pushbench/metrics_cost.cc build/common/libpush_common.a
-//   \
-//     -lprometheus-cpp-core $(pkg-config --libs absl_strings absl_time absl_str_format) \
-//     -lspdlog -lfmt -lpthread -o /tmp/metrics_cost
-//   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out /tmp/metrics_cost   # instructions
-//   callgrind_annotate --inclusive=yes /tmp/cg.out | grep -E 'Ours|Prom'
-//   /tmp/metrics_cost time                                                     # ns per operation
+//   cmake -S . -B build -G Ninja && ninja -C build metrics_cost   # re-run cmake after the install
+//   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out build/tools/pushbench/metrics_cost
+//   callgrind_annotate --inclusive=yes /tmp/cg.out | grep -E 'Ours|Prom'          # instructions
+//   build/tools/pushbench/metrics_cost time                                    # ns per operation
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>

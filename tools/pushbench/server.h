@@ -9,6 +9,7 @@ namespace pushbench {
 
 // A pushd that pushbench starts itself: loopback, ports chosen by the kernel, read back from its
 // "pushd ready grpc_port=P ws_port=Q" line. Killed when pushbench exits, however it exits.
+// Started with the tests' launcher (tests/testing/pushd_launcher.h).
 class ServerProcess {
  public:
   ServerProcess() = default;

@@ -1,0 +1,56 @@
+#pragma once
+
+// What one pushbench run measured, and how it is printed (report.cc).
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tools/pushbench/pusher.h"
+#include "tools/pushbench/stats.h"
+#include "tools/pushbench/ws_fleet.h"
+
+namespace pushbench {
+
+// The server a run measured.
+struct Target {
+  std::string grpc;
+  std::string ws_host;
+  int ws_port = 0;
+  pid_t pid = 0;
+  bool started = false;
+};
+
+// What one run measured, and its verdict.
+struct Report {
+  std::string scenario;
+  std::string mode;
+  bool ok = true;
+  std::vector<std::string> errors;
+  uint64_t connections = 0, users = 0, tabs = 1;
+  double connect_seconds = 0;
+  PushStats push;
+  bool pushed = false;
+  FleetTotals fleet;
+  uint64_t seq_anomalies = 0;  // users whose highest seq differs from their confirmed pushes
+  double measure_seconds = 0;  // push start (or connect start, for replay) to last delivery
+  double hold_seconds = 0;
+  ProcStats rss_before, rss_connected, rss_held, rss_after, cpu_start, cpu_end;
+  double client_cpu = 0;
+  double rate = 0;
+  bool latency_meaningful = true;
+  int64_t origin_ns = 0;  // when pushing started (steady clock), for --slow_log
+};
+
+// The human table of one run.
+void PrintTable(const Report& r, const Target& t);
+// One run as a single JSON line on stdout (flushed): the line scripts read.
+void PrintJson(const Report& r, const Target& t);
+// Medians and ranges over repeated runs (--runs): a table, then one JSON line.
+void PrintSummary(const std::vector<Report>& reports);
+// --slow_log: every message slower than --slow_ms, in arrival order, to `path`.
+void WriteSlowLog(const std::string& path, std::vector<SlowMessage> slow, int64_t origin_ns);
+
+}  // namespace pushbench
