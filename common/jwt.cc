@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
+#include "common/openssl_ptr.h"
 
 namespace push {
 namespace {
@@ -57,20 +58,10 @@ bool ReadNumericDate(const boost::json::object& obj, std::string_view name,
   return true;
 }
 
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct MdCtxDeleter {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
-struct DecoderCtxDeleter {
-  void operator()(OSSL_DECODER_CTX* p) const { OSSL_DECODER_CTX_free(p); }
-};
-
 }  // namespace
 
 struct JwtVerifier::Key {
-  std::unique_ptr<EVP_PKEY, PkeyDeleter> pkey;
+  OpenSslPtr<EVP_PKEY, EVP_PKEY_free> pkey;
 };
 
 bool Base64UrlDecode(std::string_view in, std::string* out) {
@@ -132,7 +123,7 @@ absl::StatusOr<std::unique_ptr<JwtVerifier>> JwtVerifier::Create(JwtOptions opti
   if (!options.rs256_public_key_pem.empty()) {
     EVP_PKEY* raw = nullptr;
     // Accepts "PUBLIC KEY" (SubjectPublicKeyInfo) and "RSA PUBLIC KEY" (PKCS#1) PEM.
-    std::unique_ptr<OSSL_DECODER_CTX, DecoderCtxDeleter> dctx(OSSL_DECODER_CTX_new_for_pkey(
+    OpenSslPtr<OSSL_DECODER_CTX, OSSL_DECODER_CTX_free> dctx(OSSL_DECODER_CTX_new_for_pkey(
         &raw, "PEM", nullptr, "RSA", EVP_PKEY_PUBLIC_KEY, nullptr, nullptr));
     const auto* data = reinterpret_cast<const unsigned char*>(options.rs256_public_key_pem.data());
     size_t len = options.rs256_public_key_pem.size();
@@ -196,7 +187,7 @@ absl::StatusOr<JwtClaims> JwtVerifier::Verify(std::string_view token) const {
       return Refuse("bad token signature");
     }
   } else if (alg->get_string() == "RS256" && rs256_key_ != nullptr) {
-    std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+    OpenSslPtr<EVP_MD_CTX, EVP_MD_CTX_free> ctx(EVP_MD_CTX_new());
     EVP_PKEY_CTX* pctx = nullptr;
     if (!ctx ||
         EVP_DigestVerifyInit(ctx.get(), &pctx, EVP_sha256(), nullptr, rs256_key_->pkey.get()) !=

@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#include "common/openssl_ptr.h"
 #include "openssl/bio.h"
 #include "openssl/err.h"
 #include "openssl/evp.h"
@@ -10,16 +11,6 @@
 
 namespace push {
 namespace {
-
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct KeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
 
 // OpenSSL's reason for the last failure; clears its error queue.
 std::string OpenSslError() {
@@ -34,18 +25,18 @@ std::string OpenSslError() {
 // An encrypted key would make OpenSSL prompt on the terminal: refuse it instead.
 int NoPassword(char*, int, int, void*) { return -1; }
 
-std::unique_ptr<BIO, BioFree> MemoryBio(std::string_view pem) {
-  return std::unique_ptr<BIO, BioFree>(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+OpenSslPtr<BIO, BIO_free> MemoryBio(std::string_view pem) {
+  return OpenSslPtr<BIO, BIO_free>(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
 }
 
 }  // namespace
 
 TlsCredentialsCheck CheckTlsCredentials(std::string_view cert_pem, std::string_view key_pem) {
   ERR_clear_error();
-  std::unique_ptr<X509, X509Free> cert(
+  OpenSslPtr<X509, X509_free> cert(
       PEM_read_bio_X509(MemoryBio(cert_pem).get(), nullptr, NoPassword, nullptr));
   if (!cert) return {TlsCredentialsError::kCertificate, OpenSslError()};
-  std::unique_ptr<EVP_PKEY, KeyFree> key(
+  OpenSslPtr<EVP_PKEY, EVP_PKEY_free> key(
       PEM_read_bio_PrivateKey(MemoryBio(key_pem).get(), nullptr, NoPassword, nullptr));
   if (!key) return {TlsCredentialsError::kKey, OpenSslError()};
   if (X509_check_private_key(cert.get(), key.get()) != 1) {

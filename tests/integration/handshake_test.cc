@@ -73,7 +73,7 @@ class ByteClient {
 
   // Reads until `done(all bytes so far)` holds, the peer closes or `timeout` passes.
   std::string& ReadUntil(const std::function<bool(const std::string&)>& done,
-                         milliseconds timeout = milliseconds(5000)) {
+                         milliseconds timeout = milliseconds(10000)) {
     auto deadline = steady_clock::now() + timeout;
     char chunk[4096];
     bool open = true;
