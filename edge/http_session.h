@@ -12,7 +12,6 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "edge/http_query.h"
 #include "common/http_status.h"
 #include "common/ids.h"
 #include "common/json.h"
@@ -21,6 +20,7 @@
 #include "common/strings.h"
 #include "edge/demo_page.h"
 #include "edge/edge_internal.h"
+#include "edge/http_query.h"
 #include "edge/upgrade_request.h"
 #include "edge/websocket_session.h"
 #include "spdlog/spdlog.h"

@@ -9,8 +9,8 @@
 #include <string>
 #include <utility>
 
-#include "edge/frame_queue.h"
 #include "common/message.h"
+#include "edge/frame_queue.h"
 
 namespace push::edge {
 

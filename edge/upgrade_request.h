@@ -16,8 +16,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "edge/http_query.h"
 #include "edge/edge_server.h"
+#include "edge/http_query.h"
 
 namespace push::edge {
 
