@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/config.h"
-#include "common/limits.h"
-#include "common/log_throttle.h"
+#include "common/base/limits.h"
+#include "common/base/log_throttle.h"
+#include "common/config/config.h"
 #include "edge/edge_server.h"
 #include "edge/timer_wheel.h"
 #include "edge/websocket_session.h"

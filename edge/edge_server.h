@@ -9,11 +9,11 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "common/api_key.h"
-#include "common/directory.h"
-#include "common/hub.h"
-#include "common/jwt.h"
-#include "common/store.h"
+#include "common/auth/api_key.h"
+#include "common/auth/jwt.h"
+#include "common/delivery/directory.h"
+#include "common/delivery/hub.h"
+#include "common/delivery/store.h"
 
 namespace push::edge {
 

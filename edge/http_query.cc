@@ -1,7 +1,7 @@
 #include "edge/http_query.h"
 
 #include "absl/strings/str_split.h"
-#include "common/strings.h"
+#include "common/base/strings.h"
 
 namespace push {
 namespace {

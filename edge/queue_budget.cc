@@ -5,8 +5,8 @@
 #include <utility>
 #include <vector>
 
-#include "common/limits.h"
-#include "common/metrics.h"
+#include "common/base/limits.h"
+#include "common/base/metrics.h"
 
 namespace push::edge {
 

@@ -3,7 +3,7 @@
 #include <atomic>
 #include <cstdint>
 
-#include "common/hub.h"
+#include "common/delivery/hub.h"
 
 namespace push::edge {
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <utility>
 
-#include "common/message.h"
+#include "common/delivery/message.h"
 #include "edge/frame_queue.h"
 
 namespace push::edge {

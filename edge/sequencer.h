@@ -3,8 +3,8 @@
 #include <cstdint>
 #include <optional>
 
-#include "common/message.h"
-#include "common/store.h"
+#include "common/delivery/message.h"
+#include "common/delivery/store.h"
 
 namespace push::edge {
 

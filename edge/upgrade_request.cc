@@ -5,10 +5,10 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 
 #include "absl/strings/numbers.h"
-#include "common/http_status.h"
-#include "common/ids.h"
-#include "common/json.h"
-#include "common/strings.h"
+#include "common/base/http_status.h"
+#include "common/base/ids.h"
+#include "common/base/strings.h"
+#include "common/json/json.h"
 
 namespace push::edge {
 namespace {

@@ -21,8 +21,8 @@
 #include <string>
 
 #include "absl/synchronization/mutex.h"
-#include "common/hub.h"
-#include "common/store.h"
+#include "common/delivery/hub.h"
+#include "common/delivery/store.h"
 #include "edge/edge_server.h"
 #include "edge/queue_budget.h"
 #include "edge/send_queue.h"

@@ -15,10 +15,11 @@
 #include <new>
 #include <sstream>
 
-#include "common/limits.h"
-#include "common/metrics.h"
-#include "common/strings.h"
+#include "common/base/limits.h"
+#include "common/base/metrics.h"
+#include "common/base/strings.h"
 #include "edge/websocket_session.h"
+#include "edge/wire_frames.h"
 #include "spdlog/spdlog.h"
 
 namespace push::edge {

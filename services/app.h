@@ -9,7 +9,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
-#include "common/config.h"
+#include "common/config/config.h"
 
 namespace grpc {
 class Server;

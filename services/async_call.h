@@ -30,7 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/metrics.h"
+#include "common/base/metrics.h"
 
 namespace push::service {
 

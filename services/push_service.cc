@@ -7,9 +7,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/ids.h"
-#include "common/json.h"
-#include "common/metrics.h"
+#include "common/base/ids.h"
+#include "common/base/metrics.h"
+#include "common/json/json.h"
 
 namespace push::service {
 namespace {

@@ -2,8 +2,8 @@
 
 #include <string>
 
-#include "common/close.h"
-#include "common/http_status.h"
+#include "common/base/close.h"
+#include "common/base/http_status.h"
 #include "gtest/gtest.h"
 
 namespace push {

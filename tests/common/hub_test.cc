@@ -1,4 +1,4 @@
-#include "common/hub.h"
+#include "common/delivery/hub.h"
 
 #include <algorithm>
 #include <atomic>

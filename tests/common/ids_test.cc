@@ -1,4 +1,4 @@
-#include "common/ids.h"
+#include "common/base/ids.h"
 
 #include <string>
 #include <thread>

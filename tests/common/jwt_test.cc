@@ -3,7 +3,7 @@
 // HS/RS confusion attack included), alg none, malformed parts, bad sub; leeway edges on a fake
 // clock.
 
-#include "common/jwt.h"
+#include "common/auth/jwt.h"
 
 #include <openssl/ec.h>
 #include <openssl/evp.h>
@@ -13,8 +13,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "common/config.h"
-#include "common/message.h"
+#include "common/config/config.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fakes.h"
 #include "tests/testing/jwt_signing.h"
@@ -294,22 +293,6 @@ TEST(JwtCreateTest, BadKeysAreRefusedAtCreation) {
   JwtOptions not_rsa;
   not_rsa.rs256_public_key_pem = PublicKeyPem(ec.get());
   EXPECT_EQ(JwtVerifier::Create(not_rsa).status().code(), absl::StatusCode::kInvalidArgument);
-}
-
-TEST(RefreshFrameTest, ParsesTheTokenAndRefusesAFrameWithoutOne) {
-  ClientFrame frame;
-  std::string error;
-  ASSERT_TRUE(ParseClientFrame(R"({"type":"refresh","token":"a.b.c"})", &frame, &error)) << error;
-  EXPECT_EQ(frame.type, ClientFrame::Type::kRefresh);
-  EXPECT_EQ(frame.token, "a.b.c");
-  for (const char* bad : {R"({"type":"refresh"})", R"({"type":"refresh","token":7})",
-                          R"({"type":"refresh","token":null})"}) {
-    EXPECT_FALSE(ParseClientFrame(bad, &frame, &error)) << bad;
-    EXPECT_NE(error.find("token"), std::string::npos) << error;
-  }
-  ASSERT_TRUE(ParseClientFrame(R"({"type":"ack","seq":3})", &frame, &error));
-  EXPECT_EQ(frame.type, ClientFrame::Type::kAck);
-  EXPECT_EQ(frame.seq, 3u);
 }
 
 void ExpectConfigError(const std::vector<std::string>& args, const std::string& flag) {

@@ -1,4 +1,4 @@
-#include "common/log_throttle.h"
+#include "common/base/log_throttle.h"
 
 #include <atomic>
 #include <thread>

@@ -1,4 +1,4 @@
-#include "common/memory_store.h"
+#include "common/delivery/memory_store.h"
 
 #include <optional>
 #include <string>
@@ -7,9 +7,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "common/clock.h"
-#include "common/redis_client.h"
-#include "common/redis_store.h"
+#include "common/base/clock.h"
+#include "common/redis/redis_client.h"
+#include "common/redis/redis_store.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fakes.h"
 #include "tests/testing/redis_server.h"
@@ -135,8 +135,7 @@ class StoreTest : public StoreTestBase, public ::testing::WithParamInterface<Bac
   Backend backend() const override { return GetParam(); }
 };
 
-INSTANTIATE_TEST_SUITE_P(Backends, StoreTest,
-                         ::testing::Values(Backend::kMemory, Backend::kRedis),
+INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values(Backend::kMemory, Backend::kRedis),
                          [](const auto& info) {
                            return info.param == Backend::kMemory ? "Memory" : "Redis";
                          });

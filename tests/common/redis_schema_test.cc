@@ -2,7 +2,7 @@
 // redis-server) is what DecodeChannelMessage reads, and the frame size the read script computes
 // is the size of the frame the edge writes.
 
-#include "common/redis_schema.h"
+#include "common/redis/redis_schema.h"
 
 #include <string>
 #include <variant>

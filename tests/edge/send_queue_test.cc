@@ -14,7 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "common/message.h"
+#include "common/delivery/message.h"
 #include "gtest/gtest.h"
 
 namespace push::edge {

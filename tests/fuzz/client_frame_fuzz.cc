@@ -13,8 +13,8 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
-#include "common/json.h"
-#include "common/message.h"
+#include "common/json/json.h"
+#include "edge/wire_frames.h"
 
 namespace {
 
@@ -24,7 +24,7 @@ constexpr size_t kMaxCloseReasonBytes = 123;
 // What the frame should be, read without ParseClientFrame.
 struct Expected {
   bool ok = false;
-  push::ClientFrame frame;
+  push::edge::ClientFrame frame;
 };
 
 Expected Reference(std::string_view text) {
@@ -39,7 +39,7 @@ Expected Reference(std::string_view text) {
   if (t == "refresh") {
     auto token = obj.find("token");
     if (token == obj.end() || !token->value().is_string()) return e;
-    e.frame.type = push::ClientFrame::Type::kRefresh;
+    e.frame.type = push::edge::ClientFrame::Type::kRefresh;
     e.frame.token.assign(token->value().get_string().data(), token->value().get_string().size());
     e.ok = true;
   } else if (t == "ack") {
@@ -53,19 +53,19 @@ Expected Reference(std::string_view text) {
     } else {
       return e;
     }
-    e.frame.type = push::ClientFrame::Type::kAck;
+    e.frame.type = push::edge::ClientFrame::Type::kAck;
     e.ok = true;
   }
   return e;
 }
 
-bool Same(const push::ClientFrame& a, const push::ClientFrame& b) {
+bool Same(const push::edge::ClientFrame& a, const push::edge::ClientFrame& b) {
   if (a.type != b.type) return false;
-  return a.type == push::ClientFrame::Type::kAck ? a.seq == b.seq : a.token == b.token;
+  return a.type == push::edge::ClientFrame::Type::kAck ? a.seq == b.seq : a.token == b.token;
 }
 
-std::string Canonical(const push::ClientFrame& f) {
-  if (f.type == push::ClientFrame::Type::kAck) {
+std::string Canonical(const push::edge::ClientFrame& f) {
+  if (f.type == push::edge::ClientFrame::Type::kAck) {
     return absl::StrCat(R"({"type":"ack","seq":)", f.seq, "}");
   }
   std::string out = R"({"type":"refresh","token":)";
@@ -79,9 +79,9 @@ std::string Canonical(const push::ClientFrame& f) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > kMaxFrameBytes) return 0;
   std::string_view text(reinterpret_cast<const char*>(data), size);
-  push::ClientFrame frame;
+  push::edge::ClientFrame frame;
   std::string error;
-  bool ok = push::ParseClientFrame(text, &frame, &error);
+  bool ok = push::edge::ParseClientFrame(text, &frame, &error);
   Expected expected = Reference(text);
   if (ok != expected.ok) std::abort();
   if (!ok) {
@@ -89,9 +89,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   if (!Same(frame, expected.frame)) std::abort();
-  push::ClientFrame again;
+  push::edge::ClientFrame again;
   std::string again_error;
-  if (!push::ParseClientFrame(Canonical(frame), &again, &again_error) || !Same(frame, again)) {
+  if (!push::edge::ParseClientFrame(Canonical(frame), &again, &again_error) ||
+      !Same(frame, again)) {
     std::abort();
   }
   return 0;

@@ -19,8 +19,9 @@
 #include <string_view>
 
 #include "absl/time/time.h"
-#include "common/json.h"
-#include "common/message.h"
+#include "common/delivery/message.h"
+#include "common/json/json.h"
+#include "edge/wire_frames.h"
 
 namespace {
 
@@ -100,7 +101,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     json::value back = ParseOrAbort(quoted);
     if (!back.is_string() || back.get_string() != Json(text)) std::abort();
 
-    std::string welcome = push::EncodeWelcome(text, text, size);
+    std::string welcome = push::edge::EncodeWelcome(text, text, size);
     json::value w = ParseOrAbort(welcome);
     if (w.at("type") != "welcome" || w.at("connection_id") != Json(text) ||
         w.at("user_id") != Json(text) || w.at("seq") != size) {

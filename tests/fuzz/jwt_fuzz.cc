@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-#include "common/jwt.h"
+#include "common/auth/jwt.h"
 #include "tests/testing/jwt_signing.h"
 
 namespace {

@@ -22,9 +22,9 @@
 #include <string_view>
 
 #include "absl/strings/numbers.h"
-#include "common/ids.h"
-#include "common/json.h"
-#include "common/jwt.h"
+#include "common/auth/jwt.h"
+#include "common/base/ids.h"
+#include "common/json/json.h"
 #include "edge/upgrade_request.h"
 
 namespace {

@@ -3,7 +3,7 @@
 // token is refused with 401 before the upgrade; an open connection is closed with 4001 when its
 // token expires unless a refresh frame for the same user moves the expiry.
 
-#include "common/jwt.h"
+#include "common/auth/jwt.h"
 
 #include <openssl/evp.h>
 #include <openssl/rsa.h>

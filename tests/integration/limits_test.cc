@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "common/config.h"
+#include "common/config/config.h"
 #include "gtest/gtest.h"
 #include "tests/testing/clients.h"
 #include "tests/testing/pushd_process.h"

@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-#include "common/directory.h"
-#include "common/hub.h"
-#include "common/memory_store.h"
-#include "common/metrics.h"
+#include "common/base/metrics.h"
+#include "common/delivery/directory.h"
+#include "common/delivery/hub.h"
+#include "common/delivery/memory_store.h"
 #include "gtest/gtest.h"
 #include "services/push_service.h"
 #include "tests/testing/test_util.h"

@@ -10,8 +10,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/clock.h"
-#include "common/hub.h"
+#include "common/base/clock.h"
+#include "common/delivery/hub.h"
 
 namespace push::testing {
 

@@ -4,7 +4,7 @@
 #include <openssl/pem.h>
 
 #include "absl/strings/str_cat.h"
-#include "common/jwt.h"
+#include "common/auth/jwt.h"
 
 namespace push::testing {
 

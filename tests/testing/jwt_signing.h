@@ -2,7 +2,7 @@
 
 // Signing JSON Web Tokens the way an identity provider would, for tests of pushd's JwtVerifier:
 // HS256 with a shared secret, RS256 with a private key made at run time. Plain OpenSSL and
-// common/jwt.h's base64url, no GTest, so the fuzz targets can use it too.
+// common/auth/jwt.h's base64url, no GTest, so the fuzz targets can use it too.
 
 #include <openssl/evp.h>
 

@@ -1,5 +1,5 @@
 // Why /metrics is hand-written: the cost per observation of pushd's counters and histograms
-// (common/metrics.h: relaxed atomics) against prometheus-cpp 1.0 (Debian's prometheus-cpp-dev,
+// (common/base/metrics.h: relaxed atomics) against prometheus-cpp 1.0 (Debian's prometheus-cpp-dev,
 // which pushd does not depend on). Built as the target metrics_cost only when CMake finds
 // prometheus-cpp (tools/pushbench/CMakeLists.txt); to re-run (numbers in deploy/README.md):
 //   apt-get install prometheus-cpp-dev
@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "common/metrics.h"
+#include "common/base/metrics.h"
 
 constexpr int kN = 2'000'000;
 std::atomic<uint64_t> g_counter{0};

@@ -17,7 +17,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 chart=$(cd "$here/../pushd" && pwd)
-config_cc="$here/../../../common/config.h"
+config_cc="$here/../../../common/config/config.h"
 work=${1:-$(mktemp -d)}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)

@@ -1,0 +1,366 @@
+#include "common/redis/redis_client.h"
+
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <openssl/sha.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <random>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/base/metrics.h"
+#include "common/base/strings.h"
+#include "spdlog/spdlog.h"
+
+namespace push::redis {
+namespace {
+
+Value Copy(const redisReply* r) {
+  Value v;
+  switch (r->type) {
+    case REDIS_REPLY_INTEGER:
+      v.type = Value::Type::kInteger;
+      v.integer = r->integer;
+      break;
+    case REDIS_REPLY_STRING:
+      v.type = Value::Type::kString;
+      v.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_STATUS:
+      v.type = Value::Type::kStatus;
+      v.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_ERROR:
+      v.type = Value::Type::kError;
+      v.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_ARRAY:
+      v.type = Value::Type::kArray;
+      v.elements.reserve(r->elements);
+      for (size_t i = 0; i < r->elements; ++i) v.elements.push_back(Copy(r->element[i]));
+      break;
+    default:
+      break;
+  }
+  return v;
+}
+
+// A subscriber's pushed message: ["message", channel, payload].
+bool IsPubSubMessage(const redisReply* r) {
+  return r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+         r->element[0]->type == REDIS_REPLY_STRING &&
+         std::string_view(r->element[0]->str, r->element[0]->len) == "message";
+}
+
+}  // namespace
+
+int64_t Value::AsInt() const {
+  if (type == Type::kInteger) return integer;
+  int64_t v = 0;
+  if (type == Type::kString && absl::SimpleAtoi(str, &v)) return v;
+  return 0;
+}
+
+std::string Connection::ScriptSha(std::string_view script) {
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(script.data()), script.size(), digest);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : digest) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 15]);
+  }
+  return out;
+}
+
+Connection::Connection(ConnectionOptions options) : options_(std::move(options)) {
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+Connection::~Connection() {
+  Stop();
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+void Connection::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Connection::Stop() {
+  stop_.store(true);
+  Wake();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Connection::Wake() {
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof(one));
+}
+
+void Connection::WaitFor(absl::Duration d) {
+  pollfd p{wake_fd_, POLLIN, 0};
+  poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(d)));
+  uint64_t drained;
+  [[maybe_unused]] ssize_t n = read(wake_fd_, &drained, sizeof(drained));
+}
+
+void Connection::Command(std::vector<std::string> argv, Callback done) {
+  absl::Status refused;
+  bool wake = false;
+  {
+    // Under mu_: the thread flips `connected_` off and fails the queue under the same lock, so a
+    // command is either failed here or failed (or sent) by the thread, never stranded.
+    absl::MutexLock lock(&mu_);
+    if (!connected_.load(std::memory_order_relaxed)) {
+      refused = absl::UnavailableError("Redis is not reachable; retry later");
+    } else if (queue_.size() + inflight_count_.load(std::memory_order_relaxed) >=
+               options_.max_queued) {
+      refused = absl::UnavailableError("too many Redis commands waiting; retry later");
+    } else {
+      wake = queue_.empty();  // the thread drains the whole queue once woken
+      queue_.push_back(Queued{std::move(argv), std::move(done)});
+    }
+  }
+  if (!refused.ok()) {
+    done(refused);
+  } else if (wake) {
+    Wake();
+  }
+}
+
+void Connection::SetupDone() {
+  {
+    absl::MutexLock lock(&mu_);
+    connected_.store(true, std::memory_order_release);
+  }
+  spdlog::info("redis {}: connected to {}:{}", options_.name, options_.endpoint.host,
+               options_.endpoint.port);
+  if (options_.on_connect) options_.on_connect();
+}
+
+void Connection::FailAll(const absl::Status& status) {
+  std::vector<Queued> queued;
+  {
+    absl::MutexLock lock(&mu_);
+    connected_.store(false, std::memory_order_release);
+    queued.swap(queue_);
+  }
+  std::deque<Pending> inflight;
+  inflight.swap(inflight_);
+  inflight_count_.store(0, std::memory_order_relaxed);
+  for (Pending& p : inflight) {
+    if (p.done) p.done(status);
+  }
+  for (Queued& q : queued) q.done(status);
+}
+
+void Connection::Run() {
+  std::mt19937_64 rng(std::random_device{}());
+  absl::Duration backoff = options_.min_backoff;
+  bool logged_down = false;
+  while (!stop_.load()) {
+    redisContext* c = Connect();
+    if (c == nullptr) {
+      // Full jitter, so many nodes do not reconnect in step.
+      std::uniform_real_distribution<double> jitter(0.5, 1.0);
+      WaitFor(backoff * jitter(rng));
+      backoff = std::min(backoff * 2, options_.max_backoff);
+      logged_down = true;
+      continue;
+    }
+    std::string why = Serve(c);
+    redisFree(c);
+    bool was_connected = connected();
+    FailAll(absl::UnavailableError(absl::StrCat("Redis connection lost: ", why)));
+    if (was_connected) {
+      // The backoff starts over only after a link that got through its setup, so a Redis that
+      // accepts connections but fails them (loading its data) is retried with backoff too.
+      logged_down = false;
+      backoff = options_.min_backoff;
+    }
+    if (!stop_.load()) {
+      GlobalMetrics().redis_errors.fetch_add(1, std::memory_order_relaxed);
+      if (!logged_down) {
+        spdlog::warn("redis {}: connection lost ({}); reconnecting", options_.name, why);
+      }
+      logged_down = true;
+      std::uniform_real_distribution<double> jitter(0.5, 1.0);
+      if (!was_connected) {
+        WaitFor(backoff * jitter(rng));
+        backoff = std::min(backoff * 2, options_.max_backoff);
+      }
+    }
+    if (was_connected && options_.on_disconnect) options_.on_disconnect();
+  }
+  FailAll(absl::UnavailableError("server is shutting down"));
+}
+
+redisContext* Connection::Connect() {
+  timeval tv = absl::ToTimeval(options_.connect_timeout);
+  redisContext* c =
+      redisConnectWithTimeout(options_.endpoint.host.c_str(), options_.endpoint.port, tv);
+  if (c == nullptr || c->err) {
+    static std::atomic<int64_t> last_log_ns{0};
+    int64_t now = Metrics::NowNanos();
+    // At most one line per 10 s per process while Redis stays down.
+    if (now - last_log_ns.load() > 10'000'000'000) {
+      last_log_ns.store(now);
+      spdlog::warn("redis {}: cannot connect to {}:{}: {}", options_.name, options_.endpoint.host,
+                   options_.endpoint.port, c ? c->errstr : "out of memory");
+    }
+    GlobalMetrics().redis_errors.fetch_add(1, std::memory_order_relaxed);
+    if (c) redisFree(c);
+    return nullptr;
+  }
+  redisEnableKeepAlive(c);
+  int flags = fcntl(c->fd, F_GETFL, 0);
+  fcntl(c->fd, F_SETFL, flags | O_NONBLOCK);
+  // hiredis treats EAGAIN as "try again later" only on a non-blocking context.
+  c->flags &= ~REDIS_BLOCK;
+  return c;
+}
+
+std::string Connection::Serve(redisContext* c) {
+  auto append = [&](const std::vector<std::string>& argv) {
+    std::vector<const char*> ptrs;
+    std::vector<size_t> lens;
+    for (const auto& a : argv) {
+      ptrs.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    return redisAppendCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data());
+  };
+  absl::Time now = absl::Now();
+  // Setup: database, scripts, subscriptions; user commands are refused until it is done.
+  std::vector<std::vector<std::string>> setup;
+  if (options_.endpoint.db != 0) setup.push_back({"SELECT", std::to_string(options_.endpoint.db)});
+  for (const auto& s : options_.scripts) setup.push_back({"SCRIPT", "LOAD", s});
+  if (!options_.subscribe.empty()) {
+    std::vector<std::string> sub{"SUBSCRIBE"};
+    sub.insert(sub.end(), options_.subscribe.begin(), options_.subscribe.end());
+    setup.push_back(std::move(sub));
+  }
+  setup_pending_ = 0;
+  for (const auto& cmd : setup) {
+    append(cmd);
+    // SUBSCRIBE answers once per channel.
+    size_t replies = cmd[0] == "SUBSCRIBE" ? cmd.size() - 1 : 1;
+    for (size_t i = 0; i < replies; ++i) {
+      inflight_.push_back(Pending{nullptr, now, /*setup=*/true});
+      ++setup_pending_;
+    }
+  }
+  if (setup_pending_ == 0) SetupDone();
+  bool write_pending = setup_pending_ > 0;
+  absl::Time next_tick = now + options_.tick_interval;
+  int64_t batch_start_ns = 0;
+  while (!stop_.load()) {
+    std::vector<Queued> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      batch.swap(queue_);
+    }
+    now = absl::Now();
+    for (Queued& q : batch) {
+      if (append(q.argv) != REDIS_OK) return "out of memory";
+      inflight_.push_back(Pending{std::move(q.done), now});
+      write_pending = true;
+    }
+    inflight_count_.store(inflight_.size(), std::memory_order_relaxed);
+    if (write_pending) {
+      int done = 0;
+      if (redisBufferWrite(c, &done) != REDIS_OK) return c->errstr;
+      write_pending = !done;
+      if (batch_start_ns == 0 && !inflight_.empty()) batch_start_ns = Metrics::NowNanos();
+    }
+    pollfd fds[2] = {{c->fd, static_cast<short>(POLLIN | (write_pending ? POLLOUT : 0)), 0},
+                     {wake_fd_, POLLIN, 0}};
+    int wait_ms =
+        static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(next_tick - now), 0, 100));
+    if (poll(fds, 2, wait_ms) < 0 && errno != EINTR) return "poll failed";
+    if (fds[1].revents & POLLIN) {
+      uint64_t drained;
+      [[maybe_unused]] ssize_t n = read(wake_fd_, &drained, sizeof(drained));
+    }
+    if (fds[0].revents & (POLLIN | POLLERR | POLLHUP)) {
+      if (redisBufferRead(c) != REDIS_OK) return c->errstr;
+      for (;;) {
+        void* raw = nullptr;
+        if (redisGetReplyFromReader(c, &raw) != REDIS_OK) return c->errstr;
+        if (raw == nullptr) break;
+        auto* reply = static_cast<redisReply*>(raw);
+        std::string error;
+        bool ok = Dispatch(reply, &error);
+        freeReplyObject(reply);
+        if (!ok) return error;
+      }
+      if (inflight_.empty() && batch_start_ns != 0) {
+        GlobalMetrics().redis_roundtrip.Observe(Metrics::NowNanos() - batch_start_ns);
+        batch_start_ns = 0;
+      }
+    }
+    now = absl::Now();
+    if (!inflight_.empty() && now - inflight_.front().sent > options_.command_timeout) {
+      return absl::StrCat("no answer within ", absl::FormatDuration(options_.command_timeout));
+    }
+    if (now >= next_tick) {
+      next_tick = now + options_.tick_interval;
+      if (!options_.subscribe.empty() && connected()) {
+        // A subscriber gets no replies unless something is published: ping it so a dead link
+        // is noticed by the timeout above.
+        append({"PING"});
+        inflight_.push_back(Pending{nullptr, now});
+        write_pending = true;
+      }
+      if (connected() && options_.on_tick) options_.on_tick();
+    }
+  }
+  return "stopped";
+}
+
+bool Connection::Dispatch(redisReply* reply, std::string* error) {
+  if (!options_.subscribe.empty() && IsPubSubMessage(reply)) {
+    if (options_.on_message) {
+      options_.on_message(std::string_view(reply->element[1]->str, reply->element[1]->len),
+                          std::string_view(reply->element[2]->str, reply->element[2]->len));
+    }
+    return true;
+  }
+  if (inflight_.empty()) {
+    *error = "a reply nobody asked for";
+    return false;
+  }
+  Pending p = std::move(inflight_.front());
+  inflight_.pop_front();
+  if (p.setup) {
+    if (reply->type == REDIS_REPLY_ERROR) {
+      *error = absl::StrCat("setup failed: ", absl::string_view(reply->str, reply->len));
+      return false;
+    }
+    if (--setup_pending_ == 0) SetupDone();
+    return true;
+  }
+  if (reply->type == REDIS_REPLY_ERROR &&
+      absl::StartsWith(absl::string_view(reply->str, reply->len), "NOSCRIPT")) {
+    // The script cache was flushed under us: reconnecting loads the scripts again.
+    if (p.done) p.done(absl::UnavailableError("Redis lost its scripts; retry"));
+    *error = "scripts flushed";
+    return false;
+  }
+  if (!p.done) return true;
+  if (reply->type == REDIS_REPLY_ERROR) {
+    p.done(absl::InternalError(
+        absl::StrCat("Redis error: ", absl::string_view(reply->str, reply->len))));
+  } else {
+    p.done(Copy(reply));
+  }
+  return true;
+}
+
+}  // namespace push::redis

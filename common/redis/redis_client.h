@@ -1,0 +1,122 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/redis/redis_url.h"
+
+struct redisContext;
+struct redisReply;
+
+namespace push::redis {
+
+// A Redis reply, copied out of hiredis's reply tree so it outlives the connection's buffers.
+struct Value {
+  enum class Type { kNil, kInteger, kString, kStatus, kError, kArray };
+  Type type = Type::kNil;
+  int64_t integer = 0;
+  std::string str;  // kString, kStatus, kError
+  std::vector<Value> elements;
+
+  bool is_nil() const { return type == Type::kNil; }
+  // The integer, or a decimal string read as one (Lua returns either); 0 otherwise.
+  int64_t AsInt() const;
+};
+
+using Callback = absl::AnyInvocable<void(absl::StatusOr<Value>)>;
+
+struct ConnectionOptions {
+  Endpoint endpoint;
+  std::string name;  // for logs
+  // A command not answered within this time breaks the connection (a hung or unreachable Redis
+  // fails fast instead of piling up requests).
+  absl::Duration command_timeout = absl::Seconds(2);
+  absl::Duration connect_timeout = absl::Seconds(1);
+  absl::Duration min_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(3);
+  // Commands waiting or unanswered; beyond it Command() fails with UNAVAILABLE (bounded memory).
+  size_t max_queued = 100000;
+  // Lua scripts loaded after every connect, before any other command, so EVALSHA always works
+  // (a restarted Redis has an empty script cache).
+  std::vector<std::string> scripts;
+  // When set, the connection is a subscriber to these channels: messages go to on_message.
+  std::vector<std::string> subscribe;
+  absl::AnyInvocable<void(std::string_view channel, std::string_view message)> on_message;
+  // Run on the connection's thread: after every (re)connect once setup is done, after every
+  // disconnect, and about every tick_interval. They may call Command() but must not block.
+  absl::AnyInvocable<void()> on_connect;
+  absl::AnyInvocable<void()> on_disconnect;
+  absl::AnyInvocable<void()> on_tick;
+  absl::Duration tick_interval = absl::Seconds(1);
+};
+
+// One Redis connection driven by hiredis on its own thread: commands are pipelined (everything
+// queued goes out in one write, replies are matched in order), so no I/O or gRPC thread ever
+// blocks on Redis. It reconnects by itself with exponential backoff and jitter; while it is down
+// every command fails at once with UNAVAILABLE. Callbacks run on the connection's thread (or
+// inline when the command fails at once) and must not block.
+class Connection {
+ public:
+  explicit Connection(ConnectionOptions options);
+  ~Connection();  // Stops the thread; commands still waiting get UNAVAILABLE.
+
+  void Start();
+  void Stop();
+
+  void Command(std::vector<std::string> argv, Callback done);
+  bool connected() const { return connected_.load(std::memory_order_acquire); }
+  const std::string& name() const { return options_.name; }
+
+  // EVALSHA argv for a script given in ConnectionOptions::scripts.
+  static std::string ScriptSha(std::string_view script);
+
+ private:
+  struct Pending {
+    Callback done;  // empty for internal commands (setup, subscriber pings)
+    absl::Time sent;
+    bool setup = false;
+  };
+  struct Queued {
+    std::vector<std::string> argv;
+    Callback done;
+  };
+
+  void Run();
+  redisContext* Connect();
+  // Serves one connected context until it fails or Stop(); returns the reason.
+  std::string Serve(redisContext* c);
+  bool Dispatch(redisReply* reply, std::string* error);
+  void FailAll(const absl::Status& status);
+  // Setup replies are in: commands are taken from now on.
+  void SetupDone();
+  void Wake();
+  void WaitFor(absl::Duration d);
+
+  ConnectionOptions options_;
+  std::atomic<bool> connected_{false};  // changed under mu_
+  std::atomic<size_t> inflight_count_{0};
+  std::atomic<bool> stop_{false};
+  int wake_fd_ = -1;
+  std::thread thread_;
+
+  absl::Mutex mu_;
+  std::vector<Queued> queue_ ABSL_GUARDED_BY(mu_);
+  // Only the connection thread touches these.
+  std::deque<Pending> inflight_;
+  int setup_pending_ = 0;
+  std::vector<std::string> script_shas_;
+};
+
+}  // namespace push::redis

@@ -1,0 +1,102 @@
+#include "common/redis/redis_schema.h"
+
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/base/strings.h"
+
+namespace push::redis_schema {
+namespace {
+
+constexpr std::string_view kPrefix = "pushd:";
+
+// The fields of a routed message and of a close command are separated by '\n'; the last field
+// (data, reason) may contain any byte. User ids, message ids and connection ids never contain
+// '\n' (validated), and neither do the numbers.
+constexpr char kLuaPrelude[] = R"lua(
+local function key_s(u) return 'pushd:s:'..u end
+local function key_m(u) return 'pushd:m:'..u end
+local function key_i(u) return 'pushd:i:'..u end
+local function key_c(u) return 'pushd:c:'..u end
+local function key_ic(inst) return 'pushd:ic:'..inst end
+local function key_a(inst) return 'pushd:a:'..inst end
+local function key_nodes() return 'pushd:nodes' end
+local function channel(inst) return 'pushd:ch:'..inst end
+local function routed_message(u, seq, id, ts, expires, data)
+  return 'M'..u..'\n'..seq..'\n'..id..'\n'..ts..'\n'..expires..'\n'..data
+end
+local function close_command(u, conn, code, reason)
+  return 'C'..u..'\n'..conn..'\n'..code..'\n'..reason
+end
+)lua";
+
+}  // namespace
+
+namespace {
+
+std::string Join(std::string_view a, std::string_view b, std::string_view c = {}) {
+  std::string out;
+  out.reserve(a.size() + b.size() + c.size());
+  out.append(a).append(b).append(c);
+  return out;
+}
+
+}  // namespace
+
+std::string StreamKey(std::string_view user_id) { return Join(kPrefix, "s:", user_id); }
+std::string MetaKey(std::string_view user_id) { return Join(kPrefix, "m:", user_id); }
+std::string IdsKey(std::string_view user_id) { return Join(kPrefix, "i:", user_id); }
+std::string ConnectionsKey(std::string_view user_id) { return Join(kPrefix, "c:", user_id); }
+std::string InstanceClientsKey(std::string_view instance) { return Join(kPrefix, "ic:", instance); }
+std::string AliveKey(std::string_view instance) { return Join(kPrefix, "a:", instance); }
+std::string NodesKey() { return Join(kPrefix, "nodes"); }
+std::string Channel(std::string_view instance) { return Join(kPrefix, "ch:", instance); }
+
+std::string ConnectionField(std::string_view instance, std::string_view connection_id) {
+  return Join(instance, "\n", connection_id);
+}
+std::string ClientField(std::string_view user_id, std::string_view connection_id) {
+  return Join(user_id, "\n", connection_id);
+}
+
+std::string Script(std::string_view script) {
+  // A message's frame is its header (type, seq, id, ts) + data + "}" (common/delivery/message.h):
+  // with an empty id and data and one-digit seq and ts, what remains is the fixed part.
+  MessagePtr probe = MakeMessage(0, "", absl::UnixEpoch(), absl::UnixEpoch(), "");
+  size_t overhead = probe->FrameSize() - 2;  // less the seq "0" and the ts "0"
+  return absl::StrCat(kLuaPrelude, "local FRAME_OVERHEAD = ", overhead, "\n", ToAbsl(script));
+}
+
+ChannelMessage DecodeChannelMessage(std::string_view payload) {
+  if (payload.empty()) return std::monostate{};
+  const char kind = payload[0];
+  absl::string_view body = ToAbsl(payload.substr(1));
+  if (kind == 'M') {
+    // user \n seq \n id \n ts_ms \n expires_ms \n data
+    std::vector<absl::string_view> f = absl::StrSplit(body, absl::MaxSplits('\n', 5));
+    uint64_t seq = 0;
+    int64_t ts = 0, expires = 0;
+    if (f.size() != 6 || !absl::SimpleAtoi(f[1], &seq) || !absl::SimpleAtoi(f[3], &ts) ||
+        !absl::SimpleAtoi(f[4], &expires)) {
+      return std::monostate{};
+    }
+    return RoutedMessage{std::string(ToStd(f[0])),
+                         MakeMessage(seq, std::string(f[2]), absl::FromUnixMillis(ts),
+                                     absl::FromUnixMillis(expires), ToStd(f[5]))};
+  }
+  if (kind == 'C') {
+    // user \n connection (empty = all) \n code \n reason
+    std::vector<absl::string_view> f = absl::StrSplit(body, absl::MaxSplits('\n', 3));
+    uint32_t code = 0;
+    if (f.size() != 4 || !absl::SimpleAtoi(f[2], &code) || code > 0xffff) {
+      return std::monostate{};
+    }
+    return CloseCommand{std::string(ToStd(f[0])), std::string(ToStd(f[1])),
+                        static_cast<uint16_t>(code), std::string(ToStd(f[3]))};
+  }
+  return std::monostate{};
+}
+
+}  // namespace push::redis_schema
