@@ -19,7 +19,7 @@
 #include "common/delivery/hub.h"
 #include "common/delivery/memory_store.h"
 #include "common/json/json.h"
-#include "common/redis/redis_client.h"
+#include "common/redis/redis_backend.h"
 #include "common/redis/redis_directory.h"
 #include "common/redis/redis_store.h"
 #include "edge/edge_server.h"
@@ -76,8 +76,7 @@ App::~App() {
   if (grpc_server_) grpc_server_->Shutdown(std::chrono::system_clock::now());
   if (edge_) edge_->Stop();
   // The Redis threads call into the hub and directory: stop them before those go.
-  if (redis_subscriber_) redis_subscriber_->Stop();
-  if (redis_commands_) redis_commands_->Stop();
+  if (redis_) redis_->Stop();
   // Last: a store callback (the Redis threads' last answers) may still finish a call on them.
   if (service_) service_->Stop();
 }
@@ -85,93 +84,31 @@ App::~App() {
 void App::UpdateReady() {
   // Both Redis threads and the main thread come here: one at a time, so the last event wins.
   absl::MutexLock lock(&ready_mu_);
-  bool ready =
-      started_.load() && !draining_.load() && redis_links_up_.load() >= redis_links_needed_;
+  bool redis_up = redis_ == nullptr || redis_->up();
+  bool ready = started_.load() && !draining_.load() && redis_up;
   ready_.store(ready);
   // gRPC health follows (grpc_server_ is set before started_, and never changes after).
   if (started_.load() && grpc_server_) {
     service_->SetServing(ready);
   }
-  if (redis_links_needed_ > 0) {
-    GlobalMetrics().redis_up.store(redis_links_up_.load() >= redis_links_needed_ ? 1 : 0);
-  }
+  if (redis_ != nullptr) GlobalMetrics().redis_up.store(redis_up ? 1 : 0);
 }
 
 absl::Status App::StartRedis() {
   absl::StatusOr<redis::Endpoint> endpoint = redis::ParseUrl(config_.redis);
   if (!endpoint.ok()) return endpoint.status();
-  bool edge = config_.role != Role::kApi;
-  std::string instance = RedisDirectory::MakeInstance(config_.node_id);
-  auto link_up = [this] {
-    redis_links_up_.fetch_add(1);
-    UpdateReady();
-  };
-  auto link_down = [this] {
-    redis_links_up_.fetch_sub(1);
-    UpdateReady();
-  };
-
-  redis::ConnectionOptions commands;
-  commands.endpoint = *endpoint;
-  commands.name = "commands";
-  commands.scripts = store::RedisStore::Scripts();
-  for (std::string& s : RedisDirectory::Scripts()) commands.scripts.push_back(std::move(s));
-  commands.on_connect = [this, link_up, edge] {
-    if (edge) redis_directory_->OnCommandsConnected();
-    link_up();
-  };
-  commands.on_disconnect = link_down;
-  if (edge) commands.on_tick = [this] { redis_directory_->OnTick(); };
-  redis_commands_ = std::make_unique<redis::Connection>(std::move(commands));
-  redis_links_needed_ = 1;
-
-  store::RedisStoreOptions store_options;
-  store_options.history_size = config_.history_size;
-  store_ = std::make_unique<store::RedisStore>(store_options, redis_commands_.get());
-  auto directory = std::make_unique<RedisDirectory>(config_.node_id, instance,
-                                                    redis_commands_.get(), hub_.get());
-  redis_directory_ = directory.get();
-  directory_ = std::move(directory);
-
-  if (edge) {
-    hub_->SetObserver(redis_directory_);
-    redis::ConnectionOptions subscriber;
-    subscriber.endpoint = *endpoint;
-    subscriber.name = "subscriber";
-    subscriber.subscribe = {redis_directory_->channel()};
-    subscriber.on_message = [this, store = static_cast<store::RedisStore*>(store_.get())](
-                                std::string_view, std::string_view payload) {
-      redis_schema::ChannelMessage message = redis_schema::DecodeChannelMessage(payload);
-      if (auto* routed = std::get_if<redis_schema::RoutedMessage>(&message)) {
-        store->OnRoutedMessage(*routed);
-      } else if (auto* close = std::get_if<redis_schema::CloseCommand>(&message)) {
-        redis_directory_->OnCloseCommand(*close);
-      } else {
-        spdlog::warn("redis: malformed message on {} ignored", redis_directory_->channel());
-      }
-    };
-    subscriber.on_connect = [this, link_up] {
-      redis_directory_->OnSubscriberConnected();
-      link_up();
-    };
-    subscriber.on_disconnect = link_down;
-    redis_subscriber_ = std::make_unique<redis::Connection>(std::move(subscriber));
-    redis_links_needed_ = 2;
-  }
+  RedisBackendOptions options;
+  options.endpoint = *endpoint;
+  options.node_id = config_.node_id;
+  options.history_size = config_.history_size;
+  options.edge = config_.role != Role::kApi;
+  options.on_links_changed = [this] { UpdateReady(); };
+  redis_ = std::make_unique<RedisBackend>(std::move(options), hub_.get());
+  store_ = redis_->store();
+  directory_ = redis_->directory();
+  store_->SetPublicationSink(hub_.get());  // before the subscriber starts
   UpdateReady();
-  redis_commands_->Start();
-  if (redis_subscriber_) redis_subscriber_->Start();
-  // Give the links a moment, so "ready" at start usually means ready; a Redis that is down does
-  // not stop the start (readiness stays off until it is back).
-  absl::Time give_up = absl::Now() + kRedisStartWait;
-  while (redis_links_up_.load() < redis_links_needed_ && absl::Now() < give_up) {
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  if (redis_links_up_.load() < redis_links_needed_) {
-    spdlog::warn("redis: not reachable yet at {}; not ready until it is", config_.redis);
-  }
-  spdlog::info("redis: {}:{} db {}, instance {}", endpoint->host, endpoint->port, endpoint->db,
-               instance);
+  redis_->Start(kRedisStartWait);
   return absl::OkStatus();
 }
 
@@ -183,14 +120,17 @@ absl::Status App::Start() {
                          : config_.role == Role::kEdge ? "edge"
                                                        : "all";
   hub_ = std::make_unique<Hub>();
+  // One publication path: whatever the backend, the store hands new messages to the hub (the
+  // memory store after its append, Redis's from the subscriber link).
   if (config_.redis.empty()) {
     store::MemoryStoreOptions store_options;
     store_options.history_size = config_.history_size;
     store_options.max_bytes = config_.max_store_bytes;
-    auto memory = std::make_unique<store::MemoryStore>(store_options);
-    memory_store_ = memory.get();
-    store_ = std::move(memory);
-    directory_ = std::make_unique<LocalDirectory>(hub_.get(), config_.node_id);
+    memory_store_ = std::make_unique<store::MemoryStore>(store_options);
+    local_directory_ = std::make_unique<LocalDirectory>(hub_.get(), config_.node_id);
+    store_ = memory_store_.get();
+    directory_ = local_directory_.get();
+    store_->SetPublicationSink(hub_.get());
   } else if (absl::Status s = StartRedis(); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--redis: ", s.message()));
   }
@@ -199,9 +139,7 @@ absl::Status App::Start() {
   push_options.max_message_bytes = config_.max_message_bytes;
   push_options.history_ttl = config_.history_ttl;
   push_options.node_id = config_.node_id;
-  // One publication path: whatever the backend, the store hands new messages to the hub.
-  store_->SetPublicationSink(hub_.get());
-  logic_ = std::make_unique<service::PushLogic>(push_options, store_.get(), directory_.get());
+  logic_ = std::make_unique<service::PushLogic>(push_options, store_, directory_);
   if (!config_.api_key_file.empty()) {
     api_key_ = std::make_unique<ApiKey>(config_.api_key_file);
     if (absl::Status s = api_key_->Load(); !s.ok()) {
@@ -282,7 +220,7 @@ absl::Status App::Start() {
     edge_options.tls_cert_pem = config_.tls_cert_pem;
     edge_options.tls_key_pem = config_.tls_key_pem;
     edge_options.ready = &ready_;
-    edge_options.directory = directory_.get();
+    edge_options.directory = directory_;
     edge_options.api_key = api_key_.get();
     if (config_.auth == "none" && config_.api_key_file.empty()) {
       edge_options.demo_push = [this](std::string user_id, std::string data,
@@ -290,7 +228,7 @@ absl::Status App::Start() {
         DemoPush(std::move(user_id), std::move(data), std::move(done));
       };
     }
-    edge_ = std::make_unique<edge::EdgeServer>(edge_options, store_.get(), hub_.get());
+    edge_ = std::make_unique<edge::EdgeServer>(edge_options, store_, hub_.get());
     if (absl::Status s = edge_->Start(); !s.ok()) return s;
   }
 
@@ -338,7 +276,7 @@ void App::SweepLoop() {
     sweep_mu_.AwaitWithTimeout(absl::Condition(&stop_sweeping_), kSweepInterval);
     if (stop_sweeping_) break;
     sweep_mu_.Unlock();
-    if (memory_store_ != nullptr) memory_store_->Sweep();
+    if (memory_store_) memory_store_->Sweep();
     FlushLimitLogs();
     sweep_mu_.Lock();
   }
@@ -377,8 +315,8 @@ void App::Drain() {
   }
   if (edge_) edge_->Stop();
   // Leave ListClients at once rather than when the heartbeat expires.
-  if (redis_directory_ != nullptr && config_.role != Role::kApi) {
-    redis_directory_->Goodbye(absl::Seconds(2));
+  if (redis_ != nullptr && config_.role != Role::kApi) {
+    redis_->directory()->Goodbye(absl::Seconds(2));
   }
   spdlog::info("drained");
 }

@@ -19,10 +19,8 @@ namespace push {
 class ApiKey;
 class Directory;
 class Hub;
-class RedisDirectory;
-namespace redis {
-class Connection;
-}
+class LocalDirectory;
+class RedisBackend;
 namespace store {
 class MemoryStore;
 class Store;
@@ -55,7 +53,7 @@ class App {
 
  private:
   void SweepLoop() ABSL_LOCKS_EXCLUDED(sweep_mu_);
-  // Wires the Redis store, routing and presence (--redis).
+  // Connects the Redis backend (--redis): its store, routing and presence.
   absl::Status StartRedis();
   // Readiness: started, not draining, and (with Redis) every Redis link up.
   void UpdateReady() ABSL_LOCKS_EXCLUDED(ready_mu_);
@@ -68,16 +66,14 @@ class App {
   std::atomic<bool> ready_{false};
   std::atomic<bool> started_{false};
   std::atomic<bool> draining_{false};
-  std::atomic<int> redis_links_up_{0};
-  int redis_links_needed_ = 0;
   std::unique_ptr<ApiKey> api_key_;
   std::unique_ptr<Hub> hub_;
-  std::unique_ptr<store::Store> store_;
-  store::MemoryStore* memory_store_ = nullptr;  // the embedded store, when in use (swept)
-  std::unique_ptr<Directory> directory_;
-  RedisDirectory* redis_directory_ = nullptr;
-  std::unique_ptr<redis::Connection> redis_commands_;
-  std::unique_ptr<redis::Connection> redis_subscriber_;
+  // The backend: the embedded store and this process's directory, or Redis (--redis).
+  std::unique_ptr<store::MemoryStore> memory_store_;  // swept by SweepLoop
+  std::unique_ptr<LocalDirectory> local_directory_;
+  std::unique_ptr<RedisBackend> redis_;
+  store::Store* store_ = nullptr;
+  Directory* directory_ = nullptr;
   std::unique_ptr<service::PushLogic> logic_;
   std::unique_ptr<service::PushServiceImpl> service_;
   std::unique_ptr<grpc::Server> grpc_server_;

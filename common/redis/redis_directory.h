@@ -53,7 +53,7 @@ class RedisDirectory final : public Directory, public HubObserver {
   void OnRemove(const Connection& connection) override;
 
   // Wiring (called on the connections' threads). A close command from the instance's channel
-  // (routed messages go to the store: RedisStore::OnRoutedMessage).
+  // (routed messages go to the store: RedisStore::OnChannelMessage).
   void OnCloseCommand(const redis_schema::CloseCommand& command);
   void OnCommandsConnected();
   void OnSubscriberConnected();

@@ -1,10 +1,13 @@
 #include "common/redis/redis_store.h"
 
+#include <variant>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/ids.h"
 #include "common/base/metrics.h"
 #include "common/redis/redis_schema.h"
+#include "spdlog/spdlog.h"
 
 namespace push::store {
 namespace {
@@ -210,8 +213,15 @@ void RedisStore::Append(AppendRequest request,
       });
 }
 
-void RedisStore::OnRoutedMessage(const redis_schema::RoutedMessage& routed) {
-  if (sink_ != nullptr) sink_->OnPublication(routed.user_id, routed.message);
+void RedisStore::OnChannelMessage(std::string_view payload) {
+  redis_schema::ChannelMessage message = redis_schema::DecodeChannelMessage(payload);
+  if (auto* routed = std::get_if<redis_schema::RoutedMessage>(&message)) {
+    if (sink_ != nullptr) sink_->OnPublication(routed->user_id, routed->message);
+  } else if (auto* close = std::get_if<redis_schema::CloseCommand>(&message)) {
+    if (on_close_command_) on_close_command_(*close);
+  } else {
+    spdlog::warn("redis: malformed channel message ignored ({} bytes)", payload.size());
+  }
 }
 
 void RedisStore::Read(ReadRequest request,

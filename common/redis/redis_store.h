@@ -1,8 +1,10 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "common/base/clock.h"
 #include "common/delivery/store.h"
 #include "common/redis/redis_client.h"
@@ -35,14 +37,19 @@ class RedisStore final : public Store {
   void AdvanceCursor(std::string_view user_id, uint64_t seq) override;
   void Purge(std::string_view user_id, absl::AnyInvocable<void(absl::Status)> done) override;
 
-  // A message the append script (of any node) published to this instance's channel: it goes to
-  // the sink. On the subscriber's thread.
-  void OnRoutedMessage(const redis_schema::RoutedMessage& routed);
+  // What arrives on this instance's channel (the subscriber link, on its thread): a message the
+  // append script of any node routed here goes to the sink, the hub; a close command that
+  // DeleteClient on any node sent goes to the handler (the directory's).
+  void OnChannelMessage(std::string_view payload);
+  void SetCloseCommandHandler(absl::AnyInvocable<void(const redis_schema::CloseCommand&)> handler) {
+    on_close_command_ = std::move(handler);
+  }
 
  private:
   const RedisStoreOptions options_;
   redis::Connection* const connection_;
   Clock* const clock_;
+  absl::AnyInvocable<void(const redis_schema::CloseCommand&)> on_close_command_;
 };
 
 }  // namespace push::store
