@@ -40,7 +40,7 @@ namespace net = boost::asio;
 // every idle connection; the WebSocket layer has its own timeouts). Its own teardown (found by ADL
 // from Beast's close paths) sends FIN and completes at once, instead of Beast's default of waiting,
 // without a time limit, for the peer to close too: a peer that broke the protocol and lingers must
-// not stay listed. The session closes the socket a moment later (see Finish) so the close frame is
+// not stay listed. The session closes the socket a moment later (see End) so the close frame is
 // not lost to a RST.
 //
 // Its reads never hand the WebSocket layer bytes past the end of the current frame (it peeks at
@@ -281,15 +281,22 @@ class WebSocketSession final : public Connection,
   // The timer of the close handshake and of the linger after it, made when first needed: an
   // open connection's deadlines are on the edge's TimerWheel.
   net::steady_timer& CloseTimer() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Closing. A connection ends one of two ways, and End runs once either way:
+  //   StartClose ─▶ (queue empties) MaybeSendClose ─▶ peer's close or kCloseTimeout ─▶ End
+  //   Abort (the socket is gone, or the peer never answered) ─────────────────────────▶ End
+  // Beast's own close paths reach the socket through `teardown` (EdgeStream, above).
+  //
   // Stops delivery and closes with `code` once the queue is empty (counted as `why`); `flush`
   // keeps what is queued.
-  void DoClose(uint16_t code, std::string reason, Disconnect why, bool flush = false)
+  void StartClose(uint16_t code, std::string reason, Disconnect why, bool flush = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the close frame once the last queued frame is out (phase kClosing → kCloseSent).
   void MaybeSendClose() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Closes the socket at once (no handshake) and finishes.
-  void Teardown(Disconnect why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Runs once when the connection is over; counts `why` unless DoClose counted its own.
-  void Finish(Disconnect why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Closes the TCP socket at once (no handshake) and ends.
+  void Abort(Disconnect why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The connection is over (phase kEnded): unregisters, gives back the slots, counts `why` unless
+  // StartClose counted its own, and closes the socket after a short linger.
+  void End(Disconnect why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives back the --max_connections slot and the user's reserved slot, if still held.
   void ReleaseSlots() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -332,14 +339,24 @@ class WebSocketSession final : public Connection,
   bool ping_wanted_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time ping_sent_ ABSL_GUARDED_BY(mu_);
   absl::Time next_ping_ ABSL_GUARDED_BY(mu_);
-  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  // Where the connection is in its life; it only moves forward (see StartClose).
+  enum class Phase : uint8_t {
+    kOpen,       // delivering
+    kClosing,    // StartClose ran: delivery stopped, the close frame waits for the queue
+    kCloseSent,  // our close frame is written or being written; the peer's answer ends it
+    kEnded,      // End ran
+  };
+  Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kOpen;
+  bool closing() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return phase_ == Phase::kClosing || phase_ == Phase::kCloseSent;
+  }
+  bool ended() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return phase_ == Phase::kEnded; }
   // On the heap: a close_reason holds 123 bytes of reason inline, and few connections close.
   std::unique_ptr<websocket::close_reason> pending_close_ ABSL_GUARDED_BY(mu_);
-  bool close_sent_ ABSL_GUARDED_BY(mu_) = false;
   bool registered_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool holds_slot_ ABSL_GUARDED_BY(mu_) = true;
-  Disconnect close_why_ ABSL_GUARDED_BY(mu_) = Disconnect::kConnectionLost;  // set by DoClose
+  // Set by StartClose; what End counts when the close began there.
+  Disconnect close_why_ ABSL_GUARDED_BY(mu_) = Disconnect::kConnectionLost;
 };
 
 // Instantiated in websocket_session.cc.

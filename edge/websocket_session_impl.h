@@ -85,7 +85,7 @@ inline std::chrono::nanoseconds ToChrono(absl::Duration d) {
 
 // Closes the TCP socket under any stream stack at once (no TLS or WebSocket goodbye).
 template <class Stream>
-void CloseSocket(Stream& stream) {
+void CloseTcpSocket(Stream& stream) {
   beast::error_code ignored;
   auto& lowest = beast::get_lowest_layer(stream);
   if constexpr (requires { lowest.socket(); }) {
@@ -183,8 +183,8 @@ void WebSocketSession<Stream>::OnAccept(beast::error_code ec) {
   ScheduleTimer(NextWake() - now);
   // A handshake that finished after a drain began (and after its close sweep) goes at once.
   if (options_.ready != nullptr && !options_.ready->load()) {
-    DoClose(kCloseGoingAway, "server shutting down", Disconnect::kShutdown,
-            /*flush=*/true);
+    StartClose(kCloseGoingAway, "server shutting down", Disconnect::kShutdown,
+               /*flush=*/true);
   }
 }
 
@@ -197,7 +197,7 @@ void WebSocketSession<Stream>::DoRead() {
     // read), wait for bytes with a small wait operation: Beast's read operation, kept pending by
     // every idle connection, is ~4 times larger. EdgeStream never lets Beast read past a frame,
     // so nothing is left unread in Beast's buffer while waiting.
-    if (ws_.is_message_done() && !closing_) {
+    if (ws_.is_message_done() && !closing()) {
       read_buffer_.shrink_to_fit();  // empty between messages: give its memory back
       if (beast::get_lowest_layer(ws_).HasEarlyBytes()) {
         // What came with the upgrade request is there to read already.
@@ -237,8 +237,8 @@ template <class Stream>
 void WebSocketSession<Stream>::OnReadable(beast::error_code ec) {
   if constexpr (std::is_same_v<Stream, EdgeStream>) {
     absl::MutexLock lock(&mu_);
-    if (finished_) return;  // the socket is closing
-    if (!ec && !closing_) {
+    if (ended()) return;  // the socket is closing
+    if (!ec && !closing()) {
       // Pongs answer our heartbeat and pings are clients' own: taken here, they never wake a
       // WebSocket read (which would then stay pending); a ping's pong goes through the lane. At
       // most a few per wake-up, so a peer streaming them shares the strand with the rest.
@@ -284,27 +284,27 @@ void WebSocketSession<Stream>::OnRead(beast::error_code ec, std::size_t) {
   absl::MutexLock lock(&mu_);
   beast_reading_ = false;
   if (ec) {
-    if (closing_) {
-      Finish(close_why_);
+    if (closing()) {
+      End(close_why_);
     } else if (ec == websocket::error::closed) {
-      Finish(Disconnect::kClientClosed);
+      End(Disconnect::kClientClosed);
     } else if (ec == websocket::error::message_too_big) {
       // Beast has already sent 1009 (read_message_max).
       RecordLimitHit(Limit::kFrameBytes);
-      Finish(Disconnect::kProtocol);
+      End(Disconnect::kProtocol);
     } else if (ec.category() == make_error_code(websocket::error::closed).category()) {
       // Beast has already sent the close frame (1009 too big, 1002 protocol, 1007 bad UTF-8).
-      Finish(Disconnect::kProtocol);
+      End(Disconnect::kProtocol);
     } else {
-      Finish(Disconnect::kConnectionLost);
+      End(Disconnect::kConnectionLost);
     }
     return;
   }
   if constexpr (kSendLane) DoWrite();  // what was queued while the read was in flight
   if (!ws_.is_message_done()) return DoRead();
-  if (!closing_) {
+  if (phase_ == Phase::kOpen) {
     if (!ws_.got_text()) {
-      DoClose(kCloseUnsupported, "binary frames are not accepted", Disconnect::kProtocol);
+      StartClose(kCloseUnsupported, "binary frames are not accepted", Disconnect::kProtocol);
     } else {
       auto data = read_buffer_.cdata();
       HandleClientFrame(std::string_view(static_cast<const char*>(data.data()), data.size()));
@@ -320,7 +320,7 @@ void WebSocketSession<Stream>::HandleClientFrame(std::string_view text) {
   ClientFrame frame;
   std::string error;
   if (!ParseClientFrame(text, &frame, &error)) {
-    DoClose(kClosePolicy, error, Disconnect::kProtocol);
+    StartClose(kClosePolicy, error, Disconnect::kProtocol);
     return;
   }
   if (frame.type == ClientFrame::Type::kRefresh) {
@@ -335,17 +335,18 @@ void WebSocketSession<Stream>::HandleClientFrame(std::string_view text) {
 template <class Stream>
 void WebSocketSession<Stream>::HandleRefresh(const std::string& token) {
   if (options_.jwt == nullptr) {
-    DoClose(kClosePolicy, "refresh needs --auth=jwt", Disconnect::kProtocol);
+    StartClose(kClosePolicy, "refresh needs --auth=jwt", Disconnect::kProtocol);
     return;
   }
   absl::StatusOr<JwtClaims> claims = options_.jwt->Verify(token);
   if (!claims.ok()) {
-    DoClose(kCloseTokenExpired, std::string(ToStd(claims.status().message())), Disconnect::kToken);
+    StartClose(kCloseTokenExpired, std::string(ToStd(claims.status().message())),
+               Disconnect::kToken);
     return;
   }
   // A connection never changes hands: another user's token is refused like a bad one.
   if (claims->user_id != params_.info.user_id) {
-    DoClose(kCloseTokenExpired, "refresh token is for another user", Disconnect::kToken);
+    StartClose(kCloseTokenExpired, "refresh token is for another user", Disconnect::kToken);
     return;
   }
   params_.token_valid_until = claims->valid_until;
@@ -401,13 +402,13 @@ void WebSocketSession<Stream>::ReadStore() {
 
 template <class Stream>
 void WebSocketSession<Stream>::OnStoreRead(absl::StatusOr<store::ReadResult> result) {
-  if (closing_ || finished_) return;
+  if (phase_ != Phase::kOpen) return;
   if (!result.ok()) {
     spdlog::warn("store read failed user={} conn={}: {}", params_.info.user_id,
                  params_.info.connection_id, result.status().ToString());
     switch (sequencer_.OnReadFailed()) {
       case Sequencer::Failure::kClose:
-        DoClose(kCloseInternalError, "message store unavailable", Disconnect::kError);
+        StartClose(kCloseInternalError, "message store unavailable", Disconnect::kError);
         return;
       case Sequencer::Failure::kReadAgain:
         ReadStore();
@@ -426,7 +427,7 @@ template <class Stream>
 void WebSocketSession<Stream>::Resync() {
   net::post(ws_.get_executor(), [self = this->shared_from_this()] {
     absl::MutexLock lock(&self->mu_);
-    if (self->closing_ || self->finished_) return;
+    if (self->phase_ != Phase::kOpen) return;
     if (self->sequencer_.OnResync()) self->ReadStore();
   });
 }
@@ -445,7 +446,7 @@ void WebSocketSession<Stream>::Deliver(MessagePtr message) {
     // with room in its queue is queued and written at once. The rest (an old or early seq, a
     // replay in progress, a full queue, closing) goes through the strand.
     absl::MutexLock lock(&mu_);
-    if (!closing_ && !finished_ && sequencer_.IsNext(message->seq) && HasRoom(*message)) {
+    if (phase_ == Phase::kOpen && sequencer_.IsNext(message->seq) && HasRoom(*message)) {
       Frames frames(this);
       sequencer_.Take(std::move(message), /*live=*/true, frames);
       FlushLane(/*on_strand=*/false);
@@ -468,7 +469,7 @@ bool WebSocketSession<Stream>::HasRoom(const Message& message) const {
 
 template <class Stream>
 void WebSocketSession<Stream>::OnLive(MessagePtr message) {
-  if (closing_ || finished_) return;
+  if (phase_ != Phase::kOpen) return;
   switch (sequencer_.Classify(*message)) {
     case Sequencer::Live::kDrop:
       return;
@@ -480,7 +481,7 @@ void WebSocketSession<Stream>::OnLive(MessagePtr message) {
       break;
   }
   if (!HasRoom(*message)) {
-    DoClose(kCloseSlowConsumer, "slow consumer", Disconnect::kSlowConsumer);
+    StartClose(kCloseSlowConsumer, "slow consumer", Disconnect::kSlowConsumer);
     return;
   }
   Frames frames(this);
@@ -509,11 +510,11 @@ void WebSocketSession<Stream>::DoWrite() {
     FlushLane(/*on_strand=*/true);
     if (!lane_busy_ && queue_.empty()) {
       OnLaneIdle();
-    } else if (!closing_) {
+    } else if (phase_ == Phase::kOpen) {
       MaybeContinueReplay();  // from half full, as on TLS, so store reads overlap the writes
     }
   } else {
-    if (writing_ || queue_.empty() || finished_) return;
+    if (writing_ || queue_.empty() || ended()) return;
     writing_ = true;
     ws_.text(true);
     std::array<iovec, 3> pieces = queue_.Payload(queue_.front());
@@ -538,7 +539,7 @@ void WebSocketSession<Stream>::OnWrite(beast::error_code ec, std::size_t) {
   Dequeued(before - queue_.bytes());
   FramesSent(sent);
   if (ec) return WriteFailed();
-  if (closing_) {
+  if (closing()) {
     DoWrite();  // flushing before a going-away close
     MaybeSendClose();
     return;
@@ -549,11 +550,7 @@ void WebSocketSession<Stream>::OnWrite(beast::error_code ec, std::size_t) {
 
 template <class Stream>
 void WebSocketSession<Stream>::WriteFailed() {
-  if (closing_) {
-    Teardown(close_why_);
-  } else {
-    Teardown(Disconnect::kConnectionLost);
-  }
+  Abort(closing() ? close_why_ : Disconnect::kConnectionLost);
 }
 
 template <class Stream>
@@ -588,7 +585,7 @@ void WebSocketSession<Stream>::FramesSent(const SentFrames& sent) {
 template <class Stream>
 void WebSocketSession<Stream>::FlushLane(bool on_strand) {
   if constexpr (kSendLane) {
-    if (lane_busy_ || lane_closed_ || beast_reading_ || finished_) return;
+    if (lane_busy_ || lane_closed_ || beast_reading_ || ended()) return;
     const int fd = beast::get_lowest_layer(ws_).native_handle();
     uint64_t bytes = 0;
     SentFrames sent;
@@ -625,7 +622,7 @@ void WebSocketSession<Stream>::FlushLane(bool on_strand) {
 template <class Stream>
 void WebSocketSession<Stream>::OnLaneBlocked(bool lost) {
   if constexpr (kSendLane) {
-    if (finished_) return;
+    if (ended()) return;
     if (lost) return WriteFailed();
     beast::get_lowest_layer(ws_).async_wait(
         net::socket_base::wait_write,
@@ -636,7 +633,7 @@ void WebSocketSession<Stream>::OnLaneBlocked(bool lost) {
 template <class Stream>
 void WebSocketSession<Stream>::OnWritable(beast::error_code ec) {
   absl::MutexLock lock(&mu_);
-  if (finished_) return;
+  if (ended()) return;
   if (ec) return OnLaneBlocked(/*lost=*/true);  // the lane stays busy: the connection is gone
   lane_busy_ = false;
   DoWrite();
@@ -644,12 +641,12 @@ void WebSocketSession<Stream>::OnWritable(beast::error_code ec) {
 
 template <class Stream>
 void WebSocketSession<Stream>::OnLaneIdle() {
-  if (finished_) return;
+  if (ended()) return;
   if (read_wanted_) {
     read_wanted_ = false;
     ReadFrame();
   }
-  if (closing_) {
+  if (closing()) {
     MaybeSendClose();
   } else {
     MaybeContinueReplay();
@@ -681,15 +678,15 @@ template <class Stream>
 void WebSocketSession<Stream>::OnTimer(int64_t due) {
   // An older deadline that ScheduleTimer has since replaced is stale; once closing, the close
   // timer rules.
-  if (due != wake_tick_ || finished_ || closing_) return;
+  if (due != wake_tick_ || phase_ != Phase::kOpen) return;
   wake_tick_ = 0;  // no entry pending now
   absl::Time now = absl::Now();
   if (awaiting_pong_ && now - ping_sent_ >= options_.pong_timeout) {
-    Teardown(Disconnect::kPongTimeout);
+    Abort(Disconnect::kPongTimeout);
     return;
   }
   if (now >= params_.token_valid_until) {
-    DoClose(kCloseTokenExpired, "token expired", Disconnect::kToken);
+    StartClose(kCloseTokenExpired, "token expired", Disconnect::kToken);
     return;
   }
   if (now >= next_ping_) {
@@ -722,7 +719,7 @@ void WebSocketSession<Stream>::SendControl(bool ping, std::string payload) {
   auto done = [self = this->shared_from_this()](beast::error_code ec) {
     absl::MutexLock lock(&self->mu_);
     self->control_in_flight_ = false;
-    if (!ec && self->ping_wanted_ && !self->closing_ && !self->finished_) {
+    if (!ec && self->ping_wanted_ && self->phase_ == Phase::kOpen) {
       self->ping_wanted_ = false;
       self->SendControl(/*ping=*/true, {});
     }
@@ -752,15 +749,15 @@ void WebSocketSession<Stream>::Close(uint16_t code, std::string reason) {
                                                             : Disconnect::kDeleted;
               // Going away (drain): what is queued is still written, since this process will not be
               // there to replay it. Otherwise unsent frames are dropped and replayed on reconnect.
-              self->DoClose(code, reason, why, /*flush=*/code == kCloseGoingAway);
+              self->StartClose(code, reason, why, /*flush=*/code == kCloseGoingAway);
             });
 }
 
 template <class Stream>
-void WebSocketSession<Stream>::DoClose(uint16_t code, std::string reason, Disconnect why,
-                                       bool flush) {
-  if (closing_ || finished_) return;
-  closing_ = true;
+void WebSocketSession<Stream>::StartClose(uint16_t code, std::string reason, Disconnect why,
+                                          bool flush) {
+  if (phase_ != Phase::kOpen) return;
+  phase_ = Phase::kClosing;
   close_why_ = why;
   GlobalMetrics().CountDisconnect(why);
   spdlog::info("closing user={} conn={} code={} reason='{}'", params_.info.user_id,
@@ -779,8 +776,8 @@ void WebSocketSession<Stream>::DoClose(uint16_t code, std::string reason, Discon
   timer.expires_after(ToChrono(kCloseTimeout));
   timer.async_wait([self = this->shared_from_this()](beast::error_code ec) {
     absl::MutexLock lock(&self->mu_);
-    if (ec == net::error::operation_aborted || self->finished_) return;
-    self->Teardown(self->close_why_);  // the close handshake did not finish in time
+    if (ec == net::error::operation_aborted || self->ended()) return;
+    self->Abort(self->close_why_);  // the close handshake did not finish in time
   });
   if constexpr (kSendLane) {
     DoWrite();  // sends the close frame too once the lane is idle
@@ -798,30 +795,30 @@ net::steady_timer& WebSocketSession<Stream>::CloseTimer() {
 template <class Stream>
 void WebSocketSession<Stream>::MaybeSendClose() {
   // The close frame follows the last queued frame.
-  if (!pending_close_ || close_sent_ || !queue_.empty()) return;
+  if (phase_ != Phase::kClosing || !queue_.empty()) return;
   if constexpr (kSendLane) {
     if (lane_busy_) return;
     lane_closed_ = true;
   }
-  close_sent_ = true;
+  phase_ = Phase::kCloseSent;
   // The handshake ends here or in the read that sees the peer's close frame, whichever is first.
   ws_.async_close(*pending_close_, [self = this->shared_from_this()](beast::error_code ec) {
     absl::MutexLock lock(&self->mu_);
-    if (!ec) self->Finish(self->close_why_);
+    if (!ec) self->End(self->close_why_);
   });
 }
 
 template <class Stream>
-void WebSocketSession<Stream>::Teardown(Disconnect why) {
-  CloseSocket(ws_);
-  Finish(why);
+void WebSocketSession<Stream>::Abort(Disconnect why) {
+  CloseTcpSocket(ws_);
+  End(why);
 }
 
 template <class Stream>
-void WebSocketSession<Stream>::Finish(Disconnect why) {
-  if (finished_) return;
-  finished_ = true;
-  if (!closing_) GlobalMetrics().CountDisconnect(why);  // else DoClose counted it
+void WebSocketSession<Stream>::End(Disconnect why) {
+  if (ended()) return;
+  if (!closing()) GlobalMetrics().CountDisconnect(why);  // else StartClose counted it
+  phase_ = Phase::kEnded;
   if (registered_) {
     registered_ = false;
     hub_->Remove(*this);
@@ -832,7 +829,7 @@ void WebSocketSession<Stream>::Finish(Disconnect why) {
   timer.expires_after(kLinger);
   timer.async_wait([self = this->shared_from_this()](beast::error_code) {
     absl::MutexLock lock(&self->mu_);
-    CloseSocket(self->ws_);
+    CloseTcpSocket(self->ws_);
   });
   ReleaseSlots();
   counters_->open_sessions.fetch_sub(1, std::memory_order_relaxed);
