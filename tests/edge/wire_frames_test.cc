@@ -5,23 +5,15 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/testing/json_object.h"
 
 namespace push::edge {
 namespace {
 
 namespace json = boost::json;
 
-json::object ParseObject(const std::string& text) {
-  json::value v = json::parse(text);
-  EXPECT_TRUE(v.is_object()) << text;
-  return v.is_object() ? v.as_object() : json::object();
-}
-
-std::vector<std::string> Keys(const json::object& o) {
-  std::vector<std::string> keys;
-  for (const auto& kv : o) keys.emplace_back(kv.key());
-  return keys;
-}
+using ::push::testing::Keys;
+using ::push::testing::ParseObject;
 
 TEST(EncodeTest, WelcomeFrame) {
   std::string f = EncodeWelcome("c0ffee", "user@example.com", 17);
