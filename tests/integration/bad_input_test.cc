@@ -421,10 +421,8 @@ TEST(BadInputTest, ProtocolViolationsCloseWith1002AndLeaveOthersAlone) {
 TEST(BadInputTest, InvalidUtf8TextFrameIsRejected) {
   PushdProcess pushd;
   ASSERT_TRUE(pushd.started());
-  auto raw = RawClient::Connect(pushd.ws_port());
+  auto raw = ConnectRawAndReadWelcome(pushd.ws_port(), "/ws?user_id=lena");
   ASSERT_TRUE(raw);
-  ASSERT_EQ(raw->Upgrade("/ws?user_id=lena"), 101);
-  ASSERT_TRUE(raw->ReadFrame());
   ASSERT_TRUE(raw->SendBytes(RawClient::EncodeFrame(0x1, "{\"type\":\"\xff\xfe\"}")));
   std::optional<RawClient::Frame> close = ReadUntilClose(*raw);
   ASSERT_TRUE(close);
@@ -437,10 +435,8 @@ TEST(BadInputTest, FragmentedValidFrameIsAcceptedButOversizedFragmentsAreNot) {
   PushdProcess pushd;
   ASSERT_TRUE(pushd.started());
   auto stub = pushd.Stub();
-  auto raw = RawClient::Connect(pushd.ws_port());
+  auto raw = ConnectRawAndReadWelcome(pushd.ws_port(), "/ws?user_id=mona");
   ASSERT_TRUE(raw);
-  ASSERT_EQ(raw->Upgrade("/ws?user_id=mona"), 101);
-  ASSERT_TRUE(raw->ReadFrame());
   // An ack split into three fragments with a ping in between is legal (RFC 6455 5.4).
   ASSERT_TRUE(raw->SendBytes(RawClient::EncodeFrame(0x1, R"({"type":)", true, false) +
                              RawClient::EncodeFrame(0x0, R"("ack",)", true, false) +
@@ -471,10 +467,8 @@ TEST(BadInputTest, ClientCloseFrameIsEchoedAndConnectionEnds) {
   PushdProcess pushd;
   ASSERT_TRUE(pushd.started());
   auto stub = pushd.Stub();
-  auto raw = RawClient::Connect(pushd.ws_port());
+  auto raw = ConnectRawAndReadWelcome(pushd.ws_port(), "/ws?user_id=nina");
   ASSERT_TRUE(raw);
-  ASSERT_EQ(raw->Upgrade("/ws?user_id=nina"), 101);
-  ASSERT_TRUE(raw->ReadFrame());
   ASSERT_TRUE(raw->SendBytes(RawClient::EncodeFrame(0x8, std::string("\x03\xe8", 2) + "bye")));
   std::optional<RawClient::Frame> close = ReadUntilClose(*raw);
   ASSERT_TRUE(close);
@@ -495,11 +489,8 @@ TEST(BadInputTest, FramesThatArriveTogetherOrInPiecesAreAllHandledAtOnce) {
   auto stub = pushd.Stub();
   const std::string ack = RawClient::EncodeFrame(0x1, R"({"type":"ack","seq":0})");
   auto open = [&](const std::string& user) {
-    auto raw = RawClient::Connect(pushd.ws_port());
+    auto raw = ConnectRawAndReadWelcome(pushd.ws_port(), "/ws?user_id=" + user);
     EXPECT_TRUE(raw);
-    if (!raw) return raw;
-    EXPECT_EQ(raw->Upgrade("/ws?user_id=" + user), 101);
-    EXPECT_TRUE(raw->ReadFrame());  // welcome
     return raw;
   };
   const auto quick = std::chrono::milliseconds(2000);
@@ -623,10 +614,8 @@ TEST(BadInputTest, FailedConnectionLeavesListClientsAtOnceEvenIfPeerLingers) {
   for (const RawCase& c : cases) {
     SCOPED_TRACE(c.name);
     std::string user = "linger" + std::to_string(c.code);
-    auto raw = RawClient::Connect(pushd.ws_port());
+    auto raw = ConnectRawAndReadWelcome(pushd.ws_port(), "/ws?user_id=" + user);
     ASSERT_TRUE(raw);
-    ASSERT_EQ(raw->Upgrade("/ws?user_id=" + user), 101);
-    ASSERT_TRUE(raw->ReadFrame());  // welcome
     ASSERT_TRUE(raw->SendBytes(c.bytes));
     std::optional<RawClient::Frame> close = ReadUntilClose(*raw);
     ASSERT_TRUE(close);
@@ -657,10 +646,9 @@ TEST(BadInputTest, UserAgentThatIsNotUtf8DoesNotBreakListClients) {
   };
   std::vector<std::unique_ptr<RawClient>> clients;
   for (const Case& c : cases) {
-    auto raw = RawClient::Connect(pushd.ws_port());
+    auto raw = ConnectRawAndReadWelcome(pushd.ws_port(), "/ws?user_id=" + c.user,
+                                        {{"User-Agent", c.header}});
     ASSERT_TRUE(raw);
-    ASSERT_EQ(raw->Upgrade("/ws?user_id=" + c.user, {{"User-Agent", c.header}}), 101);
-    ASSERT_TRUE(raw->ReadFrame());  // welcome: registered
     clients.push_back(std::move(raw));
   }
   for (const Case& c : cases) {

@@ -13,6 +13,7 @@
 #include "tests/testing/clients.h"
 #include "tests/testing/pushd_process.h"
 #include "tests/testing/test_util.h"
+#include "tests/testing/ws_connect.h"
 
 namespace push::testing {
 namespace {
@@ -128,10 +129,8 @@ TEST(HeartbeatTest, RawClientAnsweringPingsStaysConnected) {
   PushdProcess pushd(HeartbeatFlags());
   ASSERT_TRUE(pushd.started());
   auto stub = pushd.Stub();
-  auto raw = RawClient::Connect(pushd.ws_port());
+  auto raw = ConnectRawAndReadWelcome(pushd.ws_port(), "/ws?user_id=polite");
   ASSERT_TRUE(raw);
-  ASSERT_EQ(raw->Upgrade("/ws?user_id=polite"), 101);
-  ASSERT_TRUE(raw->ReadFrame());  // welcome
 
   // Answer every ping with a pong carrying its payload, for more than 5 intervals.
   int pings = 0;
@@ -163,10 +162,8 @@ TEST(HeartbeatTest, RawClientAnsweringPingsStaysConnected) {
 TEST(HeartbeatTest, ClientPingGetsPongWithSamePayload) {
   PushdProcess pushd;
   ASSERT_TRUE(pushd.started());
-  auto raw = RawClient::Connect(pushd.ws_port());
+  auto raw = ConnectRawAndReadWelcome(pushd.ws_port(), "/ws?user_id=pinger");
   ASSERT_TRUE(raw);
-  ASSERT_EQ(raw->Upgrade("/ws?user_id=pinger"), 101);
-  ASSERT_TRUE(raw->ReadFrame());  // welcome
   ASSERT_TRUE(raw->SendBytes(RawClient::EncodeFrame(0x9, "are you there")));
   std::optional<RawClient::Frame> pong = raw->ReadFrame();
   ASSERT_TRUE(pong);

@@ -10,6 +10,7 @@
 #include "tests/testing/clients.h"
 #include "tests/testing/pushd_process.h"
 #include "tests/testing/test_util.h"
+#include "tests/testing/ws_connect.h"
 
 namespace push::testing {
 namespace {
@@ -22,10 +23,8 @@ void SplitControlFrameThenPush(uint8_t opcode, size_t cut) {
   PushdProcess pushd({"--ping_interval=30s"});
   ASSERT_TRUE(pushd.started());
   auto stub = pushd.Stub();
-  auto raw = RawClient::Connect(pushd.ws_port());
+  auto raw = ConnectRawAndReadWelcome(pushd.ws_port(), "/ws?user_id=split");
   ASSERT_TRUE(raw);
-  ASSERT_EQ(raw->Upgrade("/ws?user_id=split"), 101);
-  ASSERT_TRUE(raw->ReadFrame());  // welcome
   std::string frame = RawClient::EncodeFrame(opcode, "hi");
   ASSERT_TRUE(raw->SendBytes(frame.substr(0, cut)));
   std::this_thread::sleep_for(milliseconds(100));

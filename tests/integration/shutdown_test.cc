@@ -145,10 +145,8 @@ TEST(ShutdownTest, WhileDrainingItRefusesWorkAndStillExitsZeroByTheDeadline) {
   PushdProcess pushd({"--drain_timeout=3s"});
   ASSERT_TRUE(pushd.started());
   auto stub = pushd.Stub();
-  auto stuck = RawClient::Connect(pushd.ws_port());
+  auto stuck = ConnectRawAndReadWelcome(pushd.ws_port(), "/ws?user_id=stuck");
   ASSERT_TRUE(stuck);
-  ASSERT_EQ(stuck->Upgrade("/ws?user_id=stuck"), 101);
-  ASSERT_TRUE(stuck->ReadFrame());  // welcome
   KeepAliveHttp http(pushd.ws_port());
   KeepAliveHttp upgrade_conn(pushd.ws_port());
   ASSERT_TRUE(http.ok() && upgrade_conn.ok());

@@ -28,4 +28,20 @@ std::unique_ptr<WsClient> ConnectUser(const PushdProcess& pushd, const std::stri
   return ConnectUser(pushd.ws_port(), user, extra, welcome);
 }
 
+std::unique_ptr<RawClient> ConnectRawAndReadWelcome(
+    int port, const std::string& target, const std::map<std::string, std::string>& headers) {
+  auto raw = RawClient::Connect(port);
+  EXPECT_TRUE(raw) << "cannot connect to port " << port;
+  if (!raw) return nullptr;
+  int status = raw->Upgrade(target, headers);
+  EXPECT_EQ(status, 101) << target;
+  if (status != 101) return nullptr;
+  std::optional<RawClient::Frame> welcome = raw->ReadFrame();
+  EXPECT_TRUE(welcome) << "no welcome frame on " << target;
+  if (!welcome) return nullptr;
+  EXPECT_EQ(welcome->opcode, 0x1);
+  EXPECT_NE(welcome->payload.find(R"("type":"welcome")"), std::string::npos) << welcome->payload;
+  return raw;
+}
+
 }  // namespace push::testing

@@ -30,4 +30,9 @@ std::unique_ptr<WsClient> ConnectUser(const PushdProcess& pushd, const std::stri
                                       const std::string& extra = "",
                                       boost::json::value* welcome = nullptr);
 
+// The same on a RawClient, for tests that write frames byte by byte: connects, upgrades (the answer
+// must be 101) and reads the welcome frame. Returns nullptr, failing the test, otherwise.
+std::unique_ptr<RawClient> ConnectRawAndReadWelcome(
+    int port, const std::string& target, const std::map<std::string, std::string>& headers = {});
+
 }  // namespace push::testing
