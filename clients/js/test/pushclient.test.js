@@ -157,8 +157,9 @@ describe('PushClient against a real pushd', () => {
     }
     const user = newUser('killed');
     const log = { urls: [], sent: [] };
-    // A long enough first delay that the pushes below land while the client is away.
-    const client = newClient({ userId: user, WebSocket: recordingWebSocket(log), minDelay: 3000 });
+    // A long enough first delay (4 to 8 s with jitter) that the pushes below land while the client
+    // is away, even under the sanitizers on a busy machine (1.5 s was once too short there).
+    const client = newClient({ userId: user, WebSocket: recordingWebSocket(log), minDelay: 8000 });
     const t = track(client);
     client.connect();
     await t.waitState('open');
@@ -169,14 +170,17 @@ describe('PushClient against a real pushd', () => {
     assert.ok((await killConnections(server)) >= 1, 'ss -K killed the connection');
     const reconnecting = await t.waitState('reconnecting');
     assert.equal(reconnecting.code, 1006);
-    assert.ok(reconnecting.delay >= 1500 && reconnecting.delay <= 3000, `delay ${reconnecting.delay}`);
+    assert.ok(reconnecting.delay >= 4000 && reconnecting.delay <= 8000, `delay ${reconnecting.delay}`);
     await waitFor(async () => (await liveConnections(server, user)) === 0, { what: 'server saw the drop' });
     const p2 = await grpcPush(server, user, { n: 2 });
     const p3 = await demoPush(server, user, { n: 3 });
     assert.equal(p2.delivered, 0, 'pushed while the client was away');
     assert.equal(p3.delivered, 0, 'pushed while the client was away');
 
-    await waitFor(() => t.messages.length >= 3, { what: 'messages 2 and 3 after reconnect' });
+    await waitFor(() => t.messages.length >= 3, {
+      what: 'messages 2 and 3 after reconnect',
+      timeout: 20000,
+    });
     assert.equal(new URL(log.urls[1]).searchParams.get('since'), '1');
     await demoPush(server, user, { n: 4 });
     await waitFor(() => t.messages.length >= 4, { what: 'live message 4' });
