@@ -263,7 +263,10 @@ void ClusterClient::Dispatch(std::unique_ptr<Op> op) {
     return;
   }
   if (!conn->connected()) {
-    Retry(std::move(op), absl::StrCat("the connection to ", Key(to), " is down"), true);
+    // No refresh asked for here: the disconnect asked for one, and while a shard is down the
+    // manager reads the map every down_refresh_interval anyway (a flood of retries must not
+    // become a flood of CLUSTER SLOTS).
+    Retry(std::move(op), absl::StrCat("the connection to ", Key(to), " is down"), false);
     return;
   }
   Send(std::move(op), std::move(conn), std::move(to), asking);
@@ -291,8 +294,9 @@ void ClusterClient::OnReply(std::unique_ptr<Op> op, const Endpoint& sent_to,
                             absl::StatusOr<Value> result) {
   if (!result.ok()) {
     if (NotSent(result.status())) {
-      // Refused or still queued when the link went down: Redis never saw it.
-      Retry(std::move(op), absl::StrCat(Key(sent_to), ": ", result.status().message()), true);
+      // Refused or still queued when the link went down: Redis never saw it. (The disconnect
+      // itself asked for a refresh.)
+      Retry(std::move(op), absl::StrCat(Key(sent_to), ": ", result.status().message()), false);
       return;
     }
     // Written, and then the link failed before the answer came. Redis may have run it, so it is

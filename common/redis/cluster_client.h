@@ -51,7 +51,7 @@ struct ClusterOptions {
   // that took over); never more than one read at a time, nor closer than min_refresh_gap.
   absl::Duration refresh_interval = absl::Seconds(10);
   absl::Duration down_refresh_interval = absl::Milliseconds(250);
-  absl::Duration min_refresh_gap = absl::Milliseconds(50);
+  absl::Duration min_refresh_gap = absl::Milliseconds(100);
   // Called on the client's manager thread, never two at once, in order; they may call
   // Command() but must not block or call Stop().
   // Every slot has a primary and every primary's connection is up (true) or not (false).
@@ -71,10 +71,12 @@ struct ClusterOptions {
 //   MOVED      the map is refreshed (one refresh at a time; requests made meanwhile become one
 //              more) and the command goes at once to the node the redirect names.
 //   ASK        ASKING and the command go to the named node back to back, once; the map stays.
-//   TRYAGAIN, CLUSTERDOWN, LOADING, READONLY, a shard connection down or refusing: Redis did
-//              not run the command, so it is retried with backoff until its timeout, then fails
-//              UNAVAILABLE naming the slot and the last error. READONLY and a down shard also
-//              ask for a refresh (the map is stale: a failover).
+//   TRYAGAIN, CLUSTERDOWN, LOADING, READONLY, MASTERDOWN, a shard connection down or refusing:
+//              Redis did not run the command, so it is retried with backoff until its timeout,
+//              then fails UNAVAILABLE naming the slot and the last error. CLUSTERDOWN and
+//              READONLY ask for a refresh (a failover may be under way); a shard's disconnect
+//              does too, and while a shard is down the map is read every
+//              down_refresh_interval until its new primary shows up.
 //   connection lost after the command was written: it fails UNAVAILABLE and is NOT resent,
 //              because Redis may have run it and pushd's appends are idempotent only when the
 //              caller gave a message id; the caller, who knows, may retry.
