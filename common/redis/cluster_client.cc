@@ -585,9 +585,9 @@ void ClusterClient::ManagerLoop() {
       last_refresh = absl::Now();
       if (map.ok()) {
         if (Install(*std::move(map)) && options_.on_map_changed) options_.on_map_changed();
-      } else {
-        spdlog::warn("redis cluster {}: cannot refresh the slot map: {}", options_.name,
-                     std::string(map.status().message()));
+      } else if (uint64_t failures = refresh_failures_.Hit(); failures > 0) {
+        spdlog::warn("redis cluster {}: cannot refresh the slot map ({} failed reads): {}",
+                     options_.name, failures, std::string(map.status().message()));
       }
       check_up = true;
     }

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/base/log_throttle.h"
 #include "common/redis/cluster_slots.h"
 #include "common/redis/redis_client.h"
 #include "common/redis/redis_url.h"
@@ -154,6 +155,8 @@ class ClusterClient {
 
   ClusterOptions options_;  // the hooks are called, so not const
   std::atomic<bool> up_{false};
+  // While no node answers, the map is read every down_refresh_interval: one line per 10 s.
+  LogThrottle refresh_failures_{absl::Seconds(10)};
   std::thread timer_thread_;
   std::thread manager_thread_;
 
