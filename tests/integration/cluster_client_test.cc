@@ -394,7 +394,7 @@ TEST_F(ClusterClientTest, FindsTheNewPrimaryAfterAFailover) {
   auto cluster = std::make_unique<RedisCluster>();
   ASSERT_TRUE(cluster->ready()) << cluster->last_error();
   constexpr milliseconds kNodeTimeout(2000);  // RedisCluster's default
-  constexpr milliseconds kTimeout(3000);
+  constexpr milliseconds kTimeout(4000);      // well past the ~1 s CLUSTERDOWN window
   const std::string victim = "{fo}:victim";
   const uint16_t victim_slot = KeySlot(victim);
   const int victim_port = cluster->PrimaryOf(victim_slot);
