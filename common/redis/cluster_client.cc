@@ -293,6 +293,15 @@ void ClusterClient::Send(std::unique_ptr<Op> op, std::shared_ptr<Connection> con
 void ClusterClient::OnReply(std::unique_ptr<Op> op, const Endpoint& sent_to,
                             absl::StatusOr<Value> result) {
   if (!result.ok()) {
+    if (Overloaded(result.status())) {
+      // The shard's queue is full: fail at once, as with a single Redis, rather than hold the
+      // command (and add to the pile) until its timeout.
+      absl::Status busy =
+          absl::UnavailableError(absl::StrCat("Redis Cluster ", options_.name, ": slot ", op->slot,
+                                              ": ", Key(sent_to), ": ", result.status().message()));
+      Fail(std::move(op), std::move(busy));
+      return;
+    }
     if (NotSent(result.status())) {
       // Refused or still queued when the link went down: Redis never saw it. (The disconnect
       // itself asked for a refresh.)

@@ -78,6 +78,7 @@ struct ClusterOptions {
 //              READONLY ask for a refresh (a failover may be under way); a shard's disconnect
 //              does too, and while a shard is down the map is read every
 //              down_refresh_interval until its new primary shows up.
+//   a shard connection's queue full (Overloaded): UNAVAILABLE at once, as with one Redis.
 //   connection lost after the command was written: it fails UNAVAILABLE and is NOT resent,
 //              because Redis may have run it and pushd's appends are idempotent only when the
 //              caller gave a message id; the caller, who knows, may retry.

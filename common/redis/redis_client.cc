@@ -61,6 +61,9 @@ absl::Status MarkNotSent(absl::Status status) {
   return status;
 }
 
+// The payload that marks a status Overloaded().
+constexpr absl::string_view kOverloadedUrl = "push.redis/overloaded";
+
 // A subscriber's pushed message: ["message", channel, payload].
 bool IsPubSubMessage(const redisReply* r) {
   return r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
@@ -74,6 +77,10 @@ Value CopyReply(const redisReply& reply) { return Copy(&reply); }
 
 bool NotSent(const absl::Status& status) {
   return !status.ok() && status.GetPayload(kNotSentUrl).has_value();
+}
+
+bool Overloaded(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kOverloadedUrl).has_value();
 }
 
 int64_t Value::AsInt() const {
@@ -156,6 +163,7 @@ void Connection::Enqueue(std::vector<Queued> items) {
     } else if (queue_.size() + inflight_count_.load(std::memory_order_relaxed) >=
                options_.max_queued) {
       refused = MarkNotSent(absl::UnavailableError("too many Redis commands waiting; retry later"));
+      refused.SetPayload(kOverloadedUrl, absl::Cord("1"));
     } else {
       wake = queue_.empty();  // the thread drains the whole queue once woken
       // Appended together under the lock, so a Pipeline's commands stay adjacent.

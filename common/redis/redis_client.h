@@ -46,6 +46,9 @@ using Callback = absl::AnyInvocable<void(absl::StatusOr<Value>)>;
 // by Redis with NOSCRIPT before running. Such a command can be sent again without running twice;
 // any other UNAVAILABLE from a Connection may come after Redis ran the command.
 bool NotSent(const absl::Status& status);
+// Whether a command was refused because too many were waiting (ConnectionOptions::max_queued):
+// NotSent, but resending soon would only add to the pile.
+bool Overloaded(const absl::Status& status);
 
 struct ConnectionOptions {
   Endpoint endpoint;

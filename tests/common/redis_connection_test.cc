@@ -132,7 +132,28 @@ TEST_F(RedisConnectionTest, NotSentMarksOnlyCommandsRedisNeverSaw) {
   EXPECT_EQ(lost.status().code(), absl::StatusCode::kUnavailable) << lost.status();
   EXPECT_FALSE(NotSent(lost.status())) << lost.status();
   EXPECT_FALSE(NotSent(absl::OkStatus()));
+  EXPECT_FALSE(Overloaded(lost.status()));
   hung->Stop();
+}
+
+TEST_F(RedisConnectionTest, AFullQueueRefusesAsOverloaded) {
+  ConnectionOptions one;
+  one.max_queued = 1;
+  std::unique_ptr<Connection> c = Connect(std::move(one));
+  server_->Signal(SIGSTOP);  // the first command stays unanswered
+  auto first = std::make_shared<std::promise<Result>>();
+  std::future<Result> first_result = first->get_future();
+  c->Command({"PING"}, [first](Result r) { first->set_value(std::move(r)); });
+  // Written by now (counted in flight rather than between the queue and the count).
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  Result second = RunOne(*c, {"PING"});
+  server_->Signal(SIGCONT);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable) << second.status();
+  EXPECT_TRUE(NotSent(second.status())) << second.status();
+  EXPECT_TRUE(Overloaded(second.status())) << second.status();
+  Result answered = Wait(first_result);
+  EXPECT_TRUE(answered.ok()) << answered.status();
+  c->Stop();
 }
 
 }  // namespace
