@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <iterator>
 #include <random>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -51,6 +53,17 @@ Value Copy(const redisReply* r) {
   return v;
 }
 
+// The payload that marks a status NotSent().
+constexpr absl::string_view kNotSentUrl = "push.redis/not-sent";
+
+absl::Status MarkNotSent(absl::Status status) {
+  status.SetPayload(kNotSentUrl, absl::Cord("1"));
+  return status;
+}
+
+// The payload that marks a status Overloaded().
+constexpr absl::string_view kOverloadedUrl = "push.redis/overloaded";
+
 // A subscriber's pushed message: ["message", channel, payload].
 bool IsPubSubMessage(const redisReply* r) {
   return r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
@@ -59,6 +72,16 @@ bool IsPubSubMessage(const redisReply* r) {
 }
 
 }  // namespace
+
+Value CopyReply(const redisReply& reply) { return Copy(&reply); }
+
+bool NotSent(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kNotSentUrl).has_value();
+}
+
+bool Overloaded(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kOverloadedUrl).has_value();
+}
 
 int64_t Value::AsInt() const {
   if (type == Type::kInteger) return integer;
@@ -111,6 +134,24 @@ void Connection::WaitFor(absl::Duration d) {
 }
 
 void Connection::Command(std::vector<std::string> argv, Callback done) {
+  std::vector<Queued> items;
+  items.push_back(Queued{std::move(argv), std::move(done)});
+  Enqueue(std::move(items));
+}
+
+void Connection::Pipeline(std::vector<std::vector<std::string>> commands, Callback done) {
+  std::vector<Queued> items;
+  items.reserve(commands.size());
+  for (auto& argv : commands) items.push_back(Queued{std::move(argv), nullptr});
+  if (items.empty()) {
+    done(absl::InvalidArgumentError("Pipeline() needs at least one command"));
+    return;
+  }
+  items.back().done = std::move(done);
+  Enqueue(std::move(items));
+}
+
+void Connection::Enqueue(std::vector<Queued> items) {
   absl::Status refused;
   bool wake = false;
   {
@@ -118,17 +159,19 @@ void Connection::Command(std::vector<std::string> argv, Callback done) {
     // command is either failed here or failed (or sent) by the thread, never stranded.
     absl::MutexLock lock(&mu_);
     if (!connected_.load(std::memory_order_relaxed)) {
-      refused = absl::UnavailableError("Redis is not reachable; retry later");
+      refused = MarkNotSent(absl::UnavailableError("Redis is not reachable; retry later"));
     } else if (queue_.size() + inflight_count_.load(std::memory_order_relaxed) >=
                options_.max_queued) {
-      refused = absl::UnavailableError("too many Redis commands waiting; retry later");
+      refused = MarkNotSent(absl::UnavailableError("too many Redis commands waiting; retry later"));
+      refused.SetPayload(kOverloadedUrl, absl::Cord("1"));
     } else {
       wake = queue_.empty();  // the thread drains the whole queue once woken
-      queue_.push_back(Queued{std::move(argv), std::move(done)});
+      // Appended together under the lock, so a Pipeline's commands stay adjacent.
+      for (Queued& q : items) queue_.push_back(std::move(q));
     }
   }
   if (!refused.ok()) {
-    done(refused);
+    if (items.back().done) items.back().done(refused);
   } else if (wake) {
     Wake();
   }
@@ -157,7 +200,11 @@ void Connection::FailAll(const absl::Status& status) {
   for (Pending& p : inflight) {
     if (p.done) p.done(status);
   }
-  for (Queued& q : queued) q.done(status);
+  // These never reached the socket: saying so lets a caller resend them safely.
+  absl::Status not_sent = MarkNotSent(status);
+  for (Queued& q : queued) {
+    if (q.done) q.done(not_sent);
+  }
 }
 
 void Connection::Run() {
@@ -267,9 +314,16 @@ std::string Connection::Serve(redisContext* c) {
       batch.swap(queue_);
     }
     now = absl::Now();
-    for (Queued& q : batch) {
-      if (append(q.argv) != REDIS_OK) return "out of memory";
-      inflight_.push_back(Pending{std::move(q.done), now});
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (append(batch[i].argv) != REDIS_OK) {
+        // Back to the queue, which FailAll fails (as not sent) with the rest: every callback
+        // runs once.
+        absl::MutexLock lock(&mu_);
+        queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin() + i),
+                      std::make_move_iterator(batch.end()));
+        return "out of memory";
+      }
+      inflight_.push_back(Pending{std::move(batch[i].done), now});
       write_pending = true;
     }
     inflight_count_.store(inflight_.size(), std::memory_order_relaxed);
@@ -349,12 +403,13 @@ bool Connection::Dispatch(redisReply* reply, std::string* error) {
   if (reply->type == REDIS_REPLY_ERROR &&
       absl::StartsWith(absl::string_view(reply->str, reply->len), "NOSCRIPT")) {
     // The script cache was flushed under us: reconnecting loads the scripts again.
-    if (p.done) p.done(absl::UnavailableError("Redis lost its scripts; retry"));
+    // Redis refused the script without running it, so it may be resent.
+    if (p.done) p.done(MarkNotSent(absl::UnavailableError("Redis lost its scripts; retry")));
     *error = "scripts flushed";
     return false;
   }
   if (!p.done) return true;
-  if (reply->type == REDIS_REPLY_ERROR) {
+  if (reply->type == REDIS_REPLY_ERROR && !options_.error_replies_as_values) {
     p.done(absl::InternalError(
         absl::StrCat("Redis error: ", absl::string_view(reply->str, reply->len))));
   } else {

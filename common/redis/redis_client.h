@@ -35,7 +35,20 @@ struct Value {
   int64_t AsInt() const;
 };
 
+// The Value of a hiredis reply tree (for code that talks to Redis with hiredis directly, like
+// the cluster client's blocking CLUSTER SLOTS on its own thread).
+Value CopyReply(const redisReply& reply);
+
 using Callback = absl::AnyInvocable<void(absl::StatusOr<Value>)>;
+
+// Whether a command that failed is known never to have been written to Redis: refused at once
+// (not connected, too many waiting), or still queued when the connection went down, or refused
+// by Redis with NOSCRIPT before running. Such a command can be sent again without running twice;
+// any other UNAVAILABLE from a Connection may come after Redis ran the command.
+bool NotSent(const absl::Status& status);
+// Whether a command was refused because too many were waiting (ConnectionOptions::max_queued):
+// NotSent, but resending soon would only add to the pile.
+bool Overloaded(const absl::Status& status);
 
 struct ConnectionOptions {
   Endpoint endpoint;
@@ -60,6 +73,9 @@ struct ConnectionOptions {
   absl::AnyInvocable<void()> on_disconnect;
   absl::AnyInvocable<void()> on_tick;
   absl::Duration tick_interval = absl::Seconds(1);
+  // Error replies reach the callback as a Value of type kError instead of an INTERNAL status, for
+  // callers that act on them (the cluster client follows MOVED and ASK).
+  bool error_replies_as_values = false;
 };
 
 // One Redis connection driven by hiredis on its own thread: commands are pipelined (everything
@@ -76,6 +92,10 @@ class Connection {
   void Stop();
 
   void Command(std::vector<std::string> argv, Callback done);
+  // Sends `commands` back to back, with no other command between them on the wire: the replies
+  // of all but the last are dropped, `done` gets the last one's. For Redis Cluster's ASKING,
+  // which applies to the next command on the connection only.
+  void Pipeline(std::vector<std::vector<std::string>> commands, Callback done);
   bool connected() const { return connected_.load(std::memory_order_acquire); }
   const std::string& name() const { return options_.name; }
 
@@ -90,9 +110,11 @@ class Connection {
   };
   struct Queued {
     std::vector<std::string> argv;
-    Callback done;
+    Callback done;  // empty when the reply is dropped (Pipeline)
   };
 
+  // Queues `items` together, or refuses them all (NotSent) through the last one's callback.
+  void Enqueue(std::vector<Queued> items);
   void Run();
   redisContext* Connect();
   // Serves one connected context until it fails or Stop(); returns the reason.

@@ -2,6 +2,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -16,5 +17,11 @@ struct Endpoint {
 
 // redis://host:port[/db]
 absl::StatusOr<Endpoint> ParseUrl(std::string_view url);
+
+// The seed nodes of a Redis Cluster, --redis_cluster=host:port[,host:port...] (CONTRACT §7).
+// The port is required (a cluster's nodes rarely all sit on 6379, and a bare IPv6 address would
+// be ambiguous); an IPv6 host is written in brackets, "[::1]:7000". Spaces around an entry are
+// ignored; an empty list or entry, a missing host or a bad port is an error naming the entry.
+absl::StatusOr<std::vector<Endpoint>> ParseSeeds(std::string_view seeds);
 
 }  // namespace push::redis
