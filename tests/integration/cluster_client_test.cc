@@ -180,25 +180,7 @@ int ThreadCount() {
   return n;
 }
 
-class ClusterClientTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    // scripts/setup.sh installs redis-server and redis-cli: their absence is a failure.
-    ASSERT_TRUE(RedisCluster::Available()) << "redis-server or redis-cli is not installed";
-  }
-
-  // A cluster for the tests that neither kill nor reshard (one per process: ctest runs each
-  // test in its own); the others start their own.
-  static RedisCluster& Shared() {
-    if (!shared_) shared_ = std::make_unique<RedisCluster>();
-    return *shared_;
-  }
-  static void TearDownTestSuite() { shared_.reset(); }
-
-  static std::unique_ptr<RedisCluster> shared_;
-};
-
-std::unique_ptr<RedisCluster> ClusterClientTest::shared_;
+using ClusterClientTest = RedisClusterSuite;
 
 TEST_F(ClusterClientTest, RoutesKeysToEveryShard) {
   RedisCluster& cluster = Shared();

@@ -39,32 +39,15 @@ const std::vector<std::string> kKeys = {
     "a-much-longer-key-that-spans-several-crc-table-steps-0123456789",
 };
 
-class RedisClusterFixtureTest : public ::testing::Test {
+class RedisClusterFixtureTest : public RedisClusterSuite {
  protected:
-  void SetUp() override {
-    // scripts/setup.sh installs redis-server and redis-cli: their absence is a failure.
-    ASSERT_TRUE(RedisCluster::Available()) << "redis-server or redis-cli is not installed";
-  }
-
-  // A cluster for the tests that only look (started once for the suite when the binary runs
-  // them together); the tests that kill or reshard start their own.
-  static RedisCluster& Shared() {
-    if (!shared_) shared_ = std::make_unique<RedisCluster>();
-    return *shared_;
-  }
-  static void TearDownTestSuite() { shared_.reset(); }
-
   static std::unique_ptr<RedisCluster> Own() {
     auto cluster = std::make_unique<RedisCluster>();
     std::cout << "cluster of " << cluster->ports().size() << " nodes up in "
               << cluster->start_time().count() << " ms" << std::endl;
     return cluster;
   }
-
-  static std::unique_ptr<RedisCluster> shared_;
 };
-
-std::unique_ptr<RedisCluster> RedisClusterFixtureTest::shared_;
 
 TEST_F(RedisClusterFixtureTest, StartsWithThreePrimariesAndThreeReplicas) {
   RedisCluster& cluster = Shared();

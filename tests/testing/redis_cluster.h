@@ -4,12 +4,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/redis/cluster_slots.h"
 #include "common/redis/redis_client.h"
+#include "gtest/gtest.h"
 #include "tests/testing/temp_files.h"
 
 namespace push::testing {
@@ -130,6 +132,25 @@ class RedisCluster {
   bool ready_ = false;
   std::chrono::milliseconds start_time_{0};
   std::string last_error_;
+};
+
+// A test suite on a real cluster. SetUp fails (it does not skip) when redis-server or redis-cli is
+// missing: scripts/setup.sh installs them. Shared() is one cluster for the tests that neither
+// kill nor reshard (ctest runs each test in its own process, so one per test there; one for the
+// suite when the binary runs them together); the others start their own.
+class RedisClusterSuite : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(RedisCluster::Available()) << "redis-server or redis-cli is not installed";
+  }
+  static RedisCluster& Shared() {
+    if (!shared_) shared_ = std::make_unique<RedisCluster>();
+    return *shared_;
+  }
+  static void TearDownTestSuite() { shared_.reset(); }
+
+ private:
+  static inline std::unique_ptr<RedisCluster> shared_;
 };
 
 }  // namespace push::testing
