@@ -1,7 +1,5 @@
 #include "common/redis/cluster_client.h"
 
-#include <hiredis/hiredis.h>
-
 #include <algorithm>
 #include <optional>
 #include <utility>
@@ -21,25 +19,10 @@ std::string Key(const Endpoint& e) { return absl::StrCat(e.host, ":", e.port); }
 // (and Start()) call it, so the blocking is never a caller's.
 absl::StatusOr<SlotMap> FetchSlotMap(const Endpoint& node, absl::Duration connect_timeout,
                                      absl::Duration reply_timeout) {
-  timeval tv = absl::ToTimeval(connect_timeout);
-  redisContext* c = redisConnectWithTimeout(node.host.c_str(), node.port, tv);
-  if (c == nullptr || c->err) {
-    absl::Status s = absl::UnavailableError(
-        absl::StrCat(Key(node), ": cannot connect: ", c ? c->errstr : "out of memory"));
-    if (c) redisFree(c);
-    return s;
-  }
-  redisSetTimeout(c, absl::ToTimeval(reply_timeout));
-  auto* reply = static_cast<redisReply*>(redisCommand(c, "CLUSTER SLOTS"));
-  if (reply == nullptr) {
-    absl::Status s = absl::UnavailableError(absl::StrCat(Key(node), ": no reply: ", c->errstr));
-    redisFree(c);
-    return s;
-  }
-  Value value = CopyReply(*reply);
-  freeReplyObject(reply);
-  redisFree(c);
-  absl::StatusOr<SlotMap> map = ParseClusterSlots(value, node.host);
+  absl::StatusOr<Value> value =
+      BlockingCommand(node, {"CLUSTER", "SLOTS"}, connect_timeout, reply_timeout);
+  if (!value.ok()) return value.status();
+  absl::StatusOr<SlotMap> map = ParseClusterSlots(*value, node.host);
   if (!map.ok()) {
     return absl::Status(map.status().code(), absl::StrCat(Key(node), ": ", map.status().message()));
   }

@@ -206,7 +206,7 @@ std::optional<Redirect> ParseRedirect(std::string_view error) {
     return std::nullopt;
   }
   int port = 0;
-  if (!absl::SimpleAtoi(address.substr(colon + 1), &port) || port <= 0 || port > 65535) {
+  if (!ParsePort(ToStd(address.substr(colon + 1)), &port)) {
     return std::nullopt;
   }
   absl::string_view host = address.substr(0, colon);

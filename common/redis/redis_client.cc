@@ -73,7 +73,38 @@ bool IsPubSubMessage(const redisReply* r) {
 
 }  // namespace
 
-Value CopyReply(const redisReply& reply) { return Copy(&reply); }
+absl::StatusOr<Value> BlockingCommand(const Endpoint& endpoint,
+                                      const std::vector<std::string>& argv,
+                                      absl::Duration connect_timeout,
+                                      absl::Duration reply_timeout) {
+  std::string where = absl::StrCat(endpoint.host, ":", endpoint.port);
+  redisContext* c = redisConnectWithTimeout(endpoint.host.c_str(), endpoint.port,
+                                            absl::ToTimeval(connect_timeout));
+  if (c == nullptr || c->err) {
+    absl::Status s = absl::UnavailableError(
+        absl::StrCat(where, ": cannot connect: ", c ? c->errstr : "out of memory"));
+    if (c) redisFree(c);
+    return s;
+  }
+  redisSetTimeout(c, absl::ToTimeval(reply_timeout));
+  std::vector<const char*> ptrs;
+  std::vector<size_t> lens;
+  for (const std::string& a : argv) {
+    ptrs.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  auto* reply = static_cast<redisReply*>(
+      redisCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data()));
+  if (reply == nullptr) {
+    absl::Status s = absl::UnavailableError(absl::StrCat(where, ": no reply: ", c->errstr));
+    redisFree(c);
+    return s;
+  }
+  Value value = Copy(reply);
+  freeReplyObject(reply);
+  redisFree(c);
+  return value;
+}
 
 bool NotSent(const absl::Status& status) {
   return !status.ok() && status.GetPayload(kNotSentUrl).has_value();

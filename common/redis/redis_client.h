@@ -35,9 +35,12 @@ struct Value {
   int64_t AsInt() const;
 };
 
-// The Value of a hiredis reply tree (for code that talks to Redis with hiredis directly, like
-// the cluster client's blocking CLUSTER SLOTS on its own thread).
-Value CopyReply(const redisReply& reply);
+// One command on a short-lived blocking connection, for a thread that may block (the cluster
+// client's map refresh; the tests' servers). UNAVAILABLE naming host:port when it cannot connect
+// or gets no reply; an error reply from Redis comes back as a Value of type kError.
+absl::StatusOr<Value> BlockingCommand(const Endpoint& endpoint,
+                                      const std::vector<std::string>& argv,
+                                      absl::Duration connect_timeout, absl::Duration reply_timeout);
 
 using Callback = absl::AnyInvocable<void(absl::StatusOr<Value>)>;
 

@@ -10,6 +10,10 @@
 
 namespace push::redis {
 
+bool ParsePort(std::string_view text, int* port) {
+  return absl::SimpleAtoi(ToAbsl(text), port) && *port > 0 && *port <= 65535;
+}
+
 absl::StatusOr<Endpoint> ParseUrl(std::string_view url) {
   absl::string_view rest = ToAbsl(url);
   if (!absl::ConsumePrefix(&rest, "redis://")) {
@@ -25,7 +29,7 @@ absl::StatusOr<Endpoint> ParseUrl(std::string_view url) {
     rest = rest.substr(0, slash);
   }
   if (size_t colon = rest.rfind(':'); colon != absl::string_view::npos) {
-    if (!absl::SimpleAtoi(rest.substr(colon + 1), &e.port) || e.port <= 0 || e.port > 65535) {
+    if (!ParsePort(ToStd(rest.substr(colon + 1)), &e.port)) {
       return absl::InvalidArgumentError(
           absl::StrCat("bad port '", rest.substr(colon + 1), "' in the Redis URL"));
     }
@@ -54,7 +58,7 @@ absl::StatusOr<std::vector<Endpoint>> ParseSeeds(std::string_view seeds) {
     if (colon == absl::string_view::npos) return bad("no port (write host:port)");
     Endpoint e;
     absl::string_view port = seed.substr(colon + 1);
-    if (!absl::SimpleAtoi(port, &e.port) || e.port <= 0 || e.port > 65535) {
+    if (!ParsePort(ToStd(port), &e.port)) {
       return bad(absl::StrCat("bad port '", port, "'"));
     }
     absl::string_view host = seed.substr(0, colon);

@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/testing/ports.h"
 
@@ -161,35 +161,6 @@ int PickPort(std::mt19937& rng, const std::set<int>& taken) {
     if (PortFree(port) && PortFree(port + kBusOffset)) return port;
   }
   return 0;
-}
-
-redis::Value ToValue(const redisReply* r) {
-  redis::Value v;
-  switch (r->type) {
-    case REDIS_REPLY_INTEGER:
-      v.type = redis::Value::Type::kInteger;
-      v.integer = r->integer;
-      break;
-    case REDIS_REPLY_STRING:
-      v.type = redis::Value::Type::kString;
-      v.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_STATUS:
-      v.type = redis::Value::Type::kStatus;
-      v.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_ERROR:
-      v.type = redis::Value::Type::kError;
-      v.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_ARRAY:
-      v.type = redis::Value::Type::kArray;
-      for (size_t i = 0; i < r->elements; ++i) v.elements.push_back(ToValue(r->element[i]));
-      break;
-    default:
-      break;
-  }
-  return v;
 }
 
 redis::Value ErrorValue(std::string text) {
@@ -381,25 +352,10 @@ bool RedisCluster::running(int port) const {
 }
 
 redis::Value RedisCluster::Command(int port, const std::vector<std::string>& argv) {
-  redisContext* c = redisConnectWithTimeout("127.0.0.1", port, timeval{1, 0});
-  if (c == nullptr || c->err) {
-    std::string why = c ? c->errstr : "out of memory";
-    if (c) redisFree(c);
-    return ErrorValue("ERR cannot connect to 127.0.0.1:" + std::to_string(port) + ": " + why);
-  }
-  redisSetTimeout(c, timeval{5, 0});
-  std::vector<const char*> ptrs;
-  std::vector<size_t> lens;
-  for (const std::string& a : argv) {
-    ptrs.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  auto* r = static_cast<redisReply*>(
-      redisCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data()));
-  redis::Value out = r ? ToValue(r) : ErrorValue(std::string("ERR no reply: ") + c->errstr);
-  if (r) freeReplyObject(r);
-  redisFree(c);
-  return out;
+  absl::StatusOr<redis::Value> v = redis::BlockingCommand(redis::Endpoint{"127.0.0.1", port}, argv,
+                                                          absl::Seconds(1), absl::Seconds(5));
+  if (!v.ok()) return ErrorValue(absl::StrCat("ERR ", v.status().message()));
+  return *std::move(v);
 }
 
 std::string RedisCluster::ClusterInfoField(int port, const std::string& field) {

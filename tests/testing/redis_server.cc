@@ -1,7 +1,6 @@
 #include "tests/testing/redis_server.h"
 
 #include <fcntl.h>
-#include <hiredis/hiredis.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -11,6 +10,8 @@
 #include <filesystem>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "common/redis/redis_client.h"
 #include "gtest/gtest.h"
 #include "tests/testing/ports.h"
 
@@ -19,22 +20,22 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string Render(const redisReply* r) {
-  switch (r->type) {
-    case REDIS_REPLY_NIL:
+std::string Render(const redis::Value& v) {
+  switch (v.type) {
+    case redis::Value::Type::kNil:
       return "(nil)";
-    case REDIS_REPLY_INTEGER:
-      return std::to_string(r->integer);
-    case REDIS_REPLY_ARRAY: {
+    case redis::Value::Type::kInteger:
+      return std::to_string(v.integer);
+    case redis::Value::Type::kArray: {
       std::string out;
-      for (size_t i = 0; i < r->elements; ++i) {
+      for (size_t i = 0; i < v.elements.size(); ++i) {
         if (i > 0) out.push_back(' ');
-        out += Render(r->element[i]);
+        out += Render(v.elements[i]);
       }
       return out;
     }
     default:
-      return std::string(r->str, r->len);
+      return v.str;
   }
 }
 
@@ -127,25 +128,10 @@ bool RedisServer::Start() {
 }
 
 std::string RedisServer::Command(const std::vector<std::string>& argv) {
-  timeval tv{1, 0};
-  redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
-  if (c == nullptr || c->err) {
-    if (c) redisFree(c);
-    return "ERR cannot connect";
-  }
-  redisSetTimeout(c, timeval{5, 0});
-  std::vector<const char*> ptrs;
-  std::vector<size_t> lens;
-  for (const auto& a : argv) {
-    ptrs.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  auto* r = static_cast<redisReply*>(
-      redisCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data()));
-  std::string out = r ? Render(r) : "ERR no reply";
-  if (r) freeReplyObject(r);
-  redisFree(c);
-  return out;
+  absl::StatusOr<redis::Value> v = redis::BlockingCommand(redis::Endpoint{"127.0.0.1", port_}, argv,
+                                                          absl::Seconds(1), absl::Seconds(5));
+  if (!v.ok()) return absl::StrCat("ERR ", v.status().message());
+  return Render(*v);
 }
 
 }  // namespace push::testing
