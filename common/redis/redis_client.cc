@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/types/span.h"
 #include "common/base/metrics.h"
 #include "common/base/strings.h"
 #include "spdlog/spdlog.h"
@@ -165,9 +166,8 @@ void Connection::WaitFor(absl::Duration d) {
 }
 
 void Connection::Command(std::vector<std::string> argv, Callback done) {
-  std::vector<Queued> items;
-  items.push_back(Queued{std::move(argv), std::move(done)});
-  Enqueue(std::move(items));
+  Queued item{std::move(argv), std::move(done)};
+  Enqueue(absl::MakeSpan(&item, 1));  // no vector on the per-command path
 }
 
 void Connection::Pipeline(std::vector<std::vector<std::string>> commands, Callback done) {
@@ -179,10 +179,10 @@ void Connection::Pipeline(std::vector<std::vector<std::string>> commands, Callba
     return;
   }
   items.back().done = std::move(done);
-  Enqueue(std::move(items));
+  Enqueue(absl::MakeSpan(items));
 }
 
-void Connection::Enqueue(std::vector<Queued> items) {
+void Connection::Enqueue(absl::Span<Queued> items) {
   absl::Status refused;
   bool wake = false;
   {

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "common/redis/redis_url.h"
 
 struct redisContext;
@@ -117,7 +118,7 @@ class Connection {
   };
 
   // Queues `items` together, or refuses them all (NotSent) through the last one's callback.
-  void Enqueue(std::vector<Queued> items);
+  void Enqueue(absl::Span<Queued> items);
   void Run();
   redisContext* Connect();
   // Serves one connected context until it fails or Stop(); returns the reason.
