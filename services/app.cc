@@ -122,6 +122,10 @@ absl::Status App::Start() {
   hub_ = std::make_unique<Hub>();
   // One publication path: whatever the backend, the store hands new messages to the hub (the
   // memory store after its append, Redis's from the subscriber link).
+  if (!config_.redis_cluster.empty() || config_.redis_wait_replicas > 0) {
+    return absl::UnimplementedError(
+        "--redis_cluster and --redis_wait_replicas are not wired to a backend yet");
+  }
   if (config_.redis.empty()) {
     store::MemoryStoreOptions store_options;
     store_options.history_size = config_.history_size;

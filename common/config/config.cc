@@ -307,14 +307,36 @@ absl::StatusOr<Config> ReadFlags() {
     return absl::InvalidArgumentError(
         absl::StrCat("--role='", role, "' must be one of all, api, edge"));
   }
-  if (c.role != Role::kAll && c.redis.empty()) {
+  if (!c.redis.empty() && !c.redis_cluster.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--role=", role, " needs --redis (the roles share state through Redis)"));
+        "--redis and --redis_cluster are both set; give one (--redis for one Redis server, "
+        "--redis_cluster for the seed nodes of a Redis Cluster)");
+  }
+  const bool shared = !c.redis.empty() || !c.redis_cluster.empty();
+  if (c.role != Role::kAll && !shared) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--role=", role,
+        " needs --redis or --redis_cluster (the roles share state through Redis)"));
   }
   if (!c.redis.empty()) {
     if (absl::StatusOr<redis::Endpoint> e = redis::ParseUrl(c.redis); !e.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("--redis: ", e.status().message()));
     }
+  }
+  if (!c.redis_cluster.empty()) {
+    if (auto seeds = redis::ParseSeeds(c.redis_cluster); !seeds.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--redis_cluster: ", seeds.status().message()));
+    }
+  }
+  if (c.redis_wait_replicas > 0 && !shared) {
+    return absl::InvalidArgumentError(
+        "--redis_wait_replicas needs --redis or --redis_cluster (the embedded store has no "
+        "replicas)");
+  }
+  if (c.redis_wait_replicas > 16) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--redis_wait_replicas=", c.redis_wait_replicas, " is more than 16 replicas"));
   }
   for (auto [flag, d] :
        {std::pair<absl::string_view, absl::Duration>{"ping_interval", c.ping_interval},
