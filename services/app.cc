@@ -95,12 +95,19 @@ void App::UpdateReady() {
 }
 
 absl::Status App::StartRedis() {
-  absl::StatusOr<redis::Endpoint> endpoint = redis::ParseUrl(config_.redis);
-  if (!endpoint.ok()) return endpoint.status();
   RedisBackendOptions options;
-  options.endpoint = *endpoint;
+  if (!config_.redis_cluster.empty()) {
+    absl::StatusOr<std::vector<redis::Endpoint>> seeds = redis::ParseSeeds(config_.redis_cluster);
+    if (!seeds.ok()) return seeds.status();
+    options.cluster_seeds = *std::move(seeds);
+  } else {
+    absl::StatusOr<redis::Endpoint> endpoint = redis::ParseUrl(config_.redis);
+    if (!endpoint.ok()) return endpoint.status();
+    options.endpoint = *endpoint;
+  }
   options.node_id = config_.node_id;
   options.history_size = config_.history_size;
+  options.wait_replicas = config_.redis_wait_replicas;
   options.edge = config_.role != Role::kApi;
   options.on_links_changed = [this] { UpdateReady(); };
   redis_ = std::make_unique<RedisBackend>(std::move(options), hub_.get());
@@ -108,8 +115,7 @@ absl::Status App::StartRedis() {
   directory_ = redis_->directory();
   store_->SetPublicationSink(hub_.get());  // before the subscriber starts
   UpdateReady();
-  redis_->Start(kRedisStartWait);
-  return absl::OkStatus();
+  return redis_->Start(kRedisStartWait);
 }
 
 int App::ws_port() const { return edge_ ? edge_->port() : 0; }
@@ -122,11 +128,8 @@ absl::Status App::Start() {
   hub_ = std::make_unique<Hub>();
   // One publication path: whatever the backend, the store hands new messages to the hub (the
   // memory store after its append, Redis's from the subscriber link).
-  if (!config_.redis_cluster.empty() || config_.redis_wait_replicas > 0) {
-    return absl::UnimplementedError(
-        "--redis_cluster and --redis_wait_replicas are not wired to a backend yet");
-  }
-  if (config_.redis.empty()) {
+  const bool cluster = !config_.redis_cluster.empty();
+  if (config_.redis.empty() && !cluster) {
     store::MemoryStoreOptions store_options;
     store_options.history_size = config_.history_size;
     store_options.max_bytes = config_.max_store_bytes;
@@ -136,7 +139,8 @@ absl::Status App::Start() {
     directory_ = local_directory_.get();
     store_->SetPublicationSink(hub_.get());
   } else if (absl::Status s = StartRedis(); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("--redis: ", s.message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(cluster ? "--redis_cluster: " : "--redis: ", s.message()));
   }
 
   service::PushOptions push_options;

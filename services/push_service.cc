@@ -225,31 +225,22 @@ void PushLogic::ListClients(const v1::ListClientsRequest& request,
       return done(s);
     }
   }
-  directory_->List(
-      request.user_id().empty() ? std::nullopt : std::optional<std::string>(request.user_id()),
-      [response, page_size, after_user = std::move(after_user), after_conn = std::move(after_conn),
-       paged = !request.page_token().empty(),
-       done = std::move(done)](absl::StatusOr<std::vector<ClientRecord>> all) mutable {
-        if (!all.ok()) return done(all.status());
-        done(FillPage(*all, paged, after_user, after_conn, page_size, response));
-      });
+  ListRequest list;
+  if (!request.user_id().empty()) list.user_id = request.user_id();
+  if (!request.page_token().empty()) list.after.emplace(std::move(after_user), std::move(after_conn));
+  list.limit = page_size;
+  directory_->List(std::move(list), [response, done = std::move(done)](
+                                        absl::StatusOr<ClientPage> page) mutable {
+    if (!page.ok()) return done(page.status());
+    FillPage(*page, response);
+    done(absl::OkStatus());
+  });
 }
 
-absl::Status PushLogic::FillPage(const std::vector<ClientRecord>& all, bool paged,
-                                 const std::string& after_user, const std::string& after_conn,
-                                 uint32_t page_size, v1::ListClientsResponse* response) {
-  response->set_total(all.size());
-  auto begin = all.begin();
-  if (paged) {
-    begin = std::upper_bound(all.begin(), all.end(), std::tie(after_user, after_conn),
-                             [](const auto& key, const ClientRecord& r) {
-                               return key <
-                                      std::tie(r.client.info.user_id, r.client.info.connection_id);
-                             });
-  }
-  auto end = all.end() - begin > page_size ? begin + page_size : all.end();
-  for (auto it = begin; it != end; ++it) {
-    const ClientSnapshot& c = it->client;
+void PushLogic::FillPage(const ClientPage& page, v1::ListClientsResponse* response) {
+  response->set_total(page.total);
+  for (const ClientRecord& record : page.clients) {
+    const ClientSnapshot& c = record.client;
     v1::Client* client = response->add_clients();
     client->set_user_id(c.info.user_id);
     client->set_connection_id(c.info.connection_id);
@@ -257,14 +248,14 @@ absl::Status PushLogic::FillPage(const std::vector<ClientRecord>& all, bool page
     int64_t nanos = absl::ToUnixNanos(c.info.connected_at);
     client->mutable_connected_at()->set_seconds(nanos / 1000000000);
     client->mutable_connected_at()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
-    client->set_node_id(it->node_id);
+    client->set_node_id(record.node_id);
     client->set_user_agent(c.info.user_agent);
     client->set_messages_sent(c.messages_sent);
     client->set_queued_bytes(c.queued_bytes);
   }
-  if (end != all.end() && end != begin)
-    response->set_next_page_token(EncodePageToken((end - 1)->client.info));
-  return absl::OkStatus();
+  if (page.more && !page.clients.empty()) {
+    response->set_next_page_token(EncodePageToken(page.clients.back().client.info));
+  }
 }
 
 PushServiceImpl::PushServiceImpl(PushLogic* logic, const ApiKey* api_key,

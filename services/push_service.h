@@ -50,9 +50,7 @@ class PushLogic {
   // Draining, size, JSON and message id checks shared by Push and Broadcast.
   absl::Status CheckPayload(const std::string& data, const std::string& message_id);
   absl::Duration Ttl(uint32_t ttl_seconds) const;
-  static absl::Status FillPage(const std::vector<ClientRecord>& all, bool paged,
-                               const std::string& after_user, const std::string& after_conn,
-                               uint32_t page_size, v1::ListClientsResponse* response);
+  static void FillPage(const ClientPage& page, v1::ListClientsResponse* response);
   // Appends one validated message to `user_id`'s stream and publishes it.
   void Append(const std::string& user_id, std::shared_ptr<const std::string> payload,
               const std::string& message_id, absl::Duration ttl, v1::PushResponse* response,

@@ -1,7 +1,10 @@
 #pragma once
 
 #include <cstdint>
+#include <algorithm>
 #include <optional>
+#include <tuple>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -17,14 +20,26 @@ struct ClientRecord {
   std::string node_id;
 };
 
+// One page of ListClients, in (user_id, connection_id) order.
+struct ListRequest {
+  std::optional<std::string> user_id;  // only this user's connections
+  // Start after this (user, connection): the last of the previous page.
+  std::optional<std::pair<std::string, std::string>> after;
+  uint32_t limit = 100;
+};
+struct ClientPage {
+  std::vector<ClientRecord> clients;
+  uint64_t total = 0;  // connections matching the filter, all nodes
+  bool more = false;   // connections follow this page
+};
+
 // Where connections are, for ListClients and DeleteClient: this process's hub alone, or every
 // node's through Redis. Callbacks run inline or on a Redis thread.
 class Directory {
  public:
   virtual ~Directory() = default;
-  // Every live connection (or the user's), sorted by (user_id, connection_id).
-  virtual void List(std::optional<std::string> user_id,
-                    absl::AnyInvocable<void(absl::StatusOr<std::vector<ClientRecord>>)> done) = 0;
+  virtual void List(ListRequest request,
+                    absl::AnyInvocable<void(absl::StatusOr<ClientPage>)> done) = 0;
   // Closes the user's connections (or only `connection_id`) wherever they are; the number closed.
   virtual void Close(std::string user_id, std::string connection_id, uint16_t code,
                      std::string reason,
@@ -35,14 +50,28 @@ class Directory {
 class LocalDirectory final : public Directory {
  public:
   LocalDirectory(Hub* hub, std::string node_id) : hub_(hub), node_id_(std::move(node_id)) {}
-  void List(std::optional<std::string> user_id,
-            absl::AnyInvocable<void(absl::StatusOr<std::vector<ClientRecord>>)> done) override {
-    std::vector<ClientSnapshot> all =
-        hub_->Snapshot(user_id ? std::optional<std::string_view>(*user_id) : std::nullopt);
-    std::vector<ClientRecord> out;
-    out.reserve(all.size());
-    for (auto& c : all) out.push_back(ClientRecord{std::move(c), node_id_});
-    done(std::move(out));
+  void List(ListRequest request,
+            absl::AnyInvocable<void(absl::StatusOr<ClientPage>)> done) override {
+    std::vector<ClientSnapshot> all = hub_->Snapshot(
+        request.user_id ? std::optional<std::string_view>(*request.user_id) : std::nullopt);
+    ClientPage page;
+    page.total = all.size();
+    auto begin = all.begin();
+    if (request.after) {
+      begin = std::upper_bound(all.begin(), all.end(), *request.after,
+                               [](const auto& key, const ClientSnapshot& c) {
+                                 return std::tie(key.first, key.second) <
+                                        std::tie(c.info.user_id, c.info.connection_id);
+                               });
+    }
+    for (auto it = begin; it != all.end(); ++it) {
+      if (page.clients.size() == request.limit) {
+        page.more = true;
+        break;
+      }
+      page.clients.push_back(ClientRecord{std::move(*it), node_id_});
+    }
+    done(std::move(page));
   }
   void Close(std::string user_id, std::string connection_id, uint16_t code, std::string reason,
              absl::AnyInvocable<void(absl::StatusOr<uint32_t>)> done) override {

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -58,6 +59,7 @@ struct ClusterClient::Op {
   absl::Time deadline;
   int attempts = 0;  // retries after backoff so far
   int redirects = 0;
+  bool durable = false;  // Connection::Durable on whichever primary runs it
   std::string last_error;
   // Where an ASK sent the command: used for the next attempt only.
   std::optional<Endpoint> ask;
@@ -155,6 +157,15 @@ void ClusterClient::Stop() {
 }
 
 void ClusterClient::Command(uint16_t slot, std::vector<std::string> argv, Callback done) {
+  Submit(slot, std::move(argv), std::move(done), false);
+}
+
+void ClusterClient::Durable(uint16_t slot, std::vector<std::string> argv, Callback done) {
+  Submit(slot, std::move(argv), std::move(done), true);
+}
+
+void ClusterClient::Submit(uint16_t slot, std::vector<std::string> argv, Callback done,
+                           bool durable) {
   if (slot >= kClusterSlots) {
     done(absl::InvalidArgumentError(absl::StrCat("slot ", slot, " is out of range")));
     return;
@@ -163,6 +174,7 @@ void ClusterClient::Command(uint16_t slot, std::vector<std::string> argv, Callba
   op->slot = slot;
   op->argv = std::move(argv);
   op->done = std::move(done);
+  op->durable = durable;
   op->deadline = absl::Now() + options_.command_timeout;
   Dispatch(std::move(op));
 }
@@ -259,11 +271,14 @@ void ClusterClient::Send(std::unique_ptr<Op> op, std::shared_ptr<Connection> con
                          bool asking) {
   // A copy: the op keeps its argv in case it must be sent again.
   std::vector<std::string> argv = op->argv;
+  const bool durable = op->durable;
   Callback on_reply = [this, op = std::move(op),
                        to = std::move(to)](absl::StatusOr<Value> result) mutable {
     OnReply(std::move(op), to, std::move(result));
   };
-  if (asking) {
+  if (durable) {
+    conn->Durable(std::move(argv), std::move(on_reply), asking);
+  } else if (asking) {
     std::vector<std::vector<std::string>> commands;
     commands.push_back({"ASKING"});
     commands.push_back(std::move(argv));
@@ -283,6 +298,16 @@ void ClusterClient::OnReply(std::unique_ptr<Op> op, const Endpoint& sent_to,
           absl::UnavailableError(absl::StrCat("Redis Cluster ", options_.name, ": slot ", op->slot,
                                               ": ", Key(sent_to), ": ", result.status().message()));
       Fail(std::move(op), std::move(busy));
+      return;
+    }
+    if (ReplicasShort(result.status())) {
+      // It ran on the primary; the replicas did not confirm it. Not resent, as below.
+      absl::Status shortfall(result.status().code(),
+                             absl::StrCat("Redis Cluster ", options_.name, ": slot ", op->slot,
+                                          ": ", Key(sent_to), ": ", result.status().message()));
+      shortfall.SetPayload("push.redis/replicas-short", absl::Cord("1"));
+      RequestRefresh();  // a replica or the primary may be failing
+      Fail(std::move(op), std::move(shortfall));
       return;
     }
     if (NotSent(result.status())) {
@@ -402,6 +427,8 @@ std::shared_ptr<Connection> ClusterClient::NewConnection(const Endpoint& endpoin
   o.connect_timeout = options_.connect_timeout;
   o.scripts = options_.scripts;
   o.error_replies_as_values = true;  // MOVED, ASK and the retryable ones are ours to handle
+  o.wait_replicas = options_.wait_replicas;
+  o.wait_timeout = options_.wait_timeout;
   o.on_connect = [this] { MarkUpDirty(); };
   o.on_disconnect = [this] {
     MarkUpDirty();

@@ -53,6 +53,9 @@ struct ClusterOptions {
   absl::Duration refresh_interval = absl::Seconds(10);
   absl::Duration down_refresh_interval = absl::Milliseconds(250);
   absl::Duration min_refresh_gap = absl::Milliseconds(100);
+  // Durable(): ConnectionOptions::wait_replicas and wait_timeout of every shard connection.
+  int wait_replicas = 0;
+  absl::Duration wait_timeout = absl::Seconds(1);
   // Called on the client's manager thread, never two at once, in order; they may call
   // Command() but must not block or call Stop().
   // Every slot has a primary and every primary's connection is up (true) or not (false).
@@ -107,6 +110,11 @@ class ClusterClient {
   // The command on every primary (cluster-wide totals): one result per shard, in the order of
   // the map's shards() when called, each retried like Command(). An empty vector when there is
   // no map yet.
+  // As Command(), answered after wait_replicas replicas of the primary that ran it acknowledged
+  // it (Connection::Durable); a shortfall fails it UNAVAILABLE (ReplicasShort) and is not retried.
+  void Durable(uint16_t slot, std::vector<std::string> argv, Callback done);
+  // Asks the manager to read the slot map again soon (coalesced): a subscriber told MOVED.
+  void RequestRefresh();
   void CommandAll(std::vector<std::string> argv,
                   absl::AnyInvocable<void(std::vector<absl::StatusOr<Value>>)> done);
 
@@ -130,13 +138,13 @@ class ClusterClient {
     absl::flat_hash_map<std::string, std::shared_ptr<Connection>> by_key;
   };
 
+  void Submit(uint16_t slot, std::vector<std::string> argv, Callback done, bool durable);
   void Dispatch(std::unique_ptr<Op> op);
   void Send(std::unique_ptr<Op> op, std::shared_ptr<Connection> conn, Endpoint to, bool asking);
   void OnReply(std::unique_ptr<Op> op, const Endpoint& sent_to, absl::StatusOr<Value> result);
   // Retries `op` after its backoff, or fails it if that would pass its deadline.
   void Retry(std::unique_ptr<Op> op, std::string why, bool refresh);
   void Fail(std::unique_ptr<Op> op, absl::Status status);
-  void RequestRefresh();
   void MarkUpDirty();
 
   std::shared_ptr<const Routing> routing() const;

@@ -1,9 +1,12 @@
 #include "common/redis/redis_backend.h"
 
 #include "common/delivery/hub.h"
+#include "common/redis/cluster_client.h"
 #include "common/redis/redis_client.h"
 #include "common/redis/redis_directory.h"
 #include "common/redis/redis_store.h"
+#include "common/redis/router.h"
+#include "common/redis/subscriber.h"
 #include "spdlog/spdlog.h"
 
 namespace push {
@@ -11,71 +14,127 @@ namespace push {
 RedisBackend::RedisBackend(RedisBackendOptions options, Hub* hub)
     : options_(std::move(options)), instance_(RedisDirectory::MakeInstance(options_.node_id)) {
   const bool edge = options_.edge;
-  redis::ConnectionOptions commands;
-  commands.endpoint = options_.endpoint;
-  commands.name = "commands";
-  commands.scripts = store::RedisStore::Scripts();
-  for (std::string& s : RedisDirectory::Scripts()) commands.scripts.push_back(std::move(s));
-  commands.on_connect = [this, edge] {
-    if (edge) directory_->OnCommandsConnected();
-    LinkChanged(+1);
-  };
-  commands.on_disconnect = [this] { LinkChanged(-1); };
-  if (edge) commands.on_tick = [this] { directory_->OnTick(); };
-  commands_ = std::make_unique<redis::Connection>(std::move(commands));
+  const bool cluster = !options_.cluster_seeds.empty();
+  std::vector<std::string> scripts = store::RedisStore::Scripts();
+  for (std::string& s : RedisDirectory::Scripts()) scripts.push_back(std::move(s));
+
+  if (cluster) {
+    redis::ClusterOptions o;
+    o.seeds = options_.cluster_seeds;
+    o.name = "cluster";
+    o.scripts = std::move(scripts);
+    o.wait_replicas = static_cast<int>(options_.wait_replicas);
+    o.on_up_changed = [this, edge](bool up) {
+      if (up && edge) directory_->OnCommandsUp();
+      LinksChanged();
+    };
+    o.on_map_changed = [this] {
+      if (subscriber_) subscriber_->OnMapChanged();
+    };
+    cluster_ = std::make_unique<redis::ClusterClient>(std::move(o));
+    router_ = std::make_unique<redis::ClusterRouter>(cluster_.get());
+  } else {
+    redis::ConnectionOptions o;
+    o.endpoint = options_.endpoint;
+    o.name = "commands";
+    o.scripts = std::move(scripts);
+    o.wait_replicas = static_cast<int>(options_.wait_replicas);
+    o.on_connect = [this, edge] {
+      if (edge) directory_->OnCommandsUp();
+      LinksChanged();
+    };
+    o.on_disconnect = [this] { LinksChanged(); };
+    commands_ = std::make_unique<redis::Connection>(std::move(o));
+    router_ = std::make_unique<redis::ConnectionRouter>(commands_.get());
+  }
 
   store::RedisStoreOptions store_options;
   store_options.history_size = options_.history_size;
-  store_ = std::make_unique<store::RedisStore>(store_options, commands_.get());
-  directory_ = std::make_unique<RedisDirectory>(options_.node_id, instance_, commands_.get(), hub);
+  store_options.wait_replicas = options_.wait_replicas > 0;
+  store_ = std::make_unique<store::RedisStore>(store_options, router_.get());
+  if (edge) {
+    redis::SubscriberOptions s;
+    s.endpoint = options_.endpoint;
+    s.cluster = cluster_.get();
+    s.name = "subscriber";
+    s.on_message = [store = store_.get()](std::string_view, std::string_view payload) {
+      store->OnChannelMessage(payload);
+    };
+    s.on_subscribed = [this](std::string_view channel) { directory_->OnSubscribed(channel); };
+    s.on_links_changed = [this] { LinksChanged(); };
+    subscriber_ = std::make_unique<redis::Subscriber>(std::move(s));
+  }
+  directory_ = std::make_unique<RedisDirectory>(options_.node_id, instance_, router_.get(),
+                                                subscriber_.get(), hub);
   if (!edge) return;
-
-  // Presence follows the hub; what the append scripts route to this instance goes to the store,
-  // which hands messages to its sink (the hub) and close commands to the directory.
+  // Presence follows the hub; what the append scripts publish on the users' channels goes to
+  // the store, which hands messages to its sink (the hub) and close commands to the directory.
   hub->SetObserver(directory_.get());
   store_->SetCloseCommandHandler(
       [directory = directory_.get()](const redis_schema::CloseCommand& command) {
         directory->OnCloseCommand(command);
       });
-  redis::ConnectionOptions subscriber;
-  subscriber.endpoint = options_.endpoint;
-  subscriber.name = "subscriber";
-  subscriber.subscribe = {redis_schema::Channel(instance_)};
-  subscriber.on_message = [store = store_.get()](std::string_view, std::string_view payload) {
-    store->OnChannelMessage(payload);
-  };
-  subscriber.on_connect = [this] {
-    directory_->OnSubscriberConnected();
-    LinkChanged(+1);
-  };
-  subscriber.on_disconnect = [this] { LinkChanged(-1); };
-  subscriber_ = std::make_unique<redis::Connection>(std::move(subscriber));
-  links_needed_ = 2;
 }
 
 RedisBackend::~RedisBackend() { Stop(); }
 
-void RedisBackend::LinkChanged(int delta) {
-  links_up_.fetch_add(delta);
+bool RedisBackend::up() const {
+  bool commands = cluster_ ? cluster_->up() : commands_->connected();
+  return commands && (subscriber_ == nullptr || subscriber_->up());
+}
+
+void RedisBackend::LinksChanged() {
   if (options_.on_links_changed) options_.on_links_changed();
 }
 
-void RedisBackend::Start(absl::Duration wait) {
-  commands_->Start();
+void RedisBackend::TickLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&tick_mu_);
+      tick_mu_.AwaitWithTimeout(absl::Condition(&stop_ticking_), absl::Seconds(1));
+      if (stop_ticking_) return;
+    }
+    directory_->OnTick();
+  }
+}
+
+absl::Status RedisBackend::Start(absl::Duration wait) {
+  if (cluster_) {
+    absl::Status s = cluster_->Start();
+    if (s.code() == absl::StatusCode::kFailedPrecondition) return s;
+    if (!s.ok()) {
+      spdlog::warn("redis cluster: {}; not ready until a seed answers", std::string(s.message()));
+    }
+  } else {
+    commands_->Start();
+  }
   if (subscriber_) subscriber_->Start();
+  if (options_.edge) ticker_ = std::thread([this] { TickLoop(); });
   // Give the links a moment, so "ready" at start usually means ready.
   absl::Time give_up = absl::Now() + wait;
   while (!up() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(5));
-  if (!up()) {
-    spdlog::warn("redis: not reachable yet at {}:{}; not ready until it is", options_.endpoint.host,
-                 options_.endpoint.port);
+  if (cluster_) {
+    spdlog::info("redis cluster: {} shards, instance {}{}", cluster_->slot_map().shards().size(),
+                 instance_, up() ? "" : " (not reachable yet: not ready until it is)");
+  } else {
+    if (!up()) {
+      spdlog::warn("redis: not reachable yet at {}:{}; not ready until it is",
+                   options_.endpoint.host, options_.endpoint.port);
+    }
+    spdlog::info("redis: {}:{} db {}, instance {}", options_.endpoint.host,
+                 options_.endpoint.port, options_.endpoint.db, instance_);
   }
-  spdlog::info("redis: {}:{} db {}, instance {}", options_.endpoint.host, options_.endpoint.port,
-               options_.endpoint.db, instance_);
+  return absl::OkStatus();
 }
 
 void RedisBackend::Stop() {
+  {
+    absl::MutexLock lock(&tick_mu_);
+    stop_ticking_ = true;
+  }
+  if (ticker_.joinable()) ticker_.join();
   if (subscriber_) subscriber_->Stop();
+  if (cluster_) cluster_->Stop();
   if (commands_) commands_->Stop();
 }
 

@@ -3,8 +3,12 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/redis/redis_url.h"
 
@@ -15,51 +19,66 @@ namespace store {
 class RedisStore;
 }
 namespace redis {
+class ClusterClient;
 class Connection;
-}
+class Router;
+class Subscriber;
+}  // namespace redis
 
 struct RedisBackendOptions {
+  // --redis: one Redis ...
   redis::Endpoint endpoint;
+  // ... or --redis_cluster: the seeds of a Redis Cluster (when not empty).
+  std::vector<redis::Endpoint> cluster_seeds;
   std::string node_id;
   uint32_t history_size = 1000;
-  // This process holds WebSocket connections (role edge or all): it subscribes to its instance's
-  // channel and registers its connections' presence. An API-only process needs neither.
+  // --redis_wait_replicas: a push is answered once this many replicas hold it.
+  uint32_t wait_replicas = 0;
+  // This process holds WebSocket connections (role edge or all): it subscribes to its users'
+  // channels and registers its connections' presence. An API-only process needs neither.
   bool edge = true;
   // Runs whenever a link goes up or down (on a Redis thread): readiness follows up().
   absl::AnyInvocable<void()> on_links_changed;
 };
 
-// --redis, wired: the commands link (every store and directory script), the subscriber link
-// (this instance's channel, whose messages the store hands to the hub), the RedisStore (the
-// broker) and the RedisDirectory (presence). Nothing here is on a push's path; it only connects
-// the parts, so that App does not have to know how.
+// --redis or --redis_cluster, wired: the commands' router (one connection, or a ClusterClient
+// with a connection per primary) that runs every store and directory script, the Subscriber
+// (the users' channels, whose messages the store hands to the hub), the RedisStore (the broker)
+// and the RedisDirectory (presence). Nothing here is on a push's path; it only connects the
+// parts, so that App does not have to know how.
 class RedisBackend {
  public:
   RedisBackend(RedisBackendOptions options, Hub* hub);
   ~RedisBackend();
 
-  // Connects the links and waits up to `wait` for them. A Redis that is down does not fail the
-  // start: the links keep retrying and up() stays false until they connect.
-  void Start(absl::Duration wait);
+  // Connects and waits up to `wait` for the links. A Redis that is down does not fail the start:
+  // the links keep retrying and up() stays false until they connect. FAILED_PRECONDITION when a
+  // --redis_cluster seed answers that it is not in cluster mode.
+  absl::Status Start(absl::Duration wait);
   // Stops the links' threads (they call into the hub and the directory). Idempotent.
   void Stop();
 
-  bool up() const { return links_up_.load() >= links_needed_; }
+  bool up() const;
   store::RedisStore* store() const { return store_.get(); }
   RedisDirectory* directory() const { return directory_.get(); }
   const std::string& instance() const { return instance_; }
 
  private:
-  void LinkChanged(int delta);
+  void LinksChanged();
+  void TickLoop();
 
   RedisBackendOptions options_;
   const std::string instance_;
-  std::atomic<int> links_up_{0};
-  int links_needed_ = 1;
   std::unique_ptr<redis::Connection> commands_;
-  std::unique_ptr<redis::Connection> subscriber_;
+  std::unique_ptr<redis::ClusterClient> cluster_;
+  std::unique_ptr<redis::Router> router_;
+  std::unique_ptr<redis::Subscriber> subscriber_;
   std::unique_ptr<store::RedisStore> store_;
   std::unique_ptr<RedisDirectory> directory_;
+
+  absl::Mutex tick_mu_;
+  bool stop_ticking_ ABSL_GUARDED_BY(tick_mu_) = false;
+  std::thread ticker_;
 };
 
 }  // namespace push

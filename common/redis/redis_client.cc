@@ -12,6 +12,7 @@
 #include <random>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -65,11 +66,19 @@ absl::Status MarkNotSent(absl::Status status) {
 // The payload that marks a status Overloaded().
 constexpr absl::string_view kOverloadedUrl = "push.redis/overloaded";
 
-// A subscriber's pushed message: ["message", channel, payload].
-bool IsPubSubMessage(const redisReply* r) {
-  return r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-         r->element[0]->type == REDIS_REPLY_STRING &&
-         std::string_view(r->element[0]->str, r->element[0]->len) == "message";
+// The payload that marks a status ReplicasShort().
+constexpr absl::string_view kReplicasShortUrl = "push.redis/replicas-short";
+
+std::string_view Str(const redisReply* r) { return std::string_view(r->str, r->len); }
+
+// "SSUBSCRIBE" -> "ssubscribe" when argv[0] is one of the subscription verbs, else empty.
+std::string SubscriptionVerb(const std::string& command) {
+  std::string verb = absl::AsciiStrToLower(command);
+  if (verb == "subscribe" || verb == "ssubscribe" || verb == "unsubscribe" ||
+      verb == "sunsubscribe") {
+    return verb;
+  }
+  return {};
 }
 
 }  // namespace
@@ -113,6 +122,10 @@ bool NotSent(const absl::Status& status) {
 
 bool Overloaded(const absl::Status& status) {
   return !status.ok() && status.GetPayload(kOverloadedUrl).has_value();
+}
+
+bool ReplicasShort(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kReplicasShortUrl).has_value();
 }
 
 int64_t Value::AsInt() const {
@@ -182,6 +195,18 @@ void Connection::Pipeline(std::vector<std::vector<std::string>> commands, Callba
   Enqueue(absl::MakeSpan(items));
 }
 
+void Connection::Durable(std::vector<std::string> argv, Callback done, bool asking) {
+  const bool durable = options_.wait_replicas > 0;
+  if (!asking) {
+    Queued item{std::move(argv), std::move(done), durable};
+    Enqueue(absl::MakeSpan(&item, 1));
+    return;
+  }
+  Queued items[2] = {Queued{{"ASKING"}, nullptr, false},
+                     Queued{std::move(argv), std::move(done), durable}};
+  Enqueue(absl::MakeSpan(items, 2));
+}
+
 void Connection::Enqueue(absl::Span<Queued> items) {
   absl::Status refused;
   bool wake = false;
@@ -236,6 +261,12 @@ void Connection::FailAll(const absl::Status& status) {
   for (Queued& q : queued) {
     if (q.done) q.done(not_sent);
   }
+  // These ran; whether their replicas have them is unknown.
+  std::vector<Held> held;
+  held.swap(held_);
+  absl::Status unknown = status;
+  unknown.SetPayload(kReplicasShortUrl, absl::Cord("1"));
+  for (Held& h : held) h.done(unknown);
 }
 
 void Connection::Run() {
@@ -319,20 +350,14 @@ std::string Connection::Serve(redisContext* c) {
   std::vector<std::vector<std::string>> setup;
   if (options_.endpoint.db != 0) setup.push_back({"SELECT", std::to_string(options_.endpoint.db)});
   for (const auto& s : options_.scripts) setup.push_back({"SCRIPT", "LOAD", s});
-  if (!options_.subscribe.empty()) {
-    std::vector<std::string> sub{"SUBSCRIBE"};
-    sub.insert(sub.end(), options_.subscribe.begin(), options_.subscribe.end());
-    setup.push_back(std::move(sub));
-  }
   setup_pending_ = 0;
   for (const auto& cmd : setup) {
     append(cmd);
-    // SUBSCRIBE answers once per channel.
-    size_t replies = cmd[0] == "SUBSCRIBE" ? cmd.size() - 1 : 1;
-    for (size_t i = 0; i < replies; ++i) {
-      inflight_.push_back(Pending{nullptr, now, /*setup=*/true});
-      ++setup_pending_;
-    }
+    Pending p;
+    p.sent = now;
+    p.setup = true;
+    inflight_.push_back(std::move(p));
+    ++setup_pending_;
   }
   if (setup_pending_ == 0) SetupDone();
   bool write_pending = setup_pending_ > 0;
@@ -345,6 +370,7 @@ std::string Connection::Serve(redisContext* c) {
       batch.swap(queue_);
     }
     now = absl::Now();
+    bool durable = false;
     for (size_t i = 0; i < batch.size(); ++i) {
       if (append(batch[i].argv) != REDIS_OK) {
         // Back to the queue, which FailAll fails (as not sent) with the rest: every callback
@@ -354,8 +380,30 @@ std::string Connection::Serve(redisContext* c) {
                       std::make_move_iterator(batch.end()));
         return "out of memory";
       }
-      inflight_.push_back(Pending{std::move(batch[i].done), now});
+      Pending p;
+      p.done = std::move(batch[i].done);
+      p.sent = now;
+      p.durable = batch[i].durable;
+      durable |= p.durable;
+      if (options_.subscriber && !batch[i].argv.empty()) {
+        if (std::string verb = SubscriptionVerb(batch[i].argv[0]); !verb.empty()) {
+          p.subscription = std::make_unique<Subscription>();
+          p.subscription->verb = std::move(verb);
+          p.subscription->channels.assign(batch[i].argv.begin() + 1, batch[i].argv.end());
+        }
+      }
+      inflight_.push_back(std::move(p));
       write_pending = true;
+    }
+    if (durable) {
+      // One WAIT for the batch: Redis answers it once the replicas acknowledged every write
+      // this connection made before it, so the durable replies above are held until then.
+      append({"WAIT", std::to_string(options_.wait_replicas),
+              std::to_string(std::max<int64_t>(1, absl::ToInt64Milliseconds(options_.wait_timeout)))});
+      Pending p;
+      p.sent = now;
+      p.wait = true;
+      inflight_.push_back(std::move(p));
     }
     inflight_count_.store(inflight_.size(), std::memory_order_relaxed);
     if (write_pending) {
@@ -396,11 +444,13 @@ std::string Connection::Serve(redisContext* c) {
     }
     if (now >= next_tick) {
       next_tick = now + options_.tick_interval;
-      if (!options_.subscribe.empty() && connected()) {
+      if (options_.subscriber && connected()) {
         // A subscriber gets no replies unless something is published: ping it so a dead link
         // is noticed by the timeout above.
         append({"PING"});
-        inflight_.push_back(Pending{nullptr, now});
+        Pending p;
+        p.sent = now;
+        inflight_.push_back(std::move(p));
         write_pending = true;
       }
       if (connected() && options_.on_tick) options_.on_tick();
@@ -409,20 +459,81 @@ std::string Connection::Serve(redisContext* c) {
   return "stopped";
 }
 
-bool Connection::Dispatch(redisReply* reply, std::string* error) {
-  if (!options_.subscribe.empty() && IsPubSubMessage(reply)) {
-    if (options_.on_message) {
-      options_.on_message(std::string_view(reply->element[1]->str, reply->element[1]->len),
-                          std::string_view(reply->element[2]->str, reply->element[2]->len));
+bool Connection::DispatchPubSub(redisReply* reply) {
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+      reply->element[0]->type != REDIS_REPLY_STRING) {
+    return false;
+  }
+  std::string_view kind = Str(reply->element[0]);
+  if (kind == "message" || kind == "smessage") {
+    if (options_.on_message && reply->element[1]->type == REDIS_REPLY_STRING &&
+        reply->element[2]->type == REDIS_REPLY_STRING) {
+      options_.on_message(Str(reply->element[1]), Str(reply->element[2]));
     }
     return true;
   }
+  if (kind != "subscribe" && kind != "ssubscribe" && kind != "unsubscribe" &&
+      kind != "sunsubscribe") {
+    return false;  // ["pong", ""]: a ping's reply
+  }
+  std::string_view channel =
+      reply->element[1]->type == REDIS_REPLY_STRING ? Str(reply->element[1]) : std::string_view();
+  // A confirmation of the command at the head, or (an unsubscribe only) Redis's own notice.
+  if (!inflight_.empty() && inflight_.front().subscription &&
+      inflight_.front().subscription->verb == kind) {
+    auto& left = inflight_.front().subscription->channels;
+    if (auto it = std::find(left.begin(), left.end(), channel); it != left.end()) {
+      left.erase(it);
+      if (left.empty()) {
+        Pending p = std::move(inflight_.front());
+        inflight_.pop_front();
+        if (p.done) {
+          Value ok;
+          ok.type = Value::Type::kStatus;
+          ok.str = "OK";
+          p.done(std::move(ok));
+        }
+      }
+    }
+  }
+  if (options_.on_subscription) options_.on_subscription(kind, channel);
+  return true;
+}
+
+void Connection::ReleaseHeld(const redisReply* wait_reply) {
+  std::vector<Held> held;
+  held.swap(held_);
+  int64_t acked = wait_reply->type == REDIS_REPLY_INTEGER ? wait_reply->integer : -1;
+  if (acked >= options_.wait_replicas) {
+    for (Held& h : held) h.done(std::move(h.value));
+    return;
+  }
+  std::string why =
+      acked >= 0
+          ? absl::StrCat("only ", acked, " of the ", options_.wait_replicas,
+                         " replicas asked for (--redis_wait_replicas) acknowledged it within ",
+                         absl::FormatDuration(options_.wait_timeout))
+          : absl::StrCat("WAIT failed: ",
+                         wait_reply->str != nullptr ? ToAbsl(Str(wait_reply)) : "no answer");
+  absl::Status shortfall = absl::UnavailableError(absl::StrCat(
+      "Redis stored it, but ", why,
+      "; it may still be delivered later: retry with the same message_id"));
+  shortfall.SetPayload(kReplicasShortUrl, absl::Cord("1"));
+  for (Held& h : held) h.done(shortfall);
+}
+
+bool Connection::Dispatch(redisReply* reply, std::string* error) {
+  if (options_.subscriber && DispatchPubSub(reply)) return true;
   if (inflight_.empty()) {
     *error = "a reply nobody asked for";
     return false;
   }
   Pending p = std::move(inflight_.front());
   inflight_.pop_front();
+  if (p.wait) {
+    ReleaseHeld(reply);
+    return true;
+  }
   if (p.setup) {
     if (reply->type == REDIS_REPLY_ERROR) {
       *error = absl::StrCat("setup failed: ", absl::string_view(reply->str, reply->len));
@@ -440,6 +551,10 @@ bool Connection::Dispatch(redisReply* reply, std::string* error) {
     return false;
   }
   if (!p.done) return true;
+  if (p.durable && reply->type != REDIS_REPLY_ERROR) {
+    held_.push_back(Held{std::move(p.done), Copy(reply)});
+    return true;
+  }
   if (reply->type == REDIS_REPLY_ERROR && !options_.error_replies_as_values) {
     p.done(absl::InternalError(
         absl::StrCat("Redis error: ", absl::string_view(reply->str, reply->len))));

@@ -53,6 +53,9 @@ bool NotSent(const absl::Status& status);
 // Whether a command was refused because too many were waiting (ConnectionOptions::max_queued):
 // NotSent, but resending soon would only add to the pile.
 bool Overloaded(const absl::Status& status);
+// Whether a Durable() command ran but fewer replicas than asked acknowledged it in time (or the
+// link failed before they did): it may survive on the primary and surface later.
+bool ReplicasShort(const absl::Status& status);
 
 struct ConnectionOptions {
   Endpoint endpoint;
@@ -68,9 +71,20 @@ struct ConnectionOptions {
   // Lua scripts loaded after every connect, before any other command, so EVALSHA always works
   // (a restarted Redis has an empty script cache).
   std::vector<std::string> scripts;
-  // When set, the connection is a subscriber to these channels: messages go to on_message.
-  std::vector<std::string> subscribe;
+  // A subscriber connection: Command() takes SUBSCRIBE, SSUBSCRIBE, UNSUBSCRIBE, SUNSUBSCRIBE
+  // (answered once every channel named is confirmed, or with the error Redis gave) and PING.
+  // Published messages (message, smessage) go to on_message; every confirmation, and every
+  // unsubscribe Redis sends by itself (a cluster node that lost the channel's slot), goes to
+  // on_subscription with the verb in lower case ("ssubscribe", "sunsubscribe", ...). The
+  // subscriptions are gone after a reconnect: on_connect subscribes again.
+  bool subscriber = false;
   absl::AnyInvocable<void(std::string_view channel, std::string_view message)> on_message;
+  absl::AnyInvocable<void(std::string_view verb, std::string_view channel)> on_subscription;
+  // Durable(): a command is answered only once this many replicas acknowledged it (WAIT, one
+  // per batch written, covering every command before it), or UNAVAILABLE (ReplicasShort) when
+  // fewer did within wait_timeout.
+  int wait_replicas = 0;
+  absl::Duration wait_timeout = absl::Seconds(1);
   // Run on the connection's thread: after every (re)connect once setup is done, after every
   // disconnect, and about every tick_interval. They may call Command() but must not block.
   absl::AnyInvocable<void()> on_connect;
@@ -100,6 +114,9 @@ class Connection {
   // of all but the last are dropped, `done` gets the last one's. For Redis Cluster's ASKING,
   // which applies to the next command on the connection only.
   void Pipeline(std::vector<std::vector<std::string>> commands, Callback done);
+  // As Command(), answered only after ConnectionOptions::wait_replicas replicas acknowledged it
+  // (as Command() when that is 0). `asking`: ASKING goes right before it (Pipeline's use).
+  void Durable(std::vector<std::string> argv, Callback done, bool asking = false);
   bool connected() const { return connected_.load(std::memory_order_acquire); }
   const std::string& name() const { return options_.name; }
 
@@ -107,14 +124,27 @@ class Connection {
   static std::string ScriptSha(std::string_view script);
 
  private:
+  // The channels a subscriber's (S)(UN)SUBSCRIBE still waits to see confirmed.
+  struct Subscription {
+    std::string verb;  // lower case, as Redis names its confirmations
+    std::vector<std::string> channels;
+  };
   struct Pending {
     Callback done;  // empty for internal commands (setup, subscriber pings)
     absl::Time sent;
     bool setup = false;
+    bool durable = false;  // its reply waits for the WAIT after it
+    bool wait = false;     // the WAIT of a batch with durable commands
+    std::unique_ptr<Subscription> subscription;
   };
   struct Queued {
     std::vector<std::string> argv;
     Callback done;  // empty when the reply is dropped (Pipeline)
+    bool durable = false;
+  };
+  struct Held {
+    Callback done;
+    Value value;
   };
 
   // Queues `items` together, or refuses them all (NotSent) through the last one's callback.
@@ -124,6 +154,9 @@ class Connection {
   // Serves one connected context until it fails or Stop(); returns the reason.
   std::string Serve(redisContext* c);
   bool Dispatch(redisReply* reply, std::string* error);
+  // A subscriber's pushed message or confirmation: handled (true), or a reply to match.
+  bool DispatchPubSub(redisReply* reply);
+  void ReleaseHeld(const redisReply* wait_reply);
   void FailAll(const absl::Status& status);
   // Setup replies are in: commands are taken from now on.
   void SetupDone();
@@ -142,6 +175,8 @@ class Connection {
   // Only the connection thread touches these.
   std::deque<Pending> inflight_;
   int setup_pending_ = 0;
+  // Durable commands' replies waiting for their batch's WAIT.
+  std::vector<Held> held_;
   std::vector<std::string> script_shas_;
 };
 

@@ -15,75 +15,85 @@
 namespace push {
 namespace {
 
-constexpr int kHeartbeatTicks = 5;          // ticks are 1 s: heartbeat every 5 s
-constexpr char kAliveTtlMs[] = "15000";     // gone from ListClients within 15 s of a crash
-constexpr char kRegistryTtlMs[] = "60000";  // ic:<instance> outlives a few missed heartbeats
+constexpr int kHeartbeatTicks = 5;    // ticks are 1 s: lease renewed every 5 s
+constexpr char kLeaseMs[] = "15000";  // gone from ListClients within 15 s of a crash
 constexpr size_t kFieldsPerCommand = 256;
 
-// ARGV: user ('' = everyone). Returns {instance, "user\nconn", info, ...} of live instances,
-// forgetting dead ones on the way.
-constexpr char kListScript[] = R"lua(
-local alive = {}
-for _, inst in ipairs(redis.call('SMEMBERS', key_nodes())) do
-  if redis.call('EXISTS', key_a(inst)) == 1 then
-    alive[inst] = true
-  else
-    redis.call('SREM', key_nodes(), inst)
-    redis.call('DEL', key_ic(inst))
-  end
+// KEYS: nodes. ARGV: instance, lease_ms. Renews the instance's lease (Redis's clock); 1 when the
+// instance was not there (new, or its entries were removed as dead: it registers them again).
+constexpr char kLeaseScript[] = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
+)lua";
+
+// KEYS: nodes. Returns {live instance..., '', instance whose lease ended...}.
+constexpr char kInstancesScript[] = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live, dead = {}, {}
+local all = redis.call('HGETALL', KEYS[1])
+for k = 1, #all, 2 do
+  if tonumber(all[k + 1]) > now then live[#live + 1] = all[k] else dead[#dead + 1] = all[k] end
 end
-local out = {}
-if ARGV[1] == '' then
-  for inst, _ in pairs(alive) do
-    local all = redis.call('HGETALL', key_ic(inst))
-    for k = 1, #all, 2 do
-      out[#out + 1] = inst; out[#out + 1] = all[k]; out[#out + 1] = all[k + 1]
-    end
-  end
-else
-  local ck = key_c(ARGV[1])
-  for _, f in ipairs(redis.call('HKEYS', ck)) do
-    local inst, conn = string.match(f, '^([^\n]*)\n(.*)$')
-    if inst and alive[inst] then
-      local key = ARGV[1]..'\n'..conn
-      local v = redis.call('HGET', key_ic(inst), key)
-      if v then out[#out + 1] = inst; out[#out + 1] = key; out[#out + 1] = v end
-    else
-      redis.call('HDEL', ck, f)
-    end
-  end
+live[#live + 1] = ''
+for _, d in ipairs(dead) do live[#live + 1] = d end
+return live
+)lua";
+
+// One instance's share of a ListClients page. KEYS: ix, ic. ARGV: min, max (ZRANGEBYLEX bounds),
+// limit, count_min, count_max (the filter's whole range, for the total).
+// Returns {total, member, info, member, info, ...}.
+constexpr char kPageScript[] = R"lua(
+local total = redis.call('ZLEXCOUNT', KEYS[1], ARGV[4], ARGV[5])
+local out = {total}
+local ms = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+if #ms > 0 then
+  local infos = redis.call('HMGET', KEYS[2], unpack(ms))
+  for k = 1, #ms do out[#out + 1] = ms[k]; out[#out + 1] = infos[k] or '' end
 end
 return out
 )lua";
 
-// ARGV: user, connection ('' = all of the user's), code, reason. Publishes a close command to
-// every live instance holding a matching connection; returns how many connections match.
+// KEYS: c of the user. ARGV: user, connection ('' = all of the user's), code, reason, verb, then
+// the live instances. Publishes a close command on the user's channel when a live connection
+// matches; forgets connections of dead instances; returns how many connections match.
 constexpr char kCloseScript[] = R"lua(
-local ck = key_c(ARGV[1])
-local insts, order, n = {}, {}, 0
-for _, f in ipairs(redis.call('HKEYS', ck)) do
+local live = {}
+for k = 6, #ARGV do live[ARGV[k]] = true end
+local n = 0
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
   local inst, conn = string.match(f, '^([^\n]*)\n(.*)$')
-  if inst and (ARGV[2] == '' or conn == ARGV[2]) then
-    if redis.call('EXISTS', key_a(inst)) == 1 then
-      if not insts[inst] then insts[inst] = true; order[#order + 1] = inst end
-      n = n + 1
-    else
-      redis.call('HDEL', ck, f)
-    end
+  if inst and not live[inst] then
+    redis.call('HDEL', KEYS[1], f)
+  elseif inst and (ARGV[2] == '' or conn == ARGV[2]) then
+    n = n + 1
   end
 end
-for _, inst in ipairs(order) do
-  redis.call('PUBLISH', channel(inst), close_command(ARGV[1], ARGV[2], ARGV[3], ARGV[4]))
+if n > 0 then
+  redis.call(ARGV[5], user_channel(ARGV[1]), close_command(ARGV[1], ARGV[2], ARGV[3], ARGV[4]))
 end
 return n
 )lua";
 
-const std::string& ListSha() {
-  static const std::string sha = redis::Connection::ScriptSha(redis_schema::Script(kListScript));
+
+std::string ScriptSha(const char* script) {
+  return redis::Connection::ScriptSha(redis_schema::Script(script));
+}
+const std::string& LeaseSha() {
+  static const std::string sha = ScriptSha(kLeaseScript);
+  return sha;
+}
+const std::string& InstancesSha() {
+  static const std::string sha = ScriptSha(kInstancesScript);
+  return sha;
+}
+const std::string& PageSha() {
+  static const std::string sha = ScriptSha(kPageScript);
   return sha;
 }
 const std::string& CloseSha() {
-  static const std::string sha = redis::Connection::ScriptSha(redis_schema::Script(kCloseScript));
+  static const std::string sha = ScriptSha(kCloseScript);
   return sha;
 }
 
@@ -106,17 +116,49 @@ std::string OneLine(std::string_view s) {
   return out;
 }
 
+// The user of a channel pushd:{<user>}:ch.
+std::string_view ChannelUser(std::string_view channel) {
+  size_t open = channel.find('{');
+  size_t close = channel.find('}', open + 1);
+  if (open == std::string_view::npos || close == std::string_view::npos) return {};
+  return channel.substr(open + 1, close - open - 1);
+}
+
+// A record from an instance's index member ("user\nconnection") and info.
+bool ParseRecord(std::string_view member, std::string_view info, ClientRecord* r) {
+  std::vector<absl::string_view> key = absl::StrSplit(ToAbsl(member), absl::MaxSplits('\n', 1));
+  std::vector<absl::string_view> f = absl::StrSplit(ToAbsl(info), '\n');
+  if (key.size() != 2) return false;
+  r->client.info.user_id = std::string(key[0]);
+  r->client.info.connection_id = std::string(key[1]);
+  if (f.size() != 6) return true;  // registered, its info not (yet) written: listed bare
+  r->node_id = std::string(f[0]);
+  r->client.info.remote_address = std::string(f[1]);
+  r->client.info.user_agent = std::string(f[2]);
+  int64_t connected_ns = 0;
+  (void)absl::SimpleAtoi(f[3], &connected_ns);
+  r->client.info.connected_at = absl::FromUnixNanos(connected_ns);
+  (void)absl::SimpleAtoi(f[4], &r->client.messages_sent);
+  (void)absl::SimpleAtoi(f[5], &r->client.queued_bytes);
+  return true;
+}
+
+using InstancesResult =
+    absl::StatusOr<std::pair<std::vector<std::string>, std::vector<std::string>>>;
+
 }  // namespace
 
-RedisDirectory::RedisDirectory(std::string node_id, std::string instance,
-                               redis::Connection* commands, Hub* hub)
+RedisDirectory::RedisDirectory(std::string node_id, std::string instance, redis::Router* router,
+                               redis::Subscriber* subscriber, Hub* hub)
     : node_id_(std::move(node_id)),
       instance_(std::move(instance)),
-      commands_(commands),
+      router_(router),
+      subscriber_(subscriber),
       hub_(hub) {}
 
 std::vector<std::string> RedisDirectory::Scripts() {
-  return {redis_schema::Script(kListScript), redis_schema::Script(kCloseScript)};
+  return {redis_schema::Script(kLeaseScript), redis_schema::Script(kInstancesScript),
+          redis_schema::Script(kPageScript), redis_schema::Script(kCloseScript)};
 }
 
 std::string RedisDirectory::MakeInstance(std::string_view node_id) {
@@ -138,42 +180,57 @@ void RedisDirectory::OnAdd(const Connection& connection) {
   absl::MutexLock lock(&mu_);
   written_[&connection] = 0;
   Register(connection);
+  if (subscriber_) subscriber_->Add(redis_schema::UserChannel(connection.info().user_id));
 }
 
 void RedisDirectory::Register(const Connection& c) {
   const ConnectionInfo& info = c.info();
-  commands_->Command({"HSET", redis_schema::InstanceClientsKey(instance_),
-                      redis_schema::ClientField(info.user_id, info.connection_id), Info(c)},
-                     Ignore);
-  commands_->Command({"HSET", redis_schema::ConnectionsKey(info.user_id),
-                      redis_schema::ConnectionField(instance_, info.connection_id), ""},
-                     Ignore);
+  const uint16_t mine = redis_schema::InstanceSlot(instance_);
+  std::string member = redis_schema::ClientField(info.user_id, info.connection_id);
+  router_->Command(mine, {"HSET", redis_schema::InstanceClientsKey(instance_), member, Info(c)},
+                   Ignore);
+  router_->Command(mine, {"ZADD", redis_schema::InstanceIndexKey(instance_), "0", member},
+                   Ignore);
+  router_->Command(redis_schema::UserSlot(info.user_id),
+                   {"HSET", redis_schema::ConnectionsKey(info.user_id),
+                    redis_schema::ConnectionField(instance_, info.connection_id), ""},
+                   Ignore);
 }
 
 void RedisDirectory::OnRemove(const Connection& c) {
   absl::MutexLock lock(&mu_);
   written_.erase(&c);
   const ConnectionInfo& info = c.info();
-  commands_->Command({"HDEL", redis_schema::ConnectionsKey(info.user_id),
-                      redis_schema::ConnectionField(instance_, info.connection_id)},
-                     Ignore);
-  commands_->Command({"HDEL", redis_schema::InstanceClientsKey(instance_),
-                      redis_schema::ClientField(info.user_id, info.connection_id)},
-                     Ignore);
+  const uint16_t mine = redis_schema::InstanceSlot(instance_);
+  std::string member = redis_schema::ClientField(info.user_id, info.connection_id);
+  router_->Command(redis_schema::UserSlot(info.user_id),
+                   {"HDEL", redis_schema::ConnectionsKey(info.user_id),
+                    redis_schema::ConnectionField(instance_, info.connection_id)},
+                   Ignore);
+  router_->Command(mine, {"ZREM", redis_schema::InstanceIndexKey(instance_), member}, Ignore);
+  router_->Command(mine, {"HDEL", redis_schema::InstanceClientsKey(instance_), member}, Ignore);
+  if (subscriber_) subscriber_->Remove(redis_schema::UserChannel(info.user_id));
 }
 
 void RedisDirectory::Heartbeat() {
-  if (gone_.load()) return;
-  commands_->Command({"SET", redis_schema::AliveKey(instance_), node_id_, "PX", kAliveTtlMs},
-                     Ignore);
-  commands_->Command({"SADD", redis_schema::NodesKey(), instance_}, Ignore);
-  commands_->Command({"PEXPIRE", redis_schema::InstanceClientsKey(instance_), kRegistryTtlMs},
-                     Ignore);
+  if (gone_.load() || subscriber_ == nullptr) return;
+  const std::string nodes = redis_schema::NodesKey();
+  router_->Command(redis::KeySlot(nodes),
+                   {"EVALSHA", LeaseSha(), "1", nodes, instance_, kLeaseMs},
+                   [this](absl::StatusOr<redis::Value> v) {
+                     // Our entries were removed while we could not renew the lease (a long
+                     // pause, a partition): register every connection again.
+                     if (v.ok() && v->AsInt() == 1 && ticks_ > kHeartbeatTicks) {
+                       spdlog::warn("redis: this instance's lease had ended; registering again");
+                       OnCommandsUp();
+                     }
+                   });
 }
 
-void RedisDirectory::OnCommandsConnected() {
-  // Redis may have restarted without our keys: announce ourselves and register every local
-  // connection again before anything else goes out on this connection.
+void RedisDirectory::OnCommandsUp() {
+  if (subscriber_ == nullptr) return;
+  // Redis may have restarted, or a shard failed over, without our keys: announce ourselves and
+  // register every local connection again.
   Heartbeat();
   size_t registered = 0;
   {
@@ -188,20 +245,29 @@ void RedisDirectory::OnCommandsConnected() {
   ResyncAll();
 }
 
-void RedisDirectory::OnSubscriberConnected() { ResyncAll(); }
+void RedisDirectory::OnSubscribed(std::string_view channel) {
+  std::string_view user = ChannelUser(channel);
+  if (user.empty()) return;
+  for (const auto& c : hub_->Find(user)) c->Resync();
+}
 
 void RedisDirectory::ResyncAll() {
   for (const auto& c : hub_->All()) c->Resync();
 }
 
 void RedisDirectory::OnTick() {
-  if (++ticks_ % kHeartbeatTicks != 0 || gone_.load()) return;
+  if (++ticks_ % kHeartbeatTicks != 0 || gone_.load() || subscriber_ == nullptr) return;
   Heartbeat();
   RefreshStats();
+  // One dead instance at a time: its entries go in the background.
+  Instances([this](InstancesResult r) {
+    if (r.ok() && !r->second.empty()) CollectGarbage(r->second.front());
+  });
 }
 
 void RedisDirectory::RefreshStats() {
   absl::MutexLock lock(&mu_);
+  const uint16_t mine = redis_schema::InstanceSlot(instance_);
   std::vector<std::string> batch;
   for (auto& [c, written] : written_) {
     uint64_t figure = c->messages_sent() + c->queued_bytes();
@@ -211,83 +277,196 @@ void RedisDirectory::RefreshStats() {
     batch.push_back(redis_schema::ClientField(c->info().user_id, c->info().connection_id));
     batch.push_back(Info(*c));
     if (batch.size() >= 2 + 2 * kFieldsPerCommand) {
-      commands_->Command(std::move(batch), Ignore);
+      router_->Command(mine, std::move(batch), Ignore);
       batch.clear();
     }
   }
-  if (!batch.empty()) commands_->Command(std::move(batch), Ignore);
+  if (!batch.empty()) router_->Command(mine, std::move(batch), Ignore);
+}
+
+void RedisDirectory::Instances(absl::AnyInvocable<void(InstancesResult)> done) {
+  const std::string nodes = redis_schema::NodesKey();
+  router_->Command(redis::KeySlot(nodes), {"EVALSHA", InstancesSha(), "1", nodes},
+                   [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
+                     if (!v.ok()) return done(v.status());
+                     std::pair<std::vector<std::string>, std::vector<std::string>> out;
+                     bool dead = false;
+                     for (auto& e : v->elements) {
+                       if (e.str.empty()) {
+                         dead = true;
+                       } else {
+                         (dead ? out.second : out.first).push_back(std::move(e.str));
+                       }
+                     }
+                     done(std::move(out));
+                   });
+}
+
+// A dead instance's entries: its connections in each user's count, its index and info, its
+// lease. Claimed first, so two live nodes do not do it twice at once.
+void RedisDirectory::CollectGarbage(const std::string& dead) {
+  const uint16_t slot = redis_schema::InstanceSlot(dead);
+  router_->Command(
+      slot, {"SET", redis_schema::InstanceGcKey(dead), instance_, "NX", "PX", "60000"},
+      [this, dead, slot](absl::StatusOr<redis::Value> claimed) {
+        if (!claimed.ok() || claimed->is_nil()) return;
+        router_->Command(
+            slot, {"HKEYS", redis_schema::InstanceClientsKey(dead)},
+            [this, dead, slot](absl::StatusOr<redis::Value> fields) {
+              if (!fields.ok()) return;
+              for (const redis::Value& f : fields->elements) {
+                std::vector<absl::string_view> key =
+                    absl::StrSplit(f.str, absl::MaxSplits('\n', 1));
+                if (key.size() != 2) continue;
+                router_->Command(redis_schema::UserSlot(ToStd(key[0])),
+                                 {"HDEL", redis_schema::ConnectionsKey(ToStd(key[0])),
+                                  redis_schema::ConnectionField(dead, ToStd(key[1]))},
+                                 Ignore);
+              }
+              spdlog::info("redis: removed the {} connections of dead instance {}",
+                           fields->elements.size(), dead);
+              router_->Command(slot,
+                               {"DEL", redis_schema::InstanceClientsKey(dead),
+                                redis_schema::InstanceIndexKey(dead)},
+                               Ignore);
+              const std::string nodes = redis_schema::NodesKey();
+              router_->Command(redis::KeySlot(nodes), {"HDEL", nodes, dead}, Ignore);
+            });
+      });
 }
 
 void RedisDirectory::OnCloseCommand(const redis_schema::CloseCommand& command) {
   hub_->Close(command.user_id, command.connection_id, command.code, command.reason);
 }
 
-void RedisDirectory::List(
-    std::optional<std::string> user_id,
-    absl::AnyInvocable<void(absl::StatusOr<std::vector<ClientRecord>>)> done) {
-  commands_->Command(
-      {"EVALSHA", ListSha(), "0", user_id.value_or("")},
-      [this, user_id, done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
-        if (!v.ok()) return done(v.status());
-        // Figures of our own connections come live from the hub rather than the last refresh.
-        absl::flat_hash_map<std::string, ClientSnapshot> local;
-        for (auto& s :
-             hub_->Snapshot(user_id ? std::optional<std::string_view>(*user_id) : std::nullopt)) {
-          local[redis_schema::ClientField(s.info.user_id, s.info.connection_id)] = std::move(s);
-        }
-        std::vector<ClientRecord> out;
-        const auto& e = v->elements;
-        for (size_t i = 0; i + 2 < e.size(); i += 3) {
-          std::vector<absl::string_view> key =
-              absl::StrSplit(e[i + 1].str, absl::MaxSplits('\n', 1));
-          std::vector<absl::string_view> f = absl::StrSplit(e[i + 2].str, '\n');
-          if (key.size() != 2 || f.size() != 6) continue;
-          ClientRecord r;
-          r.node_id = std::string(f[0]);
-          r.client.info.user_id = std::string(key[0]);
-          r.client.info.connection_id = std::string(key[1]);
-          r.client.info.remote_address = std::string(f[1]);
-          r.client.info.user_agent = std::string(f[2]);
-          int64_t connected_ns = 0;
-          (void)absl::SimpleAtoi(f[3], &connected_ns);
-          r.client.info.connected_at = absl::FromUnixNanos(connected_ns);
-          (void)absl::SimpleAtoi(f[4], &r.client.messages_sent);
-          (void)absl::SimpleAtoi(f[5], &r.client.queued_bytes);
-          if (e[i].str == instance_) {
-            auto it = local.find(e[i + 1].str);
-            if (it == local.end()) continue;  // closed since (its removal is on its way)
-            r.client.messages_sent = it->second.messages_sent;
-            r.client.queued_bytes = it->second.queued_bytes;
-          }
-          out.push_back(std::move(r));
-        }
-        std::sort(out.begin(), out.end(), [](const ClientRecord& a, const ClientRecord& b) {
-          return std::tie(a.client.info.user_id, a.client.info.connection_id) <
-                 std::tie(b.client.info.user_id, b.client.info.connection_id);
-        });
-        done(std::move(out));
-      });
+void RedisDirectory::List(ListRequest request,
+                          absl::AnyInvocable<void(absl::StatusOr<ClientPage>)> done) {
+  Instances([this, request = std::move(request),
+             done = std::move(done)](InstancesResult instances) mutable {
+    if (!instances.ok()) return done(instances.status());
+    // Bounds in each instance's index: the filter's range, and the page's part of it.
+    std::string count_min = "-", count_max = "+";
+    if (request.user_id) {
+      count_min = absl::StrCat("[", *request.user_id, "\n");
+      count_max = absl::StrCat("[", *request.user_id, "\n\xff");
+    }
+    std::string min = count_min;
+    if (request.after) {
+      min = absl::StrCat("(", redis_schema::ClientField(request.after->first,
+                                                        request.after->second));
+    }
+    struct Gather {
+      ListRequest request;
+      std::vector<ClientRecord> records;
+      uint64_t total = 0;
+      absl::Status error;
+      size_t left = 0;
+      absl::Mutex mu;
+      absl::AnyInvocable<void(absl::StatusOr<ClientPage>)> done;
+    };
+    auto gather = std::make_shared<Gather>();
+    gather->request = std::move(request);
+    gather->done = std::move(done);
+    const std::vector<std::string>& live = instances->first;
+    gather->left = live.size();
+    auto finish = [this](Gather& g) {
+      if (!g.error.ok()) return g.done(g.error);
+      std::sort(g.records.begin(), g.records.end(),
+                [](const ClientRecord& a, const ClientRecord& b) {
+                  return std::tie(a.client.info.user_id, a.client.info.connection_id) <
+                         std::tie(b.client.info.user_id, b.client.info.connection_id);
+                });
+      ClientPage page;
+      page.total = g.total;
+      page.more = g.records.size() > g.request.limit;
+      if (page.more) g.records.resize(g.request.limit);
+      page.clients = std::move(g.records);
+      g.done(std::move(page));
+    };
+    if (live.empty()) return finish(*gather);
+    for (const std::string& inst : live) {
+      const bool mine = inst == instance_;
+      router_->Command(
+          redis_schema::InstanceSlot(inst),
+          {"EVALSHA", PageSha(), "2", redis_schema::InstanceIndexKey(inst),
+           redis_schema::InstanceClientsKey(inst), min, count_max,
+           std::to_string(gather->request.limit + 1), count_min, count_max},
+          [this, gather, mine, finish](absl::StatusOr<redis::Value> v) mutable {
+            std::vector<ClientRecord> records;
+            uint64_t total = 0;
+            absl::Status error;
+            if (!v.ok()) {
+              error = v.status();
+            } else if (v->type != redis::Value::Type::kArray || v->elements.empty()) {
+              error = absl::InternalError("unexpected Redis answer to a ListClients page");
+            } else {
+              const auto& e = v->elements;
+              total = static_cast<uint64_t>(e[0].AsInt());
+              for (size_t i = 1; i + 1 < e.size(); i += 2) {
+                ClientRecord r;
+                if (!ParseRecord(e[i].str, e[i + 1].str, &r)) continue;
+                if (mine) {
+                  // Our own connections' figures come live from the hub.
+                  auto found = hub_->Find(r.client.info.user_id, r.client.info.connection_id);
+                  if (found.empty()) {
+                    --total;  // closed since (its removal is on its way)
+                    continue;
+                  }
+                  r.client.messages_sent = found.front()->messages_sent();
+                  r.client.queued_bytes = found.front()->queued_bytes();
+                  if (r.node_id.empty()) r.node_id = node_id_;
+                }
+                records.push_back(std::move(r));
+              }
+            }
+            bool last;
+            {
+              absl::MutexLock lock(&gather->mu);
+              if (!error.ok()) gather->error = error;
+              gather->total += total;
+              for (auto& r : records) gather->records.push_back(std::move(r));
+              last = --gather->left == 0;
+            }
+            if (last) finish(*gather);
+          });
+    }
+  });
 }
 
 void RedisDirectory::Close(std::string user_id, std::string connection_id, uint16_t code,
                            std::string reason,
                            absl::AnyInvocable<void(absl::StatusOr<uint32_t>)> done) {
-  commands_->Command({"EVALSHA", CloseSha(), "0", std::move(user_id), std::move(connection_id),
-                      std::to_string(code), std::move(reason)},
+  Instances([this, user_id = std::move(user_id), connection_id = std::move(connection_id), code,
+             reason = std::move(reason), done = std::move(done)](InstancesResult r) mutable {
+    if (!r.ok()) return done(r.status());
+    std::vector<std::string> argv{"EVALSHA",
+                                  CloseSha(),
+                                  "1",
+                                  redis_schema::ConnectionsKey(user_id),
+                                  user_id,
+                                  std::move(connection_id),
+                                  std::to_string(code),
+                                  std::move(reason),
+                                  router_->cluster() ? "SPUBLISH" : "PUBLISH"};
+    for (std::string& inst : r->first) argv.push_back(std::move(inst));
+    router_->Command(redis_schema::UserSlot(user_id), std::move(argv),
                      [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
                        if (!v.ok()) return done(v.status());
                        done(static_cast<uint32_t>(v->AsInt()));
                      });
+  });
 }
 
 void RedisDirectory::Goodbye(absl::Duration timeout) {
   gone_.store(true);  // no heartbeat after this brings the instance back
   auto done = std::make_shared<absl::Notification>();
-  commands_->Command(
-      {"DEL", redis_schema::AliveKey(instance_), redis_schema::InstanceClientsKey(instance_)},
-      Ignore);
-  commands_->Command({"SREM", redis_schema::NodesKey(), instance_},
-                     [done](absl::StatusOr<redis::Value>) { done->Notify(); });
+  router_->Command(redis_schema::InstanceSlot(instance_),
+                   {"DEL", redis_schema::InstanceClientsKey(instance_),
+                    redis_schema::InstanceIndexKey(instance_)},
+                   Ignore);
+  const std::string nodes = redis_schema::NodesKey();
+  router_->Command(redis::KeySlot(nodes), {"HDEL", nodes, instance_},
+                   [done](absl::StatusOr<redis::Value>) { done->Notify(); });
   done->WaitForNotificationWithTimeout(timeout);
 }
 

@@ -9,42 +9,46 @@
 #include "absl/synchronization/mutex.h"
 #include "common/delivery/directory.h"
 #include "common/delivery/hub.h"
-#include "common/redis/redis_client.h"
 #include "common/redis/redis_schema.h"
+#include "common/redis/router.h"
+#include "common/redis/subscriber.h"
 
 namespace push {
 
-// Presence on Redis: where every connection is, for ListClients and DeleteClient (key layout in
-// redis_schema.h). Routing is the store's (RedisStore publishes, the subscriber's routed messages
-// reach the hub through it); this registry is what the append script routes by.
+// Presence on Redis or a Redis Cluster: where every connection is, for routing, ListClients and
+// DeleteClient (key layout in redis_schema.h).
 //
-// Routing is per node, not per user: each process subscribes to one channel of its own
-// (ch:<instance>), and the append script publishes a message only to the instances that hold
-// the user's connections (c:<user>). Per-user channels would cost a SUBSCRIBE/UNSUBSCRIBE round
-// trip per connect and disconnect and tens of thousands of channels per node; per node, a node
-// receives exactly the messages it has connections for, and the subscription never changes, so
-// a reconnect resubscribes with one command.
+// Routing is per user: while a user has a connection here, this instance is subscribed to the
+// user's channel (Subscriber), which the append script publishes on; a push reaches only the
+// instances holding the user's connections, with no per-push look-up. The count of the user's
+// connections (pushd:{user}:c, one slot with the stream) gives the append its `delivered`.
 //
-// Presence: every connection is registered in ic:<instance> and c:<user> when the hub adds it;
-// a heartbeat keeps a:<instance> alive (15 s ttl, refreshed every 5 s). A node killed without
-// goodbye stops refreshing it: it leaves ListClients within 15 s and its entries are cleaned up
-// lazily by the scripts that come across them.
+// Presence: every connection is registered under its instance (pushd:{inst}:ic, info; :ix, the
+// sorted index ListClients pages through) and its user (pushd:{user}:c) when the hub adds it.
+// Each instance renews its lease in pushd:nodes every 5 s (15 s long). ListClients reads only
+// instances whose lease runs, so a node killed without goodbye leaves it within 15 s; a live
+// node then removes the dead instance's entries (one at a time, claimed with pushd:{inst}:gc).
 //
-// After a lost Redis link, the node registers its connections again and every connection reads
-// the store from its last delivered seq, so nothing published during the outage is lost.
+// ListClients costs the page times the number of instances: each instance's index is read from
+// the page token on (ZRANGEBYLEX ... LIMIT), the pages merged, `total` summed from ZCARD.
+//
+// After a lost link, the node registers its connections again and every connection reads the
+// store from its last delivered seq; every (re)confirmed subscription does the same for its
+// user, so nothing published while a channel was not subscribed is lost.
 class RedisDirectory final : public Directory, public HubObserver {
  public:
   // `instance` is unique per process lifetime (node_id plus a random suffix), so entries of an
-  // earlier life of the same node are never mistaken for live ones.
-  RedisDirectory(std::string node_id, std::string instance, redis::Connection* commands, Hub* hub);
+  // earlier life of the same node are never mistaken for live ones. `subscriber` is null on an
+  // API-only node (it registers nothing).
+  RedisDirectory(std::string node_id, std::string instance, redis::Router* router,
+                 redis::Subscriber* subscriber, Hub* hub);
 
   static std::vector<std::string> Scripts();
   static std::string MakeInstance(std::string_view node_id);
-  std::string channel() const { return redis_schema::Channel(instance_); }
 
   // Directory:
-  void List(std::optional<std::string> user_id,
-            absl::AnyInvocable<void(absl::StatusOr<std::vector<ClientRecord>>)> done) override;
+  void List(ListRequest request,
+            absl::AnyInvocable<void(absl::StatusOr<ClientPage>)> done) override;
   void Close(std::string user_id, std::string connection_id, uint16_t code, std::string reason,
              absl::AnyInvocable<void(absl::StatusOr<uint32_t>)> done) override;
 
@@ -52,11 +56,13 @@ class RedisDirectory final : public Directory, public HubObserver {
   void OnAdd(const Connection& connection) override;
   void OnRemove(const Connection& connection) override;
 
-  // Wiring (called on the connections' threads). A close command from the instance's channel
-  // (routed messages go to the store: RedisStore::OnChannelMessage).
+  // Wiring (called on Redis threads). A close command from a user's channel (routed messages go
+  // to the store: RedisStore::OnChannelMessage).
   void OnCloseCommand(const redis_schema::CloseCommand& command);
-  void OnCommandsConnected();
-  void OnSubscriberConnected();
+  // The commands' link (one Redis) or every shard (a cluster) is up again.
+  void OnCommandsUp();
+  // A user's channel was (re)subscribed: its connections here read what they may have missed.
+  void OnSubscribed(std::string_view channel);
   void OnTick();
   // Removes this instance's presence (graceful shutdown); waits at most `timeout`.
   void Goodbye(absl::Duration timeout);
@@ -66,13 +72,19 @@ class RedisDirectory final : public Directory, public HubObserver {
   void Register(const Connection& connection) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshStats();
   void ResyncAll();
+  // The instances whose lease runs, and those whose lease ended (Redis's clock).
+  void Instances(absl::AnyInvocable<void(absl::StatusOr<std::pair<std::vector<std::string>,
+                                                                   std::vector<std::string>>>)>
+                     done);
+  void CollectGarbage(const std::string& dead);
   std::string Info(const Connection& connection) const;
 
   const std::string node_id_;
   const std::string instance_;
-  redis::Connection* const commands_;
+  redis::Router* const router_;
+  redis::Subscriber* const subscriber_;
   Hub* const hub_;
-  int ticks_ = 0;
+  std::atomic<int> ticks_{0};
   std::atomic<bool> gone_{false};  // Goodbye said
   // The local connections, with messages_sent + queued_bytes last written, so the periodic
   // refresh rewrites only connections whose figures moved.

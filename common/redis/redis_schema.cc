@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/base/strings.h"
+#include "common/redis/cluster_slots.h"
 
 namespace push::redis_schema {
 namespace {
@@ -16,14 +17,7 @@ constexpr std::string_view kPrefix = "pushd:";
 // (data, reason) may contain any byte. User ids, message ids and connection ids never contain
 // '\n' (validated), and neither do the numbers.
 constexpr char kLuaPrelude[] = R"lua(
-local function key_s(u) return 'pushd:s:'..u end
-local function key_m(u) return 'pushd:m:'..u end
-local function key_i(u) return 'pushd:i:'..u end
-local function key_c(u) return 'pushd:c:'..u end
-local function key_ic(inst) return 'pushd:ic:'..inst end
-local function key_a(inst) return 'pushd:a:'..inst end
-local function key_nodes() return 'pushd:nodes' end
-local function channel(inst) return 'pushd:ch:'..inst end
+local function user_channel(u) return 'pushd:{'..u..'}:ch' end
 local function routed_message(u, seq, id, ts, expires, data)
   return 'M'..u..'\n'..seq..'\n'..id..'\n'..ts..'\n'..expires..'\n'..data
 end
@@ -45,14 +39,28 @@ std::string Join(std::string_view a, std::string_view b, std::string_view c = {}
 
 }  // namespace
 
-std::string StreamKey(std::string_view user_id) { return Join(kPrefix, "s:", user_id); }
-std::string MetaKey(std::string_view user_id) { return Join(kPrefix, "m:", user_id); }
-std::string IdsKey(std::string_view user_id) { return Join(kPrefix, "i:", user_id); }
-std::string ConnectionsKey(std::string_view user_id) { return Join(kPrefix, "c:", user_id); }
-std::string InstanceClientsKey(std::string_view instance) { return Join(kPrefix, "ic:", instance); }
-std::string AliveKey(std::string_view instance) { return Join(kPrefix, "a:", instance); }
+namespace {
+std::string Tagged(std::string_view tag, std::string_view suffix) {
+  std::string out;
+  out.reserve(kPrefix.size() + tag.size() + suffix.size() + 2);
+  out.append(kPrefix).append("{").append(tag).append("}").append(suffix);
+  return out;
+}
+}  // namespace
+
+std::string StreamKey(std::string_view user_id) { return Tagged(user_id, ":s"); }
+std::string MetaKey(std::string_view user_id) { return Tagged(user_id, ":m"); }
+std::string IdsKey(std::string_view user_id) { return Tagged(user_id, ":i"); }
+std::string ConnectionsKey(std::string_view user_id) { return Tagged(user_id, ":c"); }
+std::string UserChannel(std::string_view user_id) { return Tagged(user_id, ":ch"); }
+std::string InstanceClientsKey(std::string_view instance) { return Tagged(instance, ":ic"); }
+std::string InstanceIndexKey(std::string_view instance) { return Tagged(instance, ":ix"); }
+std::string InstanceGcKey(std::string_view instance) { return Tagged(instance, ":gc"); }
 std::string NodesKey() { return Join(kPrefix, "nodes"); }
-std::string Channel(std::string_view instance) { return Join(kPrefix, "ch:", instance); }
+uint16_t UserSlot(std::string_view user_id) { return redis::KeySlot(StreamKey(user_id)); }
+uint16_t InstanceSlot(std::string_view instance) {
+  return redis::KeySlot(InstanceClientsKey(instance));
+}
 
 std::string ConnectionField(std::string_view instance, std::string_view connection_id) {
   return Join(instance, "\n", connection_id);

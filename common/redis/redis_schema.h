@@ -4,20 +4,31 @@
 // a prelude every script starts with, for Lua) and the formats of what a node publishes to
 // another (routed messages and close commands), encoded by the scripts and decoded here.
 //
-// Keys (all under "pushd:"):
-//   s:<user>   stream of messages, entry ids 0-<seq>, fields i (id) t (ts ms) e (expiry ms) d
-//   m:<user>   hash: seq (last assigned), cur (delivered cursor); never expires
-//   i:<user>   hash: message_id -> seq (idempotency keys)
-//   c:<user>   hash: "<instance>\n<connection_id>" -> "" (where the user's connections are)
-//   ic:<inst>  hash: "<user>\n<connection_id>" -> client info (ListClients)
-//   a:<inst>   string with a short ttl: the instance is alive (heartbeat)
-//   nodes      set of instances
-//   channel ch:<inst>: routed messages and close commands for the connections of one instance.
+// The same layout serves one Redis (--redis) and a Redis Cluster (--redis_cluster). Everything
+// of one user shares the hash tag {<user>}, so it lives in one slot and every per-user script
+// runs on one shard; everything of one pushd instance shares {<instance>}.
+//
+//   pushd:{<user>}:s    stream of messages, entry ids 0-<seq>, fields i (id) t (ts ms)
+//                       e (expiry ms) d (data)
+//   pushd:{<user>}:m    hash: seq (last assigned), cur (delivered cursor), com (last committed,
+//                       --redis_wait_replicas only; absent = every seq is); never expires
+//   pushd:{<user>}:i    hash: message_id -> seq (idempotency keys)
+//   pushd:{<user>}:c    hash: "<instance>\n<connection_id>" -> "" (the user's connections)
+//   pushd:{<user>}:ch   channel: the user's messages and close commands, to every instance
+//                       holding a connection of the user (SPUBLISH/SSUBSCRIBE on a cluster,
+//                       PUBLISH/SUBSCRIBE on one Redis)
+//   pushd:{<inst>}:ic   hash: "<user>\n<connection_id>" -> client info (ListClients)
+//   pushd:{<inst>}:ix   sorted set, all scores 0: "<user>\n<connection_id>" (ListClients pages)
+//   pushd:{<inst>}:gc   string: a node is removing the dead instance's entries
+//   pushd:nodes         hash: instance -> lease end (Redis server time, ms)
 //
 // Why a Redis Stream per user: entries are ordered by their id, so with explicit ids 0-<seq> a
 // replay is one XRANGE from (0-<since>, XADD MAXLEN trims to --history_size in the same call,
-// and small streams are stored compactly (listpacks). The seq counter lives in m:<user> so it
-// survives a purge (numbering continues, like the memory store).
+// and small streams are stored compactly (listpacks). The seq counter lives in m so it survives a
+// purge (numbering continues, like the memory store).
+//
+// An older pushd (before the cluster layout) kept pushd:s:<user>, pushd:m:<user> and
+// pushd:i:<user>; MigrateLegacyKeys (redis_store.h) moves them on one Redis.
 
 #include <cstdint>
 #include <optional>
@@ -33,23 +44,27 @@ std::string StreamKey(std::string_view user_id);
 std::string MetaKey(std::string_view user_id);
 std::string IdsKey(std::string_view user_id);
 std::string ConnectionsKey(std::string_view user_id);
+std::string UserChannel(std::string_view user_id);
 std::string InstanceClientsKey(std::string_view instance);
-std::string AliveKey(std::string_view instance);
+std::string InstanceIndexKey(std::string_view instance);
+std::string InstanceGcKey(std::string_view instance);
 std::string NodesKey();
-std::string Channel(std::string_view instance);
+// The hash slot of every key of the user, and of every key of the instance.
+uint16_t UserSlot(std::string_view user_id);
+uint16_t InstanceSlot(std::string_view instance);
 
-// The field of a connection in ConnectionsKey(user) ("<instance>\n<connection_id>") and in
-// InstanceClientsKey(instance) ("<user>\n<connection_id>").
+// The field of a connection in ConnectionsKey(user) ("<instance>\n<connection_id>") and its
+// member in InstanceClientsKey/InstanceIndexKey(instance) ("<user>\n<connection_id>"; byte order
+// of these is (user, connection) order, since '\n' sorts before every character of an id).
 std::string ConnectionField(std::string_view instance, std::string_view connection_id);
 std::string ClientField(std::string_view user_id, std::string_view connection_id);
 
-// `script` preceded by the Lua prelude: key_s(u), key_m(u), key_i(u), key_c(u), key_ic(inst),
-// key_a(inst), key_nodes(), channel(inst) for the layout above; routed_message(u, seq, id, ts,
-// expires, data) and close_command(u, conn, code, reason) for what goes on a channel; and
+// `script` preceded by the Lua prelude: routed_message(u, seq, id, ts, expires, data) and
+// close_command(u, conn, code, reason) for what goes on a channel; user_channel(u); and
 // FRAME_OVERHEAD, the bytes of a message's /ws frame besides its seq, id, ts and data.
 std::string Script(std::string_view script);
 
-// What arrives on an instance's channel.
+// What arrives on a user's channel.
 struct RoutedMessage {
   std::string user_id;
   MessagePtr message;

@@ -12,31 +12,53 @@
 namespace push::store {
 namespace {
 
-// ARGV: user, data, id, caller_id (1 = the caller's idempotency key), ttl_ms, history, now_ms,
-// expires_ms. Returns {1, seq, ts, data, expires} for a retained duplicate, else
-// {0, seq, delivered}.
+// KEYS: s, m, i, c of the user. ARGV: user, id, caller_id (1 = the caller's idempotency key),
+// data, ttl_ms, history, now_ms, expires_ms, verb (PUBLISH or SPUBLISH; '' = --redis_wait_replicas:
+// store only, kCommitScript publishes once the replicas have it).
+// Returns {1, seq, ts, data, expires} for a retained duplicate; {2, seq} for a new message stored
+// and not published yet, or {2, seq, ts, data, expires} for an earlier one still uncommitted
+// (both wait for WAIT and the commit); else {0, seq, delivered}.
 constexpr char kAppendScript[] = R"lua(
-local u = ARGV[1]
-local sk, mk, ik, ck = key_s(u), key_m(u), key_i(u), key_c(u)
+local sk, mk, ik, ck = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local u, id = ARGV[1], ARGV[2]
 local now = tonumber(ARGV[7])
-if ARGV[4] == '1' then
-  local old = redis.call('HGET', ik, ARGV[3])
+local verb = ARGV[9]
+if ARGV[3] == '1' then
+  local old = redis.call('HGET', ik, id)
   if old then
     local e = redis.call('XRANGE', sk, '0-'..old, '0-'..old)
     if #e > 0 then
       local r = {}
       local f = e[1][2]
       for k = 1, #f, 2 do r[f[k]] = f[k + 1] end
-      if tonumber(r.e) > now then return {1, tonumber(old), r.t, r.d, r.e} end
+      if tonumber(r.e) > now then
+        local com = tonumber(redis.call('HGET', mk, 'com'))
+        if verb == '' and com and tonumber(old) > com then
+          -- Stored by an attempt whose replicas did not confirm it: this one waits for them.
+          -- The write makes this connection's WAIT cover the first attempt's append, which
+          -- the replication stream carried before it.
+          redis.call('HSET', mk, 'pend', old)
+          return {2, tonumber(old), r.t, r.d, r.e}
+        end
+        return {1, tonumber(old), r.t, r.d, r.e}
+      end
     end
   end
 end
+if verb == '' then
+  -- Everything stored before waiting for replicas was visible: it counts as committed.
+  if redis.call('HEXISTS', mk, 'com') == 0 then
+    redis.call('HSET', mk, 'com', redis.call('HGET', mk, 'seq') or 0)
+  end
+else
+  redis.call('HDEL', mk, 'com')
+end
 local seq = redis.call('HINCRBY', mk, 'seq', 1)
 local hist = tonumber(ARGV[6])
-redis.call('XADD', sk, 'MAXLEN', hist, '0-'..seq, 'i', ARGV[3], 't', ARGV[7], 'e', ARGV[8],
-           'd', ARGV[2])
-if ARGV[4] == '1' then
-  redis.call('HSET', ik, ARGV[3], seq)
+redis.call('XADD', sk, 'MAXLEN', hist, '0-'..seq, 'i', id, 't', ARGV[7], 'e', ARGV[8],
+           'd', ARGV[4])
+if ARGV[3] == '1' then
+  redis.call('HSET', ik, id, seq)
   -- Keys of messages trimmed by MAXLEN are dropped in bulk now and then (amortised O(1)).
   if redis.call('HLEN', ik) > 2 * hist + 16 then
     local all = redis.call('HGETALL', ik)
@@ -45,56 +67,56 @@ if ARGV[4] == '1' then
     end
   end
 end
--- Messages and keys live while a message may still be read. The numbering (m:<user>, a few
--- dozen bytes) never expires: a stream that started over at 1 would make a client resuming
--- with an old `since` miss messages without a gap frame.
+-- Messages and keys live while a message may still be read. The numbering (m, a few dozen
+-- bytes) never expires: a stream that started over at 1 would make a client resuming with an
+-- old `since` miss messages without a gap frame.
 local keep = tonumber(ARGV[5])
 for _, k in ipairs({sk, ik}) do
   local p = redis.call('PTTL', k)
   if p == -1 or (p >= 0 and p < keep) then redis.call('PEXPIRE', k, keep) end
 end
+if verb == '' then return {2, seq} end
+-- To the instances subscribed to the user's channel: no scan of the user's connections.
+local n = redis.call(verb, user_channel(u), routed_message(u, seq, id, ARGV[7], ARGV[8], ARGV[4]))
 local delivered = 0
-local fields = redis.call('HKEYS', ck)
-if #fields > 0 then
-  local per, order = {}, {}
-  for _, f in ipairs(fields) do
-    local inst = string.match(f, '^([^\n]*)\n')
-    if inst then
-      if not per[inst] then per[inst] = 0; order[#order + 1] = inst end
-      per[inst] = per[inst] + 1
-    end
-  end
-  local frame
-  for _, inst in ipairs(order) do
-    if redis.call('EXISTS', key_a(inst)) == 1 then
-      frame = frame or routed_message(u, seq, ARGV[3], ARGV[7], ARGV[8], ARGV[2])
-      redis.call('PUBLISH', channel(inst), frame)
-      delivered = delivered + per[inst]
-    else
-      for _, f in ipairs(fields) do
-        if string.sub(f, 1, #inst + 1) == inst..'\n' then redis.call('HDEL', ck, f) end
-      end
-    end
-  end
-end
+if n > 0 then delivered = redis.call('HLEN', ck) end
 return {0, seq, delivered}
 )lua";
 
-// ARGV: user, after ('' = the delivered cursor), max_messages, max_bytes, now_ms.
-// Returns {after, last_seq, more, then seq, id, ts, expires, data for each message}.
+// --redis_wait_replicas: the replicas hold everything up to seq. KEYS: s, m, c. ARGV: user, seq,
+// verb. Makes the stored messages up to seq visible to reads and publishes the ones that were
+// not yet; returns the user's connections (as the append does).
+constexpr char kCommitScript[] = R"lua(
+local sk, mk, ck = KEYS[1], KEYS[2], KEYS[3]
+local u, seq, verb = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local com = tonumber(redis.call('HGET', mk, 'com')) or 0
+if seq <= com then return redis.call('HLEN', ck) end
+redis.call('HSET', mk, 'com', seq)
+local n = 0
+for _, e in ipairs(redis.call('XRANGE', sk, '(0-'..com, '0-'..seq)) do
+  local r, f = {}, e[2]
+  for k = 1, #f, 2 do r[f[k]] = f[k + 1] end
+  n = redis.call(verb, user_channel(u), routed_message(u, string.sub(e[1], 3), r.i, r.t, r.e, r.d))
+end
+if n > 0 then return redis.call('HLEN', ck) end
+return 0
+)lua";
+
+// KEYS: s, m. ARGV: after ('' = the delivered cursor), max_messages, max_bytes, now_ms.
+// Returns {after, last_seq, more, then seq, id, ts, expires, data for each message}. Messages past
+// the committed seq (com, --redis_wait_replicas) are not read.
 constexpr char kReadScript[] = R"lua(
-local u = ARGV[1]
-local sk, mk = key_s(u), key_m(u)
-local m = redis.call('HMGET', mk, 'seq', 'cur')
-local last = tonumber(m[1]) or 0
-local after = tonumber(ARGV[2]) or tonumber(m[2]) or 0
+local sk, mk = KEYS[1], KEYS[2]
+local m = redis.call('HMGET', mk, 'seq', 'cur', 'com')
+local last = tonumber(m[3]) or tonumber(m[1]) or 0
+local after = tonumber(ARGV[1]) or tonumber(m[2]) or 0
 local out = {after, last, 0}
 if after >= last then return out end
-local maxn, maxb, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local maxn, maxb, now = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local start = '(0-'..after
 local n, bytes = 0, 0
 while true do
-  local es = redis.call('XRANGE', sk, start, '+', 'COUNT', 64)
+  local es = redis.call('XRANGE', sk, start, '0-'..last, 'COUNT', 64)
   if #es == 0 then break end
   for _, e in ipairs(es) do
     local f, r = e[2], {}
@@ -115,23 +137,22 @@ end
 return out
 )lua";
 
-// ARGV: user, seq. The cursor never moves backwards nor past the last seq.
+// KEYS: m. ARGV: seq. The cursor never moves backwards nor past the last (committed) seq.
 constexpr char kCursorScript[] = R"lua(
-local mk = key_m(ARGV[1])
-local m = redis.call('HMGET', mk, 'seq', 'cur')
-local last = tonumber(m[1])
+local m = redis.call('HMGET', KEYS[1], 'seq', 'cur', 'com')
+local last = tonumber(m[3]) or tonumber(m[1])
 if not last then return 0 end
-local c = math.min(tonumber(ARGV[2]), last)
-if c > (tonumber(m[2]) or 0) then redis.call('HSET', mk, 'cur', c) end
+local c = math.min(tonumber(ARGV[1]), last)
+if c > (tonumber(m[2]) or 0) then redis.call('HSET', KEYS[1], 'cur', c) end
 return c
 )lua";
 
-// ARGV: user. Messages and keys go; the numbering stays and the cursor jumps to the end.
+// KEYS: s, i, m. Messages and keys go; the numbering stays and the cursor jumps to the end.
 constexpr char kPurgeScript[] = R"lua(
-local u = ARGV[1]
-redis.call('DEL', key_s(u), key_i(u))
-local last = redis.call('HGET', key_m(u), 'seq')
-if last then redis.call('HSET', key_m(u), 'cur', last) end
+redis.call('DEL', KEYS[1], KEYS[2])
+local m = redis.call('HMGET', KEYS[3], 'seq', 'com')
+local last = m[2] or m[1]
+if last then redis.call('HSET', KEYS[3], 'cur', last) end
 return 0
 )lua";
 
@@ -141,6 +162,10 @@ std::string Sha(const char* script) {
 
 const std::string& AppendSha() {
   static const std::string sha = Sha(kAppendScript);
+  return sha;
+}
+const std::string& CommitSha() {
+  static const std::string sha = Sha(kCommitScript);
   return sha;
 }
 const std::string& ReadSha() {
@@ -162,13 +187,31 @@ absl::Status Malformed(const char* what) {
 
 }  // namespace
 
-RedisStore::RedisStore(RedisStoreOptions options, redis::Connection* connection, Clock* clock)
-    : options_(options), connection_(connection), clock_(clock) {}
+RedisStore::RedisStore(RedisStoreOptions options, redis::Router* router, Clock* clock)
+    : options_(options),
+      router_(router),
+      clock_(clock),
+      verb_(router->cluster() ? "SPUBLISH" : "PUBLISH") {}
 
 std::vector<std::string> RedisStore::Scripts() {
-  return {redis_schema::Script(kAppendScript), redis_schema::Script(kReadScript),
-          redis_schema::Script(kCursorScript), redis_schema::Script(kPurgeScript)};
+  return {redis_schema::Script(kAppendScript), redis_schema::Script(kCommitScript),
+          redis_schema::Script(kReadScript), redis_schema::Script(kCursorScript),
+          redis_schema::Script(kPurgeScript)};
 }
+
+namespace {
+
+absl::StatusOr<AppendResult> StoredCopy(const std::vector<redis::Value>& e, uint64_t seq,
+                                        std::string id) {
+  if (e.size() < 5) return Malformed("append");
+  AppendResult result;
+  result.message = MakeMessage(seq, std::move(id), absl::FromUnixMillis(e[2].AsInt()),
+                               absl::FromUnixMillis(e[4].AsInt()),
+                               std::make_shared<const std::string>(e[3].str));
+  return result;
+}
+
+}  // namespace
 
 void RedisStore::Append(AppendRequest request,
                         absl::AnyInvocable<void(absl::StatusOr<AppendResult>)> done) {
@@ -178,37 +221,76 @@ void RedisStore::Append(AppendRequest request,
   std::string id = caller_id ? std::move(request.message_id) : NewMessageId();
   int64_t now_ms = absl::ToUnixMillis(now);
   int64_t expires_ms = absl::ToUnixMillis(expires);
+  const uint16_t slot = redis_schema::UserSlot(request.user_id);
+  const bool wait = options_.wait_replicas;
+  std::string user = request.user_id;
   std::vector<std::string> argv{"EVALSHA",
                                 AppendSha(),
-                                "0",
-                                request.user_id,
-                                *request.payload,
+                                "4",
+                                redis_schema::StreamKey(user),
+                                redis_schema::MetaKey(user),
+                                redis_schema::IdsKey(user),
+                                redis_schema::ConnectionsKey(user),
+                                std::move(request.user_id),
                                 id,
                                 caller_id ? "1" : "0",
+                                *request.payload,
                                 std::to_string(absl::ToInt64Milliseconds(request.ttl)),
                                 std::to_string(options_.history_size),
                                 std::to_string(now_ms),
-                                std::to_string(expires_ms)};
-  connection_->Command(
-      std::move(argv), [payload = std::move(request.payload), id = std::move(id), now, expires,
-                        done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
+                                std::to_string(expires_ms),
+                                wait ? std::string() : verb_};
+  auto on_reply = [this, slot, user = std::move(user), payload = std::move(request.payload),
+                   id = std::move(id), now, expires,
+                   done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
+    if (!v.ok()) return done(v.status());
+    const auto& e = v->elements;
+    if (v->type != redis::Value::Type::kArray || e.size() < 2) {
+      return done(Malformed("append"));
+    }
+    uint64_t seq = static_cast<uint64_t>(e[1].AsInt());
+    const int64_t kind = e[0].AsInt();
+    if (kind == 1) {
+      absl::StatusOr<AppendResult> result = StoredCopy(e, seq, std::move(id));
+      if (result.ok()) result->duplicate = true;
+      return done(std::move(result));
+    }
+    if (kind == 0) {
+      if (e.size() < 3) return done(Malformed("append"));
+      AppendResult result;
+      result.message = MakeMessage(seq, std::move(id), now, expires, std::move(payload));
+      result.delivered = static_cast<uint32_t>(e[2].AsInt());
+      return done(std::move(result));
+    }
+    // Stored, and the replicas have it (the command was durable): commit it.
+    absl::StatusOr<AppendResult> result;
+    if (e.size() >= 5) {
+      result = StoredCopy(e, seq, std::move(id));
+    } else {
+      result = AppendResult{};
+      result->message = MakeMessage(seq, std::move(id), now, expires, std::move(payload));
+    }
+    if (!result.ok()) return done(result.status());
+    Commit(slot, user, seq, std::move(*result), std::move(done));
+  };
+  if (wait) {
+    router_->Durable(slot, std::move(argv), std::move(on_reply));
+  } else {
+    router_->Command(slot, std::move(argv), std::move(on_reply));
+  }
+}
+
+void RedisStore::Commit(uint16_t slot, const std::string& user, uint64_t seq, AppendResult result,
+                        absl::AnyInvocable<void(absl::StatusOr<AppendResult>)> done) {
+  router_->Command(
+      slot,
+      {"EVALSHA", CommitSha(), "3", redis_schema::StreamKey(user), redis_schema::MetaKey(user),
+       redis_schema::ConnectionsKey(user), user, std::to_string(seq), verb_},
+      [result = std::move(result), done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
+        // The replicas hold the message: a failed commit still leaves it to become visible with
+        // the user's next commit, but the caller cannot be told it is delivered.
         if (!v.ok()) return done(v.status());
-        const auto& e = v->elements;
-        if (v->type != redis::Value::Type::kArray || e.size() < 3) {
-          return done(Malformed("append"));
-        }
-        AppendResult result;
-        uint64_t seq = static_cast<uint64_t>(e[1].AsInt());
-        if (e[0].AsInt() == 1) {
-          if (e.size() < 5) return done(Malformed("append"));
-          result.duplicate = true;
-          result.message = MakeMessage(seq, std::move(id), absl::FromUnixMillis(e[2].AsInt()),
-                                       absl::FromUnixMillis(e[4].AsInt()),
-                                       std::make_shared<const std::string>(e[3].str));
-        } else {
-          result.message = MakeMessage(seq, std::move(id), now, expires, std::move(payload));
-          result.delivered = static_cast<uint32_t>(e[2].AsInt());
-        }
+        result.delivered = static_cast<uint32_t>(v->AsInt());
         done(std::move(result));
       });
 }
@@ -226,16 +308,18 @@ void RedisStore::OnChannelMessage(std::string_view payload) {
 
 void RedisStore::Read(ReadRequest request,
                       absl::AnyInvocable<void(absl::StatusOr<ReadResult>)> done) {
+  const uint16_t slot = redis_schema::UserSlot(request.user_id);
   std::vector<std::string> argv{"EVALSHA",
                                 ReadSha(),
-                                "0",
-                                request.user_id,
+                                "2",
+                                redis_schema::StreamKey(request.user_id),
+                                redis_schema::MetaKey(request.user_id),
                                 request.after ? std::to_string(*request.after) : "",
                                 std::to_string(std::max<size_t>(1, request.max_messages)),
                                 std::to_string(request.max_bytes),
                                 std::to_string(absl::ToUnixMillis(clock_->Now()))};
-  connection_->Command(
-      std::move(argv), [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
+  router_->Command(
+      slot, std::move(argv), [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
         if (!v.ok()) return done(v.status());
         auto& e = v->elements;
         if (v->type != redis::Value::Type::kArray || e.size() < 3 || (e.size() - 3) % 5 != 0) {
@@ -257,15 +341,19 @@ void RedisStore::Read(ReadRequest request,
 }
 
 void RedisStore::AdvanceCursor(std::string_view user_id, uint64_t seq) {
-  connection_->Command({"EVALSHA", CursorSha(), "0", std::string(user_id), std::to_string(seq)},
-                       [](absl::StatusOr<redis::Value>) {});
+  router_->Command(redis_schema::UserSlot(user_id),
+                   {"EVALSHA", CursorSha(), "1", redis_schema::MetaKey(user_id),
+                    std::to_string(seq)},
+                   [](absl::StatusOr<redis::Value>) {});
 }
 
 void RedisStore::Purge(std::string_view user_id, absl::AnyInvocable<void(absl::Status)> done) {
-  connection_->Command({"EVALSHA", PurgeSha(), "0", std::string(user_id)},
-                       [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
-                         done(v.ok() ? absl::OkStatus() : v.status());
-                       });
+  router_->Command(redis_schema::UserSlot(user_id),
+                   {"EVALSHA", PurgeSha(), "3", redis_schema::StreamKey(user_id),
+                    redis_schema::IdsKey(user_id), redis_schema::MetaKey(user_id)},
+                   [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
+                     done(v.ok() ? absl::OkStatus() : v.status());
+                   });
 }
 
 }  // namespace push::store

@@ -56,8 +56,9 @@ class StoreTestBase : public ::testing::Test {
     memory_ = nullptr;
     if (backend() == Backend::kRedis) {
       EXPECT_EQ(redis_server_->Command({"FLUSHALL"}), "OK");
+      router_ = std::make_unique<redis::ConnectionRouter>(redis_.get());
       store_ = std::make_unique<RedisStore>(RedisStoreOptions{.history_size = options.history_size},
-                                            redis_.get(), &clock_);
+                                            router_.get(), &clock_);
     } else {
       auto memory = std::make_unique<MemoryStore>(options, &clock_);
       memory_ = memory.get();
@@ -125,6 +126,7 @@ class StoreTestBase : public ::testing::Test {
 
   FakeClock clock_;
   std::unique_ptr<RedisServer> redis_server_;
+  std::unique_ptr<redis::ConnectionRouter> router_;
   std::unique_ptr<redis::Connection> redis_;
   std::unique_ptr<Store> store_;
   MemoryStore* memory_ = nullptr;

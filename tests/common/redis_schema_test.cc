@@ -7,6 +7,7 @@
 #include <string>
 #include <variant>
 
+#include "common/redis/cluster_slots.h"
 #include "gtest/gtest.h"
 #include "tests/testing/redis_server.h"
 
@@ -54,15 +55,27 @@ TEST_F(RedisSchemaTest, CloseCommandsEncodedInLuaDecodeInCpp) {
   EXPECT_EQ(close->reason, "slow\nconsumer");
 }
 
-TEST_F(RedisSchemaTest, KeysAreTheSameInLuaAndCpp) {
-  EXPECT_EQ(Eval("return key_s('u')"), StreamKey("u"));
-  EXPECT_EQ(Eval("return key_m('u')"), MetaKey("u"));
-  EXPECT_EQ(Eval("return key_i('u')"), IdsKey("u"));
-  EXPECT_EQ(Eval("return key_c('u')"), ConnectionsKey("u"));
-  EXPECT_EQ(Eval("return key_ic('n')"), InstanceClientsKey("n"));
-  EXPECT_EQ(Eval("return key_a('n')"), AliveKey("n"));
-  EXPECT_EQ(Eval("return key_nodes()"), NodesKey());
-  EXPECT_EQ(Eval("return channel('n')"), Channel("n"));
+TEST_F(RedisSchemaTest, ChannelsAreTheSameInLuaAndCpp) {
+  EXPECT_EQ(Eval("return user_channel('u:1@x')"), UserChannel("u:1@x"));
+}
+
+// Everything of one user hashes to one slot, so every per-user script runs on one shard of a
+// cluster; the user's channel too, so SPUBLISH from those scripts is allowed.
+TEST(RedisSchemaSlotTest, EveryKeyOfAUserAndOfAnInstanceSharesItsSlot) {
+  for (std::string user : {"alice", "u-42", "x.y:z@example"}) {
+    uint16_t slot = UserSlot(user);
+    EXPECT_EQ(redis::KeySlot(user), slot) << "the hash tag is the user id";
+    for (const std::string& key : {StreamKey(user), MetaKey(user), IdsKey(user),
+                                   ConnectionsKey(user), UserChannel(user)}) {
+      EXPECT_EQ(redis::KeySlot(key), slot) << key;
+    }
+  }
+  std::string inst = "node-a-0123456789abcdef";
+  for (const std::string& key :
+       {InstanceClientsKey(inst), InstanceIndexKey(inst), InstanceGcKey(inst)}) {
+    EXPECT_EQ(redis::KeySlot(key), InstanceSlot(inst)) << key;
+  }
+  EXPECT_EQ(StreamKey("alice"), "pushd:{alice}:s");
 }
 
 TEST_F(RedisSchemaTest, FrameOverheadMatchesTheFramesTheEdgeWrites) {
