@@ -5,9 +5,10 @@
 # into the work folder.
 #   - values.schema.json compiles in ajv's strict mode (Helm ignores unknown keywords, so a
 #     misspelt "additionalProperties" would silently check nothing);
-#   - the default values, values-redis.yaml, values-secure.yaml and values-dev.yaml pass
-#     `helm lint --strict`, and what `helm template` renders passes validate.js (Kubernetes
-#     schemas with unknown fields refused, the wiring between objects, pushd's flags, NOTES.txt);
+#   - the default values, values-redis.yaml, values-secure.yaml, values-dev.yaml and each
+#     renders/*.yaml pass `helm lint --strict`, and what `helm template` renders passes validate.js
+#     (Kubernetes schemas with unknown fields refused, the wiring between objects, pushd's flags,
+#     NOTES.txt); for renders/*.yaml, the "# expect env:" lines hold for the pushd container;
 #   - each cases/*.yaml is refused: "# expect: TEXT" on its first line means by Helm (lint or
 #     template) with TEXT in Helm's output; "# expect from validate.js: TEXT" means Helm renders it
 #     (a rule Helm cannot know, such as pushd's flag names) and validate.js refuses it with TEXT;
@@ -96,23 +97,83 @@ else
   show "$work/schema.log"
 fi
 
-for case in default values-redis values-secure values-dev; do
-  values=()
-  [ "$case" = default ] || values=("$here/$case.yaml")
-  if ! helm_lint "$case" "${values[@]}"; then
+# renders NAME [VALUES_FILE]: helm lint --strict, helm template, NOTES.txt and validate.js pass;
+# says what failed and returns 1 otherwise.
+renders() {
+  local case=$1
+  if ! helm_lint "$@"; then
     fail "$case: helm lint --strict"
     show "$work/$case.lint.log"
-  elif ! helm_template "$case" "${values[@]}"; then
+  elif ! helm_template "$@"; then
     fail "$case: helm template"
     show "$work/$case.template.log"
-  elif ! helm_notes "$case" "${values[@]}"; then
+  elif ! helm_notes "$@"; then
     fail "$case: NOTES.txt does not render"
     show "$work/$case.notes.log"
   elif ! validate "$case" "$work/$case.notes.yaml"; then
     fail "$case: helm lint and template pass, validate.js does not"
     show "$work/$case.validate.log"
   else
+    return 0
+  fi
+  return 1
+}
+
+for case in default values-redis values-secure values-dev; do
+  values=()
+  [ "$case" = default ] || values=("$here/$case.yaml")
+  renders "$case" "${values[@]}" &&
     pass "$case: helm lint --strict, helm template, $(tail -n 1 "$work/$case.validate.log")"
+done
+
+# Each renders/*.yaml renders like the values files above, and its pushd container's environment
+# is what its "# expect env:" lines say:
+#   # expect env: NAME=VALUE                       NAME set to exactly VALUE
+#   # expect env: NAME from secret SECRET key KEY  NAME from that Secret's key
+#   # expect no env: NAME                          NAME not set
+for file in "$here"/renders/*.yaml; do
+  case=$(basename "$file" .yaml)
+  name="render-$case"
+  renders "$name" "$file" || continue
+  if (cd "$here" && node -e '
+    const fs = require("fs");
+    const [manifests, values] = process.argv.slice(1);
+    const docs = require("yaml").parseAllDocuments(fs.readFileSync(manifests, "utf8"), { version: "1.1" });
+    const d = docs.map((doc) => doc.toJS()).find((o) => o && o.kind === "Deployment");
+    const env = new Map(d.spec.template.spec.containers.find((c) => c.name === "pushd").env
+      .map((e) => [e.name, e]));
+    const problems = [];
+    let expectations = 0;
+    for (const line of fs.readFileSync(values, "utf8").split("\n")) {
+      let m;
+      if ((m = /^# expect env: ([A-Z0-9_]+)=(.*)$/.exec(line))) {
+        const e = env.get(m[1]);
+        if (!e || e.value !== m[2]) problems.push(`${m[1]} is ${e ? JSON.stringify(e) : "not set"}, expected ${m[2]}`);
+      } else if ((m = /^# expect env: ([A-Z0-9_]+) from secret (\S+) key (\S+)$/.exec(line))) {
+        const e = env.get(m[1]);
+        const ref = e && e.valueFrom && e.valueFrom.secretKeyRef;
+        if (!ref || ref.name !== m[2] || ref.key !== m[3]) {
+          problems.push(`${m[1]} is ${e ? JSON.stringify(e) : "not set"}, expected from Secret ${m[2]} key ${m[3]}`);
+        }
+      } else if ((m = /^# expect no env: ([A-Z0-9_]+)$/.exec(line))) {
+        if (env.has(m[1])) problems.push(`${m[1]} is set: ${JSON.stringify(env.get(m[1]))}`);
+      } else if (/^# expect/.test(line)) {
+        problems.push(`cannot read: ${line}`);
+        continue;
+      } else {
+        continue;
+      }
+      expectations++;
+    }
+    if (expectations === 0) problems.push("no \"# expect env:\" line");
+    for (const p of problems) console.error(p);
+    if (problems.length) process.exit(1);
+    console.log(`${expectations} env expectations hold`);' "$work/$name.yaml" "$file") \
+    >"$work/$name.env.log" 2>&1; then
+    pass "$case: helm lint --strict, helm template, $(tail -n 1 "$work/$name.validate.log"), $(tail -n 1 "$work/$name.env.log")"
+  else
+    fail "$case: the pushd container's environment is not as expected"
+    show "$work/$name.env.log"
   fi
 done
 

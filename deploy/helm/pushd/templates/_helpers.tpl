@@ -55,6 +55,21 @@ app.kubernetes.io/component: redis
 {{- if or .Values.redis.url .Values.redis.existingSecret.name .Values.redis.bundled.enabled }}true{{ end }}
 {{- end }}
 
+{{/*
+redisCluster with its keys filled in: values kept by `helm upgrade --reuse-values` from a chart
+older than redisCluster have no such key.
+*/}}
+{{- define "pushd.redisCluster" -}}
+{{- $c := .Values.redisCluster | default dict }}
+{{- dict "seeds" ($c.seeds | default "") "existingSecret" (merge (dict) ($c.existingSecret | default dict) (dict "name" "" "key" "seeds")) | toJson }}
+{{- end }}
+
+{{/* "true" when pushd gets the seeds of a Redis Cluster. */}}
+{{- define "pushd.hasRedisCluster" -}}
+{{- $c := include "pushd.redisCluster" . | fromJson }}
+{{- if or $c.seeds $c.existingSecret.name }}true{{ end }}
+{{- end }}
+
 {{- define "pushd.terminationGracePeriodSeconds" -}}
 {{- add (int .Values.pushd.preStopSleepSeconds) (int .Values.pushd.drainTimeoutSeconds) 10 }}
 {{- end }}
@@ -79,8 +94,24 @@ A flag value as pushd expects it: YAML numbers arrive as float64, which would pr
 {{- if gt $redisSources 1 }}
 {{- fail "pushd: set only one of redis.url, redis.existingSecret.name and redis.bundled.enabled" }}
 {{- end }}
-{{- if and (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (not (include "pushd.hasRedis" .)) }}
-{{- fail "pushd: more than one replica (replicaCount > 1 or autoscaling.enabled) needs Redis, or each replica would see only the pushes that reached it: set redis.url, redis.existingSecret.name or redis.bundled.enabled=true" }}
+{{- $cluster := include "pushd.redisCluster" . | fromJson }}
+{{- if and $cluster.seeds $cluster.existingSecret.name }}
+{{- fail "pushd: set only one of redisCluster.seeds and redisCluster.existingSecret.name" }}
+{{- end }}
+{{- $shared := or (include "pushd.hasRedis" .) (include "pushd.hasRedisCluster" .) }}
+{{- if and (include "pushd.hasRedis" .) (include "pushd.hasRedisCluster" .) }}
+{{- fail "pushd: set either one Redis (redis.url, redis.existingSecret.name or redis.bundled.enabled) or a Redis Cluster (redisCluster.seeds or redisCluster.existingSecret.name), not both: pushd takes --redis or --redis_cluster" }}
+{{- end }}
+{{- if and (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (not $shared) }}
+{{- fail "pushd: more than one replica (replicaCount > 1 or autoscaling.enabled) needs Redis, or each replica would see only the pushes that reached it: set redis.url, redis.existingSecret.name or redis.bundled.enabled=true, or a Redis Cluster with redisCluster.seeds or redisCluster.existingSecret.name" }}
+{{- end }}
+{{- if gt (int .Values.redis.waitReplicas) 0 }}
+{{- if not $shared }}
+{{- fail "pushd: redis.waitReplicas needs Redis (redis.url or redis.existingSecret.name) or a Redis Cluster (redisCluster.seeds or redisCluster.existingSecret.name): the in-memory store has no replicas" }}
+{{- end }}
+{{- if .Values.redis.bundled.enabled }}
+{{- fail "pushd: redis.waitReplicas needs replicas and the bundled Redis has none, so every push would fail: set it to 0, or use redis.url, redis.existingSecret.name or redisCluster" }}
+{{- end }}
 {{- end }}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "pushd: autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
@@ -97,8 +128,8 @@ A flag value as pushd expects it: YAML numbers arrive as float64, which would pr
 {{- fail "pushd: set only one of pushd.jwt.rs256.configMapName and pushd.jwt.rs256.secretName" }}
 {{- end }}
 {{- range $name, $_ := .Values.pushd.flags }}
-{{- if has $name (list "grpc_listen" "ws_listen" "role" "redis" "node_id" "auth" "jwt_hs256_secret_file" "jwt_rs256_public_key_file" "allowed_origins" "api_key_file" "tls_cert_file" "tls_key_file" "drain_timeout" "flagfile") }}
-{{- fail (printf "pushd: pushd.flags.%s is set by the chart; use the matching value under pushd or redis instead" $name) }}
+{{- if has $name (list "grpc_listen" "ws_listen" "role" "redis" "redis_cluster" "redis_wait_replicas" "node_id" "auth" "jwt_hs256_secret_file" "jwt_rs256_public_key_file" "allowed_origins" "api_key_file" "tls_cert_file" "tls_key_file" "drain_timeout" "flagfile") }}
+{{- fail (printf "pushd: pushd.flags.%s is set by the chart; use the matching value under pushd, redis or redisCluster instead" $name) }}
 {{- end }}
 {{- end }}
 {{- if and .Values.service.grpc.headless (ne .Values.service.grpc.type "ClusterIP") }}
