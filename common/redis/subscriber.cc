@@ -128,6 +128,8 @@ std::string Subscriber::TargetOf(std::string_view channel) const {
 void Subscriber::SendSubscribe(const std::string& link, std::vector<std::string> channels) {
   auto it = links_.find(link);
   if (it == links_.end() || channels.empty()) return;
+  spdlog::debug("redis {} {}: {} {} channels, the first {}", options_.name, link, subscribe_verb_,
+                channels.size(), channels.front());
   std::vector<std::string> argv;
   argv.reserve(channels.size() + 1);
   argv.push_back(subscribe_verb_);
@@ -135,6 +137,8 @@ void Subscriber::SendSubscribe(const std::string& link, std::vector<std::string>
   // The callback may run inline (a link that just went down refuses at once): no lock here.
   it->second.connection->Command(std::move(argv), [this](absl::StatusOr<Value> v) {
     if (v.ok() && v->type != Value::Type::kError) return;
+    spdlog::debug("redis subscriber: subscription refused: {}",
+                  v.ok() ? v->str : std::string(v.status().message()));
     dirty_.store(true);
     if (cluster_ && v.ok()) {
       // MOVED (the map we placed it by is old) or CLUSTERDOWN: read the map again.
@@ -247,6 +251,7 @@ void Subscriber::OnLinkDisconnected(const std::string& key) {
 
 void Subscriber::OnSubscription(const std::string& key, std::string_view verb,
                                 std::string_view channel) {
+  spdlog::debug("redis {} {}: {} {}", options_.name, key, verb, channel);
   bool report = false;
   {
     absl::MutexLock lock(&mu_);
@@ -262,7 +267,10 @@ void Subscriber::OnSubscription(const std::string& key, std::string_view verb,
       // way it is sent again where it belongs now.
       it->second.link.clear();
       it->second.confirmed = false;
-      dirty_.store(true);
+      // At once: a node that still serves the slot (Redis 7.0 also drops a slot's subscribers
+      // for a moment on the node that just took it) takes the subscription again; one that
+      // does not answers MOVED, and the map refresh that asks for places it.
+      Reconcile(false);
     }
   }
   if (!report) return;
