@@ -19,7 +19,7 @@ constexpr int kHeartbeatTicks = 5;    // ticks are 1 s: lease renewed every 5 s
 constexpr char kLeaseMs[] = "15000";  // gone from ListClients within 15 s of a crash
 constexpr size_t kFieldsPerCommand = 256;
 
-// KEYS: nodes. ARGV: instance, lease_ms. Renews the instance's lease (Redis's clock); 1 when the
+// KEYS: leases. ARGV: instance, lease_ms. Renews the instance's lease (Redis's clock); 1 when the
 // instance was not there (new, or its entries were removed as dead: it registers them again).
 constexpr char kLeaseScript[] = R"lua(
 local t = redis.call('TIME')
@@ -27,7 +27,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
 )lua";
 
-// KEYS: nodes. Returns {live instance..., '', instance whose lease ended...}.
+// KEYS: leases. Returns {live instance..., '', instance whose lease ended...}.
 constexpr char kInstancesScript[] = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -214,7 +214,7 @@ void RedisDirectory::OnRemove(const Connection& c) {
 
 void RedisDirectory::Heartbeat() {
   if (gone_.load() || subscriber_ == nullptr) return;
-  const std::string nodes = redis_schema::NodesKey();
+  const std::string nodes = redis_schema::LeasesKey();
   router_->Command(redis::KeySlot(nodes),
                    {"EVALSHA", LeaseSha(), "1", nodes, instance_, kLeaseMs},
                    [this](absl::StatusOr<redis::Value> v) {
@@ -285,7 +285,7 @@ void RedisDirectory::RefreshStats() {
 }
 
 void RedisDirectory::Instances(absl::AnyInvocable<void(InstancesResult)> done) {
-  const std::string nodes = redis_schema::NodesKey();
+  const std::string nodes = redis_schema::LeasesKey();
   router_->Command(redis::KeySlot(nodes), {"EVALSHA", InstancesSha(), "1", nodes},
                    [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
                      if (!v.ok()) return done(v.status());
@@ -329,7 +329,7 @@ void RedisDirectory::CollectGarbage(const std::string& dead) {
                                {"DEL", redis_schema::InstanceClientsKey(dead),
                                 redis_schema::InstanceIndexKey(dead)},
                                Ignore);
-              const std::string nodes = redis_schema::NodesKey();
+              const std::string nodes = redis_schema::LeasesKey();
               router_->Command(redis::KeySlot(nodes), {"HDEL", nodes, dead}, Ignore);
             });
       });
@@ -464,7 +464,7 @@ void RedisDirectory::Goodbye(absl::Duration timeout) {
                    {"DEL", redis_schema::InstanceClientsKey(instance_),
                     redis_schema::InstanceIndexKey(instance_)},
                    Ignore);
-  const std::string nodes = redis_schema::NodesKey();
+  const std::string nodes = redis_schema::LeasesKey();
   router_->Command(redis::KeySlot(nodes), {"HDEL", nodes, instance_},
                    [done](absl::StatusOr<redis::Value>) { done->Notify(); });
   done->WaitForNotificationWithTimeout(timeout);

@@ -25,7 +25,7 @@ namespace push {
 //
 // Presence: every connection is registered under its instance (pushd:{inst}:ic, info; :ix, the
 // sorted index ListClients pages through) and its user (pushd:{user}:c) when the hub adds it.
-// Each instance renews its lease in pushd:nodes every 5 s (15 s long). ListClients reads only
+// Each instance renews its lease in pushd:leases every 5 s (15 s long). ListClients reads only
 // instances whose lease runs, so a node killed without goodbye leaves it within 15 s; a live
 // node then removes the dead instance's entries (one at a time, claimed with pushd:{inst}:gc).
 //

@@ -18,6 +18,16 @@ constexpr std::string_view kPrefix = "pushd:";
 // '\n' (validated), and neither do the numbers.
 constexpr char kLuaPrelude[] = R"lua(
 local function user_channel(u) return 'pushd:{'..u..'}:ch' end
+-- One Redis only (legacy = '1'): a user's stream, numbering and keys as a pushd before the
+-- cluster layout kept them (pushd:s:<u>, pushd:m:<u>, pushd:i:<u>) are renamed into the
+-- layout on the user's first touch, unless the user already has keys in it.
+local function adopt_legacy(u, legacy)
+  if legacy ~= '1' or redis.call('EXISTS', 'pushd:{'..u..'}:m') == 1 then return end
+  for _, k in ipairs({'s', 'm', 'i'}) do
+    local old = 'pushd:'..k..':'..u
+    if redis.call('EXISTS', old) == 1 then redis.call('RENAME', old, 'pushd:{'..u..'}:'..k) end
+  end
+end
 local function routed_message(u, seq, id, ts, expires, data)
   return 'M'..u..'\n'..seq..'\n'..id..'\n'..ts..'\n'..expires..'\n'..data
 end
@@ -56,7 +66,7 @@ std::string UserChannel(std::string_view user_id) { return Tagged(user_id, ":ch"
 std::string InstanceClientsKey(std::string_view instance) { return Tagged(instance, ":ic"); }
 std::string InstanceIndexKey(std::string_view instance) { return Tagged(instance, ":ix"); }
 std::string InstanceGcKey(std::string_view instance) { return Tagged(instance, ":gc"); }
-std::string NodesKey() { return Join(kPrefix, "nodes"); }
+std::string LeasesKey() { return Join(kPrefix, "leases"); }
 uint16_t UserSlot(std::string_view user_id) { return redis::KeySlot(StreamKey(user_id)); }
 uint16_t InstanceSlot(std::string_view instance) {
   return redis::KeySlot(InstanceClientsKey(instance));

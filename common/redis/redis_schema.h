@@ -20,7 +20,7 @@
 //   pushd:{<inst>}:ic   hash: "<user>\n<connection_id>" -> client info (ListClients)
 //   pushd:{<inst>}:ix   sorted set, all scores 0: "<user>\n<connection_id>" (ListClients pages)
 //   pushd:{<inst>}:gc   string: a node is removing the dead instance's entries
-//   pushd:nodes         hash: instance -> lease end (Redis server time, ms)
+//   pushd:leases        hash: instance -> lease end (Redis server time, ms)
 //
 // Why a Redis Stream per user: entries are ordered by their id, so with explicit ids 0-<seq> a
 // replay is one XRANGE from (0-<since>, XADD MAXLEN trims to --history_size in the same call,
@@ -28,7 +28,9 @@
 // purge (numbering continues, like the memory store).
 //
 // An older pushd (before the cluster layout) kept pushd:s:<user>, pushd:m:<user> and
-// pushd:i:<user>; MigrateLegacyKeys (redis_store.h) moves them on one Redis.
+// pushd:i:<user>: on one Redis, the store's scripts rename them into this layout on the user's
+// first append, read or purge (adopt_legacy in the prelude). Its presence keys (pushd:c:*,
+// pushd:ic:*, pushd:a:*, pushd:nodes) are not read; those with a ttl expire by themselves.
 
 #include <cstdint>
 #include <optional>
@@ -48,7 +50,7 @@ std::string UserChannel(std::string_view user_id);
 std::string InstanceClientsKey(std::string_view instance);
 std::string InstanceIndexKey(std::string_view instance);
 std::string InstanceGcKey(std::string_view instance);
-std::string NodesKey();
+std::string LeasesKey();
 // The hash slot of every key of the user, and of every key of the instance.
 uint16_t UserSlot(std::string_view user_id);
 uint16_t InstanceSlot(std::string_view instance);
@@ -60,7 +62,8 @@ std::string ConnectionField(std::string_view instance, std::string_view connecti
 std::string ClientField(std::string_view user_id, std::string_view connection_id);
 
 // `script` preceded by the Lua prelude: routed_message(u, seq, id, ts, expires, data) and
-// close_command(u, conn, code, reason) for what goes on a channel; user_channel(u); and
+// close_command(u, conn, code, reason) for what goes on a channel; user_channel(u);
+// adopt_legacy(u, legacy) for keys of an older pushd; and
 // FRAME_OVERHEAD, the bytes of a message's /ws frame besides its seq, id, ts and data.
 std::string Script(std::string_view script);
 

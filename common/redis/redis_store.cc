@@ -14,7 +14,8 @@ namespace {
 
 // KEYS: s, m, i, c of the user. ARGV: user, id, caller_id (1 = the caller's idempotency key),
 // data, ttl_ms, history, now_ms, expires_ms, verb (PUBLISH or SPUBLISH; '' = --redis_wait_replicas:
-// store only, kCommitScript publishes once the replicas have it).
+// store only, kCommitScript publishes once the replicas have it), legacy (1: one Redis, adopt an
+// older pushd's keys).
 // Returns {1, seq, ts, data, expires} for a retained duplicate; {2, seq} for a new message stored
 // and not published yet, or {2, seq, ts, data, expires} for an earlier one still uncommitted
 // (both wait for WAIT and the commit); else {0, seq, delivered}.
@@ -23,6 +24,7 @@ local sk, mk, ik, ck = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local u, id = ARGV[1], ARGV[2]
 local now = tonumber(ARGV[7])
 local verb = ARGV[9]
+adopt_legacy(u, ARGV[10])
 if ARGV[3] == '1' then
   local old = redis.call('HGET', ik, id)
   if old then
@@ -102,11 +104,13 @@ if n > 0 then return redis.call('HLEN', ck) end
 return 0
 )lua";
 
-// KEYS: s, m. ARGV: after ('' = the delivered cursor), max_messages, max_bytes, now_ms.
+// KEYS: s, m. ARGV: after ('' = the delivered cursor), max_messages, max_bytes, now_ms, user,
+// legacy.
 // Returns {after, last_seq, more, then seq, id, ts, expires, data for each message}. Messages past
 // the committed seq (com, --redis_wait_replicas) are not read.
 constexpr char kReadScript[] = R"lua(
 local sk, mk = KEYS[1], KEYS[2]
+adopt_legacy(ARGV[5], ARGV[6])
 local m = redis.call('HMGET', mk, 'seq', 'cur', 'com')
 local last = tonumber(m[3]) or tonumber(m[1]) or 0
 local after = tonumber(ARGV[1]) or tonumber(m[2]) or 0
@@ -147,8 +151,10 @@ if c > (tonumber(m[2]) or 0) then redis.call('HSET', KEYS[1], 'cur', c) end
 return c
 )lua";
 
-// KEYS: s, i, m. Messages and keys go; the numbering stays and the cursor jumps to the end.
+// KEYS: s, i, m. ARGV: user, legacy. Messages and keys go; the numbering stays and the cursor
+// jumps to the end.
 constexpr char kPurgeScript[] = R"lua(
+adopt_legacy(ARGV[1], ARGV[2])
 redis.call('DEL', KEYS[1], KEYS[2])
 local m = redis.call('HMGET', KEYS[3], 'seq', 'com')
 local last = m[2] or m[1]
@@ -191,7 +197,8 @@ RedisStore::RedisStore(RedisStoreOptions options, redis::Router* router, Clock* 
     : options_(options),
       router_(router),
       clock_(clock),
-      verb_(router->cluster() ? "SPUBLISH" : "PUBLISH") {}
+      verb_(router->cluster() ? "SPUBLISH" : "PUBLISH"),
+      legacy_(router->cluster() ? "0" : "1") {}
 
 std::vector<std::string> RedisStore::Scripts() {
   return {redis_schema::Script(kAppendScript), redis_schema::Script(kCommitScript),
@@ -239,7 +246,8 @@ void RedisStore::Append(AppendRequest request,
                                 std::to_string(options_.history_size),
                                 std::to_string(now_ms),
                                 std::to_string(expires_ms),
-                                wait ? std::string() : verb_};
+                                wait ? std::string() : verb_,
+                                legacy_};
   auto on_reply = [this, slot, user = std::move(user), payload = std::move(request.payload),
                    id = std::move(id), now, expires,
                    done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
@@ -317,7 +325,9 @@ void RedisStore::Read(ReadRequest request,
                                 request.after ? std::to_string(*request.after) : "",
                                 std::to_string(std::max<size_t>(1, request.max_messages)),
                                 std::to_string(request.max_bytes),
-                                std::to_string(absl::ToUnixMillis(clock_->Now()))};
+                                std::to_string(absl::ToUnixMillis(clock_->Now())),
+                                request.user_id,
+                                legacy_};
   router_->Command(
       slot, std::move(argv), [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
         if (!v.ok()) return done(v.status());
@@ -350,7 +360,8 @@ void RedisStore::AdvanceCursor(std::string_view user_id, uint64_t seq) {
 void RedisStore::Purge(std::string_view user_id, absl::AnyInvocable<void(absl::Status)> done) {
   router_->Command(redis_schema::UserSlot(user_id),
                    {"EVALSHA", PurgeSha(), "3", redis_schema::StreamKey(user_id),
-                    redis_schema::IdsKey(user_id), redis_schema::MetaKey(user_id)},
+                    redis_schema::IdsKey(user_id), redis_schema::MetaKey(user_id),
+                    std::string(user_id), legacy_},
                    [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
                      done(v.ok() ? absl::OkStatus() : v.status());
                    });

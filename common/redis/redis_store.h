@@ -57,7 +57,8 @@ class RedisStore final : public Store {
   const RedisStoreOptions options_;
   redis::Router* const router_;
   Clock* const clock_;
-  const std::string verb_;  // PUBLISH, or SPUBLISH on a cluster
+  const std::string verb_;    // PUBLISH, or SPUBLISH on a cluster
+  const std::string legacy_;  // "1" on one Redis: scripts adopt an older pushd's keys
   absl::AnyInvocable<void(const redis_schema::CloseCommand&)> on_close_command_;
 };
 

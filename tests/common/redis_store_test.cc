@@ -1,0 +1,162 @@
+// What the Redis store does beyond the storage suite (memory_store_test.cc runs that suite on a
+// real redis-server too): keys an older pushd left behind, and --redis_wait_replicas on one
+// Redis with and without a replica.
+
+#include "common/redis/redis_store.h"
+
+#include <future>
+#include <memory>
+
+#include "common/redis/router.h"
+#include "gtest/gtest.h"
+#include "tests/testing/redis_server.h"
+#include "tests/testing/test_util.h"
+
+namespace push::store {
+namespace {
+
+using push::testing::RedisServer;
+
+class RedisStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(RedisServer::Available()) << "redis-server is not installed";
+    ASSERT_TRUE(redis_.running());
+  }
+  void TearDown() override {
+    store_.reset();
+    if (connection_) connection_->Stop();
+  }
+
+  void Open(int wait_replicas) {
+    redis::ConnectionOptions options;
+    options.endpoint.host = "127.0.0.1";
+    options.endpoint.port = redis_.port();
+    options.name = "test";
+    options.scripts = RedisStore::Scripts();
+    options.wait_replicas = wait_replicas;
+    options.wait_timeout = absl::Milliseconds(300);
+    connection_ = std::make_unique<redis::Connection>(std::move(options));
+    connection_->Start();
+    ASSERT_TRUE(push::testing::WaitFor([&] { return connection_->connected(); },
+                                       std::chrono::seconds(10)));
+    router_ = std::make_unique<redis::ConnectionRouter>(connection_.get());
+    RedisStoreOptions store_options;
+    store_options.wait_replicas = wait_replicas > 0;
+    store_ = std::make_unique<RedisStore>(store_options, router_.get());
+  }
+
+  absl::StatusOr<AppendResult> Append(const std::string& user, const std::string& data,
+                                      const std::string& id = "") {
+    std::promise<absl::StatusOr<AppendResult>> p;
+    AppendRequest r;
+    r.user_id = user;
+    r.payload = std::make_shared<std::string>(data);
+    r.message_id = id;
+    r.ttl = absl::Hours(1);
+    store_->Append(std::move(r), [&](absl::StatusOr<AppendResult> v) { p.set_value(std::move(v)); });
+    return p.get_future().get();
+  }
+
+  absl::StatusOr<ReadResult> Read(const std::string& user, std::optional<uint64_t> after) {
+    std::promise<absl::StatusOr<ReadResult>> p;
+    ReadRequest r;
+    r.user_id = user;
+    r.after = after;
+    store_->Read(std::move(r), [&](absl::StatusOr<ReadResult> v) { p.set_value(std::move(v)); });
+    return p.get_future().get();
+  }
+
+  RedisServer redis_;
+  std::unique_ptr<redis::Connection> connection_;
+  std::unique_ptr<redis::ConnectionRouter> router_;
+  std::unique_ptr<RedisStore> store_;
+};
+
+// An older pushd kept pushd:s:<user>, pushd:m:<user> and pushd:i:<user>: upgrading on one Redis
+// keeps a waiting user's messages, numbering, cursor and idempotency keys.
+TEST_F(RedisStoreTest, AnOlderPushdsKeysAreAdoptedOnTheUsersFirstTouch) {
+  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+  const std::string expires = std::to_string(now_ms + 3600 * 1000);
+  for (int seq = 1; seq <= 3; ++seq) {
+    ASSERT_EQ(redis_.Command({"XADD", "pushd:s:alice", "0-" + std::to_string(seq), "i",
+                              "old-" + std::to_string(seq), "t", std::to_string(now_ms), "e",
+                              expires, "d", std::to_string(seq * 10)}),
+              "0-" + std::to_string(seq));
+  }
+  redis_.Command({"HSET", "pushd:m:alice", "seq", "3", "cur", "1"});
+  redis_.Command({"HSET", "pushd:i:alice", "old-3", "3"});
+  Open(0);
+
+  // Replay after the old cursor: seqs 2 and 3.
+  absl::StatusOr<ReadResult> read = Read("alice", std::nullopt);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->after, 1u);
+  EXPECT_EQ(read->last_seq, 3u);
+  ASSERT_EQ(read->messages.size(), 2u);
+  EXPECT_EQ(read->messages[0]->seq, 2u);
+  EXPECT_EQ(read->messages[1]->data(), "30");
+  // Numbering goes on; the old idempotency key still holds.
+  absl::StatusOr<AppendResult> next = Append("alice", "40");
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->message->seq, 4u);
+  absl::StatusOr<AppendResult> again = Append("alice", "30", "old-3");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->message->seq, 3u);
+  EXPECT_EQ(redis_.Command({"EXISTS", "pushd:s:alice", "pushd:m:alice", "pushd:i:alice"}), "0");
+  // A user who already has keys in the new layout keeps them: old keys written after that (by
+  // an older node still running) are not mixed in.
+  ASSERT_TRUE(Append("bob", "1").ok());
+  redis_.Command({"HSET", "pushd:m:bob", "seq", "9"});
+  EXPECT_EQ(Append("bob", "2")->message->seq, 2u);
+  EXPECT_EQ(redis_.Command({"HGET", "pushd:m:bob", "seq"}), "9");
+}
+
+// --redis_wait_replicas=1 with no replica: the push fails UNAVAILABLE and saying why, and the
+// message stays invisible; once a replica is attached, the retry with the same message_id is
+// answered with the stored message's seq, which reads then return once.
+TEST_F(RedisStoreTest, WaitReplicasFailsWithoutAReplicaAndCommitsOnceOneAcknowledges) {
+  Open(1);
+  absl::StatusOr<AppendResult> first = Append("carol", "\"hello\"", "m-1");
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(first.status().message().find("only 0 of the 1 replicas"), std::string::npos)
+      << first.status();
+  EXPECT_NE(first.status().message().find("same message_id"), std::string::npos);
+  absl::StatusOr<ReadResult> read = Read("carol", 0);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->last_seq, 0u) << "a message the replicas did not confirm was visible";
+  EXPECT_TRUE(read->messages.empty());
+
+  RedisServer replica;
+  ASSERT_TRUE(replica.running());
+  ASSERT_EQ(replica.Command({"REPLICAOF", "127.0.0.1", std::to_string(redis_.port())}), "OK");
+  auto attached = std::chrono::steady_clock::now();
+  absl::StatusOr<AppendResult> retry;
+  ASSERT_TRUE(push::testing::WaitFor(
+      [&] {
+        retry = Append("carol", "\"hello\"", "m-1");
+        return retry.ok();
+      },
+      std::chrono::seconds(30)))
+      << retry.status();
+  std::cout << "the retry succeeded " << push::testing::MillisSince(attached)
+            << " ms after the replica was attached" << std::endl;
+  EXPECT_EQ(retry->message->seq, 1u);
+  EXPECT_EQ(retry->message->data(), "\"hello\"");
+  absl::StatusOr<AppendResult> second = Append("carol", "\"again\"");
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->message->seq, 2u);
+  read = Read("carol", 0);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->last_seq, 2u);
+  ASSERT_EQ(read->messages.size(), 2u);
+  EXPECT_EQ(read->messages[0]->id, "m-1");
+  EXPECT_EQ(read->messages[1]->data(), "\"again\"");
+  // The replica has both.
+  EXPECT_EQ(replica.Command({"XLEN", "pushd:{carol}:s"}), "2");
+}
+
+}  // namespace
+}  // namespace push::store
