@@ -227,14 +227,15 @@ void PushLogic::ListClients(const v1::ListClientsRequest& request,
   }
   ListRequest list;
   if (!request.user_id().empty()) list.user_id = request.user_id();
-  if (!request.page_token().empty()) list.after.emplace(std::move(after_user), std::move(after_conn));
+  if (!request.page_token().empty())
+    list.after.emplace(std::move(after_user), std::move(after_conn));
   list.limit = page_size;
-  directory_->List(std::move(list), [response, done = std::move(done)](
-                                        absl::StatusOr<ClientPage> page) mutable {
-    if (!page.ok()) return done(page.status());
-    FillPage(*page, response);
-    done(absl::OkStatus());
-  });
+  directory_->List(std::move(list),
+                   [response, done = std::move(done)](absl::StatusOr<ClientPage> page) mutable {
+                     if (!page.ok()) return done(page.status());
+                     FillPage(*page, response);
+                     done(absl::OkStatus());
+                   });
 }
 
 void PushLogic::FillPage(const ClientPage& page, v1::ListClientsResponse* response) {

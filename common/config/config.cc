@@ -314,9 +314,9 @@ absl::StatusOr<Config> ReadFlags() {
   }
   const bool shared = !c.redis.empty() || !c.redis_cluster.empty();
   if (c.role != Role::kAll && !shared) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--role=", role,
-        " needs --redis or --redis_cluster (the roles share state through Redis)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--role=", role,
+                     " needs --redis or --redis_cluster (the roles share state through Redis)"));
   }
   if (!c.redis.empty()) {
     if (absl::StatusOr<redis::Endpoint> e = redis::ParseUrl(c.redis); !e.ok()) {
@@ -335,8 +335,8 @@ absl::StatusOr<Config> ReadFlags() {
         "replicas)");
   }
   if (c.redis_wait_replicas > 16) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--redis_wait_replicas=", c.redis_wait_replicas, " is more than 16 replicas"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--redis_wait_replicas=", c.redis_wait_replicas, " is more than 16 replicas"));
   }
   for (auto [flag, d] :
        {std::pair<absl::string_view, absl::Duration>{"ping_interval", c.ping_interval},

@@ -1,11 +1,11 @@
 #pragma once
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <optional>
+#include <string>
 #include <tuple>
 #include <utility>
-#include <string>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -58,11 +58,10 @@ class LocalDirectory final : public Directory {
     page.total = all.size();
     auto begin = all.begin();
     if (request.after) {
-      begin = std::upper_bound(all.begin(), all.end(), *request.after,
-                               [](const auto& key, const ClientSnapshot& c) {
-                                 return std::tie(key.first, key.second) <
-                                        std::tie(c.info.user_id, c.info.connection_id);
-                               });
+      begin = std::upper_bound(
+          all.begin(), all.end(), *request.after, [](const auto& key, const ClientSnapshot& c) {
+            return std::tie(key.first, key.second) < std::tie(c.info.user_id, c.info.connection_id);
+          });
     }
     for (auto it = begin; it != all.end(); ++it) {
       if (page.clients.size() == request.limit) {

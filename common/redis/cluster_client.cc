@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -302,10 +301,10 @@ void ClusterClient::OnReply(std::unique_ptr<Op> op, const Endpoint& sent_to,
     }
     if (ReplicasShort(result.status())) {
       // It ran on the primary; the replicas did not confirm it. Not resent, as below.
-      absl::Status shortfall(result.status().code(),
-                             absl::StrCat("Redis Cluster ", options_.name, ": slot ", op->slot,
-                                          ": ", Key(sent_to), ": ", result.status().message()));
-      shortfall.SetPayload("push.redis/replicas-short", absl::Cord("1"));
+      absl::Status shortfall = MarkReplicasShort(
+          absl::Status(result.status().code(),
+                       absl::StrCat("Redis Cluster ", options_.name, ": slot ", op->slot, ": ",
+                                    Key(sent_to), ": ", result.status().message())));
       RequestRefresh();  // a replica or the primary may be failing
       Fail(std::move(op), std::move(shortfall));
       return;

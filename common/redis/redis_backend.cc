@@ -121,8 +121,8 @@ absl::Status RedisBackend::Start(absl::Duration wait) {
       spdlog::warn("redis: not reachable yet at {}:{}; not ready until it is",
                    options_.endpoint.host, options_.endpoint.port);
     }
-    spdlog::info("redis: {}:{} db {}, instance {}", options_.endpoint.host,
-                 options_.endpoint.port, options_.endpoint.db, instance_);
+    spdlog::info("redis: {}:{} db {}, instance {}", options_.endpoint.host, options_.endpoint.port,
+                 options_.endpoint.db, instance_);
   }
   return absl::OkStatus();
 }

@@ -11,8 +11,8 @@
 #include <iterator>
 #include <random>
 
-#include "absl/strings/cord.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -126,6 +126,11 @@ bool Overloaded(const absl::Status& status) {
 
 bool ReplicasShort(const absl::Status& status) {
   return !status.ok() && status.GetPayload(kReplicasShortUrl).has_value();
+}
+
+absl::Status MarkReplicasShort(absl::Status status) {
+  status.SetPayload(kReplicasShortUrl, absl::Cord("1"));
+  return status;
 }
 
 int64_t Value::AsInt() const {
@@ -264,8 +269,7 @@ void Connection::FailAll(const absl::Status& status) {
   // These ran; whether their replicas have them is unknown.
   std::vector<Held> held;
   held.swap(held_);
-  absl::Status unknown = status;
-  unknown.SetPayload(kReplicasShortUrl, absl::Cord("1"));
+  absl::Status unknown = MarkReplicasShort(status);
   for (Held& h : held) h.done(unknown);
 }
 
@@ -398,8 +402,9 @@ std::string Connection::Serve(redisContext* c) {
     if (durable) {
       // One WAIT for the batch: Redis answers it once the replicas acknowledged every write
       // this connection made before it, so the durable replies above are held until then.
-      append({"WAIT", std::to_string(options_.wait_replicas),
-              std::to_string(std::max<int64_t>(1, absl::ToInt64Milliseconds(options_.wait_timeout)))});
+      append(
+          {"WAIT", std::to_string(options_.wait_replicas),
+           std::to_string(std::max<int64_t>(1, absl::ToInt64Milliseconds(options_.wait_timeout)))});
       Pending p;
       p.sent = now;
       p.wait = true;
@@ -515,10 +520,9 @@ void Connection::ReleaseHeld(const redisReply* wait_reply) {
                          absl::FormatDuration(options_.wait_timeout))
           : absl::StrCat("WAIT failed: ",
                          wait_reply->str != nullptr ? ToAbsl(Str(wait_reply)) : "no answer");
-  absl::Status shortfall = absl::UnavailableError(absl::StrCat(
-      "Redis stored it, but ", why,
-      "; it may still be delivered later: retry with the same message_id"));
-  shortfall.SetPayload(kReplicasShortUrl, absl::Cord("1"));
+  absl::Status shortfall = MarkReplicasShort(absl::UnavailableError(
+      absl::StrCat("Redis stored it, but ", why,
+                   "; it may still be delivered later: retry with the same message_id")));
   for (Held& h : held) h.done(shortfall);
 }
 

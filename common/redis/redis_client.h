@@ -56,6 +56,8 @@ bool Overloaded(const absl::Status& status);
 // Whether a Durable() command ran but fewer replicas than asked acknowledged it in time (or the
 // link failed before they did): it may survive on the primary and surface later.
 bool ReplicasShort(const absl::Status& status);
+// `status` marked ReplicasShort (a caller that rewords one keeps the mark).
+absl::Status MarkReplicasShort(absl::Status status);
 
 struct ConnectionOptions {
   Endpoint endpoint;

@@ -76,7 +76,6 @@ end
 return n
 )lua";
 
-
 std::string ScriptSha(const char* script) {
   return redis::Connection::ScriptSha(redis_schema::Script(script));
 }
@@ -189,8 +188,7 @@ void RedisDirectory::Register(const Connection& c) {
   std::string member = redis_schema::ClientField(info.user_id, info.connection_id);
   router_->Command(mine, {"HSET", redis_schema::InstanceClientsKey(instance_), member, Info(c)},
                    Ignore);
-  router_->Command(mine, {"ZADD", redis_schema::InstanceIndexKey(instance_), "0", member},
-                   Ignore);
+  router_->Command(mine, {"ZADD", redis_schema::InstanceIndexKey(instance_), "0", member}, Ignore);
   router_->Command(redis_schema::UserSlot(info.user_id),
                    {"HSET", redis_schema::ConnectionsKey(info.user_id),
                     redis_schema::ConnectionField(instance_, info.connection_id), ""},
@@ -215,8 +213,7 @@ void RedisDirectory::OnRemove(const Connection& c) {
 void RedisDirectory::Heartbeat() {
   if (gone_.load() || subscriber_ == nullptr) return;
   const std::string nodes = redis_schema::LeasesKey();
-  router_->Command(redis::KeySlot(nodes),
-                   {"EVALSHA", LeaseSha(), "1", nodes, instance_, kLeaseMs},
+  router_->Command(redis::KeySlot(nodes), {"EVALSHA", LeaseSha(), "1", nodes, instance_, kLeaseMs},
                    [this](absl::StatusOr<redis::Value> v) {
                      // Our entries were removed while we could not renew the lease (a long
                      // pause, a partition): register every connection again.
@@ -306,33 +303,32 @@ void RedisDirectory::Instances(absl::AnyInvocable<void(InstancesResult)> done) {
 // lease. Claimed first, so two live nodes do not do it twice at once.
 void RedisDirectory::CollectGarbage(const std::string& dead) {
   const uint16_t slot = redis_schema::InstanceSlot(dead);
-  router_->Command(
-      slot, {"SET", redis_schema::InstanceGcKey(dead), instance_, "NX", "PX", "60000"},
-      [this, dead, slot](absl::StatusOr<redis::Value> claimed) {
-        if (!claimed.ok() || claimed->is_nil()) return;
-        router_->Command(
-            slot, {"HKEYS", redis_schema::InstanceClientsKey(dead)},
-            [this, dead, slot](absl::StatusOr<redis::Value> fields) {
-              if (!fields.ok()) return;
-              for (const redis::Value& f : fields->elements) {
-                std::vector<absl::string_view> key =
-                    absl::StrSplit(f.str, absl::MaxSplits('\n', 1));
-                if (key.size() != 2) continue;
-                router_->Command(redis_schema::UserSlot(ToStd(key[0])),
-                                 {"HDEL", redis_schema::ConnectionsKey(ToStd(key[0])),
-                                  redis_schema::ConnectionField(dead, ToStd(key[1]))},
-                                 Ignore);
-              }
-              spdlog::info("redis: removed the {} connections of dead instance {}",
-                           fields->elements.size(), dead);
-              router_->Command(slot,
-                               {"DEL", redis_schema::InstanceClientsKey(dead),
-                                redis_schema::InstanceIndexKey(dead)},
-                               Ignore);
-              const std::string nodes = redis_schema::LeasesKey();
-              router_->Command(redis::KeySlot(nodes), {"HDEL", nodes, dead}, Ignore);
-            });
-      });
+  router_->Command(slot, {"SET", redis_schema::InstanceGcKey(dead), instance_, "NX", "PX", "60000"},
+                   [this, dead, slot](absl::StatusOr<redis::Value> claimed) {
+                     if (!claimed.ok() || claimed->is_nil()) return;
+                     router_->Command(
+                         slot, {"HKEYS", redis_schema::InstanceClientsKey(dead)},
+                         [this, dead, slot](absl::StatusOr<redis::Value> fields) {
+                           if (!fields.ok()) return;
+                           for (const redis::Value& f : fields->elements) {
+                             std::vector<absl::string_view> key =
+                                 absl::StrSplit(f.str, absl::MaxSplits('\n', 1));
+                             if (key.size() != 2) continue;
+                             router_->Command(redis_schema::UserSlot(ToStd(key[0])),
+                                              {"HDEL", redis_schema::ConnectionsKey(ToStd(key[0])),
+                                               redis_schema::ConnectionField(dead, ToStd(key[1]))},
+                                              Ignore);
+                           }
+                           spdlog::info("redis: removed the {} connections of dead instance {}",
+                                        fields->elements.size(), dead);
+                           router_->Command(slot,
+                                            {"DEL", redis_schema::InstanceClientsKey(dead),
+                                             redis_schema::InstanceIndexKey(dead)},
+                                            Ignore);
+                           const std::string nodes = redis_schema::LeasesKey();
+                           router_->Command(redis::KeySlot(nodes), {"HDEL", nodes, dead}, Ignore);
+                         });
+                   });
 }
 
 void RedisDirectory::OnCloseCommand(const redis_schema::CloseCommand& command) {
@@ -352,8 +348,8 @@ void RedisDirectory::List(ListRequest request,
     }
     std::string min = count_min;
     if (request.after) {
-      min = absl::StrCat("(", redis_schema::ClientField(request.after->first,
-                                                        request.after->second));
+      min =
+          absl::StrCat("(", redis_schema::ClientField(request.after->first, request.after->second));
     }
     struct Gather {
       ListRequest request;
@@ -369,7 +365,7 @@ void RedisDirectory::List(ListRequest request,
     gather->done = std::move(done);
     const std::vector<std::string>& live = instances->first;
     gather->left = live.size();
-    auto finish = [this](Gather& g) {
+    auto finish = [](Gather& g) {
       if (!g.error.ok()) return g.done(g.error);
       std::sort(g.records.begin(), g.records.end(),
                 [](const ClientRecord& a, const ClientRecord& b) {

@@ -73,8 +73,8 @@ class RedisDirectory final : public Directory, public HubObserver {
   void RefreshStats();
   void ResyncAll();
   // The instances whose lease runs, and those whose lease ended (Redis's clock).
-  void Instances(absl::AnyInvocable<void(absl::StatusOr<std::pair<std::vector<std::string>,
-                                                                   std::vector<std::string>>>)>
+  void Instances(absl::AnyInvocable<void(
+                     absl::StatusOr<std::pair<std::vector<std::string>, std::vector<std::string>>>)>
                      done);
   void CollectGarbage(const std::string& dead);
   std::string Info(const Connection& connection) const;

@@ -351,20 +351,20 @@ void RedisStore::Read(ReadRequest request,
 }
 
 void RedisStore::AdvanceCursor(std::string_view user_id, uint64_t seq) {
-  router_->Command(redis_schema::UserSlot(user_id),
-                   {"EVALSHA", CursorSha(), "1", redis_schema::MetaKey(user_id),
-                    std::to_string(seq)},
-                   [](absl::StatusOr<redis::Value>) {});
+  router_->Command(
+      redis_schema::UserSlot(user_id),
+      {"EVALSHA", CursorSha(), "1", redis_schema::MetaKey(user_id), std::to_string(seq)},
+      [](absl::StatusOr<redis::Value>) {});
 }
 
 void RedisStore::Purge(std::string_view user_id, absl::AnyInvocable<void(absl::Status)> done) {
-  router_->Command(redis_schema::UserSlot(user_id),
-                   {"EVALSHA", PurgeSha(), "3", redis_schema::StreamKey(user_id),
-                    redis_schema::IdsKey(user_id), redis_schema::MetaKey(user_id),
-                    std::string(user_id), legacy_},
-                   [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
-                     done(v.ok() ? absl::OkStatus() : v.status());
-                   });
+  router_->Command(
+      redis_schema::UserSlot(user_id),
+      {"EVALSHA", PurgeSha(), "3", redis_schema::StreamKey(user_id), redis_schema::IdsKey(user_id),
+       redis_schema::MetaKey(user_id), std::string(user_id), legacy_},
+      [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
+        done(v.ok() ? absl::OkStatus() : v.status());
+      });
 }
 
 }  // namespace push::store

@@ -7,8 +7,8 @@
 #include "absl/functional/any_invocable.h"
 #include "common/base/clock.h"
 #include "common/delivery/store.h"
-#include "common/redis/router.h"
 #include "common/redis/redis_schema.h"
+#include "common/redis/router.h"
 
 namespace push::store {
 

@@ -65,8 +65,8 @@ TEST(RedisSchemaSlotTest, EveryKeyOfAUserAndOfAnInstanceSharesItsSlot) {
   for (std::string user : {"alice", "u-42", "x.y:z@example"}) {
     uint16_t slot = UserSlot(user);
     EXPECT_EQ(redis::KeySlot(user), slot) << "the hash tag is the user id";
-    for (const std::string& key : {StreamKey(user), MetaKey(user), IdsKey(user),
-                                   ConnectionsKey(user), UserChannel(user)}) {
+    for (const std::string& key :
+         {StreamKey(user), MetaKey(user), IdsKey(user), ConnectionsKey(user), UserChannel(user)}) {
       EXPECT_EQ(redis::KeySlot(key), slot) << key;
     }
   }

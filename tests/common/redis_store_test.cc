@@ -38,8 +38,8 @@ class RedisStoreTest : public ::testing::Test {
     options.wait_timeout = absl::Milliseconds(300);
     connection_ = std::make_unique<redis::Connection>(std::move(options));
     connection_->Start();
-    ASSERT_TRUE(push::testing::WaitFor([&] { return connection_->connected(); },
-                                       std::chrono::seconds(10)));
+    ASSERT_TRUE(
+        push::testing::WaitFor([&] { return connection_->connected(); }, std::chrono::seconds(10)));
     router_ = std::make_unique<redis::ConnectionRouter>(connection_.get());
     RedisStoreOptions store_options;
     store_options.wait_replicas = wait_replicas > 0;
@@ -54,7 +54,8 @@ class RedisStoreTest : public ::testing::Test {
     r.payload = std::make_shared<std::string>(data);
     r.message_id = id;
     r.ttl = absl::Hours(1);
-    store_->Append(std::move(r), [&](absl::StatusOr<AppendResult> v) { p.set_value(std::move(v)); });
+    store_->Append(std::move(r),
+                   [&](absl::StatusOr<AppendResult> v) { p.set_value(std::move(v)); });
     return p.get_future().get();
   }
 

@@ -33,8 +33,7 @@ class ClusterBackendTest : public RedisClusterSuite {
   std::unique_ptr<PushdProcess> Node(RedisCluster& cluster, const std::string& node_id,
                                      std::vector<std::string> extra = {},
                                      PushdOptions options = {}) {
-    std::vector<std::string> args = {"--redis_cluster=" + cluster.seeds(),
-                                     "--node_id=" + node_id};
+    std::vector<std::string> args = {"--redis_cluster=" + cluster.seeds(), "--node_id=" + node_id};
     args.insert(args.end(), extra.begin(), extra.end());
     auto node = std::make_unique<PushdProcess>(args, options);
     EXPECT_TRUE(node->started());
@@ -93,14 +92,13 @@ class ClusterBackendTest : public RedisClusterSuite {
     std::vector<Received> out;
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (out.empty() || out.back().seq < last) {
-      auto left = std::chrono::duration_cast<milliseconds>(deadline -
-                                                           std::chrono::steady_clock::now());
+      auto left =
+          std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
       // One read for the time left: a client gives up a connection whose read timed out.
       WsEvent e = ws.Read(std::max(left, milliseconds(1)));
       if (e.kind == WsEvent::kTimeout) break;
       if (e.kind != WsEvent::kText) {
-        ADD_FAILURE() << "connection event " << e.kind << " code " << e.close_code << " "
-                      << e.data;
+        ADD_FAILURE() << "connection event " << e.kind << " code " << e.close_code << " " << e.data;
         break;
       }
       json::value frame = json::parse(e.data);
