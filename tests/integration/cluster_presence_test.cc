@@ -573,6 +573,53 @@ TEST_F(ClusterPresenceTest, AGracefullyStoppedNodeLeavesListClientsAndDeliveredA
   for (const std::string& user : only_b) EXPECT_EQ(Delivered(*stub, user), 0) << user;
 }
 
+// Several nodes killed at once (a lost zone, a machine hosting several pods): the 30 s hold for
+// all of them, not for the first only. A user with a connection on the survivor and one on each
+// of four killed nodes: `delivered` must come down to 1 within 30 s of the kills.
+TEST_F(ClusterPresenceTest, NodesKilledTogetherAllStopCountingInDeliveredWithin30s) {
+  RedisCluster& cluster = Shared();
+  ASSERT_TRUE(cluster.ready()) << cluster.last_error();
+  auto a = Node(cluster, "node-a", {"--ping_interval=10m"});
+  ASSERT_TRUE(a->started());
+  std::vector<std::unique_ptr<PushdProcess>> doomed;
+  std::vector<std::unique_ptr<WsClient>> clients;
+  std::string survivor_id, id;
+  clients.push_back(Open(*a, "kept", &survivor_id));
+  ASSERT_TRUE(clients.back());
+  for (int i = 0; i < 4; ++i) {
+    doomed.push_back(Node(cluster, absl::StrCat("doomed-", i), {"--ping_interval=10m"}));
+    ASSERT_TRUE(doomed.back()->started());
+    clients.push_back(Open(*doomed.back(), "kept", &id));
+    ASSERT_TRUE(clients.back());
+  }
+  auto stub = a->Stub();
+  ASSERT_TRUE(WaitTotal(*a, "", 5)) << Describe(DoList(*stub));
+  EXPECT_EQ(Delivered(*stub, "kept"), 5);
+
+  for (auto& node : doomed) node->Signal(SIGKILL);
+  for (auto& node : doomed) ASSERT_GE(node->Wait(5000), 0);
+  auto killed = steady_clock::now();
+  ASSERT_TRUE(WaitFor([&] { return DoList(*stub).total() == 1; }, seconds(30)))
+      << "after 30 s: " << Describe(DoList(*stub));
+  std::string trace;  // when `delivered` changed
+  int last = 5;
+  auto left = seconds(30) - (steady_clock::now() - killed);
+  auto down_to_one = [&] {
+    int delivered = Delivered(*stub, "kept");
+    if (delivered != last) absl::StrAppend(&trace, " ", delivered, "@", MillisSince(killed), "ms");
+    last = delivered;
+    return delivered == 1;
+  };
+  EXPECT_TRUE(
+      PollEvery(milliseconds(250), std::chrono::duration_cast<milliseconds>(left), down_to_one))
+      << "30 s after the kills `delivered` is still " << last << "; changes:" << trace;
+  std::cout << "delivered changes after the kills:" << trace << "\n";
+  // The survivor's connection is the one left.
+  v1::ListClientsResponse list = DoList(*stub, "kept");
+  ASSERT_EQ(list.clients_size(), 1) << Describe(list);
+  EXPECT_EQ(list.clients(0).connection_id(), survivor_id);
+}
+
 // --redis_cluster is checked at start: a plain redis-server (cluster mode off) or a list that is
 // not host:port seeds is a bad flag value, as is --redis given with it.
 TEST_F(ClusterPresenceTest, RedisClusterFlagRefusesAPlainRedisAndRedisBesideIt) {
