@@ -212,8 +212,9 @@ void RedisDirectory::OnRemove(const Connection& c) {
 
 void RedisDirectory::Heartbeat() {
   if (gone_.load() || subscriber_ == nullptr) return;
-  const std::string nodes = redis_schema::LeasesKey();
-  router_->Command(redis::KeySlot(nodes), {"EVALSHA", LeaseSha(), "1", nodes, instance_, kLeaseMs},
+  const std::string leases = redis_schema::LeasesKey();
+  router_->Command(redis::KeySlot(leases),
+                   {"EVALSHA", LeaseSha(), "1", leases, instance_, kLeaseMs},
                    [this](absl::StatusOr<redis::Value> v) {
                      // Our entries were removed while we could not renew the lease (a long
                      // pause, a partition): register every connection again.
@@ -256,9 +257,11 @@ void RedisDirectory::OnTick() {
   if (++ticks_ % kHeartbeatTicks != 0 || gone_.load() || subscriber_ == nullptr) return;
   Heartbeat();
   RefreshStats();
-  // One dead instance at a time: its entries go in the background.
+  // Every dead instance's entries go, in the background: nodes that died together all stop
+  // counting in `delivered` one lease after their death, not one after the other.
   Instances([this](InstancesResult r) {
-    if (r.ok() && !r->second.empty()) CollectGarbage(r->second.front());
+    if (!r.ok()) return;
+    for (const std::string& dead : r->second) CollectGarbage(dead);
   });
 }
 
@@ -282,8 +285,8 @@ void RedisDirectory::RefreshStats() {
 }
 
 void RedisDirectory::Instances(absl::AnyInvocable<void(InstancesResult)> done) {
-  const std::string nodes = redis_schema::LeasesKey();
-  router_->Command(redis::KeySlot(nodes), {"EVALSHA", InstancesSha(), "1", nodes},
+  const std::string leases = redis_schema::LeasesKey();
+  router_->Command(redis::KeySlot(leases), {"EVALSHA", InstancesSha(), "1", leases},
                    [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
                      if (!v.ok()) return done(v.status());
                      std::pair<std::vector<std::string>, std::vector<std::string>> out;
@@ -300,35 +303,39 @@ void RedisDirectory::Instances(absl::AnyInvocable<void(InstancesResult)> done) {
 }
 
 // A dead instance's entries: its connections in each user's count, its index and info, its
-// lease. Claimed first, so two live nodes do not do it twice at once.
+// lease. Claimed first, so two live nodes do not do it twice at once; the claim goes with the
+// entries, and one whose holder died mid-way lapses after 30 s (the removal is idempotent).
 void RedisDirectory::CollectGarbage(const std::string& dead) {
-  const uint16_t slot = redis_schema::InstanceSlot(dead);
-  router_->Command(slot, {"SET", redis_schema::InstanceGcKey(dead), instance_, "NX", "PX", "60000"},
-                   [this, dead, slot](absl::StatusOr<redis::Value> claimed) {
-                     if (!claimed.ok() || claimed->is_nil()) return;
-                     router_->Command(
-                         slot, {"HKEYS", redis_schema::InstanceClientsKey(dead)},
-                         [this, dead, slot](absl::StatusOr<redis::Value> fields) {
-                           if (!fields.ok()) return;
-                           for (const redis::Value& f : fields->elements) {
-                             std::vector<absl::string_view> key =
-                                 absl::StrSplit(f.str, absl::MaxSplits('\n', 1));
-                             if (key.size() != 2) continue;
-                             router_->Command(redis_schema::UserSlot(ToStd(key[0])),
-                                              {"HDEL", redis_schema::ConnectionsKey(ToStd(key[0])),
-                                               redis_schema::ConnectionField(dead, ToStd(key[1]))},
-                                              Ignore);
-                           }
-                           spdlog::info("redis: removed the {} connections of dead instance {}",
-                                        fields->elements.size(), dead);
-                           router_->Command(slot,
-                                            {"DEL", redis_schema::InstanceClientsKey(dead),
-                                             redis_schema::InstanceIndexKey(dead)},
-                                            Ignore);
-                           const std::string nodes = redis_schema::LeasesKey();
-                           router_->Command(redis::KeySlot(nodes), {"HDEL", nodes, dead}, Ignore);
-                         });
+  router_->Command(redis_schema::InstanceSlot(dead),
+                   {"SET", redis_schema::InstanceGcKey(dead), instance_, "NX", "PX", "30000"},
+                   [this, dead](absl::StatusOr<redis::Value> claimed) {
+                     if (claimed.ok() && !claimed->is_nil()) RemoveDeadEntries(dead);
                    });
+}
+
+void RedisDirectory::RemoveDeadEntries(const std::string& dead) {
+  const uint16_t slot = redis_schema::InstanceSlot(dead);
+  router_->Command(
+      slot, {"HKEYS", redis_schema::InstanceClientsKey(dead)},
+      [this, dead, slot](absl::StatusOr<redis::Value> fields) {
+        if (!fields.ok()) return;
+        for (const redis::Value& f : fields->elements) {
+          std::vector<absl::string_view> key = absl::StrSplit(f.str, absl::MaxSplits('\n', 1));
+          if (key.size() != 2) continue;
+          router_->Command(redis_schema::UserSlot(ToStd(key[0])),
+                           {"HDEL", redis_schema::ConnectionsKey(ToStd(key[0])),
+                            redis_schema::ConnectionField(dead, ToStd(key[1]))},
+                           Ignore);
+        }
+        spdlog::info("redis: removed the {} connections of dead instance {}",
+                     fields->elements.size(), dead);
+        router_->Command(slot,
+                         {"DEL", redis_schema::InstanceClientsKey(dead),
+                          redis_schema::InstanceIndexKey(dead), redis_schema::InstanceGcKey(dead)},
+                         Ignore);
+        const std::string leases = redis_schema::LeasesKey();
+        router_->Command(redis::KeySlot(leases), {"HDEL", leases, dead}, Ignore);
+      });
 }
 
 void RedisDirectory::OnCloseCommand(const redis_schema::CloseCommand& command) {
@@ -460,8 +467,8 @@ void RedisDirectory::Goodbye(absl::Duration timeout) {
                    {"DEL", redis_schema::InstanceClientsKey(instance_),
                     redis_schema::InstanceIndexKey(instance_)},
                    Ignore);
-  const std::string nodes = redis_schema::LeasesKey();
-  router_->Command(redis::KeySlot(nodes), {"HDEL", nodes, instance_},
+  const std::string leases = redis_schema::LeasesKey();
+  router_->Command(redis::KeySlot(leases), {"HDEL", leases, instance_},
                    [done](absl::StatusOr<redis::Value>) { done->Notify(); });
   done->WaitForNotificationWithTimeout(timeout);
 }

@@ -77,6 +77,7 @@ class RedisDirectory final : public Directory, public HubObserver {
                      absl::StatusOr<std::pair<std::vector<std::string>, std::vector<std::string>>>)>
                      done);
   void CollectGarbage(const std::string& dead);
+  void RemoveDeadEntries(const std::string& dead);
   std::string Info(const Connection& connection) const;
 
   const std::string node_id_;
