@@ -254,7 +254,12 @@ void PushLogic::FillPage(const ClientPage& page, v1::ListClientsResponse* respon
     client->set_messages_sent(c.messages_sent);
     client->set_queued_bytes(c.queued_bytes);
   }
-  if (page.more && !page.clients.empty()) {
+  if (page.more && page.resume_after) {
+    ConnectionInfo last;
+    last.user_id = page.resume_after->first;
+    last.connection_id = page.resume_after->second;
+    response->set_next_page_token(EncodePageToken(last));
+  } else if (page.more && !page.clients.empty()) {
     response->set_next_page_token(EncodePageToken(page.clients.back().client.info));
   }
 }

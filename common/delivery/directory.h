@@ -31,6 +31,9 @@ struct ClientPage {
   std::vector<ClientRecord> clients;
   uint64_t total = 0;  // connections matching the filter, all nodes
   bool more = false;   // connections follow this page
+  // Where the next page starts after, when not the last client listed (entries of connections
+  // that closed meanwhile were dropped from the end of the page).
+  std::optional<std::pair<std::string, std::string>> resume_after;
 };
 
 // Where connections are, for ListClients and DeleteClient: this process's hub alone, or every

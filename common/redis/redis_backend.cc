@@ -18,12 +18,16 @@ RedisBackend::RedisBackend(RedisBackendOptions options, Hub* hub)
   std::vector<std::string> scripts = store::RedisStore::Scripts();
   for (std::string& s : RedisDirectory::Scripts()) scripts.push_back(std::move(s));
 
+  const int wait = static_cast<int>(options_.wait_replicas);
   if (cluster) {
-    redis::ClusterOptions o;
-    o.seeds = options_.cluster_seeds;
-    o.name = "cluster";
-    o.scripts = std::move(scripts);
-    o.wait_replicas = static_cast<int>(options_.wait_replicas);
+    auto make = [&](const char* name) {
+      redis::ClusterOptions o;
+      o.seeds = options_.cluster_seeds;
+      o.name = name;
+      o.scripts = scripts;
+      return o;
+    };
+    redis::ClusterOptions o = make("cluster");
     o.on_up_changed = [this, edge](bool up) {
       if (up && edge) directory_->OnCommandsUp();
       LinksChanged();
@@ -32,20 +36,37 @@ RedisBackend::RedisBackend(RedisBackendOptions options, Hub* hub)
       if (subscriber_) subscriber_->OnMapChanged();
     };
     cluster_ = std::make_unique<redis::ClusterClient>(std::move(o));
-    router_ = std::make_unique<redis::ClusterRouter>(cluster_.get());
+    if (wait > 0) {
+      redis::ClusterOptions d = make("appends");
+      d.wait_replicas = wait;
+      d.on_up_changed = [this](bool) { LinksChanged(); };
+      durable_cluster_ = std::make_unique<redis::ClusterClient>(std::move(d));
+    }
+    router_ = std::make_unique<redis::ClusterRouter>(cluster_.get(), durable_cluster_.get());
   } else {
     redis::ConnectionOptions o;
     o.endpoint = options_.endpoint;
     o.name = "commands";
-    o.scripts = std::move(scripts);
-    o.wait_replicas = static_cast<int>(options_.wait_replicas);
+    o.scripts = scripts;
     o.on_connect = [this, edge] {
       if (edge) directory_->OnCommandsUp();
       LinksChanged();
     };
     o.on_disconnect = [this] { LinksChanged(); };
     commands_ = std::make_unique<redis::Connection>(std::move(o));
-    router_ = std::make_unique<redis::ConnectionRouter>(commands_.get());
+    if (wait > 0) {
+      redis::ConnectionOptions d;
+      d.endpoint = options_.endpoint;
+      d.name = "appends";
+      d.scripts = scripts;
+      d.wait_replicas = wait;
+      // An append may wait for the WAIT before its own and then for its own.
+      d.command_timeout = 2 * d.wait_timeout + absl::Seconds(2);
+      d.on_connect = [this] { LinksChanged(); };
+      d.on_disconnect = [this] { LinksChanged(); };
+      durable_ = std::make_unique<redis::Connection>(std::move(d));
+    }
+    router_ = std::make_unique<redis::ConnectionRouter>(commands_.get(), durable_.get());
   }
 
   store::RedisStoreOptions store_options;
@@ -80,7 +101,10 @@ RedisBackend::~RedisBackend() { Stop(); }
 
 bool RedisBackend::up() const {
   bool commands = cluster_ ? cluster_->up() : commands_->connected();
-  return commands && (subscriber_ == nullptr || subscriber_->up());
+  bool durable = durable_cluster_ ? durable_cluster_->up()
+                 : durable_       ? durable_->connected()
+                                  : true;
+  return commands && durable && (subscriber_ == nullptr || subscriber_->up());
 }
 
 void RedisBackend::LinksChanged() {
@@ -102,11 +126,13 @@ absl::Status RedisBackend::Start(absl::Duration wait) {
   if (cluster_) {
     absl::Status s = cluster_->Start();
     if (s.code() == absl::StatusCode::kFailedPrecondition) return s;
+    if (durable_cluster_) (void)durable_cluster_->Start();  // as the commands' client
     if (!s.ok()) {
       spdlog::warn("redis cluster: {}; not ready until a seed answers", std::string(s.message()));
     }
   } else {
     commands_->Start();
+    if (durable_) durable_->Start();
   }
   if (subscriber_) subscriber_->Start();
   if (options_.edge) ticker_ = std::thread([this] { TickLoop(); });
@@ -134,7 +160,9 @@ void RedisBackend::Stop() {
   }
   if (ticker_.joinable()) ticker_.join();
   if (subscriber_) subscriber_->Stop();
+  if (durable_cluster_) durable_cluster_->Stop();
   if (cluster_) cluster_->Stop();
+  if (durable_) durable_->Stop();
   if (commands_) commands_->Stop();
 }
 

@@ -71,6 +71,10 @@ class RedisBackend {
   const std::string instance_;
   std::unique_ptr<redis::Connection> commands_;
   std::unique_ptr<redis::ClusterClient> cluster_;
+  // --redis_wait_replicas: the appends' own connection(s), so that their WAITs never hold up
+  // reads, cursors and presence on the commands' connection(s).
+  std::unique_ptr<redis::Connection> durable_;
+  std::unique_ptr<redis::ClusterClient> durable_cluster_;
   std::unique_ptr<redis::Router> router_;
   std::unique_ptr<redis::Subscriber> subscriber_;
   std::unique_ptr<store::RedisStore> store_;

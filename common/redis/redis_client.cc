@@ -367,9 +367,12 @@ std::string Connection::Serve(redisContext* c) {
   bool write_pending = setup_pending_ > 0;
   absl::Time next_tick = now + options_.tick_interval;
   int64_t batch_start_ns = 0;
+  wait_inflight_ = false;
   while (!stop_.load()) {
     std::vector<Queued> batch;
-    {
+    // Group commit: while a WAIT is out, what arrives waits for the next batch (and its one
+    // WAIT), so a command never queues behind more than one WAIT besides its own.
+    if (!wait_inflight_) {
       absl::MutexLock lock(&mu_);
       batch.swap(queue_);
     }
@@ -409,6 +412,7 @@ std::string Connection::Serve(redisContext* c) {
       p.sent = now;
       p.wait = true;
       inflight_.push_back(std::move(p));
+      wait_inflight_ = true;
     }
     inflight_count_.store(inflight_.size(), std::memory_order_relaxed);
     if (write_pending) {
@@ -521,8 +525,7 @@ void Connection::ReleaseHeld(const redisReply* wait_reply) {
           : absl::StrCat("WAIT failed: ",
                          wait_reply->str != nullptr ? ToAbsl(Str(wait_reply)) : "no answer");
   absl::Status shortfall = MarkReplicasShort(absl::UnavailableError(
-      absl::StrCat("Redis stored it, but ", why,
-                   "; it may still be delivered later: retry with the same message_id")));
+      absl::StrCat("Redis stored it, but ", why, "; it may still be delivered later")));
   for (Held& h : held) h.done(shortfall);
 }
 
@@ -535,6 +538,7 @@ bool Connection::Dispatch(redisReply* reply, std::string* error) {
   Pending p = std::move(inflight_.front());
   inflight_.pop_front();
   if (p.wait) {
+    wait_inflight_ = false;
     ReleaseHeld(reply);
     return true;
   }

@@ -177,8 +177,9 @@ class Connection {
   // Only the connection thread touches these.
   std::deque<Pending> inflight_;
   int setup_pending_ = 0;
-  // Durable commands' replies waiting for their batch's WAIT.
+  // Durable commands' replies waiting for their batch's WAIT, and whether that WAIT is out.
   std::vector<Held> held_;
+  bool wait_inflight_ = false;
   std::vector<std::string> script_shas_;
 };
 

@@ -173,8 +173,10 @@ std::string RedisDirectory::Info(const Connection& c) const {
 }
 
 // Registration, removal and refreshes of one connection are queued under mu_, so their Redis
-// commands go out in the order the hub saw the events: a refresh or re-registration can never
-// land after the removal and bring a closed connection back.
+// commands go out in the order the hub saw the events: a refresh or re-registration does not
+// land after the removal and bring a closed connection back. What can still outlive its
+// connection (a removal refused while Redis was unreachable; on a cluster, a registration
+// retried through a failover after its removal) is removed by Tidy.
 void RedisDirectory::OnAdd(const Connection& connection) {
   absl::MutexLock lock(&mu_);
   written_[&connection] = 0;
@@ -240,6 +242,7 @@ void RedisDirectory::OnCommandsUp() {
     }
   }
   if (registered > 0) spdlog::info("redis: registered {} connections again", registered);
+  Tidy();
   ResyncAll();
 }
 
@@ -257,6 +260,7 @@ void RedisDirectory::OnTick() {
   if (++ticks_ % kHeartbeatTicks != 0 || gone_.load() || subscriber_ == nullptr) return;
   Heartbeat();
   RefreshStats();
+  if (ticks_ % (6 * kHeartbeatTicks) == 0) Tidy();
   // Every dead instance's entries go, in the background: nodes that died together all stop
   // counting in `delivered` one lease after their death, not one after the other.
   Instances([this](InstancesResult r) {
@@ -315,26 +319,92 @@ void RedisDirectory::CollectGarbage(const std::string& dead) {
 
 void RedisDirectory::RemoveDeadEntries(const std::string& dead) {
   const uint16_t slot = redis_schema::InstanceSlot(dead);
+  router_->Command(slot, {"HKEYS", redis_schema::InstanceClientsKey(dead)},
+                   [this, dead, slot](absl::StatusOr<redis::Value> fields) {
+                     if (!fields.ok()) return;
+                     std::vector<std::string> members;
+                     for (redis::Value& f : fields->elements) members.push_back(std::move(f.str));
+                     RemoveMembers(dead, std::move(members), [this, dead, slot](bool ok) {
+                       if (!ok) {
+                         // Tried again at a later heartbeat; the instance stays known until then.
+                         router_->Command(slot, {"DEL", redis_schema::InstanceGcKey(dead)}, Ignore);
+                         return;
+                       }
+                       spdlog::info("redis: removed the connections of dead instance {}", dead);
+                       router_->Command(slot,
+                                        {"DEL", redis_schema::InstanceClientsKey(dead),
+                                         redis_schema::InstanceIndexKey(dead),
+                                         redis_schema::InstanceGcKey(dead)},
+                                        Ignore);
+                       const std::string leases = redis_schema::LeasesKey();
+                       router_->Command(redis::KeySlot(leases), {"HDEL", leases, dead}, Ignore);
+                     });
+                   });
+}
+
+// Removes `members` ("user\nconnection") of `instance` from their users' connection hashes (one
+// HDEL per user) and from the instance's index and info; `done(true)` when every command
+// succeeded.
+void RedisDirectory::RemoveMembers(const std::string& instance, std::vector<std::string> members,
+                                   absl::AnyInvocable<void(bool)> done) {
+  absl::flat_hash_map<std::string, std::vector<std::string>> by_user;
+  for (const std::string& m : members) {
+    std::vector<absl::string_view> key = absl::StrSplit(m, absl::MaxSplits('\n', 1));
+    if (key.size() != 2) continue;
+    by_user[std::string(key[0])].push_back(redis_schema::ConnectionField(instance, ToStd(key[1])));
+  }
+  struct Count {
+    std::atomic<size_t> left;
+    std::atomic<bool> ok{true};
+    absl::AnyInvocable<void(bool)> done;
+  };
+  auto count = std::make_shared<Count>();
+  count->left.store(by_user.size() + 2);
+  count->done = std::move(done);
+  auto one = [count](absl::StatusOr<redis::Value> v) {
+    if (!v.ok()) count->ok.store(false);
+    if (count->left.fetch_sub(1) == 1) count->done(count->ok.load());
+  };
+  const uint16_t slot = redis_schema::InstanceSlot(instance);
+  std::vector<std::string> zrem{"ZREM", redis_schema::InstanceIndexKey(instance)};
+  std::vector<std::string> hdel{"HDEL", redis_schema::InstanceClientsKey(instance)};
+  for (std::string& m : members) {
+    zrem.push_back(m);
+    hdel.push_back(std::move(m));
+  }
+  for (auto& [user, fields] : by_user) {
+    std::vector<std::string> argv{"HDEL", redis_schema::ConnectionsKey(user)};
+    for (std::string& f : fields) argv.push_back(std::move(f));
+    router_->Command(redis_schema::UserSlot(user), std::move(argv), one);
+  }
+  if (zrem.size() > 2) {
+    router_->Command(slot, std::move(zrem), one);
+    router_->Command(slot, std::move(hdel), one);
+  } else {
+    one(redis::Value{});
+    one(redis::Value{});
+  }
+}
+
+// This instance's own entries of connections that are gone: a removal refused while Redis was
+// unreachable, or (on a cluster) a registration retried after its removal. Run after every
+// reconnect and every 30 s.
+void RedisDirectory::Tidy() {
+  if (gone_.load() || subscriber_ == nullptr) return;
   router_->Command(
-      slot, {"HKEYS", redis_schema::InstanceClientsKey(dead)},
-      [this, dead, slot](absl::StatusOr<redis::Value> fields) {
+      redis_schema::InstanceSlot(instance_), {"HKEYS", redis_schema::InstanceClientsKey(instance_)},
+      [this](absl::StatusOr<redis::Value> fields) {
         if (!fields.ok()) return;
-        for (const redis::Value& f : fields->elements) {
+        std::vector<std::string> gone;
+        for (redis::Value& f : fields->elements) {
           std::vector<absl::string_view> key = absl::StrSplit(f.str, absl::MaxSplits('\n', 1));
-          if (key.size() != 2) continue;
-          router_->Command(redis_schema::UserSlot(ToStd(key[0])),
-                           {"HDEL", redis_schema::ConnectionsKey(ToStd(key[0])),
-                            redis_schema::ConnectionField(dead, ToStd(key[1]))},
-                           Ignore);
+          if (key.size() == 2 && hub_->Find(ToStd(key[0]), ToStd(key[1])).empty()) {
+            gone.push_back(std::move(f.str));
+          }
         }
-        spdlog::info("redis: removed the {} connections of dead instance {}",
-                     fields->elements.size(), dead);
-        router_->Command(slot,
-                         {"DEL", redis_schema::InstanceClientsKey(dead),
-                          redis_schema::InstanceIndexKey(dead), redis_schema::InstanceGcKey(dead)},
-                         Ignore);
-        const std::string leases = redis_schema::LeasesKey();
-        router_->Command(redis::KeySlot(leases), {"HDEL", leases, dead}, Ignore);
+        if (gone.empty()) return;
+        spdlog::info("redis: removing {} entries of connections closed earlier", gone.size());
+        RemoveMembers(instance_, std::move(gone), [](bool) {});
       });
 }
 
@@ -355,12 +425,17 @@ void RedisDirectory::List(ListRequest request,
     }
     std::string min = count_min;
     if (request.after) {
-      min =
-          absl::StrCat("(", redis_schema::ClientField(request.after->first, request.after->second));
+      std::string after = redis_schema::ClientField(request.after->first, request.after->second);
+      // A token from before the filter's range starts at the range (never at other users').
+      if (!request.user_id || after >= count_min.substr(1)) min = absl::StrCat("(", after);
     }
+    struct Entry {
+      ClientRecord record;
+      bool stale = false;  // ours, and closed since (its removal is on its way or was lost)
+    };
     struct Gather {
       ListRequest request;
-      std::vector<ClientRecord> records;
+      std::vector<Entry> entries;
       uint64_t total = 0;
       absl::Status error;
       size_t left = 0;
@@ -374,16 +449,28 @@ void RedisDirectory::List(ListRequest request,
     gather->left = live.size();
     auto finish = [](Gather& g) {
       if (!g.error.ok()) return g.done(g.error);
-      std::sort(g.records.begin(), g.records.end(),
-                [](const ClientRecord& a, const ClientRecord& b) {
-                  return std::tie(a.client.info.user_id, a.client.info.connection_id) <
-                         std::tie(b.client.info.user_id, b.client.info.connection_id);
-                });
+      auto key = [](const Entry& e) {
+        return std::tie(e.record.client.info.user_id, e.record.client.info.connection_id);
+      };
+      std::sort(g.entries.begin(), g.entries.end(),
+                [&](const Entry& a, const Entry& b) { return key(a) < key(b); });
+      // The page is the first `limit` entries of the merged indexes; stale ones are left out
+      // of what is shown, not of where the next page starts.
       ClientPage page;
       page.total = g.total;
-      page.more = g.records.size() > g.request.limit;
-      if (page.more) g.records.resize(g.request.limit);
-      page.clients = std::move(g.records);
+      page.more = g.entries.size() > g.request.limit;
+      if (page.more) {
+        g.entries.resize(g.request.limit);
+        const ConnectionInfo& last = g.entries.back().record.client.info;
+        page.resume_after.emplace(last.user_id, last.connection_id);
+      }
+      for (Entry& e : g.entries) {
+        if (e.stale) {
+          if (page.total > 0) --page.total;
+        } else {
+          page.clients.push_back(std::move(e.record));
+        }
+      }
       g.done(std::move(page));
     };
     if (live.empty()) return finish(*gather);
@@ -395,7 +482,7 @@ void RedisDirectory::List(ListRequest request,
            redis_schema::InstanceClientsKey(inst), min, count_max,
            std::to_string(gather->request.limit + 1), count_min, count_max},
           [this, gather, mine, finish](absl::StatusOr<redis::Value> v) mutable {
-            std::vector<ClientRecord> records;
+            std::vector<Entry> entries;
             uint64_t total = 0;
             absl::Status error;
             if (!v.ok()) {
@@ -406,20 +493,21 @@ void RedisDirectory::List(ListRequest request,
               const auto& e = v->elements;
               total = static_cast<uint64_t>(e[0].AsInt());
               for (size_t i = 1; i + 1 < e.size(); i += 2) {
-                ClientRecord r;
+                Entry entry;
+                ClientRecord& r = entry.record;
                 if (!ParseRecord(e[i].str, e[i + 1].str, &r)) continue;
                 if (mine) {
                   // Our own connections' figures come live from the hub.
                   auto found = hub_->Find(r.client.info.user_id, r.client.info.connection_id);
                   if (found.empty()) {
-                    --total;  // closed since (its removal is on its way)
-                    continue;
+                    entry.stale = true;
+                  } else {
+                    r.client.messages_sent = found.front()->messages_sent();
+                    r.client.queued_bytes = found.front()->queued_bytes();
+                    if (r.node_id.empty()) r.node_id = node_id_;
                   }
-                  r.client.messages_sent = found.front()->messages_sent();
-                  r.client.queued_bytes = found.front()->queued_bytes();
-                  if (r.node_id.empty()) r.node_id = node_id_;
                 }
-                records.push_back(std::move(r));
+                entries.push_back(std::move(entry));
               }
             }
             bool last;
@@ -427,7 +515,7 @@ void RedisDirectory::List(ListRequest request,
               absl::MutexLock lock(&gather->mu);
               if (!error.ok()) gather->error = error;
               gather->total += total;
-              for (auto& r : records) gather->records.push_back(std::move(r));
+              for (auto& entry : entries) gather->entries.push_back(std::move(entry));
               last = --gather->left == 0;
             }
             if (last) finish(*gather);

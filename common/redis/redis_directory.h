@@ -78,6 +78,9 @@ class RedisDirectory final : public Directory, public HubObserver {
                      done);
   void CollectGarbage(const std::string& dead);
   void RemoveDeadEntries(const std::string& dead);
+  void RemoveMembers(const std::string& instance, std::vector<std::string> members,
+                     absl::AnyInvocable<void(bool)> done);
+  void Tidy();
   std::string Info(const Connection& connection) const;
 
   const std::string node_id_;

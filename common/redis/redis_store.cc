@@ -112,8 +112,13 @@ constexpr char kReadScript[] = R"lua(
 local sk, mk = KEYS[1], KEYS[2]
 adopt_legacy(ARGV[5], ARGV[6])
 local m = redis.call('HMGET', mk, 'seq', 'cur', 'com')
-local last = tonumber(m[3]) or tonumber(m[1]) or 0
+local seq = tonumber(m[1]) or 0
+local last = tonumber(m[3]) or seq
 local after = tonumber(ARGV[1]) or tonumber(m[2]) or 0
+-- A client can be past the committed mark: after a failover the new primary holds every entry
+-- a client was sent (WAIT confirmed them) but may miss the last commit's mark. It is caught up,
+-- not ahead of the stream (which would make it start over).
+if after > last and after <= seq then return {after, after, 0} end
 local out = {after, last, 0}
 if after >= last then return out end
 local maxn, maxb, now = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -141,10 +146,11 @@ end
 return out
 )lua";
 
-// KEYS: m. ARGV: seq. The cursor never moves backwards nor past the last (committed) seq.
+// KEYS: m. ARGV: seq. The cursor never moves backwards nor past the last seq (a client is only
+// sent committed messages, but the committed mark may lag behind them after a failover).
 constexpr char kCursorScript[] = R"lua(
-local m = redis.call('HMGET', KEYS[1], 'seq', 'cur', 'com')
-local last = tonumber(m[3]) or tonumber(m[1])
+local m = redis.call('HMGET', KEYS[1], 'seq', 'cur')
+local last = tonumber(m[1])
 if not last then return 0 end
 local c = math.min(tonumber(ARGV[1]), last)
 if c > (tonumber(m[2]) or 0) then redis.call('HSET', KEYS[1], 'cur', c) end
@@ -249,9 +255,18 @@ void RedisStore::Append(AppendRequest request,
                                 wait ? std::string() : verb_,
                                 legacy_};
   auto on_reply = [this, slot, user = std::move(user), payload = std::move(request.payload),
-                   id = std::move(id), now, expires,
+                   id = std::move(id), now, expires, caller_id,
                    done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
-    if (!v.ok()) return done(v.status());
+    if (!v.ok()) {
+      if (!redis::ReplicasShort(v.status())) return done(v.status());
+      // Stored, maybe to surface later: say how to retry without storing it twice.
+      return done(redis::MarkReplicasShort(absl::Status(
+          v.status().code(),
+          absl::StrCat(v.status().message(), "; retry with ",
+                       caller_id ? std::string("the same message_id")
+                                 : absl::StrCat("message_id \"", id, "\" (the one it was given)"),
+                       " to have it stored once"))));
+    }
     const auto& e = v->elements;
     if (v->type != redis::Value::Type::kArray || e.size() < 2) {
       return done(Malformed("append"));

@@ -22,34 +22,41 @@ class Router {
   virtual bool cluster() const = 0;
 };
 
+// `durable` (when given) carries the Durable() commands: WAIT blocks the connection it is sent on
+// until the replicas answer, so with --redis_wait_replicas the appends get connections of their
+// own, and reads, cursors and presence never queue behind a WAIT.
 class ConnectionRouter final : public Router {
  public:
-  explicit ConnectionRouter(Connection* connection) : connection_(connection) {}
+  explicit ConnectionRouter(Connection* commands, Connection* durable = nullptr)
+      : commands_(commands), durable_(durable != nullptr ? durable : commands) {}
   void Command(uint16_t, std::vector<std::string> argv, Callback done) override {
-    connection_->Command(std::move(argv), std::move(done));
+    commands_->Command(std::move(argv), std::move(done));
   }
   void Durable(uint16_t, std::vector<std::string> argv, Callback done) override {
-    connection_->Durable(std::move(argv), std::move(done));
+    durable_->Durable(std::move(argv), std::move(done));
   }
   bool cluster() const override { return false; }
 
  private:
-  Connection* const connection_;
+  Connection* const commands_;
+  Connection* const durable_;
 };
 
 class ClusterRouter final : public Router {
  public:
-  explicit ClusterRouter(ClusterClient* client) : client_(client) {}
+  explicit ClusterRouter(ClusterClient* commands, ClusterClient* durable = nullptr)
+      : commands_(commands), durable_(durable != nullptr ? durable : commands) {}
   void Command(uint16_t slot, std::vector<std::string> argv, Callback done) override {
-    client_->Command(slot, std::move(argv), std::move(done));
+    commands_->Command(slot, std::move(argv), std::move(done));
   }
   void Durable(uint16_t slot, std::vector<std::string> argv, Callback done) override {
-    client_->Durable(slot, std::move(argv), std::move(done));
+    durable_->Durable(slot, std::move(argv), std::move(done));
   }
   bool cluster() const override { return true; }
 
  private:
-  ClusterClient* const client_;
+  ClusterClient* const commands_;
+  ClusterClient* const durable_;
 };
 
 }  // namespace push::redis

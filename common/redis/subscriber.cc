@@ -49,12 +49,12 @@ std::shared_ptr<Connection> Subscriber::NewLink(const Endpoint& endpoint, const 
 }
 
 void Subscriber::Start() {
-  SlotMap map;
-  if (cluster_) map = options_.cluster->slot_map();
   absl::MutexLock lock(&mu_);
   started_ = true;
   if (cluster_) {
-    map_ = std::move(map);
+    // Read under the lock (as OnMapChanged does), so a map change racing the start is never
+    // overwritten by the older map.
+    map_ = options_.cluster->slot_map();
     RebuildLinks();
   } else {
     std::string key = Key(options_.endpoint);
@@ -79,12 +79,11 @@ void Subscriber::Stop() {
 }
 
 void Subscriber::OnMapChanged() {
-  SlotMap map = options_.cluster->slot_map();
   std::vector<std::shared_ptr<Connection>> retired;
   {
     absl::MutexLock lock(&mu_);
     if (!started_ || stopped_) return;
-    map_ = std::move(map);
+    map_ = options_.cluster->slot_map();
     RebuildLinks();
     retired.swap(retired_);
   }

@@ -5,9 +5,11 @@
 
 #include <atomic>
 #include <boost/json.hpp>
+#include <mutex>
 #include <set>
 #include <thread>
 
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "tests/testing/clients.h"
 #include "tests/testing/pushd_process.h"
@@ -439,6 +441,131 @@ TEST_F(RedisClusterTest, RedisRestartUnderLoadLosesNothingAndDuplicatesNoSeq) {
     ASSERT_EQ(data, std::to_string(i));
   }
   ExpectQuiet(*ws);
+}
+
+// --redis_wait_replicas=1 with no replica: every push fails UNAVAILABLE after its WAIT, and the
+// appends' WAITs never hold up what shares Redis with them: ListClients, a new connection's replay
+// and readiness stay fast while pushes are failing.
+TEST_F(RedisClusterTest, WaitReplicasWithoutAReplicaFailsPushesButNothingElse) {
+  auto a = Node("node-a", {"--redis_wait_replicas=1"});
+  std::atomic<bool> stop{false};
+  std::atomic<int> unavailable{0};
+  std::vector<std::thread> pushers;
+  std::string error;
+  std::mutex mu;
+  // The pushers stop and are joined however the test body ends (an ASSERT returns early).
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& threads;
+    ~Joiner() {
+      stop.store(true);
+      for (auto& t : threads) {
+        if (t.joinable()) t.join();
+      }
+    }
+  } joiner{stop, pushers};
+  for (int t = 0; t < 4; ++t) {
+    pushers.emplace_back([&, t] {
+      auto stub = a->Stub();
+      for (int i = 0; !stop.load() && i < 200; ++i) {
+        grpc::Status s = DoPush(*stub, "waiter-" + std::to_string(t), "1");
+        if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+          unavailable.fetch_add(1);
+          std::lock_guard<std::mutex> lock(mu);
+          error = s.error_message();
+        }
+      }
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return unavailable.load() >= 4; }, milliseconds(20000)));
+  auto redis_errors = [&] {
+    std::string body = HttpRequest(a->ws_port(), "GET", "/metrics").body;
+    size_t at = body.find("\npushd_redis_errors_total ");
+    return at == std::string::npos ? std::string("missing")
+                                   : body.substr(at, body.find('\n', at + 1) - at);
+  };
+  const std::string errors_before = redis_errors();
+  auto stub = a->Stub();
+  // Several seconds of failing pushes (each WAIT takes 1 s): replays, lists and readiness are
+  // served throughout. A ListClients is a round trip to Redis (a millisecond on loopback); one
+  // queued behind the appends' WAITs waits most of a second or more, so the median tells them
+  // apart with a wide margin even on a busy machine.
+  std::vector<int64_t> list_ms;
+  auto until = std::chrono::steady_clock::now() + seconds(5);
+  for (int i = 0; std::chrono::steady_clock::now() < until; ++i) {
+    auto ws = Connect(*a, "reader-" + std::to_string(i));
+    ASSERT_TRUE(ws);
+    grpc::Status status;
+    auto start = std::chrono::steady_clock::now();
+    DoList(*stub, "", 10, "", &status);
+    list_ms.push_back(MillisSince(start));
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(HttpRequest(a->ws_port(), "GET", "/readyz").status, 200);
+    std::this_thread::sleep_for(milliseconds(200));
+  }
+  ASSERT_GE(list_ms.size(), 3u);
+  std::sort(list_ms.begin(), list_ms.end());
+  EXPECT_LT(list_ms[list_ms.size() / 2], 400) << "ListClients waited behind the appends' WAITs";
+  EXPECT_EQ(redis_errors(), errors_before) << "a Redis link was dropped";
+  stop.store(true);
+  for (auto& t : pushers) t.join();
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_NE(error.find("only 0 of the 1 replicas"), std::string::npos) << error;
+  // The caller gave no message_id: the error names the one the message was stored with.
+  EXPECT_NE(error.find("retry with message_id \""), std::string::npos) << error;
+}
+
+// A connection closed while Redis did not answer keeps no entry once Redis is back: ListClients
+// pages past it, `total` does not count it, DeleteClient does not find it.
+TEST_F(RedisClusterTest, AConnectionClosedWhileRedisHungLeavesNoEntryBehind) {
+  // Clients nobody reads do not answer pings: none is sent during the test.
+  auto a = Node("node-a", {"--ping_interval=10m"});
+  std::vector<std::unique_ptr<WsClient>> others;
+  for (const char* user : {"u1", "u2", "u3"}) {
+    others.push_back(Connect(*a, user));
+    ASSERT_TRUE(others.back());
+  }
+  auto gone = Connect(*a, "a0");
+  ASSERT_TRUE(gone);
+  ASSERT_TRUE(WaitListed(*a, "a0", 1));
+  ASSERT_TRUE(WaitListed(*a, "u3", 1));
+  // Redis stops answering for longer than the command timeout (2 s): the removal is lost.
+  redis_->Command({"CLIENT", "PAUSE", "4000"});
+  gone->Close();
+  gone.reset();
+  std::this_thread::sleep_for(milliseconds(4500));
+  auto stub = a->Stub();
+  auto listed = [&] {
+    std::vector<std::string> users;
+    std::string token;
+    for (int page = 0; page < 10; ++page) {
+      grpc::Status status;
+      v1::ListClientsResponse res = DoList(*stub, "", 2, token, &status);
+      if (!status.ok()) return std::vector<std::string>{status.error_message()};
+      if (res.total() != 3) return std::vector<std::string>{"total " + std::to_string(res.total())};
+      for (const auto& c : res.clients()) users.push_back(c.user_id());
+      token = res.next_page_token();
+      if (token.empty()) break;
+    }
+    return users;
+  };
+  std::vector<std::string> seen;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        seen = listed();
+        return seen == std::vector<std::string>{"u1", "u2", "u3"};
+      },
+      milliseconds(20000)))
+      << "listed: " << absl::StrJoin(seen, ",");
+  v1::DeleteClientResponse deleted;
+  grpc::Status s = DoDelete(*stub, "a0", &deleted);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << "closed " << deleted.closed();
+  // A filter with a page token from before the user's range lists only that user.
+  v1::ListClientsResponse first = DoList(*stub, "", 1);
+  ASSERT_EQ(first.clients(0).user_id(), "u1");
+  v1::ListClientsResponse filtered = DoList(*stub, "u3", 10, first.next_page_token());
+  ASSERT_EQ(filtered.clients_size(), 1);
+  EXPECT_EQ(filtered.clients(0).user_id(), "u3");
 }
 
 }  // namespace
