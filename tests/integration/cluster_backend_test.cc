@@ -249,6 +249,12 @@ TEST_F(ClusterBackendTest, AUserWhoseSlotMigratesKeepsReceivingInOrder) {
       std::this_thread::sleep_for(milliseconds(5));
     }
   });
+  struct Joiner {
+    std::thread& thread;
+    ~Joiner() {
+      if (thread.joinable()) thread.join();
+    }
+  } joiner{pusher};  // however the body ends
   ASSERT_TRUE(WaitFor([&] { return pushed.load() >= kMessages / 3; }, milliseconds(30000)));
   ASSERT_TRUE(cluster.BeginSlotMigration(slot, to)) << cluster.last_error();
   ASSERT_TRUE(WaitFor([&] { return pushed.load() >= kMessages / 2; }, milliseconds(30000)));
@@ -311,6 +317,15 @@ TEST_F(ClusterBackendTest, SigkillOfAPrimaryUnderLoadWithWaitReplicasLosesNoAckn
   std::atomic<bool> killed{false};
   auto killed_at = std::chrono::steady_clock::now();
   std::vector<std::thread> pushers;
+  // Joined however the body ends: an ASSERT returning early must not leave them running.
+  struct Joiner {
+    std::vector<std::thread>& threads;
+    ~Joiner() {
+      for (auto& t : threads) {
+        if (t.joinable()) t.join();
+      }
+    }
+  } joiner{pushers};
   for (size_t u = 0; u < users.size(); ++u) {
     pushers.emplace_back([&, u] {
       auto stub = a->Stub();
@@ -333,21 +348,24 @@ TEST_F(ClusterBackendTest, SigkillOfAPrimaryUnderLoadWithWaitReplicasLosesNoAckn
   ASSERT_NE(victim, 0);
   const int promoted = cluster.WaitForFailover(victim_slot, seconds(30));
   ASSERT_NE(promoted, 0) << cluster.last_error();
-  std::cout << "failover after " << MillisSince(killed_at) << " ms" << std::endl;
+  const int64_t failover_ms = MillisSince(killed_at);
+  std::cout << "failover after " << failover_ms << " ms" << std::endl;
   for (auto& t : pushers) t.join();
-  // pushd found the new primary by itself, within the cluster's node timeout plus 5 s of the
-  // failover (CONTRACT §7).
+  // pushd found the new primary by itself (CONTRACT §7: within the cluster's node timeout plus
+  // 5 s). The election is the cluster's and its length varies with the machine's load, so the
+  // bound is taken from when every node agreed on the new primary.
   ASSERT_GE(first_ok_after_kill_ms.load(), 0);
   std::cout << "first OK push to the failed-over shard " << first_ok_after_kill_ms.load()
             << " ms after the kill" << std::endl;
-  EXPECT_LE(first_ok_after_kill_ms.load(), 2000 + 2000 + 5000)
-      << "node timeout 2 s, failover election ~2 s, pushd's own recovery 5 s";
+  EXPECT_LE(first_ok_after_kill_ms.load(), failover_ms + 5000);
 
   for (size_t u = 0; u < users.size(); ++u) {
     // Every push was answered OK in the end, each with its own seq, in the order pushed.
     for (int i = 0; i < kMessages; ++i) {
       ASSERT_NE(ok_seqs[u][i], 0u) << users[u] << " m-" << i << ": " << errors[u];
-      if (i > 0) ASSERT_GT(ok_seqs[u][i], ok_seqs[u][i - 1]) << users[u] << " m-" << i;
+      if (i > 0) {
+        ASSERT_GT(ok_seqs[u][i], ok_seqs[u][i - 1]) << users[u] << " m-" << i;
+      }
     }
     // The client (which stayed connected to node b) got every acknowledged push exactly once,
     // in order: the data of each seq is the push answered with that seq.
@@ -355,7 +373,9 @@ TEST_F(ClusterBackendTest, SigkillOfAPrimaryUnderLoadWithWaitReplicasLosesNoAckn
         ReadUpTo(*clients[u], ok_seqs[u][kMessages - 1], milliseconds(30000));
     std::map<uint64_t, std::string> by_seq;
     for (size_t k = 0; k < received.size(); ++k) {
-      if (k > 0) EXPECT_GT(received[k].seq, received[k - 1].seq) << users[u] << " out of order";
+      if (k > 0) {
+        EXPECT_GT(received[k].seq, received[k - 1].seq) << users[u] << " out of order";
+      }
       by_seq[received[k].seq] = received[k].data;
     }
     for (int i = 0; i < kMessages; ++i) {
