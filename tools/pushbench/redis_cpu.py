@@ -13,11 +13,13 @@ usage: redis_cpu.py [--runs=3] [--out=FILE] [--bench=PUSHBENCH] [--quiet=SECONDS
                     --topologies=T[,T...] "PUSHBENCH FLAGS" NAME=TOPOLOGY:PUSHD[ ARGS...]...
   topologies: single            one redis-server
               single+replica    one primary and one replica (--replicaof)
+              cluster1          a Redis Cluster of one primary holding every slot
               cluster3          a 3-primary Redis Cluster, no replicas
               cluster3+replicas a 3-primary Redis Cluster, one replica each
   a build:    NAME=TOPOLOGY:PATH to pushd, then any extra pushd flags after spaces, e.g.
               "w1=single+replica:build/services/pushd --redis_wait_replicas=1"; --redis=... or
-              --redis_cluster=... is added to match the topology.
+              --redis_cluster=... is added to match the topology. A word --bench:FLAG is a
+              pushbench flag for this build's runs only (e.g. --bench:--rate=2000).
   e.g. redis_cpu.py --topologies=single,cluster3 --out=a.jsonl \\
          "--scenario=throughput --mode=unary --rate=6000 --duration=20" \\
          one=single:build/services/pushd cluster=cluster3:build/services/pushd
@@ -31,11 +33,14 @@ its role, shard, CPU seconds and commandstats. Then the medians per build:
   per primary      each primary's us/push and share of the primaries' total
   replicas         the replicas' us/push together
   pushd us/deliv   pushd's CPU over the same phase / deliveries
+A run in which other processes took more than --max_foreign of the machine, or that pushed under
+98% of its --rate, is marked "kept": false, left out of the medians and tried again (3 tries).
 Every redis-server this starts is stopped at the end, and the folder removed.
 """
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -47,7 +52,11 @@ import tempfile
 import time
 
 HZ = os.sysconf('SC_CLK_TCK')
-TOPOLOGIES = ('single', 'single+replica', 'cluster3', 'cluster3+replicas')
+# INFO stats counters kept per node (since the run's CONFIG RESETSTAT): how many requests each
+# socket read carried, i.e. how much the node batched.
+STATS = ('total_commands_processed', 'total_reads_processed', 'total_writes_processed',
+         'total_net_input_bytes', 'total_net_output_bytes', 'total_connections_received')
+TOPOLOGIES = ('single', 'single+replica', 'cluster1', 'cluster3', 'cluster3+replicas')
 
 
 def free_port(used):
@@ -96,6 +105,27 @@ def commandstats(port):
     return out
 
 
+def user_sys(port):
+    """INFO cpu: the server's user and system CPU seconds so far (whole process)."""
+    c = info(port, 'cpu')
+    return float(c['used_cpu_user']), float(c['used_cpu_sys'])
+
+
+def ctxt_switches(pid):
+    """(voluntary, involuntary) context switches of every thread of pid so far."""
+    vol = invol = 0
+    for tid in os.listdir(f'/proc/{pid}/task'):
+        try:
+            for line in open(f'/proc/{pid}/task/{tid}/status'):
+                if line.startswith('voluntary_ctxt_switches:'):
+                    vol += int(line.split()[1])
+                elif line.startswith('nonvoluntary_ctxt_switches:'):
+                    invol += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return vol, invol
+
+
 def cpu_seconds(pid):
     with open(f'/proc/{pid}/stat') as f:
         fields = f.read().rsplit(')', 1)[1].split()
@@ -133,7 +163,8 @@ class Topology:
         name = self.name
         cluster = name.startswith('cluster')
         replicas = name.endswith('+replicas') or name.endswith('+replica')
-        count = (6 if replicas else 3) if cluster else (2 if replicas else 1)
+        shards = 1 if name == 'cluster1' else 3
+        count = (6 if replicas else shards) if cluster else (2 if replicas else 1)
         ports = [free_port(used_ports) for _ in range(count)]
         for i, port in enumerate(ports):
             d = os.path.join(self.dir, str(port))
@@ -150,12 +181,17 @@ class Topology:
         for port in ports:
             self._wait(lambda p=port: cli(p, 'PING', check=False).strip() == 'PONG', 'PING')
         if cluster:
-            cli(ports[0], '--cluster', 'create', *[f'127.0.0.1:{p}' for p in ports],
-                '--cluster-replicas', '1' if replicas else '0', '--cluster-yes')
+            if shards == 1:
+                # redis-cli --cluster create wants 3 primaries: one node takes every slot itself.
+                cli(ports[0], 'CLUSTER', 'ADDSLOTSRANGE', '0', '16383')
+            else:
+                cli(ports[0], '--cluster', 'create', *[f'127.0.0.1:{p}' for p in ports],
+                    '--cluster-replicas', '1' if replicas else '0', '--cluster-yes')
             for port in ports:
                 self._wait(lambda p=port: 'cluster_state:ok' in cli(p, 'CLUSTER', 'INFO'),
                            'cluster_state:ok')
-            self.pushd_flag = '--redis_cluster=' + ','.join(f'127.0.0.1:{p}' for p in ports[:3])
+            self.pushd_flag = '--redis_cluster=' + ','.join(
+                f'127.0.0.1:{p}' for p in ports[:shards])
         else:
             self.pushd_flag = f'--redis=redis://127.0.0.1:{ports[0]}'
         primaries = []
@@ -209,11 +245,17 @@ class Topology:
 
 
 def run_once(bench, flags, name, topo, pushd, extra, quiet_limit):
+    # Words --bench:FLAG of a build are pushbench flags of its own (after the common ones: the
+    # last of a flag given twice wins).
+    flags = ' '.join([flags] + [w[len('--bench:'):] for w in extra if w.startswith('--bench:')])
+    extra = [w for w in extra if not w.startswith('--bench:')]
     waited = wait_quiet(quiet_limit) if quiet_limit > 0 else 0
     topo.reset()
     load1 = float(open('/proc/loadavg').read().split()[0])
     pids = [n['pid'] for n in topo.nodes]
     redis0 = {pid: cpu_seconds(pid) for pid in pids}
+    split0 = {n['port']: user_sys(n['port']) for n in topo.nodes}
+    ctx0 = {pid: ctxt_switches(pid) for pid in pids}
     children0 = os.times()
     b0, t0 = busy_and_total()
     cmd = [bench, f'--pushd={pushd}', '--pushd_args=' + ' '.join([topo.pushd_flag, *extra]),
@@ -235,12 +277,22 @@ def run_once(bench, flags, name, topo, pushd, extra, quiet_limit):
     watched = {w['pid']: w['cpu_seconds'] for w in bench_json.get('watched', [])}
     nodes = []
     for n in topo.nodes:
+        st = info(n['port'], 'stats')
+        u1, s1 = user_sys(n['port'])
+        u0, s0 = split0[n['port']]
+        v1, i1 = ctxt_switches(n['pid'])
+        v0, i0 = ctx0[n['pid']]
         nodes.append({**n, 'cpu_seconds': watched.get(n['pid']),
-                      'commandstats': commandstats(n['port'])})
+                      'run_user_s': u1 - u0, 'run_sys_s': s1 - s0,
+                      'run_voluntary_switches': v1 - v0, 'run_involuntary_switches': i1 - i0,
+                      'commandstats': commandstats(n['port']),
+                      'stats': {k: int(st[k]) for k in STATS if k in st}})
     return {'name': name, 'topology': topo.name, 'pushd': pushd, 'pushd_extra': extra,
             'flags': flags, 'time': time.strftime('%Y-%m-%d %H:%M:%S'), 'load1': load1,
             'quiet_wait_s': round(waited, 1), 'foreign_cpu': round(foreign, 3),
-            'exit': proc.returncode, 'bench': bench_json, 'redis': nodes}
+            'exit': proc.returncode, 'bench': bench_json, 'redis': nodes,
+            # pushd's warnings and errors (it inherits pushbench's stderr), the last 4 KB.
+            'stderr_tail': proc.stderr[-4096:]}
 
 
 def derive(r):
@@ -268,6 +320,14 @@ def derive(r):
         for n in sorted(prim, key=lambda n: n['shard']):
             out[f'shard{n["shard"]}_us_per_push'] = n['cpu_seconds'] * 1e6 / pushes
             out[f'shard{n["shard"]}_share'] = n['cpu_seconds'] / total_prim if total_prim else None
+        if all('run_sys_s' in n for n in prim):
+            # INFO cpu over the whole pushbench run (connects included): the kernel's share.
+            tot = sum(n['run_sys_s'] + n['run_user_s'] for n in prim)
+            out['primaries_sys_share'] = sum(n['run_sys_s'] for n in prim) / tot if tot else None
+        if all('run_voluntary_switches' in n for n in prim):
+            # Whole pushbench run: how often the primaries slept (woke up) and were preempted.
+            out['sleeps_per_push'] = sum(n['run_voluntary_switches'] for n in prim) / pushes
+            out['preemptions_per_push'] = sum(n['run_involuntary_switches'] for n in prim) / pushes
         if reps:
             out['replicas_us_per_push'] = sum(n['cpu_seconds'] for n in reps) * 1e6 / pushes
         # Commandstats cover the whole run (connects included): calls and usec per push.
@@ -278,10 +338,37 @@ def derive(r):
                 c[0] += calls
                 c[1] += usec
         out['commands'] = {k: [v[0] / pushes, v[1] / pushes] for k, v in cs.items()}
+        # Per push, primaries together: socket reads and writes, commands (top level).
+        for k, short in (('total_reads_processed', 'reads_per_push'),
+                         ('total_writes_processed', 'writes_per_push'),
+                         ('total_commands_processed', 'commands_per_push')):
+            if all(k in n.get('stats', {}) for n in prim):
+                out[short] = sum(n['stats'][k] for n in prim) / pushes
     return out
 
 
+def keep(r, max_foreign):
+    """A run counts when the machine was ours and a fixed-rate run kept its rate."""
+    b = r['bench']
+    if not b.get('ok') or r['foreign_cpu'] > max_foreign:
+        return False
+    def last(flag):
+        found = re.findall(r'--' + flag + r'=([0-9a-z.]+)', r['flags'])
+        return found[-1] if found else None
+    rate, duration = last('rate'), last('duration')
+    if rate and float(rate) > 0 and duration:
+        per_call = int(last('batch') or 100) if last('mode') == 'broadcast' else 1
+        want = float(rate) * float(duration) * per_call
+        return (b.get('pushes_ok') or 0) >= 0.98 * want
+    return True
+
+
 def summarize(records):
+    kept = [r for r in records if r.get('kept', True)]
+    if len(kept) < len(records):
+        print(f'({len(records) - len(kept)} of {len(records)} runs discarded: machine busy or '
+              'rate not kept)')
+    records = kept
     order = []
     by_name = {}
     for r in records:
@@ -291,7 +378,9 @@ def summarize(records):
     keys = ['delivered_per_s', 'redis_us_per_push', 'primaries_us_per_push', 'replicas_us_per_push',
             'shard0_us_per_push', 'shard1_us_per_push', 'shard2_us_per_push', 'shard0_share',
             'shard1_share', 'shard2_share', 'pushd_us_per_delivery', 'p50_ms', 'p99_ms',
-            'rpc_p50_ms', 'rpc_p99_ms', 'load1', 'foreign_cpu']
+            'rpc_p50_ms', 'rpc_p99_ms', 'primaries_sys_share', 'sleeps_per_push',
+            'preemptions_per_push', 'reads_per_push', 'writes_per_push', 'commands_per_push',
+            'load1', 'foreign_cpu']
     print(f'--- medians (runs per build: {", ".join(f"{n} {len(by_name[n])}" for n in order)})')
     summary = {}
     for name in order:
@@ -325,7 +414,11 @@ def summarize(records):
               f'{f("replicas_us_per_push")}; per primary {shards}); pushd '
               f'{f("pushd_us_per_delivery")} us/deliv; latency p50/p99 {f("p50_ms", "{:.2f}")}/'
               f'{f("p99_ms", "{:.2f}")} ms, Push rpc {f("rpc_p50_ms", "{:.2f}")}/'
-              f'{f("rpc_p99_ms", "{:.2f}")} ms; load {f("load1", "{:.2f}")}, foreign '
+              f'{f("rpc_p99_ms", "{:.2f}")} ms; primaries: reads/push {f("reads_per_push", "{:.2f}")}, '
+              f'writes/push {f("writes_per_push", "{:.2f}")}, sleeps/push '
+              f'{f("sleeps_per_push", "{:.2f}")}, preemptions/push '
+              f'{f("preemptions_per_push", "{:.3f}")}, system CPU share '
+              f'{f("primaries_sys_share", "{:.2f}")}; load {f("load1", "{:.2f}")}, foreign '
               f'{f("foreign_cpu", "{:.3f}")}; {med["pushes"]:.0f} pushes; ok {med["all_ok"]}, lost '
               f'{med["lost"]}, dup {med["duplicated"]}, reordered {med["reordered"]}')
     print(json.dumps({'summary': summary}))
@@ -337,14 +430,22 @@ def main():
     ap.add_argument('--out')
     ap.add_argument('--bench', default='build/tools/pushbench/pushbench')
     ap.add_argument('--topologies', default='')
-    ap.add_argument('--quiet', type=float, default=30,
+    ap.add_argument('--quiet', type=float, default=60,
                     help='wait up to this many seconds for a quiet machine before each run')
-    ap.add_argument('--summary', help='print the medians of an --out file and exit')
+    ap.add_argument('--max_foreign', type=float, default=0.15,
+                    help='discard (and repeat, up to 3 tries per run) a run in which other '
+                         'processes took more than this fraction of the machine, or which pushed '
+                         'under 98%% of its --rate')
+    ap.add_argument('--summary', help='print the medians of an --out file and exit (runs kept '
+                                      'or not by --max_foreign again)')
     ap.add_argument('flags', nargs='?')
     ap.add_argument('builds', nargs='*')
     a = ap.parse_args()
     if a.summary:
-        summarize([json.loads(line) for line in open(a.summary) if line.strip()])
+        records = [json.loads(line) for line in open(a.summary) if line.strip()]
+        for r in records:
+            r['kept'] = keep(r, a.max_foreign)
+        summarize(records)
         return
     if not a.flags or not a.builds or not a.topologies:
         ap.error('need --topologies, the pushbench flags and at least one build')
@@ -374,16 +475,20 @@ def main():
             print(f'{t}: {roles}', flush=True)
         for i in range(a.runs):
             for name, topo, pushd, extra in builds:
-                r = run_once(a.bench, a.flags, name, topos[topo], pushd, extra, a.quiet)
-                r['round'] = i + 1
-                records.append(r)
-                d = derive(r)
-                print(json.dumps({'name': name, 'round': i + 1, **{k: v for k, v in d.items()
-                                                                    if k != 'commands'}}),
-                      flush=True)
-                if a.out:
-                    with open(a.out, 'a') as f:
-                        f.write(json.dumps(r) + '\n')
+                for attempt in range(3):
+                    r = run_once(a.bench, a.flags, name, topos[topo], pushd, extra, a.quiet)
+                    r['round'] = i + 1
+                    r['kept'] = keep(r, a.max_foreign)
+                    records.append(r)
+                    d = derive(r)
+                    print(json.dumps({'name': name, 'round': i + 1, 'kept': r['kept'],
+                                      **{k: v for k, v in d.items() if k != 'commands'}}),
+                          flush=True)
+                    if a.out:
+                        with open(a.out, 'a') as f:
+                            f.write(json.dumps(r) + '\n')
+                    if r['kept']:
+                        break
     finally:
         for t in topos.values():
             t.stop()
