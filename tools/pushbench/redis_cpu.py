@@ -27,12 +27,16 @@ usage: redis_cpu.py [--runs=3] [--out=FILE] [--bench=PUSHBENCH] [--quiet=SECONDS
 
 Prints and appends to --out one JSON line per run: the build, the 1-minute load average before
 the run, the share of the machine's CPU that processes other than pushbench, its pushd and the
-watched Redis nodes took during the run (foreign_cpu), pushbench's JSON line, and per Redis node
-its role, shard, CPU seconds and commandstats. Then the medians per build:
+watched Redis nodes took during the run (foreign_cpu), pushbench's JSON line, the tail of its
+stderr (pushd's warnings), and per Redis node its role, shard, CPU seconds over the measured
+phase, and over the whole run its commandstats, INFO stats counters (socket reads and writes),
+user and system CPU (INFO cpu) and context switches (/proc). Then the medians per build:
   Redis us/push    all Redis nodes' CPU over the measured phase / pushes confirmed
   per primary      each primary's us/push and share of the primaries' total
   replicas         the replicas' us/push together
   pushd us/deliv   pushd's CPU over the same phase / deliveries
+  reads/push, writes/push, sleeps/push (voluntary switches), preemptions/push, system CPU share
+                   the primaries over the whole run
 A run in which other processes took more than --max_foreign of the machine, or that pushed under
 98% of its --rate, is marked "kept": false, left out of the medians and tried again (3 tries).
 Every redis-server this starts is stopped at the end, and the folder removed.
