@@ -44,6 +44,9 @@ ABSL_FLAG(std::string, pushd_args, "", "extra flags for the started pushd, space
 ABSL_FLAG(std::string, grpc, "", "gRPC address of an already-running server (host:port)");
 ABSL_FLAG(std::string, ws, "", "WebSocket address of an already-running server (host:port)");
 ABSL_FLAG(int, server_pid, 0, "pid of the already-running server, for RSS/CPU from /proc");
+ABSL_FLAG(std::string, watch_pids, "",
+          "comma-separated pids of other processes (e.g. redis-server) whose CPU time (utime + "
+          "stime from /proc) is read with the server's, over the same measured phase");
 ABSL_FLAG(int, connections, -1, "WebSocket connections (default: the scenario's)");
 ABSL_FLAG(int, tabs, -1, "connections per user (default: 5 for multitab, else 1)");
 ABSL_FLAG(std::string, mode, "unary", "how to push: unary (Push), stream (PushStream), broadcast");
@@ -79,6 +82,23 @@ std::vector<std::string> SplitArgs(const std::string& s) {
   std::istringstream in(s);
   std::vector<std::string> out;
   for (std::string word; in >> word;) out.push_back(word);
+  return out;
+}
+
+std::vector<pid_t> WatchPids() {
+  std::vector<pid_t> pids;
+  std::string s = absl::GetFlag(FLAGS_watch_pids);
+  for (char& c : s) {
+    if (c == ',') c = ' ';
+  }
+  for (const std::string& p : SplitArgs(s))
+    pids.push_back(static_cast<pid_t>(std::atoi(p.c_str())));
+  return pids;
+}
+
+std::vector<ProcStats> ReadWatched(const std::vector<pid_t>& pids) {
+  std::vector<ProcStats> out;
+  for (pid_t p : pids) out.push_back(ReadProcStats(p));
   return out;
 }
 
@@ -196,6 +216,7 @@ Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes
   Report report;
   report.scenario = scenario;
   report.mode = mode;
+  report.watched_pids = WatchPids();
   Target& target = *target_out;
   ServerProcess server;
   auto fail = [&report](const std::string& why) {
@@ -279,6 +300,7 @@ Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes
     o.duration_s = 600;
     o.max_backlog = 0;
     report.cpu_start = report.rss_connected;
+    report.watched_start = ReadWatched(report.watched_pids);
     auto t0 = Clock::now();
     report.push = pusher.Run(o, {});
     report.pushed = true;
@@ -299,6 +321,7 @@ Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes
     // Memory is measured from here: the stored backlog is not the connections' cost.
     report.rss_before = ReadProcStats(target.pid);
     report.cpu_start = report.rss_before;
+    report.watched_start = ReadWatched(report.watched_pids);
     auto t0 = Clock::now();
     report.origin_ns = NowNanos();
     connect();
@@ -311,11 +334,13 @@ Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes
     report.rss_connected = ReadProcStats(target.pid);
     if (scenario == "idle") {
       report.cpu_start = report.rss_connected;
+      report.watched_start = ReadWatched(report.watched_pids);
       double hold = absl::GetFlag(FLAGS_hold);
       auto start = Clock::now();
       while (SecondsBetween(start, Clock::now()) < hold && fleet.Dropped() == 0) Sleep(0.05);
       report.hold_seconds = SecondsBetween(start, Clock::now());
       report.cpu_end = ReadProcStats(target.pid);
+      report.watched_end = ReadWatched(report.watched_pids);
       report.rss_held = report.cpu_end;
       // Prove every connection is still alive: one message to each user.
       PushOptions o = BasePushOptions("unary", tabs);
@@ -332,6 +357,7 @@ Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes
       o.rate = sizes.rate;
       report.rate = sizes.rate;
       report.cpu_start = ReadProcStats(target.pid);
+      report.watched_start = ReadWatched(report.watched_pids);
       auto t0 = Clock::now();
       report.origin_ns = NowNanos();
       report.push = pusher.Run(o, [&fleet] { return fleet.Unique(); });
@@ -341,7 +367,10 @@ Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes
     }
   }
   report.rss_after = ReadProcStats(target.pid);
-  if (scenario != "idle") report.cpu_end = report.rss_after;
+  if (scenario != "idle") {
+    report.cpu_end = report.rss_after;
+    report.watched_end = ReadWatched(report.watched_pids);
+  }
   report.client_cpu = SelfCpuSeconds() - self_cpu0;
   report.seq_anomalies = SeqAnomalies(users);
   report.fleet = fleet.Collect([&users](uint32_t u) { return users.pushed[u].load(); });

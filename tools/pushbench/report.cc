@@ -176,6 +176,21 @@ void PrintTable(const Report& r, const Target& t) {
   } else {
     row("server stats", "unavailable (pass --server_pid for an external server)");
   }
+  for (size_t i = 0; i < r.watched_pids.size(); ++i) {
+    if (i >= r.watched_start.size() || i >= r.watched_end.size() || !r.watched_start[i].ok ||
+        !r.watched_end[i].ok) {
+      row(("CPU of pid " + std::to_string(r.watched_pids[i])).c_str(), "unreadable");
+      continue;
+    }
+    double cpu = r.watched_end[i].cpu_seconds - r.watched_start[i].cpu_seconds;
+    std::snprintf(
+        buf, sizeof(buf), "%.2f s%s", cpu,
+        r.push.pushes_ok > 0
+            ? (" = " + std::to_string(std::lround(cpu * 1e6 / r.push.pushes_ok)) + " us per push")
+                  .c_str()
+            : "");
+    row(("CPU of pid " + std::to_string(r.watched_pids[i])).c_str(), buf);
+  }
   std::snprintf(buf, sizeof(buf), "%.2f s", r.client_cpu);
   row("pushbench CPU", buf);
   row("result", r.ok ? "OK" : "FAILED");
@@ -236,6 +251,21 @@ void PrintJson(const Report& r, const Target& t) {
       << ",\"deliveries_per_cpu_s\":" << (cpu > 0 ? std::round(r.fleet.unique / cpu) : 0.0) << "}";
   } else {
     j << ",\"server\":null";
+  }
+  if (!r.watched_pids.empty()) {
+    j << ",\"watched\":[";
+    for (size_t i = 0; i < r.watched_pids.size(); ++i) {
+      bool ok = i < r.watched_start.size() && i < r.watched_end.size() && r.watched_start[i].ok &&
+                r.watched_end[i].ok;
+      j << (i ? "," : "") << "{\"pid\":" << r.watched_pids[i] << ",\"cpu_seconds\":";
+      if (ok) {
+        j << r.watched_end[i].cpu_seconds - r.watched_start[i].cpu_seconds;
+      } else {
+        j << "null";
+      }
+      j << "}";
+    }
+    j << "]";
   }
   j << ",\"client_cpu_seconds\":" << r.client_cpu << ",\"errors\":[";
   for (size_t i = 0; i < r.errors.size(); ++i) {

@@ -38,6 +38,9 @@ struct Report {
   double measure_seconds = 0;  // push start (or connect start, for replay) to last delivery
   double hold_seconds = 0;
   ProcStats rss_before, rss_connected, rss_held, rss_after, cpu_start, cpu_end;
+  // --watch_pids: other processes' CPU over the same phase as cpu_start..cpu_end.
+  std::vector<pid_t> watched_pids;
+  std::vector<ProcStats> watched_start, watched_end;
   double client_cpu = 0;
   double rate = 0;
   bool latency_meaningful = true;
