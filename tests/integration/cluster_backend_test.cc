@@ -16,6 +16,7 @@
 #include "common/redis/cluster_slots.h"
 #include "gtest/gtest.h"
 #include "tests/testing/clients.h"
+#include "tests/testing/node_checks.h"
 #include "tests/testing/pushd_process.h"
 #include "tests/testing/redis_cluster.h"
 #include "tests/testing/test_util.h"
@@ -38,33 +39,6 @@ class ClusterBackendTest : public RedisClusterSuite {
     auto node = std::make_unique<PushdProcess>(args, options);
     EXPECT_TRUE(node->started());
     return node;
-  }
-
-  // A message frame's seq and data; 0 (and a test failure) for anything else.
-  static uint64_t NextSeq(WsClient& ws, std::string* data = nullptr,
-                          milliseconds timeout = milliseconds(10000)) {
-    WsEvent e = ws.Read(timeout);
-    if (e.kind != WsEvent::kText) {
-      ADD_FAILURE() << "wanted a message, got kind " << e.kind << " " << e.data << " code "
-                    << e.close_code;
-      return 0;
-    }
-    json::value frame = json::parse(e.data);
-    EXPECT_EQ(frame.at("type"), "message") << e.data;
-    if (frame.at("type") != "message") return 0;
-    if (data) *data = json::serialize(frame.at("data"));
-    return frame.at("seq").to_number<uint64_t>();
-  }
-
-  static void ExpectQuiet(WsClient& ws, milliseconds for_time = milliseconds(300)) {
-    WsEvent e = ws.Read(for_time);
-    EXPECT_EQ(e.kind, WsEvent::kTimeout) << "unexpected frame: " << e.data;
-  }
-
-  static bool WaitListed(const PushdProcess& node, const std::string& user, uint64_t want,
-                         milliseconds timeout = milliseconds(10000)) {
-    auto stub = node.Stub();
-    return WaitFor([&] { return DoList(*stub, user).total() == want; }, timeout);
   }
 
   // `per_shard` users served by each primary of the cluster (by their slot).

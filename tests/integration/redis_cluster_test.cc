@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "tests/testing/clients.h"
+#include "tests/testing/node_checks.h"
 #include "tests/testing/pushd_process.h"
 #include "tests/testing/redis_server.h"
 #include "tests/testing/test_util.h"
@@ -48,36 +49,6 @@ class RedisClusterTest : public ::testing::Test {
     auto ws = ConnectUser(node, user, extra);
     if (!ws) ADD_FAILURE() << "cannot connect " << user;
     return ws;
-  }
-
-  // The next message frame's seq (gap frames fail the test), or 0.
-  static uint64_t NextSeq(WsClient& ws, std::string* data = nullptr,
-                          milliseconds timeout = milliseconds(10000)) {
-    WsEvent e = ws.Read(timeout);
-    if (e.kind != WsEvent::kText) {
-      ADD_FAILURE() << "wanted a message, got kind " << e.kind << " " << e.data << " code "
-                    << e.close_code;
-      return 0;
-    }
-    json::value frame = json::parse(e.data);
-    EXPECT_EQ(frame.at("type"), "message") << e.data;
-    if (frame.at("type") != "message") return 0;
-    if (data) *data = json::serialize(frame.at("data"));
-    return frame.at("seq").to_number<uint64_t>();
-  }
-
-  // Nothing more arrives for a while (no duplicate delivery).
-  static void ExpectQuiet(WsClient& ws, milliseconds for_time = milliseconds(300)) {
-    WsEvent e = ws.Read(for_time);
-    EXPECT_EQ(e.kind, WsEvent::kTimeout) << "unexpected frame: " << e.data;
-  }
-
-  // Registration reaches Redis asynchronously after the welcome: wait until ListClients (on
-  // `node`) shows `want` connections of `user`.
-  static bool WaitListed(const PushdProcess& node, const std::string& user, uint64_t want,
-                         milliseconds timeout = milliseconds(10000)) {
-    auto stub = node.Stub();
-    return WaitFor([&] { return DoList(*stub, user).total() == want; }, timeout);
   }
 
   std::unique_ptr<RedisServer> redis_;
