@@ -23,7 +23,7 @@ enum class Role { kAll, kApi, kEdge };
   D(std::string, role, "all", "all, api (gRPC only) or edge (WebSocket only)")                    \
   F(std::string, redis, "", "redis://host:port[/db]; empty = embedded in-memory store")           \
   F(std::string, redis_cluster, "",                                                               \
-    "host:port[,host:port...]: seed nodes of a Redis 7 Cluster, instead of --redis")             \
+    "host:port[,host:port...]: seed nodes of a Redis 7 Cluster, instead of --redis")              \
   F(uint32_t, redis_wait_replicas, 0,                                                             \
     "with --redis or --redis_cluster: a Push is answered only after this many replicas hold it")  \
   F(std::string, node_id, "", "the name this process shows in ListClients (default hostname)")    \

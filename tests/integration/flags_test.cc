@@ -18,7 +18,8 @@ namespace {
 // Loopback ports for every run, so a flag that is wrongly accepted never binds a public port;
 // the short timeout turns such a run into a failure instead of a hang.
 const std::vector<std::string> kLoopback = {"--grpc_listen=127.0.0.1:0", "--ws_listen=127.0.0.1:0"};
-constexpr int kBadFlagTimeoutMs = 20000;  // a bound, not a speed check: ASan on a busy machine is slow
+// A bound, not a speed check: a rejected start under ASan on a busy machine is slow.
+constexpr int kBadFlagTimeoutMs = 20000;
 
 RunResult RunPushd(std::vector<std::string> args, const std::vector<std::string>& env = {}) {
   std::vector<std::string> full = kLoopback;
