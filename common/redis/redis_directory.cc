@@ -76,23 +76,20 @@ end
 return n
 )lua";
 
-std::string ScriptSha(const char* script) {
-  return redis::Connection::ScriptSha(redis_schema::Script(script));
-}
 const std::string& LeaseSha() {
-  static const std::string sha = ScriptSha(kLeaseScript);
+  static const std::string sha = redis_schema::ScriptSha(kLeaseScript);
   return sha;
 }
 const std::string& InstancesSha() {
-  static const std::string sha = ScriptSha(kInstancesScript);
+  static const std::string sha = redis_schema::ScriptSha(kInstancesScript);
   return sha;
 }
 const std::string& PageSha() {
-  static const std::string sha = ScriptSha(kPageScript);
+  static const std::string sha = redis_schema::ScriptSha(kPageScript);
   return sha;
 }
 const std::string& CloseSha() {
-  static const std::string sha = ScriptSha(kCloseScript);
+  static const std::string sha = redis_schema::ScriptSha(kCloseScript);
   return sha;
 }
 

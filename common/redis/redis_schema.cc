@@ -7,6 +7,7 @@
 #include "absl/strings/str_split.h"
 #include "common/base/strings.h"
 #include "common/redis/cluster_slots.h"
+#include "common/redis/redis_client.h"
 
 namespace push::redis_schema {
 namespace {
@@ -85,6 +86,10 @@ std::string Script(std::string_view script) {
   MessagePtr probe = MakeMessage(0, "", absl::UnixEpoch(), absl::UnixEpoch(), "");
   size_t overhead = probe->FrameSize() - 2;  // less the seq "0" and the ts "0"
   return absl::StrCat(kLuaPrelude, "local FRAME_OVERHEAD = ", overhead, "\n", ToAbsl(script));
+}
+
+std::string ScriptSha(std::string_view script) {
+  return redis::Connection::ScriptSha(Script(script));
 }
 
 ChannelMessage DecodeChannelMessage(std::string_view payload) {

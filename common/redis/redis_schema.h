@@ -66,6 +66,8 @@ std::string ClientField(std::string_view user_id, std::string_view connection_id
 // adopt_legacy(u, legacy) for keys of an older pushd; and
 // FRAME_OVERHEAD, the bytes of a message's /ws frame besides its seq, id, ts and data.
 std::string Script(std::string_view script);
+// The EVALSHA digest of Script(script): what the store's and the directory's scripts are run by.
+std::string ScriptSha(std::string_view script);
 
 // What arrives on a user's channel.
 struct RoutedMessage {

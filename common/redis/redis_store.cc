@@ -168,28 +168,24 @@ if last then redis.call('HSET', KEYS[3], 'cur', last) end
 return 0
 )lua";
 
-std::string Sha(const char* script) {
-  return redis::Connection::ScriptSha(redis_schema::Script(script));
-}
-
 const std::string& AppendSha() {
-  static const std::string sha = Sha(kAppendScript);
+  static const std::string sha = redis_schema::ScriptSha(kAppendScript);
   return sha;
 }
 const std::string& CommitSha() {
-  static const std::string sha = Sha(kCommitScript);
+  static const std::string sha = redis_schema::ScriptSha(kCommitScript);
   return sha;
 }
 const std::string& ReadSha() {
-  static const std::string sha = Sha(kReadScript);
+  static const std::string sha = redis_schema::ScriptSha(kReadScript);
   return sha;
 }
 const std::string& CursorSha() {
-  static const std::string sha = Sha(kCursorScript);
+  static const std::string sha = redis_schema::ScriptSha(kCursorScript);
   return sha;
 }
 const std::string& PurgeSha() {
-  static const std::string sha = Sha(kPurgeScript);
+  static const std::string sha = redis_schema::ScriptSha(kPurgeScript);
   return sha;
 }
 
