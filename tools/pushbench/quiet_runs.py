@@ -22,15 +22,19 @@ def busy_and_total():
     return sum(v) - v[3] - v[4], sum(v)  # idle and iowait are not busy
 
 
-def wait_quiet(limit_s=900):
+def wait_quiet(limit_s=900, window_s=3, busy_below=0.08, warn=True):
+    """Waits (at most limit_s) until the machine has been less than busy_below busy for
+    window_s; returns how long it waited."""
     start = time.time()
     while time.time() - start < limit_s:
         b0, t0 = busy_and_total()
-        time.sleep(3)
+        time.sleep(window_s)
         b1, t1 = busy_and_total()
-        if (b1 - b0) / max(1, t1 - t0) < 0.08:
-            return
-    print(f'machine still busy after {limit_s} s; running anyway', file=sys.stderr)
+        if (b1 - b0) / max(1, t1 - t0) < busy_below:
+            return time.time() - start
+    if warn:
+        print(f'machine still busy after {limit_s} s; running anyway', file=sys.stderr)
+    return time.time() - start
 
 
 def field(d, path):

@@ -55,6 +55,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from quiet_runs import busy_and_total, wait_quiet  # noqa: E402
+
 HZ = os.sysconf('SC_CLK_TCK')
 # INFO stats counters kept per node (since the run's CONFIG RESETSTAT): how many requests each
 # socket read carried, i.e. how much the node batched.
@@ -134,23 +137,6 @@ def cpu_seconds(pid):
     with open(f'/proc/{pid}/stat') as f:
         fields = f.read().rsplit(')', 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / HZ  # utime, stime (fields 14 and 15)
-
-
-def busy_and_total():
-    v = list(map(int, open('/proc/stat').readline().split()[1:9]))
-    return sum(v) - v[3] - v[4], sum(v)
-
-
-def wait_quiet(limit_s):
-    """Waits (at most limit_s) until the machine has been < 15% busy for 2 s; returns the wait."""
-    start = time.time()
-    while time.time() - start < limit_s:
-        b0, t0 = busy_and_total()
-        time.sleep(2)
-        b1, t1 = busy_and_total()
-        if (b1 - b0) / max(1, t1 - t0) < 0.15:
-            break
-    return time.time() - start
 
 
 class Topology:
@@ -253,7 +239,8 @@ def run_once(bench, flags, name, topo, pushd, extra, quiet_limit):
     # last of a flag given twice wins).
     flags = ' '.join([flags] + [w[len('--bench:'):] for w in extra if w.startswith('--bench:')])
     extra = [w for w in extra if not w.startswith('--bench:')]
-    waited = wait_quiet(quiet_limit) if quiet_limit > 0 else 0
+    # Until the machine has been < 15% busy for 2 s.
+    waited = wait_quiet(quiet_limit, window_s=2, busy_below=0.15, warn=False) if quiet_limit > 0 else 0
     topo.reset()
     load1 = float(open('/proc/loadavg').read().split()[0])
     pids = [n['pid'] for n in topo.nodes]
