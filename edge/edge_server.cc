@@ -144,7 +144,7 @@ void EdgeServer::Stop() {
   impl_->threads.clear();
   // Sessions still registered (past the drain deadline) must not outlive the io_context their
   // sockets belong to: drop the hub's references; the io_context's destructor frees the rest.
-  for (const auto& c : impl_->hub->All()) impl_->hub->Remove(*c);
+  for (const auto& c : impl_->hub->All()) impl_->hub->Remove(*c, "shutdown");
 }
 
 }  // namespace push::edge

@@ -764,7 +764,7 @@ void WebSocketSession<Stream>::StartClose(uint16_t code, std::string reason, Dis
                params_.info.connection_id, code, reason);
   if (registered_) {
     registered_ = false;
-    hub_->Remove(*this);
+    hub_->Remove(*this, DisconnectText(why));
   }
   // Unless flushing, unsent frames are dropped (they stay in the stream for the next connect); a
   // frame being written stays alive until its write completes.
@@ -821,7 +821,7 @@ void WebSocketSession<Stream>::End(Disconnect why) {
   phase_ = Phase::kEnded;
   if (registered_) {
     registered_ = false;
-    hub_->Remove(*this);
+    hub_->Remove(*this, DisconnectText(why));
   }
   // Linger briefly before closing the socket so the peer can read our close frame (closing with
   // unread input would send a RST that may destroy it). The timer keeps the session alive.

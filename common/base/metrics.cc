@@ -99,6 +99,17 @@ std::string Metrics::RenderPrometheus() const {
   one("pushd_grpc_default_deadline_exceeded_total", "counter",
       "gRPC calls without a deadline that ran past --grpc_default_deadline.",
       grpc_default_deadline_exceeded.load());
+  one("pushd_presence_events_total", "counter",
+      "Presence events this process added to the log (CONNECTED, DISCONNECTED, ONLINE, OFFLINE).",
+      presence_events.load());
+  one("pushd_presence_watchers", "gauge", "WatchPresence streams open on this process.",
+      presence_watchers.load());
+  one("pushd_presence_watcher_drops_total", "counter",
+      "WatchPresence streams ended for falling more than --presence_max_lag events behind.",
+      presence_watcher_drops.load());
+  one("pushd_presence_reports_dropped_total", "counter",
+      "Connection reports that presence could not write to Redis and gave up on.",
+      presence_reports_dropped.load());
   push_duration.Render(&out, "pushd_push_duration_seconds",
                        "Push handling time: validate, store, hand to connections.");
   delivery_latency.Render(&out, "pushd_delivery_latency_seconds",

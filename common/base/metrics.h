@@ -50,6 +50,13 @@ struct Metrics {
   std::atomic<uint64_t> tls_handshake_failures{0};
   // Unary gRPC calls without a deadline of their own that hit --grpc_default_deadline.
   std::atomic<uint64_t> grpc_default_deadline_exceeded{0};
+  // Presence (CONTRACT §6): events this process added to the log, WatchPresence streams open,
+  // streams ended for falling too far behind (--presence_max_lag), presence reports dropped
+  // (Redis unreachable too long).
+  std::atomic<uint64_t> presence_events{0};
+  std::atomic<int64_t> presence_watchers{0};
+  std::atomic<uint64_t> presence_watcher_drops{0};
+  std::atomic<uint64_t> presence_reports_dropped{0};
   // Push handling (validate, append, hand to connections) and push -> socket write of live
   // messages (replays are excluded: their age is how long the user was away).
   LatencyHistogram push_duration;

@@ -343,10 +343,19 @@ absl::StatusOr<Config> ReadFlags() {
         {"pong_timeout", c.pong_timeout},
         {"history_ttl", c.history_ttl},
         {"drain_timeout", c.drain_timeout},
-        {"handshake_timeout", c.handshake_timeout}}) {
+        {"handshake_timeout", c.handshake_timeout},
+        {"device_ttl", c.device_ttl},
+        {"presence_offline_delay", c.presence_offline_delay},
+        {"presence_retention", c.presence_retention}}) {
     if (absl::Status s = CheckPositive(flag, d); !s.ok()) return s;
   }
   if (c.history_size == 0) return absl::InvalidArgumentError("--history_size must be at least 1");
+  if (c.max_devices_per_user == 0 || c.max_devices_per_user > 1000) {
+    return absl::InvalidArgumentError("--max_devices_per_user must be between 1 and 1000");
+  }
+  if (c.presence_max_lag < 100 || c.presence_max_lag > 10000000) {
+    return absl::InvalidArgumentError("--presence_max_lag must be between 100 and 10000000");
+  }
   if (c.max_message_bytes == 0 || c.max_message_bytes > (64u << 20)) {
     return absl::InvalidArgumentError("--max_message_bytes must be between 1 and 67108864");
   }

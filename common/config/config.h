@@ -74,6 +74,17 @@ enum class Role { kAll, kApi, kEdge };
   F(absl::Duration, handshake_timeout, absl::Seconds(10),                                         \
     "time from TCP accept to a complete HTTP request (the upgrade); slower clients are "          \
     "disconnected")                                                                               \
+  F(absl::Duration, device_ttl, absl::Hours(720),                                                 \
+    "how long a device's delivered cursor is kept after its last connection ends")                \
+  F(uint32_t, max_devices_per_user, 32,                                                           \
+    "device cursors kept per user; the least recently active is dropped first")                   \
+  F(absl::Duration, presence_offline_delay, absl::Seconds(5),                                     \
+    "a user with no connection anywhere for this long is OFFLINE (a page reload is neither)")     \
+  F(absl::Duration, presence_retention, absl::Hours(1),                                           \
+    "how long presence events are kept for watchers resuming with after")                         \
+  F(uint32_t, presence_max_lag, 10000,                                                            \
+    "a WatchPresence stream more than this many events behind the newest is ended with "          \
+    "RESOURCE_EXHAUSTED (it resumes with after)")                                                 \
   F(std::string, log_level, "info", "trace, debug, info, warn, error or off")
 
 // Everything the process is configured with, read once at start from flags/environment.

@@ -37,7 +37,7 @@ void Hub::Add(std::shared_ptr<Connection> connection, bool reserved) {
     shard.users[c.info().user_id].push_back(std::move(connection));
     size_.fetch_add(1, std::memory_order_relaxed);
   }
-  if (observer_ != nullptr) observer_->OnAdd(c);
+  for (HubObserver* observer : observers_) observer->OnAdd(c);
 }
 
 bool Hub::Reserve(std::string_view user_id, uint32_t limit) {
@@ -62,7 +62,7 @@ void Hub::Release(std::string_view user_id) {
   Unreserve(shard.reserved, user_id);
 }
 
-void Hub::Remove(const Connection& connection) {
+void Hub::Remove(const Connection& connection, std::string_view reason) {
   Shard& shard = ShardFor(connection.info().user_id);
   absl::ReleasableMutexLock lock(&shard.mu);
   auto it = shard.users.find(connection.info().user_id);
@@ -74,9 +74,9 @@ void Hub::Remove(const Connection& connection) {
   list.erase(pos);
   size_.fetch_sub(1, std::memory_order_relaxed);
   if (list.empty()) shard.users.erase(it);
-  if (observer_ != nullptr) {
+  if (!observers_.empty()) {
     lock.Release();
-    observer_->OnRemove(connection);
+    for (HubObserver* observer : observers_) observer->OnRemove(connection, reason);
   }
 }
 

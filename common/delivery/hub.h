@@ -25,6 +25,7 @@ struct ConnectionInfo {
   std::string connection_id;
   std::string remote_address;
   std::string user_agent;
+  std::string device_id;  // the device_id query parameter; empty = none
   absl::Time connected_at;
 };
 
@@ -43,12 +44,13 @@ class Connection {
 };
 
 // Told of every connection added to or removed from the hub (the Redis directory registers
-// them), outside the hub's locks, on the thread that added or removed it.
+// them, presence reports them), outside the hub's locks, on the thread that added or removed it.
 class HubObserver {
  public:
   virtual ~HubObserver() = default;
   virtual void OnAdd(const Connection& connection) = 0;
-  virtual void OnRemove(const Connection& connection) = 0;
+  // `reason`: why it ended, in words ("client closed", "deleted", "shutdown", ...).
+  virtual void OnRemove(const Connection& connection, std::string_view reason) = 0;
 };
 
 struct ClientSnapshot {
@@ -64,12 +66,12 @@ class Hub final : public store::PublicationSink {
  public:
   explicit Hub(int shards = 64);
 
-  // Set once, before the first Add.
-  void SetObserver(HubObserver* observer) { observer_ = observer; }
+  // Before the first Add; observers are told in the order they were added.
+  void AddObserver(HubObserver* observer) { observers_.push_back(observer); }
 
   // `reserved`: the connection takes over a slot held by Reserve.
   void Add(std::shared_ptr<Connection> connection, bool reserved = false);
-  void Remove(const Connection& connection);
+  void Remove(const Connection& connection, std::string_view reason = "closed");
 
   // Holds one of the user's `limit` connection slots for an upgrade in progress, so that
   // concurrent upgrades cannot together pass the limit; false when the user's connections plus
@@ -110,7 +112,7 @@ class Hub final : public store::PublicationSink {
 
   std::vector<std::unique_ptr<Shard>> shards_;
   std::atomic<int64_t> size_{0};
-  HubObserver* observer_ = nullptr;
+  std::vector<HubObserver*> observers_;
 };
 
 }  // namespace push

@@ -90,7 +90,7 @@ RedisBackend::RedisBackend(RedisBackendOptions options, Hub* hub)
   if (!edge) return;
   // Presence follows the hub; what the append scripts publish on the users' channels goes to
   // the store, which hands messages to its sink (the hub) and close commands to the directory.
-  hub->SetObserver(directory_.get());
+  hub->AddObserver(directory_.get());
   store_->SetCloseCommandHandler(
       [directory = directory_.get()](const redis_schema::CloseCommand& command) {
         directory->OnCloseCommand(command);

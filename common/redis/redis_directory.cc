@@ -194,7 +194,7 @@ void RedisDirectory::Register(const Connection& c) {
                    Ignore);
 }
 
-void RedisDirectory::OnRemove(const Connection& c) {
+void RedisDirectory::OnRemove(const Connection& c, std::string_view) {
   absl::MutexLock lock(&mu_);
   written_.erase(&c);
   const ConnectionInfo& info = c.info();

@@ -54,7 +54,7 @@ class RedisDirectory final : public Directory, public HubObserver {
 
   // HubObserver:
   void OnAdd(const Connection& connection) override;
-  void OnRemove(const Connection& connection) override;
+  void OnRemove(const Connection& connection, std::string_view reason) override;
 
   // Wiring (called on Redis threads). A close command from a user's channel (routed messages go
   // to the store: RedisStore::OnChannelMessage).

@@ -1,0 +1,197 @@
+#pragma once
+
+// Presence (CONTRACT §6): who is connected, as an ordered log of events that backends watch.
+//
+//  - PresenceState: the rules as a plain state machine (CONNECTED/DISCONNECTED per connection,
+//    ONLINE on a user's first connection anywhere, OFFLINE once the user has had none for the
+//    offline delay, DISCONNECTED "node lost" for every connection of a node that died). The
+//    in-memory log runs it; the Redis log runs the same rules in Lua (redis_presence.cc).
+//  - Feed: the events this process holds for its WatchPresence streams (the newest, in cursor
+//    order) and the streams waiting for more. The log publishes into it.
+//  - PresenceLog: where events are made and kept: in memory (MemoryPresence), or in Redis
+//    (RedisPresence: one ordered log for the whole cluster). It hears of connections from the
+//    hub (HubObserver) and answers reads older than the feed holds.
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/base/clock.h"
+#include "common/base/strings.h"
+#include "common/delivery/hub.h"
+
+namespace push::presence {
+
+// The numbers are PresenceEvent.Kind's.
+enum class Kind : uint8_t {
+  kConnected = 1,
+  kDisconnected = 2,
+  kOnline = 3,
+  kOffline = 4,
+  kResync = 5,
+};
+
+struct Event {
+  uint64_t cursor = 0;  // grows by one per event, cluster-wide
+  Kind kind = Kind::kConnected;
+  std::string user_id;
+  std::string connection_id;  // CONNECTED, DISCONNECTED
+  std::string device_id;      // CONNECTED, DISCONNECTED (empty: no device)
+  std::string node_id;        // where the connection was (ONLINE: the first; OFFLINE: the last)
+  std::string reason;         // DISCONNECTED: why ("client closed", "node lost", ...)
+  absl::Time at;
+};
+
+// The reason of a DISCONNECTED made for a node that died without goodbye.
+inline constexpr std::string_view kNodeLost = "node lost";
+
+// The presence rules, for one log. Events come out without a cursor (the log numbers them).
+// Not thread-safe: the owner locks.
+class PresenceState {
+ public:
+  explicit PresenceState(absl::Duration offline_delay) : offline_delay_(offline_delay) {}
+
+  // A connection opened on `node`: CONNECTED, then ONLINE when the user was offline. A user
+  // whose last connection closed less than the delay ago is still online: no ONLINE. A
+  // connection already open (same node and id) makes nothing.
+  void Connected(std::string_view node, const ConnectionInfo& c, absl::Time now,
+                 std::vector<Event>* out);
+  // A connection closed: DISCONNECTED with `reason`; the user's last connection starts the
+  // offline delay. A connection not open (already reported, or lost with its node) makes nothing.
+  void Disconnected(std::string_view node, std::string_view connection_id, std::string_view reason,
+                    absl::Time now, std::vector<Event>* out);
+  // Every connection still open on `node` ends: DISCONNECTED "node lost".
+  void NodeLost(std::string_view node, absl::Time now, std::vector<Event>* out);
+  // OFFLINE for every user whose delay has run out by `now`, in the order they became due.
+  void Expire(absl::Time now, std::vector<Event>* out);
+
+  // When the next OFFLINE falls due (InfiniteFuture: none pending).
+  absl::Time NextDue() const;
+  size_t connections() const { return connections_.size(); }
+  bool online(std::string_view user) const { return users_.contains(user); }
+
+ private:
+  struct User {
+    uint32_t connections = 0;
+    absl::Time leaving_since = absl::InfiniteFuture();  // the last connection closed then
+    std::string last_node;
+  };
+  struct Open {
+    std::string user_id;
+    std::string device_id;
+  };
+  static std::string Key(std::string_view node, std::string_view connection_id);
+
+  const absl::Duration offline_delay_;
+  StringMap<User> users_;        // online users (and those leaving)
+  StringMap<Open> connections_;  // node "\n" connection id
+  // When OFFLINE falls due -> user; an entry whose user reconnected meanwhile is skipped.
+  std::multimap<absl::Time, std::string> due_;
+};
+
+// The newest events, shared by this process's WatchPresence streams. Thread-safe.
+class Feed {
+ public:
+  // A stream waiting for events past its position.
+  class Waiter {
+   public:
+    // Called once per Wait, on the publishing thread, without the feed's lock: must not block.
+    virtual void Wake() = 0;
+
+   protected:
+    ~Waiter() = default;
+  };
+
+  struct Options {
+    size_t capacity = 20000;                    // events held; the oldest go first
+    absl::Duration retention = absl::Hours(1);  // events older than this go on Trim
+    Clock* clock = Clock::Real();
+  };
+  explicit Feed(Options options) : options_(options) {}
+
+  // The log's new events, cursors increasing. When the first does not follow last(), the feed
+  // starts over from it (what came between is only in the log).
+  void Publish(std::vector<Event> events) ABSL_LOCKS_EXCLUDED(mu_);
+  // The log's newest cursor before any event was published here (the Redis log at start); the
+  // feed starts over from it when it differs from last().
+  void Reset(uint64_t last) ABSL_LOCKS_EXCLUDED(mu_);
+  // Drops events past the retention.
+  void Trim() ABSL_LOCKS_EXCLUDED(mu_);
+
+  enum class Read {
+    kOk,      // `out` has the events after `after` (up to `max`), maybe none
+    kBefore,  // `after` is older than the oldest event held: ask the log
+    kAhead,   // `after` is past the newest cursor
+  };
+  Read Take(uint64_t after, size_t max, std::vector<Event>* out) const ABSL_LOCKS_EXCLUDED(mu_);
+  // The newest cursor (0: none yet), and the oldest held (last() + 1 when none is).
+  uint64_t last() const ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t first() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // waiter->Wake() once an event past `after` is held: at once (on this thread) if one is.
+  void Wait(Waiter* waiter, uint64_t after) ABSL_LOCKS_EXCLUDED(mu_);
+  // The waiter is not woken any more (it may be being woken right now on another thread).
+  void Cancel(Waiter* waiter) ABSL_LOCKS_EXCLUDED(mu_);
+  // Wakes every waiter (shutdown).
+  void WakeAll() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  void TrimLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Options options_;
+  mutable absl::Mutex mu_;
+  std::deque<Event> events_ ABSL_GUARDED_BY(mu_);
+  uint64_t last_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<Waiter*, uint64_t> waiters_ ABSL_GUARDED_BY(mu_);
+};
+
+// Where presence events are made and kept. Hears of this process's connections from the hub.
+class PresenceLog : public HubObserver {
+ public:
+  struct Page {
+    std::vector<Event> events;  // after `after`, in cursor order
+    bool resync = false;        // `after` is older than the log keeps (or past its end)
+    uint64_t resync_from = 0;   // with resync: the cursor the events go on after
+  };
+  // Events after `after` that the feed no longer holds, at most `max`; `done` runs once, on any
+  // thread.
+  virtual void ReadLog(uint64_t after, size_t max,
+                       absl::AnyInvocable<void(absl::StatusOr<Page>)> done) = 0;
+};
+
+// The embedded default: one process, the log in memory (it is the feed: events older than the
+// feed holds are gone). OFFLINE falls due on Tick.
+class MemoryPresence final : public PresenceLog {
+ public:
+  MemoryPresence(std::string node_id, absl::Duration offline_delay, Feed* feed,
+                 Clock* clock = Clock::Real());
+
+  void OnAdd(const Connection& connection) override;
+  void OnRemove(const Connection& connection, std::string_view reason) override;
+  void ReadLog(uint64_t after, size_t max,
+               absl::AnyInvocable<void(absl::StatusOr<Page>)> done) override;
+  // OFFLINE for users whose delay ran out; trims the feed. Called often (every 100 ms).
+  void Tick();
+
+ private:
+  void Emit(std::vector<Event> events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string node_id_;
+  Feed* const feed_;
+  Clock* const clock_;
+  absl::Mutex mu_;  // taken before the feed's: events go to the feed in cursor order
+  PresenceState state_ ABSL_GUARDED_BY(mu_);
+  uint64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace push::presence
