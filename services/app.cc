@@ -18,6 +18,7 @@
 #include "common/delivery/directory.h"
 #include "common/delivery/hub.h"
 #include "common/delivery/memory_store.h"
+#include "common/delivery/presence.h"
 #include "common/json/json.h"
 #include "common/redis/redis_backend.h"
 #include "common/redis/redis_directory.h"
@@ -33,6 +34,10 @@ namespace {
 // `data` reaches our validation and gets INVALID_ARGUMENT with a clear message.
 constexpr int kGrpcEnvelopeSlack = 16 * 1024;
 constexpr absl::Duration kSweepInterval = absl::Seconds(1);
+// OFFLINE falls due within this of --presence_offline_delay (embedded default).
+constexpr absl::Duration kPresenceTick = absl::Milliseconds(100);
+// Events the embedded presence log keeps at most (besides --presence_retention).
+constexpr size_t kMemoryPresenceEvents = 262144;
 constexpr absl::Duration kGrpcShutdownGrace = absl::Milliseconds(200);
 constexpr absl::Duration kRedisStartWait = absl::Seconds(5);
 // Going-away closes per second during a drain: a thousand browsers reconnect over two seconds,
@@ -138,6 +143,13 @@ absl::Status App::Start() {
     store_ = memory_store_.get();
     directory_ = local_directory_.get();
     store_->SetPublicationSink(hub_.get());
+    presence::Feed::Options feed_options;
+    feed_options.capacity = std::max<size_t>(kMemoryPresenceEvents, 4 * config_.presence_max_lag);
+    feed_options.retention = config_.presence_retention;
+    feed_ = std::make_unique<presence::Feed>(feed_options);
+    memory_presence_ = std::make_unique<presence::MemoryPresence>(
+        config_.node_id, config_.presence_offline_delay, feed_.get());
+    hub_->AddObserver(memory_presence_.get());
   } else if (absl::Status s = StartRedis(); !s.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(cluster ? "--redis_cluster: " : "--redis: ", s.message()));
@@ -156,6 +168,9 @@ absl::Status App::Start() {
   }
   service_ = std::make_unique<service::PushServiceImpl>(logic_.get(), api_key_.get(),
                                                         config_.grpc_default_deadline);
+  if (memory_presence_) {
+    service_->SetPresence(feed_.get(), memory_presence_.get(), config_.presence_max_lag);
+  }
 
   if (config_.role != Role::kEdge) {
     // grpc.health.v1 is served by PushServiceImpl on its own queues (gRPC's built-in one would
@@ -280,12 +295,17 @@ void App::ReloadApiKey() {
 
 void App::SweepLoop() {
   absl::MutexLock lock(&sweep_mu_);
+  absl::Time next_sweep = absl::Now() + kSweepInterval;
   while (!stop_sweeping_) {
-    sweep_mu_.AwaitWithTimeout(absl::Condition(&stop_sweeping_), kSweepInterval);
+    sweep_mu_.AwaitWithTimeout(absl::Condition(&stop_sweeping_), kPresenceTick);
     if (stop_sweeping_) break;
     sweep_mu_.Unlock();
-    if (memory_store_) memory_store_->Sweep();
-    FlushLimitLogs();
+    if (memory_presence_) memory_presence_->Tick();
+    if (absl::Now() >= next_sweep) {
+      next_sweep = absl::Now() + kSweepInterval;
+      if (memory_store_) memory_store_->Sweep();
+      FlushLimitLogs();
+    }
     sweep_mu_.Lock();
   }
 }
@@ -297,6 +317,7 @@ void App::Drain() {
   draining_.store(true);
   UpdateReady();
   logic_->SetDraining();
+  service_->EndWatches();  // UNAVAILABLE with the cursor to resume after on another instance
   if (edge_) edge_->StopAccepting();
   if (grpc_server_) {
     service_->SetServing(false);

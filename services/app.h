@@ -21,6 +21,10 @@ class Directory;
 class Hub;
 class LocalDirectory;
 class RedisBackend;
+namespace presence {
+class Feed;
+class MemoryPresence;
+}  // namespace presence
 namespace store {
 class MemoryStore;
 class Store;
@@ -74,6 +78,9 @@ class App {
   std::unique_ptr<RedisBackend> redis_;
   store::Store* store_ = nullptr;
   Directory* directory_ = nullptr;
+  // Presence: the events this process's watchers read, and (embedded default) the log itself.
+  std::unique_ptr<presence::Feed> feed_;
+  std::unique_ptr<presence::MemoryPresence> memory_presence_;
   std::unique_ptr<service::PushLogic> logic_;
   std::unique_ptr<service::PushServiceImpl> service_;
   std::unique_ptr<grpc::Server> grpc_server_;

@@ -279,6 +279,11 @@ PushServiceImpl::PushServiceImpl(PushLogic* logic, const ApiKey* api_key,
 
 PushServiceImpl::~PushServiceImpl() { Stop(); }
 
+void PushServiceImpl::EndWatches() {
+  ending_watches_.store(true);
+  if (feed_ != nullptr) feed_->WakeAll();
+}
+
 absl::Status PushServiceImpl::Authorize(grpc::ServerContext* context) const {
   if (api_key_ == nullptr) return absl::OkStatus();
   const auto& metadata = context->client_metadata();
@@ -530,6 +535,7 @@ void PushServiceImpl::Start() {
       UnaryCall<v1::DeleteClientRequest, v1::DeleteClientResponse>::Listen(&delete_client_, q);
       UnaryCall<v1::ListClientsRequest, v1::ListClientsResponse>::Listen(&list_clients_, q);
       new StreamCall(this, q);
+      StartWatchCall(q);
     }
   }
   health_.Listen(&queues_);

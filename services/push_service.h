@@ -13,6 +13,7 @@
 #include "common/auth/api_key.h"
 #include "common/delivery/directory.h"
 #include "common/delivery/hub.h"
+#include "common/delivery/presence.h"
 #include "common/delivery/store.h"
 #include "push/v1/push.grpc.pb.h"
 #include "services/async_call.h"
@@ -83,12 +84,26 @@ class PushServiceImpl final {
   // grpc.health.v1: SERVING or NOT_SERVING, for "" and push.v1.PushService.
   void SetServing(bool serving) { health_.SetServing(serving); }
 
+  // WatchPresence reads `feed`, and `log` for events older than the feed holds; a stream more
+  // than `max_lag` events behind is ended. Before Start; without it WatchPresence answers
+  // UNIMPLEMENTED.
+  void SetPresence(presence::Feed* feed, presence::PresenceLog* log, uint32_t max_lag) {
+    feed_ = feed;
+    presence_log_ = log;
+    max_lag_ = max_lag;
+  }
+  // The drain: every WatchPresence stream ends with UNAVAILABLE and where to resume.
+  void EndWatches();
+
   // Calls not finished yet (the drain waits for zero before shutting gRPC down). A PushStream
   // counts each request until it is answered, so an idle open stream does not hold a drain.
   int64_t inflight() const { return inflight_.load(); }
 
  private:
   class StreamCall;
+  class WatchCall;
+  // Requests the next WatchPresence call on `queue` (services/watch_call.cc).
+  void StartWatchCall(grpc::ServerCompletionQueue* queue);
   // OK, or UNAUTHENTICATED when a key is configured and the call does not carry it.
   absl::Status Authorize(grpc::ServerContext* context) const;
   // Serves a unary method through PushLogic's `serve`, after Authorize.
@@ -103,10 +118,10 @@ class PushServiceImpl final {
   const absl::Duration default_deadline_;
   std::atomic<int64_t> inflight_{0};
   // Every method raw: requests are parsed by pushd (ParseRequest in async_call.h).
-  using RawService =
-      v1::PushService::WithRawMethod_Push<v1::PushService::WithRawMethod_DeleteClient<
-          v1::PushService::WithRawMethod_ListClients<v1::PushService::WithRawMethod_PushStream<
-              v1::PushService::WithRawMethod_Broadcast<v1::PushService::Service>>>>>;
+  using RawService = v1::PushService::WithRawMethod_Push<
+      v1::PushService::WithRawMethod_DeleteClient<v1::PushService::WithRawMethod_ListClients<
+          v1::PushService::WithRawMethod_PushStream<v1::PushService::WithRawMethod_Broadcast<
+              v1::PushService::WithRawMethod_WatchPresence<v1::PushService::Service>>>>>>;
   RawService service_;
   HealthService health_;
   QueueThreads queues_;
@@ -114,6 +129,10 @@ class PushServiceImpl final {
   UnaryMethod<v1::BroadcastRequest, v1::BroadcastResponse> broadcast_;
   UnaryMethod<v1::DeleteClientRequest, v1::DeleteClientResponse> delete_client_;
   UnaryMethod<v1::ListClientsRequest, v1::ListClientsResponse> list_clients_;
+  presence::Feed* feed_ = nullptr;
+  presence::PresenceLog* presence_log_ = nullptr;
+  uint32_t max_lag_ = 10000;
+  std::atomic<bool> ending_watches_{false};
 };
 
 }  // namespace push::service

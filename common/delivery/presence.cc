@@ -98,36 +98,32 @@ absl::Time PresenceState::NextDue() const {
 
 void Feed::Publish(std::vector<Event> events) {
   if (events.empty()) return;
-  std::vector<Waiter*> wake;
-  {
-    absl::MutexLock lock(&mu_);
-    if (events.front().cursor != last_ + 1) events_.clear();  // starts over
-    for (Event& e : events) events_.push_back(std::move(e));
-    last_ = events_.back().cursor;
-    while (events_.size() > options_.capacity) events_.pop_front();
-    for (auto it = waiters_.begin(); it != waiters_.end();) {
-      if (it->second < last_) {
-        wake.push_back(it->first);
-        waiters_.erase(it++);
-      } else {
-        ++it;
-      }
-    }
-  }
-  for (Waiter* w : wake) w->Wake();
+  absl::MutexLock lock(&mu_);
+  if (events.front().cursor != last_ + 1) events_.clear();  // starts over
+  for (Event& e : events) events_.push_back(std::move(e));
+  last_ = events_.back().cursor;
+  while (events_.size() > options_.capacity) events_.pop_front();
+  WakeLocked([this](uint64_t after) { return after < last_; });
 }
 
 void Feed::Reset(uint64_t last) {
-  std::vector<Waiter*> wake;
-  {
-    absl::MutexLock lock(&mu_);
-    if (last == last_) return;
-    events_.clear();
-    last_ = last;
-    for (auto& [w, after] : waiters_) wake.push_back(w);
-    waiters_.clear();
+  absl::MutexLock lock(&mu_);
+  if (last == last_) return;
+  events_.clear();
+  last_ = last;
+  WakeLocked([](uint64_t) { return true; });
+}
+
+template <class Due>
+void Feed::WakeLocked(Due due) {
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    if (due(it->second)) {
+      it->first->Wake();
+      waiters_.erase(it++);
+    } else {
+      ++it;
+    }
   }
-  for (Waiter* w : wake) w->Wake();
 }
 
 void Feed::TrimLocked(absl::Time now) {
@@ -161,15 +157,11 @@ uint64_t Feed::first() const {
   return events_.empty() ? last_ + 1 : events_.front().cursor;
 }
 
-void Feed::Wait(Waiter* waiter, uint64_t after) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (after >= last_) {
-      waiters_[waiter] = after;
-      return;
-    }
-  }
-  waiter->Wake();
+bool Feed::Wait(Waiter* waiter, uint64_t after) {
+  absl::MutexLock lock(&mu_);
+  if (after < last_) return false;
+  waiters_[waiter] = after;
+  return true;
 }
 
 void Feed::Cancel(Waiter* waiter) {
@@ -178,13 +170,8 @@ void Feed::Cancel(Waiter* waiter) {
 }
 
 void Feed::WakeAll() {
-  std::vector<Waiter*> wake;
-  {
-    absl::MutexLock lock(&mu_);
-    for (auto& [w, after] : waiters_) wake.push_back(w);
-    waiters_.clear();
-  }
-  for (Waiter* w : wake) w->Wake();
+  absl::MutexLock lock(&mu_);
+  WakeLocked([](uint64_t) { return true; });
 }
 
 MemoryPresence::MemoryPresence(std::string node_id, absl::Duration offline_delay, Feed* feed,

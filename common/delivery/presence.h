@@ -105,7 +105,8 @@ class Feed {
   // A stream waiting for events past its position.
   class Waiter {
    public:
-    // Called once per Wait, on the publishing thread, without the feed's lock: must not block.
+    // Called once per Wait that returned true, on the publishing thread, under the feed's lock
+    // (so that after Cancel returns it is not called any more): must not block nor call the feed.
     virtual void Wake() = 0;
 
    protected:
@@ -138,15 +139,19 @@ class Feed {
   uint64_t last() const ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t first() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // waiter->Wake() once an event past `after` is held: at once (on this thread) if one is.
-  void Wait(Waiter* waiter, uint64_t after) ABSL_LOCKS_EXCLUDED(mu_);
-  // The waiter is not woken any more (it may be being woken right now on another thread).
+  // Registers `waiter` to be woken once an event past `after` is held: true. False (nothing
+  // registered) when one already is.
+  bool Wait(Waiter* waiter, uint64_t after) ABSL_LOCKS_EXCLUDED(mu_);
+  // After it returns, the waiter is not woken any more.
   void Cancel(Waiter* waiter) ABSL_LOCKS_EXCLUDED(mu_);
   // Wakes every waiter (shutdown).
   void WakeAll() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   void TrimLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Wakes and forgets the waiters whose position `due(after)` says is behind.
+  template <class Due>
+  void WakeLocked(Due due) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   mutable absl::Mutex mu_;
