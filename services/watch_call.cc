@@ -147,8 +147,9 @@ class PushServiceImpl::WatchCall final : public presence::Feed::Waiter {
   void WaitOnFeed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     waiting_ = true;
     registering_ = true;
+    const uint64_t after = pos_;
     mu_.Unlock();
-    bool registered = service_->feed_->Wait(this, pos_);
+    bool registered = service_->feed_->Wait(this, after);
     mu_.Lock();
     registering_ = false;
     if (!registered) {

@@ -103,7 +103,8 @@ void Feed::Publish(std::vector<Event> events) {
   for (Event& e : events) events_.push_back(std::move(e));
   last_ = events_.back().cursor;
   while (events_.size() > options_.capacity) events_.pop_front();
-  WakeLocked([this](uint64_t after) { return after < last_; });
+  const uint64_t last = last_;
+  WakeLocked([last](uint64_t after) { return after < last; });
 }
 
 void Feed::Reset(uint64_t last) {
