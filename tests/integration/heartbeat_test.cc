@@ -29,12 +29,6 @@ std::vector<std::string> HeartbeatFlags() {
   return {"--ping_interval=200ms", "--pong_timeout=300ms"};
 }
 
-uint64_t MetricValue(const std::string& body, const std::string& series) {
-  size_t pos = body.find("\n" + series + " ");
-  if (pos == std::string::npos) return UINT64_MAX;
-  return std::stoull(body.substr(pos + series.size() + 2));
-}
-
 TEST(HeartbeatTest, SilentClientIsPingedThenDroppedAndLeavesListClients) {
   PushdProcess pushd(HeartbeatFlags());
   ASSERT_TRUE(pushd.started());

@@ -243,6 +243,11 @@ TEST_P(PresenceTest, AWatcherThatFallsTooFarBehindIsEndedWithWhereToResume) {
   std::vector<v1::PresenceEvent> rest = Drain(resumed);
   ASSERT_EQ(got.size() + rest.size(), all.size());
   for (size_t i = 0; i < rest.size(); ++i) EXPECT_EQ(rest[i].cursor(), last + 1 + i);
+  // The metrics: the events this process made, the streams open now, the one dropped.
+  std::string metrics = HttpRequest(pushd.ws_port(), "GET", "/metrics").body;
+  EXPECT_EQ(MetricValue(metrics, "pushd_presence_events_total"), 402u);
+  EXPECT_EQ(MetricValue(metrics, "pushd_presence_watchers"), 2u);  // fast and resumed
+  EXPECT_EQ(MetricValue(metrics, "pushd_presence_watcher_drops_total"), 1u);
 }
 
 TEST_P(PresenceTest, BadRequestsGetInvalidArgument) {

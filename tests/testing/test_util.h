@@ -22,6 +22,13 @@ inline bool WaitFor(const std::function<bool()>& condition,
   return condition();
 }
 
+// The value of one series in a /metrics body (`name` or `name{labels}`); UINT64_MAX when absent.
+inline uint64_t MetricValue(const std::string& body, const std::string& series) {
+  size_t pos = body.find("\n" + series + " ");
+  if (pos == std::string::npos) return UINT64_MAX;
+  return std::stoull(body.substr(pos + series.size() + 2));
+}
+
 inline int64_t MillisSince(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t)
       .count();
