@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/base/metrics.h"
 #include "common/redis/cluster_client.h"
+#include "common/redis/redis_backend.h"
 #include "common/redis/redis_client.h"
 #include "common/redis/redis_schema.h"
 #include "common/redis/router.h"
@@ -547,6 +548,55 @@ TEST_F(RedisPresenceTest, FlushSendsEverythingAndGivesUpTheLease) {
   EXPECT_EQ(a->presence().outbox_size(), 0u);
   EXPECT_EQ(redis_.Command({"GET", redis_schema::PresenceCounterKey()}), "101");
   EXPECT_EQ(redis_.Command({"HEXISTS", redis_schema::PresenceInstancesKey(), a->instance()}), "0");
+}
+
+// RedisBackend with a feed: the edge process reports its hub's connections, an API-only process
+// (edge = false) follows the log and serves reads but reports nothing; both tick (OFFLINE).
+TEST_F(RedisPresenceTest, RedisBackendWiresPresenceOnEdgeAndApiProcesses) {
+  auto options = [&](const std::string& node, bool edge, Feed* feed) {
+    RedisBackendOptions o;
+    o.endpoint.host = "127.0.0.1";
+    o.endpoint.port = redis_.port();
+    o.node_id = node;
+    o.edge = edge;
+    o.feed = feed;
+    o.presence_offline_delay = absl::Milliseconds(300);
+    return o;
+  };
+  Feed edge_feed(Feed::Options{}), api_feed(Feed::Options{});
+  Hub edge_hub, api_hub;
+  RedisBackend edge(options("edge-1", true, &edge_feed), &edge_hub);
+  RedisBackend api(options("api-1", false, &api_feed), &api_hub);
+  ASSERT_TRUE(edge.Start(absl::Seconds(5)).ok());
+  ASSERT_TRUE(api.Start(absl::Seconds(5)).ok());
+  ASSERT_NE(edge.presence(), nullptr);
+  ASSERT_NE(api.presence(), nullptr);
+  ASSERT_TRUE(WaitFor([&] { return edge.presence()->following() && api.presence()->following(); }));
+  ConnectionInfo info;
+  info.user_id = "olga";
+  info.connection_id = "c1";
+  auto c = std::make_shared<RecordingConnection>(info, 0, 0);
+  edge_hub.Add(c);
+  ASSERT_TRUE(WaitFor([&] { return Held(api_feed).size() >= 2; }));
+  edge_hub.Remove(*c, "shutdown");
+  EXPECT_TRUE(edge.FlushPresence(absl::Seconds(5)));
+  ASSERT_TRUE(WaitFor([&] { return Held(api_feed).size() >= 4; }));  // OFFLINE by a tick (1 s)
+  EXPECT_EQ(Described(Held(api_feed)),
+            (std::vector<std::string>{"CONNECTED olga c1 - edge-1 -", "ONLINE olga - - edge-1 -",
+                                      "DISCONNECTED olga c1 - edge-1 shutdown",
+                                      "OFFLINE olga - - edge-1 -"}));
+  std::promise<absl::StatusOr<presence::PresenceLog::Page>> p;
+  api.presence()->ReadLog(0, 10, [&](absl::StatusOr<presence::PresenceLog::Page> page) {
+    p.set_value(std::move(page));
+  });
+  auto page = p.get_future().get();
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(Described(page->events), Described(Held(api_feed)));
+  ASSERT_TRUE(WaitFor([&] { return Held(edge_feed).size() >= 4; }));
+  // The API-only process holds no lease: it reports nothing.
+  EXPECT_EQ(redis_.Command({"HLEN", redis_schema::PresenceInstancesKey()}), "0");
+  api.Stop();
+  edge.Stop();
 }
 
 // The same on a 3-primary Redis Cluster: a node reports, an API-only watcher on another
