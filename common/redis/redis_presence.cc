@@ -415,7 +415,7 @@ void RedisPresence::Pump() {
 void RedisPresence::Failed(const absl::Status& status) {
   backoff_ = std::clamp(backoff_ * 2, kMinBackoff, kMaxBackoff);
   retry_at_ = absl::Now() + backoff_;
-  if (uint64_t n = failures_.Hit(); n > 0) {
+  if (uint64_t n = batch_failures_.Hit(); n > 0) {
     spdlog::warn("presence: {} report batches failed ({} waiting), retrying: {}", n,
                  queued_reports_, status.ToString());
   }
@@ -589,7 +589,7 @@ void RedisPresence::Sweep(const std::string& force_dead, absl::AnyInvocable<void
   commands_->Command(slot_, std::move(argv),
                      [this, done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
                        if (!IsArray(v, 4)) {
-                         if (uint64_t n = failures_.Hit(); n > 0) {
+                         if (uint64_t n = sweep_failures_.Hit(); n > 0) {
                            spdlog::warn("presence: {} sweeps failed: {}", n,
                                         v.ok() ? "unexpected reply" : v.status().ToString());
                          }
@@ -643,7 +643,7 @@ void RedisPresence::ReadTail() {
       [this](absl::StatusOr<redis::Value> v) {
         if (stopped_.load()) return tailing_.store(false);
         if (!v.ok()) {
-          if (uint64_t n = failures_.Hit(); n > 0) {
+          if (uint64_t n = tail_failures_.Hit(); n > 0) {
             spdlog::warn("presence: {} reads of the log failed: {}", n, v.status().ToString());
           }
           return tailing_.store(false);  // started again by the next tick

@@ -140,7 +140,9 @@ class RedisPresence final : public presence::PresenceLog {
   const std::string instance_key_;
   std::atomic<bool> stopped_{false};
   std::atomic<bool> sweeping_{false};
-  LogThrottle failures_{absl::Seconds(10)};
+  LogThrottle batch_failures_{absl::Seconds(10)};
+  LogThrottle sweep_failures_{absl::Seconds(10)};
+  LogThrottle tail_failures_{absl::Seconds(10)};
   LogThrottle drops_{absl::Seconds(10)};
 
   mutable absl::Mutex mu_;
