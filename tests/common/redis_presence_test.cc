@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/base/metrics.h"
 #include "common/redis/cluster_client.h"
+#include "common/redis/cluster_slots.h"
 #include "common/redis/redis_backend.h"
 #include "common/redis/redis_client.h"
 #include "common/redis/redis_schema.h"
@@ -244,6 +245,20 @@ class RedisPresenceTest : public ::testing::Test {
 
   RedisServer redis_;
 };
+
+// Every presence key is in one slot, so each script is one atomic step on one shard.
+TEST(RedisPresenceSchemaTest, EveryPresenceKeySharesOneSlot) {
+  const uint16_t slot = redis_schema::PresenceSlot();
+  for (const std::string& key :
+       {redis_schema::PresenceLogKey(), redis_schema::PresenceCounterKey(),
+        redis_schema::PresenceUsersKey(), redis_schema::PresenceLeavingKey(),
+        redis_schema::PresenceLastNodeKey(), redis_schema::PresenceInstancesKey(),
+        redis_schema::PresenceInstanceKey("node-a-0123456789abcdef")}) {
+    EXPECT_EQ(redis::KeySlot(key), slot) << key;
+  }
+  EXPECT_EQ(redis_schema::PresenceLogKey(), "pushd:{presence}:log");
+  EXPECT_EQ(redis_schema::PresenceInstanceKey("i"), "pushd:{presence}:inst:i");
+}
 
 // Connect, close, and the delay: CONNECTED, ONLINE, DISCONNECTED, OFFLINE, cursors from 1 up by
 // one, each once, with their fields.
