@@ -4,6 +4,7 @@
 #include "common/redis/cluster_client.h"
 #include "common/redis/redis_client.h"
 #include "common/redis/redis_directory.h"
+#include "common/redis/redis_presence.h"
 #include "common/redis/redis_store.h"
 #include "common/redis/router.h"
 #include "common/redis/subscriber.h"
@@ -17,6 +18,11 @@ RedisBackend::RedisBackend(RedisBackendOptions options, Hub* hub)
   const bool cluster = !options_.cluster_seeds.empty();
   std::vector<std::string> scripts = store::RedisStore::Scripts();
   for (std::string& s : RedisDirectory::Scripts()) scripts.push_back(std::move(s));
+  if (options_.feed != nullptr) {
+    for (std::string& s : RedisPresence::Scripts()) scripts.push_back(std::move(s));
+  }
+  // The presence tail blocks in XREAD for this long: its link waits longer for an answer.
+  const absl::Duration tail_block = absl::Seconds(2);
 
   const int wait = static_cast<int>(options_.wait_replicas);
   if (cluster) {
@@ -30,6 +36,7 @@ RedisBackend::RedisBackend(RedisBackendOptions options, Hub* hub)
     redis::ClusterOptions o = make("cluster");
     o.on_up_changed = [this, edge](bool up) {
       if (up && edge) directory_->OnCommandsUp();
+      if (up && presence_) presence_->OnCommandsUp();
       LinksChanged();
     };
     o.on_map_changed = [this] {
@@ -43,6 +50,14 @@ RedisBackend::RedisBackend(RedisBackendOptions options, Hub* hub)
       durable_cluster_ = std::make_unique<redis::ClusterClient>(std::move(d));
     }
     router_ = std::make_unique<redis::ClusterRouter>(cluster_.get(), durable_cluster_.get());
+    if (options_.feed != nullptr) {
+      redis::ClusterOptions t;
+      t.seeds = options_.cluster_seeds;
+      t.name = "presence-tail";
+      t.command_timeout = tail_block + absl::Seconds(3);
+      tail_cluster_ = std::make_unique<redis::ClusterClient>(std::move(t));
+      tail_router_ = std::make_unique<redis::ClusterRouter>(tail_cluster_.get());
+    }
   } else {
     redis::ConnectionOptions o;
     o.endpoint = options_.endpoint;
@@ -50,6 +65,7 @@ RedisBackend::RedisBackend(RedisBackendOptions options, Hub* hub)
     o.scripts = scripts;
     o.on_connect = [this, edge] {
       if (edge) directory_->OnCommandsUp();
+      if (presence_) presence_->OnCommandsUp();
       LinksChanged();
     };
     o.on_disconnect = [this] { LinksChanged(); };
@@ -67,6 +83,14 @@ RedisBackend::RedisBackend(RedisBackendOptions options, Hub* hub)
       durable_ = std::make_unique<redis::Connection>(std::move(d));
     }
     router_ = std::make_unique<redis::ConnectionRouter>(commands_.get(), durable_.get());
+    if (options_.feed != nullptr) {
+      redis::ConnectionOptions t;
+      t.endpoint = options_.endpoint;
+      t.name = "presence-tail";
+      t.command_timeout = tail_block + absl::Seconds(3);
+      tail_ = std::make_unique<redis::Connection>(std::move(t));
+      tail_router_ = std::make_unique<redis::ConnectionRouter>(tail_.get());
+    }
   }
 
   store::RedisStoreOptions store_options;
@@ -87,10 +111,21 @@ RedisBackend::RedisBackend(RedisBackendOptions options, Hub* hub)
   }
   directory_ = std::make_unique<RedisDirectory>(options_.node_id, instance_, router_.get(),
                                                 subscriber_.get(), hub);
+  if (options_.feed != nullptr) {
+    RedisPresenceOptions p;
+    p.node_id = options_.node_id;
+    p.instance = instance_;
+    p.offline_delay = options_.presence_offline_delay;
+    p.retention = options_.presence_retention;
+    p.block = tail_block;
+    presence_ = std::make_unique<RedisPresence>(std::move(p), router_.get(), tail_router_.get(),
+                                                options_.feed, edge ? hub : nullptr);
+  }
   if (!edge) return;
   // Presence follows the hub; what the append scripts publish on the users' channels goes to
   // the store, which hands messages to its sink (the hub) and close commands to the directory.
   hub->AddObserver(directory_.get());
+  if (presence_) hub->AddObserver(presence_.get());
   store_->SetCloseCommandHandler(
       [directory = directory_.get()](const redis_schema::CloseCommand& command) {
         directory->OnCloseCommand(command);
@@ -107,6 +142,10 @@ bool RedisBackend::up() const {
   return commands && durable && (subscriber_ == nullptr || subscriber_->up());
 }
 
+bool RedisBackend::FlushPresence(absl::Duration timeout) {
+  return presence_ == nullptr || presence_->Flush(timeout);
+}
+
 void RedisBackend::LinksChanged() {
   if (options_.on_links_changed) options_.on_links_changed();
 }
@@ -118,7 +157,8 @@ void RedisBackend::TickLoop() {
       tick_mu_.AwaitWithTimeout(absl::Condition(&stop_ticking_), absl::Seconds(1));
       if (stop_ticking_) return;
     }
-    directory_->OnTick();
+    if (options_.edge) directory_->OnTick();
+    if (presence_) presence_->OnTick();
   }
 }
 
@@ -135,7 +175,10 @@ absl::Status RedisBackend::Start(absl::Duration wait) {
     if (durable_) durable_->Start();
   }
   if (subscriber_) subscriber_->Start();
-  if (options_.edge) ticker_ = std::thread([this] { TickLoop(); });
+  if (tail_cluster_) (void)tail_cluster_->Start();  // as the commands' client
+  if (tail_) tail_->Start();
+  if (presence_) presence_->Start();
+  if (options_.edge || presence_) ticker_ = std::thread([this] { TickLoop(); });
   // Give the links a moment, so "ready" at start usually means ready.
   absl::Time give_up = absl::Now() + wait;
   while (!up() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(5));
@@ -159,6 +202,9 @@ void RedisBackend::Stop() {
     stop_ticking_ = true;
   }
   if (ticker_.joinable()) ticker_.join();
+  if (presence_) presence_->Stop();
+  if (tail_cluster_) tail_cluster_->Stop();
+  if (tail_) tail_->Stop();
   if (subscriber_) subscriber_->Stop();
   if (durable_cluster_) durable_cluster_->Stop();
   if (cluster_) cluster_->Stop();

@@ -15,6 +15,10 @@
 namespace push {
 class Hub;
 class RedisDirectory;
+class RedisPresence;
+namespace presence {
+class Feed;
+}
 namespace store {
 class RedisStore;
 }
@@ -37,6 +41,12 @@ struct RedisBackendOptions {
   // This process holds WebSocket connections (role edge or all): it subscribes to its users'
   // channels and registers its connections' presence. An API-only process needs neither.
   bool edge = true;
+  // Presence (CONTRACT §6): the feed this process's WatchPresence streams read; null = no
+  // presence here. With it, the log lives in Redis (RedisPresence): an edge process reports its
+  // connections, and every process with a feed follows the log on a link of its own and sweeps.
+  presence::Feed* feed = nullptr;
+  absl::Duration presence_offline_delay = absl::Seconds(5);
+  absl::Duration presence_retention = absl::Hours(1);
   // Runs whenever a link goes up or down (on a Redis thread): readiness follows up().
   absl::AnyInvocable<void()> on_links_changed;
 };
@@ -61,6 +71,12 @@ class RedisBackend {
   bool up() const;
   store::RedisStore* store() const { return store_.get(); }
   RedisDirectory* directory() const { return directory_.get(); }
+  // Null without a feed.
+  RedisPresence* presence() const { return presence_.get(); }
+  // Graceful shutdown, before Stop(): waits up to `timeout` until this process's presence
+  // reports (the drain's DISCONNECTED "shutdown") are in Redis. True when they are (or there is
+  // no presence).
+  bool FlushPresence(absl::Duration timeout);
   const std::string& instance() const { return instance_; }
 
  private:
@@ -79,6 +95,11 @@ class RedisBackend {
   std::unique_ptr<redis::Subscriber> subscriber_;
   std::unique_ptr<store::RedisStore> store_;
   std::unique_ptr<RedisDirectory> directory_;
+  // Presence: the tail's own link (a blocking XREAD must not hold up commands), and the log.
+  std::unique_ptr<redis::Connection> tail_;
+  std::unique_ptr<redis::ClusterClient> tail_cluster_;
+  std::unique_ptr<redis::Router> tail_router_;
+  std::unique_ptr<RedisPresence> presence_;
 
   absl::Mutex tick_mu_;
   bool stop_ticking_ ABSL_GUARDED_BY(tick_mu_) = false;

@@ -68,6 +68,16 @@ std::string InstanceClientsKey(std::string_view instance) { return Tagged(instan
 std::string InstanceIndexKey(std::string_view instance) { return Tagged(instance, ":ix"); }
 std::string InstanceGcKey(std::string_view instance) { return Tagged(instance, ":gc"); }
 std::string LeasesKey() { return Join(kPrefix, "leases"); }
+std::string PresenceLogKey() { return Tagged("presence", ":log"); }
+std::string PresenceCounterKey() { return Tagged("presence", ":n"); }
+std::string PresenceUsersKey() { return Tagged("presence", ":users"); }
+std::string PresenceLeavingKey() { return Tagged("presence", ":leaving"); }
+std::string PresenceLastNodeKey() { return Tagged("presence", ":lastnode"); }
+std::string PresenceInstancesKey() { return Tagged("presence", ":insts"); }
+std::string PresenceInstanceKey(std::string_view instance) {
+  return Join(Tagged("presence", ":inst:"), instance);
+}
+uint16_t PresenceSlot() { return redis::KeySlot(PresenceLogKey()); }
 uint16_t UserSlot(std::string_view user_id) { return redis::KeySlot(StreamKey(user_id)); }
 uint16_t InstanceSlot(std::string_view instance) {
   return redis::KeySlot(InstanceClientsKey(instance));

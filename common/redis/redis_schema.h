@@ -22,6 +22,20 @@
 //   pushd:{<inst>}:gc   string: a node is removing the dead instance's entries
 //   pushd:leases        hash: instance -> lease end (Redis server time, ms)
 //
+// Presence events (CONTRACT §6; common/redis/redis_presence.h) are one log for the whole
+// cluster, so all of it shares the hash tag {presence} and every presence script is one atomic
+// step on one shard:
+//   pushd:{presence}:log       stream of events, entry ids <cursor>-0, fields k (kind) u (user)
+//                              c (connection) d (device) n (node) r (reason) t (at, Redis ms);
+//                              the empty ones left out
+//   pushd:{presence}:n         string: the newest cursor (numbering goes on after a trim)
+//   pushd:{presence}:users     hash: user -> live connections cluster-wide (0: leaving)
+//   pushd:{presence}:leaving   sorted set: user -> when OFFLINE falls due (Redis ms)
+//   pushd:{presence}:lastnode  hash: leaving user -> the node of its last connection
+//   pushd:{presence}:insts     hash: instance -> presence lease end (Redis ms)
+//   pushd:{presence}:inst:<i>  hash: connection_id -> "user\ndevice\nnode" (what instance i
+//                              reported open: what a lost node's DISCONNECTEDs are made from)
+//
 // Why a Redis Stream per user: entries are ordered by their id, so with explicit ids 0-<seq> a
 // replay is one XRANGE from (0-<since>, XADD MAXLEN trims to --history_size in the same call,
 // and small streams are stored compactly (listpacks). The seq counter lives in m so it survives a
@@ -51,6 +65,15 @@ std::string InstanceClientsKey(std::string_view instance);
 std::string InstanceIndexKey(std::string_view instance);
 std::string InstanceGcKey(std::string_view instance);
 std::string LeasesKey();
+std::string PresenceLogKey();
+std::string PresenceCounterKey();
+std::string PresenceUsersKey();
+std::string PresenceLeavingKey();
+std::string PresenceLastNodeKey();
+std::string PresenceInstancesKey();
+std::string PresenceInstanceKey(std::string_view instance);
+// The slot of every presence key.
+uint16_t PresenceSlot();
 // The hash slot of every key of the user, and of every key of the instance.
 uint16_t UserSlot(std::string_view user_id);
 uint16_t InstanceSlot(std::string_view instance);
