@@ -22,6 +22,7 @@
 #include "common/json/json.h"
 #include "common/redis/redis_backend.h"
 #include "common/redis/redis_directory.h"
+#include "common/redis/redis_presence.h"
 #include "common/redis/redis_store.h"
 #include "edge/edge_server.h"
 #include "services/push_service.h"
@@ -115,6 +116,17 @@ absl::Status App::StartRedis() {
   options.wait_replicas = config_.redis_wait_replicas;
   options.edge = config_.role != Role::kApi;
   options.on_links_changed = [this] { UpdateReady(); };
+  // Presence: the log is in Redis; the feed holds the newest events for this process's
+  // watchers, twice the lag at which one is dropped (so a watcher within it reads memory only).
+  if (config_.role != Role::kEdge) {
+    presence::Feed::Options feed_options;
+    feed_options.capacity = std::max<size_t>(4096, 2 * config_.presence_max_lag);
+    feed_options.retention = config_.presence_retention;
+    feed_ = std::make_unique<presence::Feed>(feed_options);
+  }
+  options.feed = feed_.get();
+  options.presence_offline_delay = config_.presence_offline_delay;
+  options.presence_retention = config_.presence_retention;
   redis_ = std::make_unique<RedisBackend>(std::move(options), hub_.get());
   store_ = redis_->store();
   directory_ = redis_->directory();
@@ -170,6 +182,8 @@ absl::Status App::Start() {
                                                         config_.grpc_default_deadline);
   if (memory_presence_) {
     service_->SetPresence(feed_.get(), memory_presence_.get(), config_.presence_max_lag);
+  } else if (redis_ != nullptr && redis_->presence() != nullptr) {
+    service_->SetPresence(feed_.get(), redis_->presence(), config_.presence_max_lag);
   }
 
   if (config_.role != Role::kEdge) {
@@ -343,6 +357,10 @@ void App::Drain() {
         absl::ToChronoTime(std::min(deadline, absl::Now() + kGrpcShutdownGrace)));
   }
   if (edge_) edge_->Stop();
+  // The closes' DISCONNECTED reports reach the log before this process goes.
+  if (redis_ != nullptr && !redis_->FlushPresence(absl::Seconds(2))) {
+    spdlog::warn("drain: presence reports not all written to Redis");
+  }
   // Leave ListClients at once rather than when the heartbeat expires.
   if (redis_ != nullptr && config_.role != Role::kApi) {
     redis_->directory()->Goodbye(absl::Seconds(2));

@@ -6,9 +6,10 @@
 // feed holds, and writes them one at a time (events that are ready go out together: each write
 // but the last carries the buffer hint). Once caught up it waits on the feed, which wakes it
 // through an alarm on its queue. A watcher that has caught up once and then falls more than
-// --presence_max_lag events behind the newest is ended with RESOURCE_EXHAUSTED and the cursor
-// to resume after; memory stays bounded by the feed, whatever the watchers do, and the edge never
-// waits for them.
+// --presence_max_lag events behind the newest, and stays there for a second or had a write
+// stalled that long (FellBehind), is ended with RESOURCE_EXHAUSTED and the cursor to resume
+// after; memory stays bounded by the feed, whatever the watchers do, and the edge never waits for
+// them.
 
 #include <grpcpp/alarm.h>
 
@@ -26,6 +27,8 @@ namespace {
 
 constexpr size_t kMaxWatchedUsers = 10000;
 constexpr size_t kBatch = 256;
+// How long a watcher may stay more than --presence_max_lag behind, or have one write stalled.
+constexpr absl::Duration kStall = absl::Seconds(1);
 
 void ToProto(const presence::Event& e, v1::PresenceEvent* out) {
   out->set_cursor(e.cursor);
@@ -123,9 +126,7 @@ class PushServiceImpl::WatchCall final : public presence::Feed::Waiter {
             WaitOnFeed();
             continue;
           }
-          if (caught_up_ &&
-              batch.back().cursor - pos_ + (service_->feed_->last() - batch.back().cursor) >
-                  service_->max_lag_) {
+          if (caught_up_ && FellBehind(service_->feed_->last() - pos_)) {
             GlobalMetrics().presence_watcher_drops.fetch_add(1, std::memory_order_relaxed);
             return Finish(grpc::Status(
                 grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -140,6 +141,22 @@ class PushServiceImpl::WatchCall final : public presence::Feed::Waiter {
           return;
       }
     }
+  }
+
+  // Whether a watcher `lag` events behind the newest is too slow to keep: more than
+  // --presence_max_lag behind, and either its last write was stalled (the client did not read)
+  // for kStall, or it has stayed that far behind for kStall (a burst of events from the log is
+  // not a slow watcher: one that reads catches up within it).
+  bool FellBehind(uint64_t lag) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const bool stalled = stalled_;
+    stalled_ = false;
+    if (lag <= service_->max_lag_) {
+      behind_since_ = absl::InfiniteFuture();
+      return false;
+    }
+    absl::Time now = absl::Now();
+    if (behind_since_ == absl::InfiniteFuture()) behind_since_ = now;
+    return stalled || now - behind_since_ >= kStall;
   }
 
   // Registers with the feed for the events after pos_ (waiting_ until the alarm's event), or
@@ -224,6 +241,7 @@ class PushServiceImpl::WatchCall final : public presence::Feed::Waiter {
     grpc::WriteOptions options;
     if (!pending_.empty()) options.set_buffer_hint();  // ready ones go out in one write
     writing_ = true;
+    write_started_ = absl::Now();
     writer_.Write(SerializeResponse(event), options, &written_);
   }
 
@@ -241,6 +259,7 @@ class PushServiceImpl::WatchCall final : public presence::Feed::Waiter {
       absl::MutexLock lock(&mu_);
       writing_ = false;
       if (!ok) cancelled_ = true;  // the client is gone
+      if (absl::Now() - write_started_ >= kStall) stalled_ = true;
       Step();
       free = Release();
     }
@@ -315,7 +334,10 @@ class PushServiceImpl::WatchCall final : public presence::Feed::Waiter {
   bool counted_ ABSL_GUARDED_BY(mu_) = false;
   bool caught_up_ ABSL_GUARDED_BY(mu_) = false;
   bool waiting_ ABSL_GUARDED_BY(mu_) = false;      // registered with the feed
-  bool registering_ ABSL_GUARDED_BY(mu_) = false;  // in WaitOnFeed, mu_ released
+  bool registering_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time write_started_ ABSL_GUARDED_BY(mu_);
+  bool stalled_ ABSL_GUARDED_BY(mu_) = false;  // the last write took kStall or more
+  absl::Time behind_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();  // in WaitOnFeed, mu_ released
   std::atomic<bool> alarm_armed_{false};           // Wake set the alarm; OnWake not run yet
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool reading_log_ ABSL_GUARDED_BY(mu_) = false;
