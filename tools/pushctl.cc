@@ -2,7 +2,7 @@
 //   pushctl [OPTIONS] push --user alice --data '{"hello":1}' [--message_id ID] [--ttl SECONDS]
 //   pushctl [OPTIONS] list [--user alice] [--page_size N]
 //   pushctl [OPTIONS] delete --user alice [--connection ID] [--purge] [--reason TEXT]
-//   pushctl [OPTIONS] receipts --user alice (--id ID | --seq N)
+//   pushctl [OPTIONS] receipts --user alice (--id ID | --seq N)     (--message_id = --id)
 //   pushctl [OPTIONS] watch [--user alice]... [--after CURSOR] [--count K]
 // OPTIONS, before or after the command: --addr host:port (default
 // 127.0.0.1:50051), --timeout seconds (default 10), --api_key_file FILE, and for a TLS server
