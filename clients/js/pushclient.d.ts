@@ -26,6 +26,8 @@ export interface PushGap {
 export interface PushWelcome {
   connectionId: string | null;
   userId: string | null;
+  /** The device the connection belongs to (the welcome frame's device_id); null without one. */
+  deviceId: string | null;
   /** The user's latest seq when the connection opened. */
   seq: number;
 }
@@ -95,6 +97,12 @@ interface CommonOptions {
    * The /ws endpoint (ws:, wss:, http: or https:). Default in a page: /ws on the page's host.
    */
   url?: string;
+  /**
+   * Connect as this device of the user (device_id=, 1-64 characters of A-Z a-z 0-9 . _ : -,
+   * checked at construction): the device has its own delivered cursor, which a connection
+   * without `lastSeq` resumes from, and receipts name it.
+   */
+  deviceId?: string;
   /** Open with ack=1: the user's delivered cursor moves only when this client acknowledges. */
   ack?: boolean;
   /** With ack: acknowledge each message after the 'message' listeners return (default true). */
@@ -162,6 +170,8 @@ export declare class PushClient<T = unknown> {
   readonly lastSeq: number;
   readonly connectionId: string | null;
   readonly userId: string | null;
+  /** The deviceId option, or null. */
+  readonly deviceId: string | null;
   readonly stats: PushClientStats;
   /** Subscribes; returns a function that unsubscribes. */
   on<E extends keyof PushClientEvents<T>>(

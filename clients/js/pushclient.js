@@ -19,6 +19,7 @@ export const RECONNECT_REASON = 'reconnect';
 
 const CLOSE_NORMAL = 1000;
 const USER_ID = /^[A-Za-z0-9._:@-]{1,128}$/; // as the server accepts it
+const DEVICE_ID = /^[A-Za-z0-9._:-]{1,64}$/; // as the server accepts it (device_id=)
 const CLOSE_TOKEN_EXPIRED = 4001; // pushd --auth=jwt: the token expired without a refresh
 
 // The token's exp in Unix ms, or null (no exp, or not a JWT).
@@ -104,6 +105,11 @@ export class PushClient {
     if (opts.userId != null && !USER_ID.test(opts.userId)) {
       throw new TypeError('PushClient: userId must be 1-128 characters of A-Z a-z 0-9 . _ : @ -');
     }
+    if (opts.deviceId != null && (typeof opts.deviceId !== 'string' || !DEVICE_ID.test(opts.deviceId))) {
+      throw new TypeError(
+        `PushClient: deviceId must be 1-64 characters of A-Z a-z 0-9 . _ : - (got ${JSON.stringify(opts.deviceId)})`,
+      );
+    }
     const url = opts.url ?? defaultUrl();
     if (!url) throw new TypeError('PushClient: url is required outside a browser page');
     this._url = new URL(url, globalThis.location?.href);
@@ -119,6 +125,7 @@ export class PushClient {
     this._fetch = opts.fetch ?? globalThis.fetch?.bind(globalThis);
     this._userId = opts.userId ?? null;
     this._token = opts.token ?? null;
+    this._deviceId = opts.deviceId ?? null;
     this._ack = Boolean(opts.ack);
     this._autoAck = opts.autoAck ?? true;
     this._minDelay = opts.minDelay;
@@ -165,6 +172,10 @@ export class PushClient {
   /** The user this client connects as (from the welcome frame when a token is used). */
   get userId() {
     return this._userId;
+  }
+  /** The device this client connects as (the deviceId option), or null. */
+  get deviceId() {
+    return this._deviceId;
   }
 
   /** Subscribes to 'message', 'gap', 'state', 'welcome', 'reset' or 'error'; returns an unsubscribe function. */
@@ -304,6 +315,7 @@ export class PushClient {
     } else {
       url.searchParams.set('user_id', this._userId);
     }
+    if (this._deviceId != null) url.searchParams.set('device_id', this._deviceId);
     if (this._seqKnown) url.searchParams.set('since', String(this._lastSeq));
     if (this._ack) url.searchParams.set('ack', '1');
 
@@ -402,7 +414,9 @@ export class PushClient {
     } else if (!this._seqKnown && seq === 0) {
       this._seqKnown = true; // empty stream: everything that comes later is after 0
     }
-    this._emit('welcome', { connectionId: this._connectionId, userId: this._userId, seq });
+    // The device as the server took it (device_id in the welcome); null without one.
+    const deviceId = typeof frame.device_id === 'string' ? frame.device_id : null;
+    this._emit('welcome', { connectionId: this._connectionId, userId: this._userId, deviceId, seq });
   }
 
   _onMessage(frame) {

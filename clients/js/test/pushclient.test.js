@@ -193,6 +193,54 @@ describe('PushClient against a real pushd', () => {
     assert.equal(client.stats.connects, 2);
   });
 
+  test('deviceId: device_id= on every connection (since too after a reconnect), and the welcome names the device', async (t_) => {
+    const user = newUser('device');
+    const device = 'phone-1.a:B_c';
+    const log = { urls: [], sent: [] };
+    const client = newClient({
+      userId: user,
+      deviceId: device,
+      WebSocket: recordingWebSocket(log),
+      minDelay: 50,
+      maxDelay: 200,
+    });
+    const t = track(client);
+    assert.equal(client.deviceId, device);
+    client.connect();
+    await waitFor(() => t.welcomes.length === 1, { what: 'welcome' });
+    const first = new URL(log.urls[0]).searchParams;
+    assert.equal(first.get('device_id'), device);
+    assert.equal(first.get('user_id'), user);
+    assert.equal(first.has('since'), false);
+    await grpcPush(server, user, { n: 1 });
+    await waitFor(() => t.messages.length === 1, { what: 'message 1' });
+
+    // A reconnect the backend asks for: the same device, now resuming with since.
+    await pushctl(server, ['delete', '--user', user, '--reason', 'reconnect']);
+    await waitFor(() => t.welcomes.length === 2, { what: 'second welcome' });
+    const second = new URL(log.urls[1]).searchParams;
+    assert.equal(second.get('device_id'), device);
+    assert.equal(second.get('since'), '1');
+
+    // Without the option: no device_id, and the welcome says no device.
+    const plainLog = { urls: [], sent: [] };
+    const plain = newClient({ userId: user, WebSocket: recordingWebSocket(plainLog) });
+    const tp = track(plain);
+    assert.equal(plain.deviceId, null);
+    plain.connect();
+    await waitFor(() => tp.welcomes.length === 1, { what: 'welcome without a device' });
+    assert.equal(new URL(plainLog.urls[0]).searchParams.has('device_id'), false);
+    assert.equal(tp.welcomes[0].deviceId, null);
+
+    // TODO(issue 15): drop this guard once the devices server side is on main.
+    if (t.welcomes[0].deviceId === null) {
+      t_.skip('this pushd does not name the device in its welcome yet (devices server side not merged)');
+      return;
+    }
+    assert.equal(t.welcomes[0].deviceId, device);
+    assert.equal(t.welcomes[1].deviceId, device);
+  });
+
   test("DeleteClient with reason 'reconnect' brings it back; a plain DeleteClient (1000 deleted) ends it", async () => {
     const user = newUser('deleted');
     const client = newClient({ userId: user, minDelay: 50, maxDelay: 200 });
@@ -399,6 +447,26 @@ describe('PushClient against pushd --auth=jwt', () => {
     assert.deepEqual(t.messages[0].data, { to: 'token user' });
   });
 
+  test('a token with a deviceId: token= and device_id= together', async (t_) => {
+    const user = newUser('jwt-device');
+    const log = { urls: [], sent: [] };
+    const token = signed({ sub: user, exp: nowS() + 600 });
+    const client = newClient({ token, deviceId: 'tablet', WebSocket: recordingWebSocket(log) });
+    const t = track(client);
+    client.connect();
+    await waitFor(() => t.welcomes.length === 1, { what: 'welcome' });
+    const params = new URL(log.urls[0]).searchParams;
+    assert.equal(params.get('token'), token);
+    assert.equal(params.get('device_id'), 'tablet');
+    assert.equal(client.userId, user);
+    // TODO(issue 15): drop this guard once the devices server side is on main.
+    if (t.welcomes[0].deviceId === null) {
+      t_.skip('this pushd does not name the device in its welcome yet (devices server side not merged)');
+      return;
+    }
+    assert.equal(t.welcomes[0].deviceId, 'tablet');
+  });
+
   test('a token with a bad signature is refused with 401, and a fixed token is not retried', async () => {
     const client = newClient({ token: signed({ sub: 'mallory', exp: nowS() + 600 }, 'not-the-secret'), minDelay: 50 });
     const t = track(client);
@@ -531,6 +599,17 @@ describe('PushClient without a server', () => {
       assert.throws(() => new PushClient({ url: 'ws://x/ws', WebSocket, userId }), /userId must be 1-128/);
     }
     assert.doesNotThrow(() => new PushClient({ url: 'ws://x/ws', WebSocket, userId: 'A-z.0_9:@' }));
+    for (const deviceId of ['', 'a b', 'x'.repeat(65), 'é', 'a@b', 'a/b', 7, {}]) {
+      assert.throws(
+        () => new PushClient({ url: 'ws://x/ws', WebSocket, userId: 'a', deviceId }),
+        /deviceId must be 1-64 characters of A-Z a-z 0-9 \. _ : -/,
+        `deviceId ${JSON.stringify(deviceId)}`,
+      );
+    }
+    for (const deviceId of ['x'.repeat(64), 'A-z.0_9:', undefined, null]) {
+      assert.doesNotThrow(() => new PushClient({ url: 'ws://x/ws', WebSocket, userId: 'a', deviceId }));
+    }
+    assert.doesNotThrow(() => new PushClient({ url: 'ws://x/ws', WebSocket, token: 'a.b.c', deviceId: 'd' }));
     assert.throws(() => new PushClient({ url: 'ftp://x/ws', WebSocket, userId: 'a' }), /unsupported url scheme/);
     const c = new PushClient({ url: 'https://push.example.com/ws', WebSocket, userId: 'a' });
     assert.equal(c.state, 'closed');

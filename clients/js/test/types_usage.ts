@@ -11,6 +11,7 @@ interface Chat {
 const client = new PushClient<Chat>({
   url: 'wss://push.example.com/ws',
   userId: 'alice',
+  deviceId: 'phone-1',
   ack: true,
   lastSeq: 3,
   minDelay: 250,
@@ -30,6 +31,12 @@ client.on('state', (s: PushStateChange) => {
 });
 client.on('error', (e) => console.log(e.kind, e.message, e.status));
 client.on('reset', (r) => console.log(r.lastSeq, r.seq));
+client.on('welcome', (w) => {
+  const device: string | null = w.deviceId;
+  void device;
+});
+const device: string | null = client.deviceId;
+void device;
 client.connect();
 const sent: boolean = client.ack(client.lastSeq);
 void sent;
@@ -46,5 +53,7 @@ void again;
 new PushClient({ userId: 'a', token: 'b' });
 // @ts-expect-error: one of them is required
 new PushClient({ url: 'ws://x/ws' });
+// @ts-expect-error: deviceId is a string
+new PushClient({ userId: 'a', deviceId: 7 });
 // @ts-expect-error: no such event
 client.on('messages', () => {});
