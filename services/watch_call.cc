@@ -85,6 +85,7 @@ class PushServiceImpl::WatchCall final : public presence::Feed::Waiter {
     // learns the cursor it starts after (to resume from when no event came yet).
     context_.AddInitialMetadata("presence-cursor", std::to_string(pos_));
     writing_ = true;
+    write_started_ = absl::Now();
     writer_.SendInitialMetadata(&written_);
   }
 
@@ -126,13 +127,7 @@ class PushServiceImpl::WatchCall final : public presence::Feed::Waiter {
             WaitOnFeed();
             continue;
           }
-          if (caught_up_ && FellBehind(service_->feed_->last() - pos_)) {
-            GlobalMetrics().presence_watcher_drops.fetch_add(1, std::memory_order_relaxed);
-            return Finish(grpc::Status(
-                grpc::StatusCode::RESOURCE_EXHAUSTED,
-                absl::StrCat("this watcher fell more than ", service_->max_lag_,
-                             " events behind (--presence_max_lag); resume with after=", sent_)));
-          }
+          if (CheckLag()) return;
           Queue(std::move(batch));
           break;
         case presence::Feed::Read::kBefore:
@@ -141,6 +136,18 @@ class PushServiceImpl::WatchCall final : public presence::Feed::Waiter {
           return;
       }
     }
+  }
+
+  // Ends the watcher (true) when it fell too far behind: the events past the last one written
+  // to it count, whether taken from the feed already or not.
+  bool CheckLag() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!caught_up_ || !FellBehind(service_->feed_->last() - sent_)) return false;
+    GlobalMetrics().presence_watcher_drops.fetch_add(1, std::memory_order_relaxed);
+    Finish(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("this watcher fell more than ", service_->max_lag_,
+                     " events behind (--presence_max_lag); resume with after=", sent_)));
+    return true;
   }
 
   // Whether a watcher `lag` events behind the newest is too slow to keep: more than
@@ -260,6 +267,7 @@ class PushServiceImpl::WatchCall final : public presence::Feed::Waiter {
       writing_ = false;
       if (!ok) cancelled_ = true;  // the client is gone
       if (absl::Now() - write_started_ >= kStall) stalled_ = true;
+      if (!finishing_ && !cancelled_) CheckLag();
       Step();
       free = Release();
     }
@@ -333,12 +341,13 @@ class PushServiceImpl::WatchCall final : public presence::Feed::Waiter {
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool counted_ ABSL_GUARDED_BY(mu_) = false;
   bool caught_up_ ABSL_GUARDED_BY(mu_) = false;
-  bool waiting_ ABSL_GUARDED_BY(mu_) = false;      // registered with the feed
+  bool waiting_ ABSL_GUARDED_BY(mu_) = false;  // registered with the feed
   bool registering_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time write_started_ ABSL_GUARDED_BY(mu_);
   bool stalled_ ABSL_GUARDED_BY(mu_) = false;  // the last write took kStall or more
-  absl::Time behind_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();  // in WaitOnFeed, mu_ released
-  std::atomic<bool> alarm_armed_{false};           // Wake set the alarm; OnWake not run yet
+  absl::Time behind_since_ ABSL_GUARDED_BY(mu_) =
+      absl::InfiniteFuture();             // in WaitOnFeed, mu_ released
+  std::atomic<bool> alarm_armed_{false};  // Wake set the alarm; OnWake not run yet
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool reading_log_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
