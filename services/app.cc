@@ -124,6 +124,7 @@ absl::Status App::StartRedis() {
     feed_options.retention = config_.presence_retention;
     feed_ = std::make_unique<presence::Feed>(feed_options);
   }
+  options.presence = true;
   options.feed = feed_.get();
   options.presence_offline_delay = config_.presence_offline_delay;
   options.presence_retention = config_.presence_retention;

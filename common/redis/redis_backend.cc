@@ -18,7 +18,7 @@ RedisBackend::RedisBackend(RedisBackendOptions options, Hub* hub)
   const bool cluster = !options_.cluster_seeds.empty();
   std::vector<std::string> scripts = store::RedisStore::Scripts();
   for (std::string& s : RedisDirectory::Scripts()) scripts.push_back(std::move(s));
-  if (options_.feed != nullptr) {
+  if (options_.presence) {
     for (std::string& s : RedisPresence::Scripts()) scripts.push_back(std::move(s));
   }
   // The presence tail blocks in XREAD for this long: its link waits longer for an answer.
@@ -111,7 +111,7 @@ RedisBackend::RedisBackend(RedisBackendOptions options, Hub* hub)
   }
   directory_ = std::make_unique<RedisDirectory>(options_.node_id, instance_, router_.get(),
                                                 subscriber_.get(), hub);
-  if (options_.feed != nullptr) {
+  if (options_.presence) {
     RedisPresenceOptions p;
     p.node_id = options_.node_id;
     p.instance = instance_;

@@ -41,9 +41,10 @@ struct RedisBackendOptions {
   // This process holds WebSocket connections (role edge or all): it subscribes to its users'
   // channels and registers its connections' presence. An API-only process needs neither.
   bool edge = true;
-  // Presence (CONTRACT §6): the feed this process's WatchPresence streams read; null = no
-  // presence here. With it, the log lives in Redis (RedisPresence): an edge process reports its
-  // connections, and every process with a feed follows the log on a link of its own and sweeps.
+  // Presence (CONTRACT §6): the log lives in Redis (RedisPresence); an edge process reports its
+  // connections, and every process sweeps. `feed`: the one this process's WatchPresence streams
+  // read (a process that serves gRPC), kept current by a tail on a link of its own; null = none.
+  bool presence = false;
   presence::Feed* feed = nullptr;
   absl::Duration presence_offline_delay = absl::Seconds(5);
   absl::Duration presence_retention = absl::Hours(1);

@@ -565,7 +565,7 @@ TEST_F(RedisPresenceTest, FlushSendsEverythingAndGivesUpTheLease) {
   EXPECT_EQ(redis_.Command({"HEXISTS", redis_schema::PresenceInstancesKey(), a->instance()}), "0");
 }
 
-// RedisBackend with a feed: the edge process reports its hub's connections, an API-only process
+// RedisBackend with presence: the edge process reports its hub's connections, an API-only process
 // (edge = false) follows the log and serves reads but reports nothing; both tick (OFFLINE).
 TEST_F(RedisPresenceTest, RedisBackendWiresPresenceOnEdgeAndApiProcesses) {
   auto options = [&](const std::string& node, bool edge, Feed* feed) {
@@ -574,6 +574,7 @@ TEST_F(RedisPresenceTest, RedisBackendWiresPresenceOnEdgeAndApiProcesses) {
     o.endpoint.port = redis_.port();
     o.node_id = node;
     o.edge = edge;
+    o.presence = true;
     o.feed = feed;
     o.presence_offline_delay = absl::Milliseconds(300);
     return o;

@@ -204,6 +204,27 @@ TEST_P(PresenceNodesTest, ANodeKilledWithAHundredConnectionsIsReportedWithin30Se
   EXPECT_FALSE(watcher.Next(milliseconds(3000)));
 }
 
+TEST_P(PresenceNodesTest, AnApiOnlyNodeServesWatchersOfTheEdgeNodesConnections) {
+  auto api = Node("api-1", {"--role=api", "--presence_offline_delay=300ms"});
+  auto edge = Node("edge-1", {"--role=edge", "--presence_offline_delay=300ms"});
+  PresenceWatcher watcher(api->grpc_port(), {"ola"});
+  {
+    auto ws = ConnectUser(*edge, "ola", "&device_id=tablet");
+    ASSERT_TRUE(ws);
+    auto c = watcher.Next();
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->kind(), Kind::CONNECTED) << Describe(*c);
+    EXPECT_EQ(c->node_id(), "edge-1");
+    EXPECT_EQ(c->device_id(), "tablet");
+  }
+  std::vector<v1::PresenceEvent> skipped;
+  auto off = watcher.NextOf(Kind::OFFLINE, milliseconds(10000), &skipped);
+  ASSERT_TRUE(off);
+  ASSERT_EQ(skipped.size(), 2u);  // ONLINE, DISCONNECTED
+  EXPECT_EQ(skipped[1].kind(), Kind::DISCONNECTED);
+  EXPECT_EQ(skipped[1].device_id(), "tablet");
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, PresenceNodesTest, ::testing::Values("redis", "cluster"),
                          [](const auto& info) { return info.param; });
 
