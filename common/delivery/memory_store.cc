@@ -41,6 +41,12 @@ struct MemoryStore::Device {
   }
 };
 
+struct MemoryStore::DeviceTable : StringMap<Device> {
+  // A lower bound of the devices' expiry times, so Sweep only looks at tables that may hold an
+  // expired one.
+  absl::Time expiry = absl::InfiniteFuture();
+};
+
 struct MemoryStore::Stream {
   std::string user_id;
   uint64_t last_seq = 0;
@@ -48,10 +54,8 @@ struct MemoryStore::Stream {
   // The written and acked marks of the connections without a device (whose cursor is `cursor`).
   uint64_t written = 0;
   uint64_t acked = 0;
-  // The user's devices (null: none), and a lower bound of their expiry times so Sweep only looks
-  // at tables that may hold an expired one.
-  std::unique_ptr<StringMap<Device>> devices;
-  absl::Time devices_expiry = absl::InfiniteFuture();
+  // The user's devices (null: none).
+  std::unique_ptr<DeviceTable> devices;
   std::deque<MessagePtr> messages;  // increasing seq
   StringMap<uint64_t> ids;          // idempotency keys of retained messages
   absl::Time last_active;
@@ -376,13 +380,13 @@ MemoryStore::Device& MemoryStore::ActiveDevice(Shard& shard, Stream& s, std::str
       DropDevice(shard, s, victim);
     }
     if (!s.devices) {
-      s.devices = std::make_unique<StringMap<Device>>();
+      s.devices = std::make_unique<DeviceTable>();
       shard.with_devices.insert(&s);
-      AddBytes(static_cast<int64_t>(sizeof(StringMap<Device>)));
+      AddBytes(static_cast<int64_t>(sizeof(DeviceTable)));
     }
     auto [it, inserted] = s.devices->try_emplace(device_id);
     AddBytes(static_cast<int64_t>(Device::Footprint(it->first)));
-    s.devices_expiry = std::min(s.devices_expiry, now + options_.devices.ttl);
+    s.devices->expiry = std::min(s.devices->expiry, now + options_.devices.ttl);
     device = &it->second;
   }
   device->last_active = now;
@@ -404,9 +408,8 @@ void MemoryStore::DropAllDevices(Shard& shard, Stream& s) {
   for (const auto& [id, device] : *s.devices) {
     AddBytes(-static_cast<int64_t>(Device::Footprint(id)));
   }
-  AddBytes(-static_cast<int64_t>(sizeof(StringMap<Device>)));
+  AddBytes(-static_cast<int64_t>(sizeof(DeviceTable)));
   s.devices.reset();
-  s.devices_expiry = absl::InfiniteFuture();
   shard.with_devices.erase(&s);
 }
 
@@ -426,7 +429,7 @@ void MemoryStore::DropExpiredDevices(Shard& shard, Stream& s, absl::Time now) {
     if (!s.devices) break;
     DropDevice(shard, s, id);
   }
-  if (s.devices) s.devices_expiry = earliest;
+  if (s.devices) s.devices->expiry = earliest;
 }
 
 uint64_t MemoryStore::Cursor(std::string_view user_id) {
@@ -464,7 +467,7 @@ void MemoryStore::Sweep() {
     }
     std::vector<Stream*> due;
     for (Stream* s : shard->with_devices) {
-      if (s->devices_expiry <= now) due.push_back(s);
+      if (s->devices->expiry <= now) due.push_back(s);
     }
     for (Stream* s : due) DropExpiredDevices(*shard, *s, now);
   }

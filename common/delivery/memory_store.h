@@ -52,6 +52,7 @@ class MemoryStore final : public Store {
   // A user's messages, guarded by its shard's `mu` (which the analysis cannot name from here).
   struct Stream;
   struct Device;
+  struct DeviceTable;
   // Defined here rather than in memory_store.cc so that the lock annotations below can name `mu`.
   struct Shard {
     absl::Mutex mu;
