@@ -297,6 +297,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
               : absl::StrCat(remote.address().to_string(), ":", remote.port());
     }
     params.info.user_agent = std::move(upgrade->user_agent);
+    params.info.device_id = std::move(upgrade->device_id);
     // Bytes the client sent right behind its request, which the parser read with it, are the
     // WebSocket's first: they go with the connection.
     std::string early = beast::buffers_to_string(buffer_.data());

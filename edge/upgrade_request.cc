@@ -161,6 +161,12 @@ absl::StatusOr<UpgradeRequest> CheckUpgrade(const http::request<http::string_bod
       return absl::InvalidArgumentError("ack must be 1 or 0");
     }
   }
+  if (const std::string* device = target.Param("device_id")) {
+    if (absl::Status s = ValidateDeviceId(*device); !s.ok()) {
+      return absl::InvalidArgumentError(s.message());
+    }
+    out.device_id = *device;
+  }
   if (auto ua = req.find(http::field::user_agent); ua != req.end()) {
     out.user_agent = DisplayUserAgent(ua->value());
   }

@@ -46,6 +46,7 @@ struct UpgradeRequest {
   std::string user_id;
   bool ack = false;
   std::optional<uint64_t> since;
+  std::string device_id;  // the device_id query parameter (validated); empty = none
   // --auth=jwt: when the token stops being valid.
   absl::Time token_valid_until = absl::InfiniteFuture();
   std::string user_agent;  // UTF-8, at most kMaxUserAgentBytes
@@ -55,7 +56,7 @@ struct UpgradeRequest {
 // order the edge answers: not HTTP/1.1, not a WebSocket upgrade, a malformed handshake (no Host,
 // Sec-WebSocket-Version not 13 (FAILED_PRECONDITION: 426), Sec-WebSocket-Key missing or not 16
 // bytes of base64, a body), not ready, Origin not allowed, no valid user
-// (token or user_id/userId), bad since or ack. The status code picks the HTTP answer
+// (token or user_id/userId), bad since, ack or device_id. The status code picks the HTTP answer
 // (UpgradeRefusalStatus) and its message is the reason sent to the client.
 absl::StatusOr<UpgradeRequest> CheckUpgrade(
     const boost::beast::http::request<boost::beast::http::string_body>& req,

@@ -328,8 +328,10 @@ void WebSocketSession<Stream>::HandleClientFrame(std::string_view text) {
     return;
   }
   // An ack covers only what this connection has actually written.
-  if (params_.ack)
-    store_->AdvanceCursor(params_.info.user_id, std::min(frame.seq, last_written_seq_));
+  if (params_.ack && last_written_seq_ > 0) {
+    store_->Advance(params_.info.user_id, params_.info.device_id,
+                    std::min(frame.seq, last_written_seq_), store::Progress::kAcked);
+  }
 }
 
 template <class Stream>
@@ -366,8 +368,8 @@ class WebSocketSession<Stream>::Frames final : public Sequencer::Output {
       : s_(session) {}
   void Welcome(uint64_t last_seq) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(s_->mu_) {
     if (s_->params_.compat) return;  // bare data frames only
-    std::string welcome =
-        EncodeWelcome(s_->params_.info.connection_id, s_->params_.info.user_id, last_seq);
+    std::string welcome = EncodeWelcome(s_->params_.info.connection_id, s_->params_.info.user_id,
+                                        last_seq, s_->params_.info.device_id);
     s_->EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(std::move(welcome))});
   }
   void Gap(uint64_t from, uint64_t to) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(s_->mu_) {
@@ -388,6 +390,7 @@ template <class Stream>
 void WebSocketSession<Stream>::ReadStore() {
   store::ReadRequest request;
   request.user_id = params_.info.user_id;
+  request.device_id = params_.info.device_id;
   request.after = sequencer_.StartRead(params_.since);
   request.max_messages = kReplayPageMessages;
   request.max_bytes = options_.send_queue_bytes / 2;
@@ -578,8 +581,10 @@ void WebSocketSession<Stream>::FramesSent(const SentFrames& sent) {
   last_written_seq_ = sent.last_seq;
   messages_sent_.fetch_add(sent.messages, std::memory_order_relaxed);
   GlobalMetrics().deliveries.fetch_add(sent.messages, std::memory_order_relaxed);
-  // One cursor move for all that one write took.
-  if (!params_.ack) store_->AdvanceCursor(params_.info.user_id, sent.last_seq);
+  // One cursor move for all that one write took (on an ack=1 connection, the written mark only:
+  // the cursor waits for the ack).
+  store_->Advance(params_.info.user_id, params_.info.device_id, sent.last_seq,
+                  params_.ack ? store::Progress::kWrittenAwaitingAck : store::Progress::kWritten);
 }
 
 template <class Stream>
@@ -832,6 +837,10 @@ void WebSocketSession<Stream>::End(Disconnect why) {
     CloseTcpSocket(self->ws_);
   });
   ReleaseSlots();
+  // --device_ttl counts from the end of the device's last connection.
+  if (!params_.info.device_id.empty()) {
+    store_->TouchDevice(params_.info.user_id, params_.info.device_id);
+  }
   counters_->open_sessions.fetch_sub(1, std::memory_order_relaxed);
   GlobalMetrics().connections.fetch_sub(1, std::memory_order_relaxed);
   spdlog::info("disconnect user={} conn={} reason={} sent={}", params_.info.user_id,

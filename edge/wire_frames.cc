@@ -9,11 +9,16 @@
 
 namespace push::edge {
 
-std::string EncodeWelcome(std::string_view connection_id, std::string_view user_id, uint64_t seq) {
+std::string EncodeWelcome(std::string_view connection_id, std::string_view user_id, uint64_t seq,
+                          std::string_view device_id) {
   std::string f = R"({"type":"welcome","connection_id":)";
   AppendJsonString(&f, connection_id);
   f.append(R"(,"user_id":)");
   AppendJsonString(&f, user_id);
+  if (!device_id.empty()) {
+    f.append(R"(,"device_id":)");
+    AppendJsonString(&f, device_id);
+  }
   absl::StrAppend(&f, R"(,"seq":)", seq, "}");
   return f;
 }

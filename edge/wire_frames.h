@@ -10,7 +10,9 @@ namespace push::edge {
 // send. A message's own frame is encoded once at append time (Message::header, common/delivery/
 // message.h), since every recipient and the store share it.
 
-std::string EncodeWelcome(std::string_view connection_id, std::string_view user_id, uint64_t seq);
+// `device_id`: empty = none (the field is left out).
+std::string EncodeWelcome(std::string_view connection_id, std::string_view user_id, uint64_t seq,
+                          std::string_view device_id = {});
 std::string EncodeGap(uint64_t from, uint64_t to);
 
 // A frame a client may send on /ws: {"type":"ack","seq":N} or, with --auth=jwt,

@@ -238,6 +238,37 @@ void PushLogic::ListClients(const v1::ListClientsRequest& request,
                    });
 }
 
+void PushLogic::GetReceipts(const v1::GetReceiptsRequest& request,
+                            v1::GetReceiptsResponse* response,
+                            absl::AnyInvocable<void(absl::Status)> done) {
+  if (absl::Status s = ValidateUserId(request.user_id()); !s.ok()) return done(s);
+  const bool by_id = !request.message_id().empty();
+  if (by_id == (request.seq() != 0)) {
+    return done(absl::InvalidArgumentError(
+        by_id ? "give either message_id or seq, not both"
+              : "give the message: its message_id (from Push) or its seq (at least 1)"));
+  }
+  if (by_id) {
+    if (absl::Status s = ValidateMessageId(request.message_id()); !s.ok()) return done(s);
+  }
+  store::ReceiptsRequest receipts;
+  receipts.user_id = request.user_id();
+  receipts.message_id = request.message_id();
+  receipts.seq = request.seq();
+  store_->Receipts(std::move(receipts), [response, done = std::move(done)](
+                                            absl::StatusOr<store::ReceiptsResult> result) mutable {
+    if (!result.ok()) return done(result.status());
+    response->set_seq(result->seq);
+    for (const store::DeviceReceipt& r : result->receipts) {
+      v1::Receipt* receipt = response->add_receipts();
+      receipt->set_device_id(r.device_id);
+      receipt->set_state(r.acked ? v1::Receipt::ACKED : v1::Receipt::WRITTEN);
+      receipt->set_cursor(r.cursor);
+    }
+    done(absl::OkStatus());
+  });
+}
+
 void PushLogic::FillPage(const ClientPage& page, v1::ListClientsResponse* response) {
   response->set_total(page.total);
   for (const ClientRecord& record : page.clients) {
@@ -253,6 +284,7 @@ void PushLogic::FillPage(const ClientPage& page, v1::ListClientsResponse* respon
     client->set_user_agent(c.info.user_agent);
     client->set_messages_sent(c.messages_sent);
     client->set_queued_bytes(c.queued_bytes);
+    client->set_device_id(c.info.device_id);
   }
   if (page.more && page.resume_after) {
     ConnectionInfo last;
@@ -275,6 +307,7 @@ PushServiceImpl::PushServiceImpl(PushLogic* logic, const ApiKey* api_key,
   Serve(&broadcast_, &RawService::RequestBroadcast, &PushLogic::Broadcast);
   Serve(&delete_client_, &RawService::RequestDeleteClient, &PushLogic::DeleteClient);
   Serve(&list_clients_, &RawService::RequestListClients, &PushLogic::ListClients);
+  Serve(&get_receipts_, &RawService::RequestGetReceipts, &PushLogic::GetReceipts);
 }
 
 PushServiceImpl::~PushServiceImpl() { Stop(); }
@@ -534,6 +567,7 @@ void PushServiceImpl::Start() {
     for (int i = 0; i < 2; ++i) {
       UnaryCall<v1::DeleteClientRequest, v1::DeleteClientResponse>::Listen(&delete_client_, q);
       UnaryCall<v1::ListClientsRequest, v1::ListClientsResponse>::Listen(&list_clients_, q);
+      UnaryCall<v1::GetReceiptsRequest, v1::GetReceiptsResponse>::Listen(&get_receipts_, q);
       new StreamCall(this, q);
       StartWatchCall(q);
     }

@@ -43,6 +43,8 @@ class PushLogic {
                     absl::AnyInvocable<void(absl::Status)> done);
   void ListClients(const v1::ListClientsRequest& request, v1::ListClientsResponse* response,
                    absl::AnyInvocable<void(absl::Status)> done);
+  void GetReceipts(const v1::GetReceiptsRequest& request, v1::GetReceiptsResponse* response,
+                   absl::AnyInvocable<void(absl::Status)> done);
 
   // While draining, Push answers UNAVAILABLE.
   void SetDraining() { draining_.store(true); }
@@ -118,10 +120,11 @@ class PushServiceImpl final {
   const absl::Duration default_deadline_;
   std::atomic<int64_t> inflight_{0};
   // Every method raw: requests are parsed by pushd (ParseRequest in async_call.h).
-  using RawService = v1::PushService::WithRawMethod_Push<
-      v1::PushService::WithRawMethod_DeleteClient<v1::PushService::WithRawMethod_ListClients<
-          v1::PushService::WithRawMethod_PushStream<v1::PushService::WithRawMethod_Broadcast<
-              v1::PushService::WithRawMethod_WatchPresence<v1::PushService::Service>>>>>>;
+  using RawService =
+      v1::PushService::WithRawMethod_Push<v1::PushService::WithRawMethod_DeleteClient<
+          v1::PushService::WithRawMethod_ListClients<v1::PushService::WithRawMethod_PushStream<
+              v1::PushService::WithRawMethod_Broadcast<v1::PushService::WithRawMethod_WatchPresence<
+                  v1::PushService::WithRawMethod_GetReceipts<v1::PushService::Service>>>>>>>;
   RawService service_;
   HealthService health_;
   QueueThreads queues_;
@@ -129,6 +132,7 @@ class PushServiceImpl final {
   UnaryMethod<v1::BroadcastRequest, v1::BroadcastResponse> broadcast_;
   UnaryMethod<v1::DeleteClientRequest, v1::DeleteClientResponse> delete_client_;
   UnaryMethod<v1::ListClientsRequest, v1::ListClientsResponse> list_clients_;
+  UnaryMethod<v1::GetReceiptsRequest, v1::GetReceiptsResponse> get_receipts_;
   presence::Feed* feed_ = nullptr;
   presence::PresenceLog* presence_log_ = nullptr;
   uint32_t max_lag_ = 10000;

@@ -61,6 +61,21 @@ absl::Status ValidateMessageId(std::string_view message_id) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateDeviceId(std::string_view device_id) {
+  if (device_id.empty()) return absl::InvalidArgumentError("device_id is empty");
+  if (device_id.size() > kMaxDeviceIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device_id is ", device_id.size(), " bytes; at most 64 are allowed"));
+  }
+  for (char c : device_id) {
+    if (c == '@' || !IsUserIdChar(c)) {
+      return absl::InvalidArgumentError(
+          "device_id may contain only letters, digits and . _ : - (1-64 bytes)");
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::string NewConnectionId() {
   std::string id;
   id.reserve(20);

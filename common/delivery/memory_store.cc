@@ -1,18 +1,61 @@
 #include "common/delivery/memory_store.h"
 
 #include <algorithm>
+#include <optional>
+#include <tuple>
 
 #include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
 #include "common/base/ids.h"
 #include "common/base/metrics.h"
 #include "common/base/strings.h"
 
 namespace push::store {
 
+// One device's marks (or, inline in the Stream, those of the user's connections without one).
+struct Marks {
+  uint64_t cursor = 0;   // delivered: replay starts after it
+  uint64_t written = 0;  // the highest seq written to a connection's socket
+  uint64_t acked = 0;    // the highest seq acknowledged by an ack=1 connection
+
+  void Move(uint64_t seq, Progress progress) {
+    written = std::max(written, seq);
+    if (progress != Progress::kWrittenAwaitingAck) cursor = std::max(cursor, seq);
+    if (progress == Progress::kAcked) acked = std::max(acked, seq);
+  }
+  // Whether the device shows in the receipts of `seq`, and as what.
+  std::optional<DeviceReceipt> Receipt(std::string device_id, uint64_t seq) const {
+    if (std::max(written, acked) < seq) return std::nullopt;
+    return DeviceReceipt{std::move(device_id), acked >= seq, cursor};
+  }
+};
+
+struct MemoryStore::Device {
+  Marks marks;
+  absl::Time last_active;
+
+  static size_t Footprint(const std::string& id) {
+    // The map's slot (key and value) and a control byte, with the key's heap copy when it has one.
+    return sizeof(std::pair<const std::string, Device>) + 1 +
+           (id.capacity() > 15 ? id.capacity() + 1 : 0);
+  }
+};
+
+struct MemoryStore::DeviceTable : StringMap<Device> {
+  // A lower bound of the devices' expiry times, so Sweep only looks at tables that may hold an
+  // expired one.
+  absl::Time expiry = absl::InfiniteFuture();
+};
+
 struct MemoryStore::Stream {
   std::string user_id;
   uint64_t last_seq = 0;
   uint64_t cursor = 0;
+  // The written and acked marks of the connections without a device (whose cursor is `cursor`).
+  uint64_t written = 0;
+  uint64_t acked = 0;
+  // The user's devices (null: none).
+  std::unique_ptr<DeviceTable> devices;
   std::deque<MessagePtr> messages;  // increasing seq
   StringMap<uint64_t> ids;          // idempotency keys of retained messages
   absl::Time last_active;
@@ -170,6 +213,7 @@ void MemoryStore::EvictIfOverBudget() {
         }
       } else {
         victim_shard->Unlink(*s);
+        DropAllDevices(*victim_shard, *s);
         AddBytes(-static_cast<int64_t>(s->MetadataFootprint()));
         victim_shard->streams.erase(s->user_id);
       }
@@ -190,9 +234,13 @@ void MemoryStore::Read(ReadRequest request,
     if (it != shard.streams.end()) {
       Stream& s = *it->second;
       Touch(shard, s);
-      result.last_seq = s.last_seq;
-      result.after = request.after.value_or(s.cursor);
       absl::Time now = clock_->Now();
+      result.last_seq = s.last_seq;
+      uint64_t cursor = s.cursor;
+      if (!request.device_id.empty()) {
+        cursor = ActiveDevice(shard, s, request.device_id, now).marks.cursor;
+      }
+      result.after = request.after.value_or(cursor);
       auto m = std::upper_bound(s.messages.begin(), s.messages.end(), result.after,
                                 [](uint64_t v, const MessagePtr& p) { return v < p->seq; });
       size_t bytes = 0;
@@ -213,13 +261,175 @@ void MemoryStore::Read(ReadRequest request,
   done(std::move(result));
 }
 
-void MemoryStore::AdvanceCursor(std::string_view user_id, uint64_t seq) {
+void MemoryStore::Advance(std::string_view user_id, std::string_view device_id, uint64_t seq,
+                          Progress progress) {
   Shard& shard = ShardFor(user_id);
   absl::MutexLock lock(&shard.mu);
   auto it = shard.streams.find(user_id);
   if (it == shard.streams.end()) return;
   Stream& s = *it->second;
-  s.cursor = std::max(s.cursor, std::min(seq, s.last_seq));
+  seq = std::min(seq, s.last_seq);
+  if (device_id.empty()) {
+    Marks marks{s.cursor, s.written, s.acked};
+    marks.Move(seq, progress);
+    std::tie(s.cursor, s.written, s.acked) = std::tie(marks.cursor, marks.written, marks.acked);
+    return;
+  }
+  ActiveDevice(shard, s, device_id, clock_->Now()).marks.Move(seq, progress);
+}
+
+void MemoryStore::TouchDevice(std::string_view user_id, std::string_view device_id) {
+  if (device_id.empty()) return;
+  Shard& shard = ShardFor(user_id);
+  absl::MutexLock lock(&shard.mu);
+  auto it = shard.streams.find(user_id);
+  if (it == shard.streams.end()) return;
+  ActiveDevice(shard, *it->second, device_id, clock_->Now());
+}
+
+void MemoryStore::Receipts(ReceiptsRequest request,
+                           absl::AnyInvocable<void(absl::StatusOr<ReceiptsResult>)> done) {
+  Shard& shard = ShardFor(request.user_id);
+  absl::Status status;
+  ReceiptsResult result;
+  {
+    absl::MutexLock lock(&shard.mu);
+    auto it = shard.streams.find(request.user_id);
+    Stream* s = it == shard.streams.end() ? nullptr : it->second.get();
+    absl::Time now = clock_->Now();
+    if (!request.message_id.empty()) {
+      std::optional<uint64_t> seq;
+      if (s != nullptr) {
+        if (auto id = s->ids.find(request.message_id); id != s->ids.end()) {
+          auto m = std::lower_bound(s->messages.begin(), s->messages.end(), id->second,
+                                    [](const MessagePtr& p, uint64_t v) { return p->seq < v; });
+          if (m != s->messages.end() && (*m)->seq == id->second && (*m)->expires_at > now) {
+            seq = id->second;
+          }
+        }
+      }
+      if (!seq) {
+        status = NotRetainedError(request.user_id, request.message_id);
+      } else {
+        result.seq = *seq;
+      }
+    } else {
+      uint64_t last = s == nullptr ? 0 : s->last_seq;
+      if (request.seq == 0 || request.seq > last) {
+        status = PastLatestError(request.user_id, request.seq, last);
+      } else {
+        result.seq = request.seq;
+      }
+    }
+    if (status.ok()) {
+      Marks shared{s->cursor, s->written, s->acked};
+      if (auto r = shared.Receipt("", result.seq)) result.receipts.push_back(std::move(*r));
+      if (s->devices) {
+        for (const auto& [id, device] : *s->devices) {
+          if (device.last_active + options_.devices.ttl <= now) continue;  // expired
+          if (auto r = device.marks.Receipt(id, result.seq)) {
+            result.receipts.push_back(std::move(*r));
+          }
+        }
+      }
+      std::sort(
+          result.receipts.begin(), result.receipts.end(),
+          [](const DeviceReceipt& a, const DeviceReceipt& b) { return a.device_id < b.device_id; });
+    }
+  }
+  if (!status.ok()) return done(std::move(status));
+  done(std::move(result));
+}
+
+size_t MemoryStore::DeviceCount(std::string_view user_id) {
+  Shard& shard = ShardFor(user_id);
+  absl::MutexLock lock(&shard.mu);
+  auto it = shard.streams.find(user_id);
+  if (it == shard.streams.end() || !it->second->devices) return 0;
+  return it->second->devices->size();
+}
+
+MemoryStore::Device* MemoryStore::FindDevice(Shard& shard, Stream& s, std::string_view device_id,
+                                             absl::Time now) {
+  if (!s.devices) return nullptr;
+  auto it = s.devices->find(device_id);
+  if (it == s.devices->end()) return nullptr;
+  if (it->second.last_active + options_.devices.ttl <= now) {
+    DropDevice(shard, s, device_id);
+    return nullptr;
+  }
+  return &it->second;
+}
+
+MemoryStore::Device& MemoryStore::ActiveDevice(Shard& shard, Stream& s, std::string_view device_id,
+                                               absl::Time now) {
+  Device* device = FindDevice(shard, s, device_id, now);
+  if (device == nullptr) {
+    const uint32_t limit = std::max<uint32_t>(1, options_.devices.max_per_user);
+    if (s.devices && s.devices->size() >= limit) DropExpiredDevices(shard, s, now);
+    while (s.devices && s.devices->size() >= limit) {
+      // The least recently active goes (ties: the smallest id, so the choice is stable).
+      auto oldest = s.devices->begin();
+      for (auto it = s.devices->begin(); it != s.devices->end(); ++it) {
+        if (std::tie(it->second.last_active, it->first) <
+            std::tie(oldest->second.last_active, oldest->first)) {
+          oldest = it;
+        }
+      }
+      std::string victim = oldest->first;
+      DropDevice(shard, s, victim);
+    }
+    if (!s.devices) {
+      s.devices = std::make_unique<DeviceTable>();
+      shard.with_devices.insert(&s);
+      AddBytes(static_cast<int64_t>(sizeof(DeviceTable)));
+    }
+    auto [it, inserted] = s.devices->try_emplace(device_id);
+    AddBytes(static_cast<int64_t>(Device::Footprint(it->first)));
+    s.devices->expiry = std::min(s.devices->expiry, now + options_.devices.ttl);
+    device = &it->second;
+  }
+  device->last_active = now;
+  return *device;
+}
+
+void MemoryStore::DropDevice(Shard& shard, Stream& s, std::string_view device_id) {
+  auto it = s.devices->find(device_id);
+  if (it == s.devices->end()) return;
+  AddBytes(-static_cast<int64_t>(Device::Footprint(it->first)));
+  s.devices->erase(it);
+  // The table stays while `s` holds devices; an empty one goes at once (ActiveDevice, which is
+  // the only caller that goes on using it, makes it again).
+  if (s.devices->empty()) DropAllDevices(shard, s);
+}
+
+void MemoryStore::DropAllDevices(Shard& shard, Stream& s) {
+  if (!s.devices) return;
+  for (const auto& [id, device] : *s.devices) {
+    AddBytes(-static_cast<int64_t>(Device::Footprint(id)));
+  }
+  AddBytes(-static_cast<int64_t>(sizeof(DeviceTable)));
+  s.devices.reset();
+  shard.with_devices.erase(&s);
+}
+
+void MemoryStore::DropExpiredDevices(Shard& shard, Stream& s, absl::Time now) {
+  if (!s.devices) return;
+  std::vector<std::string> expired;
+  absl::Time earliest = absl::InfiniteFuture();
+  for (const auto& [id, device] : *s.devices) {
+    absl::Time expiry = device.last_active + options_.devices.ttl;
+    if (expiry <= now) {
+      expired.push_back(id);
+    } else {
+      earliest = std::min(earliest, expiry);
+    }
+  }
+  for (const std::string& id : expired) {
+    if (!s.devices) break;
+    DropDevice(shard, s, id);
+  }
+  if (s.devices) s.devices->expiry = earliest;
 }
 
 uint64_t MemoryStore::Cursor(std::string_view user_id) {
@@ -238,6 +448,9 @@ void MemoryStore::Purge(std::string_view user_id, absl::AnyInvocable<void(absl::
       Stream& s = *it->second;
       while (!s.messages.empty()) PopFront(shard, s);
       s.cursor = s.last_seq;
+      if (s.devices) {
+        for (auto& [id, device] : *s.devices) device.marks.cursor = s.last_seq;
+      }
     }
   }
   done(absl::OkStatus());
@@ -252,6 +465,11 @@ void MemoryStore::Sweep() {
       if (s->earliest_expiry <= now) RemoveExpired(*shard, *s, now);
       s = next;
     }
+    std::vector<Stream*> due;
+    for (Stream* s : shard->with_devices) {
+      if (s->devices->expiry <= now) due.push_back(s);
+    }
+    for (Stream* s : due) DropExpiredDevices(*shard, *s, now);
   }
 }
 

@@ -8,6 +8,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "common/base/clock.h"
 #include "common/base/strings.h"
@@ -19,6 +20,7 @@ struct MemoryStoreOptions {
   uint32_t history_size = 1000;       // messages kept per user
   uint64_t max_bytes = 512ull << 20;  // global bound; least recently active users go first
   int shards = 64;
+  DeviceLimits devices;  // --device_ttl, --max_devices_per_user
 };
 
 // The embedded store: sharded by user, everything in memory, callbacks run inline.
@@ -31,24 +33,34 @@ class MemoryStore final : public Store {
               absl::AnyInvocable<void(absl::StatusOr<AppendResult>)> done) override;
   void Read(ReadRequest request,
             absl::AnyInvocable<void(absl::StatusOr<ReadResult>)> done) override;
-  void AdvanceCursor(std::string_view user_id, uint64_t seq) override;
+  void Advance(std::string_view user_id, std::string_view device_id, uint64_t seq,
+               Progress progress) override;
+  void TouchDevice(std::string_view user_id, std::string_view device_id) override;
+  void Receipts(ReceiptsRequest request,
+                absl::AnyInvocable<void(absl::StatusOr<ReceiptsResult>)> done) override;
   void Purge(std::string_view user_id, absl::AnyInvocable<void(absl::Status)> done) override;
 
-  // Drops expired messages. Called periodically.
+  // Drops expired messages and devices. Called periodically.
   void Sweep();
 
   uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
   uint64_t Cursor(std::string_view user_id);
+  // The user's devices kept now (expired ones that Sweep has not dropped yet included).
+  size_t DeviceCount(std::string_view user_id);
 
  private:
   // A user's messages, guarded by its shard's `mu` (which the analysis cannot name from here).
   struct Stream;
+  struct Device;
+  struct DeviceTable;
   // Defined here rather than in memory_store.cc so that the lock annotations below can name `mu`.
   struct Shard {
     absl::Mutex mu;
     StringMap<std::unique_ptr<Stream>> streams ABSL_GUARDED_BY(mu);
     Stream* lru_head[2] ABSL_GUARDED_BY(mu) = {nullptr, nullptr};  // least recently active first
     Stream* lru_tail[2] ABSL_GUARDED_BY(mu) = {nullptr, nullptr};
+    // The streams with a device table, which Sweep looks at for expired devices.
+    absl::flat_hash_set<Stream*> with_devices ABSL_GUARDED_BY(mu);
 
     void Unlink(Stream& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
     // Moves `s` to the most recently active end of the list matching its content.
@@ -64,6 +76,19 @@ class MemoryStore final : public Store {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   void Touch(Shard& shard, Stream& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   void AddBytes(int64_t delta);
+  // The user's device `device_id` if kept and not expired (an expired one is dropped).
+  Device* FindDevice(Shard& shard, Stream& s, std::string_view device_id, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  // The device, made when new (dropping expired ones, then the least recently active while the
+  // user is at --max_devices_per_user), with its last activity set to `now`.
+  Device& ActiveDevice(Shard& shard, Stream& s, std::string_view device_id, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  void DropExpiredDevices(Shard& shard, Stream& s, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  void DropDevice(Shard& shard, Stream& s, std::string_view device_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  // Before a stream is erased.
+  void DropAllDevices(Shard& shard, Stream& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   void EvictIfOverBudget() ABSL_LOCKS_EXCLUDED(evict_mu_);
 
   const MemoryStoreOptions options_;

@@ -10,6 +10,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/delivery/message.h"
 
@@ -32,7 +33,12 @@ struct AppendResult {
 
 struct ReadRequest {
   std::string user_id;
-  std::optional<uint64_t> after;  // replay after this seq; unset = after the delivered cursor
+  // The connection's device (the device_id query parameter); empty = none: the user's shared
+  // cursor. A read with a device also counts as the device's activity (--device_ttl).
+  std::string device_id;
+  // Replay after this seq; unset = after the delivered cursor (the device's when device_id is
+  // set: 0 for a device never seen or expired, so everything retained).
+  std::optional<uint64_t> after;
   size_t max_messages = 256;
   size_t max_bytes = 1 << 20;  // at least one message is returned when one is there
 };
@@ -42,6 +48,55 @@ struct ReadResult {
   uint64_t last_seq = 0;             // the user's latest seq when read
   std::vector<MessagePtr> messages;  // increasing seq, unexpired, all > after
   bool more = false;                 // a limit stopped the read before last_seq
+};
+
+// How far a message got to one device (or to the user's connections without a device).
+enum class Progress {
+  // Written to the socket of a connection without ack=1: the written mark and the delivered
+  // cursor move (CONTRACT §3 rule 3).
+  kWritten,
+  // Written to the socket of an ack=1 connection: only the written mark moves; the cursor waits
+  // for the ack.
+  kWrittenAwaitingAck,
+  // Acknowledged by an ack=1 connection: the acked mark, the cursor and the written mark move.
+  kAcked,
+};
+
+// GetReceipts: the message by its id or by its seq (exactly one; the caller checks).
+struct ReceiptsRequest {
+  std::string user_id;
+  std::string message_id;  // empty: by seq
+  uint64_t seq = 0;
+};
+
+struct DeviceReceipt {
+  std::string device_id;  // empty = the user's connections without a device
+  bool acked = false;     // acked mark >= seq; else only the written mark reached it
+  uint64_t cursor = 0;    // the device's delivered cursor now
+};
+
+struct ReceiptsResult {
+  uint64_t seq = 0;
+  // Every device whose written or acked mark has reached `seq`, sorted by device_id.
+  std::vector<DeviceReceipt> receipts;
+};
+
+// The Receipts errors, worded alike by every store.
+inline absl::Status NotRetainedError(const std::string& user_id, const std::string& message_id) {
+  return absl::NotFoundError(absl::StrCat("message_id '", message_id,
+                                          "' is not retained for user '", user_id,
+                                          "' (never pushed to this user, expired or evicted)"));
+}
+inline absl::Status PastLatestError(const std::string& user_id, uint64_t seq, uint64_t last) {
+  if (seq == 0) return absl::InvalidArgumentError("seq must be at least 1");
+  return absl::InvalidArgumentError(
+      absl::StrCat("seq ", seq, " is past the latest seq of user '", user_id, "' (", last, ")"));
+}
+
+// How long devices are kept and how many (--device_ttl, --max_devices_per_user).
+struct DeviceLimits {
+  absl::Duration ttl = absl::Hours(720);  // after the device's last activity
+  uint32_t max_per_user = 32;             // the least recently active goes first
 };
 
 // Where the store publishes: every new message of a user goes to this process's connections of
@@ -76,10 +131,24 @@ class Store {
   virtual void Read(ReadRequest request,
                     absl::AnyInvocable<void(absl::StatusOr<ReadResult>)> done) = 0;
 
-  // Moves the user's delivered cursor forward to `seq` (never backwards, never past the end).
-  virtual void AdvanceCursor(std::string_view user_id, uint64_t seq) = 0;
+  // Moves the marks of the user's device (empty: the connections without a device, whose cursor
+  // is the user's shared one) forward to `seq` as `progress` says: never backwards, never past
+  // the end. Fire and forget. A device's move is its activity (--device_ttl); a user without a
+  // stream has nothing to move.
+  virtual void Advance(std::string_view user_id, std::string_view device_id, uint64_t seq,
+                       Progress progress) = 0;
 
-  // Drops the user's stored messages and idempotency keys; the cursor jumps to the end.
+  // A connection of the device ended: its last activity is now, so --device_ttl counts from
+  // here. Fire and forget; nothing for an empty device_id.
+  virtual void TouchDevice(std::string_view user_id, std::string_view device_id) = 0;
+
+  // The receipts of one retained message (by id) or seq: NOT_FOUND when the message id is not
+  // retained, INVALID_ARGUMENT when the seq is past the user's latest.
+  virtual void Receipts(ReceiptsRequest request,
+                        absl::AnyInvocable<void(absl::StatusOr<ReceiptsResult>)> done) = 0;
+
+  // Drops the user's stored messages and idempotency keys; the cursor (and every device's) jumps
+  // to the end.
   // Seq numbering continues, so a client resuming with an old `since` gets a gap, not reuse.
   virtual void Purge(std::string_view user_id, absl::AnyInvocable<void(absl::Status)> done) = 0;
 

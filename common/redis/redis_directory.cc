@@ -127,7 +127,9 @@ bool ParseRecord(std::string_view member, std::string_view info, ClientRecord* r
   if (key.size() != 2) return false;
   r->client.info.user_id = std::string(key[0]);
   r->client.info.connection_id = std::string(key[1]);
-  if (f.size() != 6) return true;  // registered, its info not (yet) written: listed bare
+  // Six fields, and a seventh (the device) for a connection with one; anything else is a
+  // connection registered whose info is not (yet) written: listed bare.
+  if (f.size() != 6 && f.size() != 7) return true;
   r->node_id = std::string(f[0]);
   r->client.info.remote_address = std::string(f[1]);
   r->client.info.user_agent = std::string(f[2]);
@@ -136,6 +138,7 @@ bool ParseRecord(std::string_view member, std::string_view info, ClientRecord* r
   r->client.info.connected_at = absl::FromUnixNanos(connected_ns);
   (void)absl::SimpleAtoi(f[4], &r->client.messages_sent);
   (void)absl::SimpleAtoi(f[5], &r->client.queued_bytes);
+  if (f.size() == 7) r->client.info.device_id = std::string(f[6]);
   return true;
 }
 
@@ -164,9 +167,13 @@ std::string RedisDirectory::MakeInstance(std::string_view node_id) {
 
 std::string RedisDirectory::Info(const Connection& c) const {
   const ConnectionInfo& info = c.info();
-  return absl::StrCat(OneLine(node_id_), "\n", OneLine(info.remote_address), "\n",
-                      OneLine(info.user_agent), "\n", absl::ToUnixNanos(info.connected_at), "\n",
-                      c.messages_sent(), "\n", c.queued_bytes());
+  // node \n remote \n user agent \n connected ns \n sent \n queued [\n device]: the device only
+  // when there is one, so a connection without one reads the same to a pushd that predates them.
+  std::string out = absl::StrCat(
+      OneLine(node_id_), "\n", OneLine(info.remote_address), "\n", OneLine(info.user_agent), "\n",
+      absl::ToUnixNanos(info.connected_at), "\n", c.messages_sent(), "\n", c.queued_bytes());
+  if (!info.device_id.empty()) absl::StrAppend(&out, "\n", info.device_id);
+  return out;
 }
 
 // Registration, removal and refreshes of one connection are queued under mu_, so their Redis

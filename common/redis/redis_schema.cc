@@ -63,6 +63,7 @@ std::string StreamKey(std::string_view user_id) { return Tagged(user_id, ":s"); 
 std::string MetaKey(std::string_view user_id) { return Tagged(user_id, ":m"); }
 std::string IdsKey(std::string_view user_id) { return Tagged(user_id, ":i"); }
 std::string ConnectionsKey(std::string_view user_id) { return Tagged(user_id, ":c"); }
+std::string DevicesKey(std::string_view user_id) { return Tagged(user_id, ":d"); }
 std::string UserChannel(std::string_view user_id) { return Tagged(user_id, ":ch"); }
 std::string InstanceClientsKey(std::string_view instance) { return Tagged(instance, ":ic"); }
 std::string InstanceIndexKey(std::string_view instance) { return Tagged(instance, ":ix"); }

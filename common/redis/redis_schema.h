@@ -11,7 +11,12 @@
 //   pushd:{<user>}:s    stream of messages, entry ids 0-<seq>, fields i (id) t (ts ms)
 //                       e (expiry ms) d (data)
 //   pushd:{<user>}:m    hash: seq (last assigned), cur (delivered cursor), com (last committed,
-//                       --redis_wait_replicas only; absent = every seq is); never expires
+//                       --redis_wait_replicas only; absent = every seq is), w and a (written and
+//                       acked marks of the connections without a device, for receipts); never
+//                       expires
+//   pushd:{<user>}:d    hash: device_id -> "<cursor> <written> <acked> <last activity ms>" (the
+//                       user's devices, at most --max_devices_per_user); expires --device_ttl
+//                       after the last activity of any of them
 //   pushd:{<user>}:i    hash: message_id -> seq (idempotency keys)
 //   pushd:{<user>}:c    hash: "<instance>\n<connection_id>" -> "" (the user's connections)
 //   pushd:{<user>}:ch   channel: the user's messages and close commands, to every instance
@@ -60,6 +65,7 @@ std::string StreamKey(std::string_view user_id);
 std::string MetaKey(std::string_view user_id);
 std::string IdsKey(std::string_view user_id);
 std::string ConnectionsKey(std::string_view user_id);
+std::string DevicesKey(std::string_view user_id);
 std::string UserChannel(std::string_view user_id);
 std::string InstanceClientsKey(std::string_view instance);
 std::string InstanceIndexKey(std::string_view instance);

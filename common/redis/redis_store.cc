@@ -1,5 +1,6 @@
 #include "common/redis/redis_store.h"
 
+#include <algorithm>
 #include <variant>
 
 #include "absl/strings/numbers.h"
@@ -104,17 +105,24 @@ if n > 0 then return redis.call('HLEN', ck) end
 return 0
 )lua";
 
-// KEYS: s, m. ARGV: after ('' = the delivered cursor), max_messages, max_bytes, now_ms, user,
-// legacy.
+// KEYS: s, m, d. ARGV: after ('' = the delivered cursor), max_messages, max_bytes, now_ms, user,
+// legacy, device ('' = none: the user's cursor), device_ttl_ms, max_devices.
 // Returns {after, last_seq, more, then seq, id, ts, expires, data for each message}. Messages past
-// the committed seq (com, --redis_wait_replicas) are not read.
+// the committed seq (com, --redis_wait_replicas) are not read. A device's read is its activity:
+// the device is kept (made when new) with its last activity now.
 constexpr char kReadScript[] = R"lua(
 local sk, mk = KEYS[1], KEYS[2]
 adopt_legacy(ARGV[5], ARGV[6])
 local m = redis.call('HMGET', mk, 'seq', 'cur', 'com')
 local seq = tonumber(m[1]) or 0
 local last = tonumber(m[3]) or seq
-local after = tonumber(ARGV[1]) or tonumber(m[2]) or 0
+local cursor = tonumber(m[2]) or 0
+if ARGV[7] ~= '' and m[1] then
+  local c, w, a = device_get(KEYS[3], ARGV[7], tonumber(ARGV[4]), tonumber(ARGV[8]))
+  device_put(KEYS[3], ARGV[7], c, w, a, tonumber(ARGV[4]), tonumber(ARGV[8]), tonumber(ARGV[9]))
+  cursor = c
+end
+local after = tonumber(ARGV[1]) or cursor
 -- A client can be past the committed mark: after a failover the new primary holds every entry
 -- a client was sent (WAIT confirmed them) but may miss the last commit's mark. It is caught up,
 -- not ahead of the stream (which would make it start over).
@@ -146,27 +154,166 @@ end
 return out
 )lua";
 
-// KEYS: m. ARGV: seq. The cursor never moves backwards nor past the last seq (a client is only
-// sent committed messages, but the committed mark may lag behind them after a failover).
+// KEYS: m, d. ARGV: seq, progress (w: written without ack=1, p: written to an ack=1 connection,
+// a: acked, t: only the device's activity), device ('' = the connections without one, whose marks
+// are cur, w and a in m), now_ms, device_ttl_ms, max_devices. The marks never move backwards nor
+// past the last seq (a client is only sent committed messages, but the committed mark may lag
+// behind them after a failover). Nothing for a user without a stream.
 constexpr char kCursorScript[] = R"lua(
-local m = redis.call('HMGET', KEYS[1], 'seq', 'cur')
+local m = redis.call('HMGET', KEYS[1], 'seq', 'cur', 'w', 'a')
 local last = tonumber(m[1])
 if not last then return 0 end
-local c = math.min(tonumber(ARGV[1]), last)
-if c > (tonumber(m[2]) or 0) then redis.call('HSET', KEYS[1], 'cur', c) end
+local seq, kind, dev = math.min(tonumber(ARGV[1]), last), ARGV[2], ARGV[3]
+if dev == '' then
+  local c, w, a = tonumber(m[2]) or 0, tonumber(m[3]) or 0, tonumber(m[4]) or 0
+  local set = {}
+  if seq > w then set[#set + 1] = 'w'; set[#set + 1] = seq end
+  if kind ~= 'p' and seq > c then set[#set + 1] = 'cur'; set[#set + 1] = seq end
+  if kind == 'a' and seq > a then set[#set + 1] = 'a'; set[#set + 1] = seq end
+  if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+  return seq
+end
+local now, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local c, w, a = device_get(KEYS[2], dev, now, ttl)
+if kind ~= 't' then
+  w = math.max(w, seq)
+  if kind ~= 'p' then c = math.max(c, seq) end
+  if kind == 'a' then a = math.max(a, seq) end
+end
+device_put(KEYS[2], dev, c, w, a, now, ttl, tonumber(ARGV[6]))
 return c
 )lua";
 
-// KEYS: s, i, m. ARGV: user, legacy. Messages and keys go; the numbering stays and the cursor
-// jumps to the end.
+// KEYS: s, m, i, d. ARGV: message_id ('' = by seq), seq, now_ms, device_ttl_ms, user, legacy.
+// Returns {-1} when the message id is not retained, {-2, last} when the seq is past the last
+// (committed) one, else {seq, then device, state (1 written, 2 acked), cursor for each device
+// whose written or acked mark reached seq}; the connections without a device are device ''.
+constexpr char kReceiptsScript[] = R"lua(
+local sk, mk, ik, dk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id, now, ttl = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+adopt_legacy(ARGV[5], ARGV[6])
+local m = redis.call('HMGET', mk, 'seq', 'cur', 'w', 'a', 'com')
+local last = tonumber(m[5]) or tonumber(m[1]) or 0
+local seq
+if id ~= '' then
+  local function fields(e)
+    local r, f = {}, e[2]
+    for k = 1, #f, 2 do r[f[k]] = f[k + 1] end
+    return r
+  end
+  local entry
+  local key = redis.call('HGET', ik, id)
+  if key then
+    local es = redis.call('XRANGE', sk, '0-'..key, '0-'..key)
+    if #es > 0 and fields(es[1]).i == id then entry = es[1] end
+  else
+    -- Ids the server made have no idempotency key: look through the stream, newest first (at
+    -- most --history_size entries).
+    local start = '+'
+    while not entry do
+      local es = redis.call('XREVRANGE', sk, start, '-', 'COUNT', 128)
+      if #es == 0 then break end
+      for _, e in ipairs(es) do
+        if fields(e).i == id then entry = e; break end
+        start = '('..e[1]
+      end
+    end
+  end
+  if not entry or tonumber(fields(entry).e) <= now then return {-1} end
+  seq = tonumber(string.sub(entry[1], 3))
+  if seq > last then return {-1} end
+else
+  seq = tonumber(ARGV[2])
+  if seq < 1 or seq > last then return {-2, last} end
+end
+local out = {seq}
+local function add(dev, c, w, a)
+  if math.max(w, a) >= seq then
+    out[#out + 1] = dev
+    out[#out + 1] = (a >= seq) and 2 or 1
+    out[#out + 1] = c
+  end
+end
+add('', tonumber(m[2]) or 0, tonumber(m[3]) or 0, tonumber(m[4]) or 0)
+local all = redis.call('HGETALL', dk)
+for k = 1, #all, 2 do
+  local c, w, a, t = device_parse(all[k + 1])
+  if c and t + ttl > now then add(all[k], c, w, a) end
+end
+return out
+)lua";
+
+// KEYS: s, i, m, d. ARGV: user, legacy. Messages and keys go; the numbering stays and the cursor
+// (and every device's) jumps to the end.
 constexpr char kPurgeScript[] = R"lua(
 adopt_legacy(ARGV[1], ARGV[2])
 redis.call('DEL', KEYS[1], KEYS[2])
 local m = redis.call('HMGET', KEYS[3], 'seq', 'com')
 local last = m[2] or m[1]
-if last then redis.call('HSET', KEYS[3], 'cur', last) end
+if last then
+  redis.call('HSET', KEYS[3], 'cur', last)
+  local all = redis.call('HGETALL', KEYS[4])
+  for k = 1, #all, 2 do
+    local c, w, a, t = device_parse(all[k + 1])
+    if c then redis.call('HSET', KEYS[4], all[k], device_value(last, w, a, t)) end
+  end
+end
 return 0
 )lua";
+
+// What the read, cursor, receipts and purge scripts share: a user's devices are the hash d, field
+// device id -> "<cursor> <written> <acked> <last activity, ms>". A device whose last activity is
+// --device_ttl old is expired: read as absent and dropped when room is needed; the hash's own
+// expiry, set to the ttl at each activity, drops it once every device has expired.
+constexpr char kDevicesLua[] = R"lua(
+local function device_parse(v)
+  local c, w, a, t = string.match(v, '^(%d+) (%d+) (%d+) (%d+)$')
+  if not c then return nil end
+  return tonumber(c), tonumber(w), tonumber(a), tonumber(t)
+end
+local function device_value(c, w, a, t)
+  return string.format('%d %d %d %d', c, w, a, t)
+end
+-- The device's cursor, written and acked marks (0s when new or expired).
+local function device_get(dk, dev, now, ttl)
+  local v = redis.call('HGET', dk, dev)
+  if v then
+    local c, w, a, t = device_parse(v)
+    if c and t + ttl > now then return c, w, a end
+  end
+  return 0, 0, 0
+end
+-- Stores the device with its last activity now. A device new to the hash that takes it past
+-- max_devices drops the expired ones first, then the least recently active (ties: the smallest
+-- id): bounded work, since the hash never holds more than max_devices + 1 fields.
+local function device_put(dk, dev, c, w, a, now, ttl, max)
+  local added = redis.call('HSET', dk, dev, device_value(c, w, a, now))
+  if added == 1 and redis.call('HLEN', dk) > max then
+    local all = redis.call('HGETALL', dk)
+    local keep = {}
+    for k = 1, #all, 2 do
+      if all[k] ~= dev then
+        local _, _, _, t = device_parse(all[k + 1])
+        if not t or t + ttl <= now then
+          redis.call('HDEL', dk, all[k])
+        else
+          keep[#keep + 1] = {t, all[k]}
+        end
+      end
+    end
+    if #keep + 1 > max then
+      table.sort(keep, function(x, y)
+        if x[1] ~= y[1] then return x[1] < y[1] end
+        return x[2] < y[2]
+      end)
+      for k = 1, #keep + 1 - max do redis.call('HDEL', dk, keep[k][2]) end
+    end
+  end
+  redis.call('PEXPIRE', dk, ttl)
+end
+)lua";
+
+std::string WithDevices(const char* script) { return absl::StrCat(kDevicesLua, script); }
 
 const std::string& AppendSha() {
   static const std::string sha = redis_schema::ScriptSha(kAppendScript);
@@ -177,15 +324,19 @@ const std::string& CommitSha() {
   return sha;
 }
 const std::string& ReadSha() {
-  static const std::string sha = redis_schema::ScriptSha(kReadScript);
+  static const std::string sha = redis_schema::ScriptSha(WithDevices(kReadScript));
   return sha;
 }
 const std::string& CursorSha() {
-  static const std::string sha = redis_schema::ScriptSha(kCursorScript);
+  static const std::string sha = redis_schema::ScriptSha(WithDevices(kCursorScript));
+  return sha;
+}
+const std::string& ReceiptsSha() {
+  static const std::string sha = redis_schema::ScriptSha(WithDevices(kReceiptsScript));
   return sha;
 }
 const std::string& PurgeSha() {
-  static const std::string sha = redis_schema::ScriptSha(kPurgeScript);
+  static const std::string sha = redis_schema::ScriptSha(WithDevices(kPurgeScript));
   return sha;
 }
 
@@ -203,9 +354,12 @@ RedisStore::RedisStore(RedisStoreOptions options, redis::Router* router, Clock* 
       legacy_(router->cluster() ? "0" : "1") {}
 
 std::vector<std::string> RedisStore::Scripts() {
-  return {redis_schema::Script(kAppendScript), redis_schema::Script(kCommitScript),
-          redis_schema::Script(kReadScript), redis_schema::Script(kCursorScript),
-          redis_schema::Script(kPurgeScript)};
+  return {redis_schema::Script(kAppendScript),
+          redis_schema::Script(kCommitScript),
+          redis_schema::Script(WithDevices(kReadScript)),
+          redis_schema::Script(WithDevices(kCursorScript)),
+          redis_schema::Script(WithDevices(kReceiptsScript)),
+          redis_schema::Script(WithDevices(kPurgeScript))};
 }
 
 namespace {
@@ -330,15 +484,19 @@ void RedisStore::Read(ReadRequest request,
   const uint16_t slot = redis_schema::UserSlot(request.user_id);
   std::vector<std::string> argv{"EVALSHA",
                                 ReadSha(),
-                                "2",
+                                "3",
                                 redis_schema::StreamKey(request.user_id),
                                 redis_schema::MetaKey(request.user_id),
+                                redis_schema::DevicesKey(request.user_id),
                                 request.after ? std::to_string(*request.after) : "",
                                 std::to_string(std::max<size_t>(1, request.max_messages)),
                                 std::to_string(request.max_bytes),
                                 std::to_string(absl::ToUnixMillis(clock_->Now())),
                                 request.user_id,
-                                legacy_};
+                                legacy_,
+                                request.device_id,
+                                DeviceTtlMs(),
+                                std::to_string(options_.devices.max_per_user)};
   router_->Command(
       slot, std::move(argv), [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
         if (!v.ok()) return done(v.status());
@@ -361,21 +519,91 @@ void RedisStore::Read(ReadRequest request,
       });
 }
 
-void RedisStore::AdvanceCursor(std::string_view user_id, uint64_t seq) {
+std::string RedisStore::DeviceTtlMs() const {
+  return std::to_string(std::max<int64_t>(1, absl::ToInt64Milliseconds(options_.devices.ttl)));
+}
+
+void RedisStore::Advance(std::string_view user_id, std::string_view device_id, uint64_t seq,
+                         Progress progress) {
+  const char* kind = progress == Progress::kWritten              ? "w"
+                     : progress == Progress::kWrittenAwaitingAck ? "p"
+                                                                 : "a";
+  Cursor(user_id, device_id, seq, kind);
+}
+
+void RedisStore::TouchDevice(std::string_view user_id, std::string_view device_id) {
+  if (device_id.empty()) return;
+  Cursor(user_id, device_id, 0, "t");
+}
+
+void RedisStore::Cursor(std::string_view user_id, std::string_view device_id, uint64_t seq,
+                        const char* kind) {
+  // Without a device: the marks live in m, and the device arguments are not read.
+  const bool device = !device_id.empty();
   router_->Command(
       redis_schema::UserSlot(user_id),
-      {"EVALSHA", CursorSha(), "1", redis_schema::MetaKey(user_id), std::to_string(seq)},
+      {"EVALSHA", CursorSha(), "2", redis_schema::MetaKey(user_id),
+       redis_schema::DevicesKey(user_id), std::to_string(seq), kind, std::string(device_id),
+       device ? std::to_string(absl::ToUnixMillis(clock_->Now())) : "0",
+       device ? DeviceTtlMs() : "0", device ? std::to_string(options_.devices.max_per_user) : "0"},
       [](absl::StatusOr<redis::Value>) {});
 }
 
-void RedisStore::Purge(std::string_view user_id, absl::AnyInvocable<void(absl::Status)> done) {
+void RedisStore::Receipts(ReceiptsRequest request,
+                          absl::AnyInvocable<void(absl::StatusOr<ReceiptsResult>)> done) {
+  const std::string& user = request.user_id;
+  const uint16_t slot = redis_schema::UserSlot(user);
+  // Built before `request` moves into the callback.
+  std::vector<std::string> argv{"EVALSHA",
+                                ReceiptsSha(),
+                                "4",
+                                redis_schema::StreamKey(user),
+                                redis_schema::MetaKey(user),
+                                redis_schema::IdsKey(user),
+                                redis_schema::DevicesKey(user),
+                                request.message_id,
+                                std::to_string(request.seq),
+                                std::to_string(absl::ToUnixMillis(clock_->Now())),
+                                DeviceTtlMs(),
+                                user,
+                                legacy_};
   router_->Command(
-      redis_schema::UserSlot(user_id),
-      {"EVALSHA", PurgeSha(), "3", redis_schema::StreamKey(user_id), redis_schema::IdsKey(user_id),
-       redis_schema::MetaKey(user_id), std::string(user_id), legacy_},
-      [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
-        done(v.ok() ? absl::OkStatus() : v.status());
+      slot, std::move(argv),
+      [request = std::move(request),
+       done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
+        if (!v.ok()) return done(v.status());
+        const auto& e = v->elements;
+        if (v->type != redis::Value::Type::kArray || e.empty()) return done(Malformed("receipts"));
+        const int64_t head = e[0].AsInt();
+        if (head == -1) return done(NotRetainedError(request.user_id, request.message_id));
+        if (head == -2) {
+          if (e.size() < 2) return done(Malformed("receipts"));
+          return done(
+              PastLatestError(request.user_id, request.seq, static_cast<uint64_t>(e[1].AsInt())));
+        }
+        if (head < 1 || (e.size() - 1) % 3 != 0) return done(Malformed("receipts"));
+        ReceiptsResult result;
+        result.seq = static_cast<uint64_t>(head);
+        for (size_t i = 1; i + 2 < e.size(); i += 3) {
+          result.receipts.push_back(DeviceReceipt{e[i].str, e[i + 1].AsInt() == 2,
+                                                  static_cast<uint64_t>(e[i + 2].AsInt())});
+        }
+        std::sort(result.receipts.begin(), result.receipts.end(),
+                  [](const DeviceReceipt& a, const DeviceReceipt& b) {
+                    return a.device_id < b.device_id;
+                  });
+        done(std::move(result));
       });
+}
+
+void RedisStore::Purge(std::string_view user_id, absl::AnyInvocable<void(absl::Status)> done) {
+  router_->Command(redis_schema::UserSlot(user_id),
+                   {"EVALSHA", PurgeSha(), "4", redis_schema::StreamKey(user_id),
+                    redis_schema::IdsKey(user_id), redis_schema::MetaKey(user_id),
+                    redis_schema::DevicesKey(user_id), std::string(user_id), legacy_},
+                   [done = std::move(done)](absl::StatusOr<redis::Value> v) mutable {
+                     done(v.ok() ? absl::OkStatus() : v.status());
+                   });
 }
 
 }  // namespace push::store

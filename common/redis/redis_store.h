@@ -26,6 +26,7 @@ namespace push::store {
 struct RedisStoreOptions {
   uint32_t history_size = 1000;
   bool wait_replicas = false;
+  DeviceLimits devices;  // --device_ttl, --max_devices_per_user
 };
 
 class RedisStore final : public Store {
@@ -39,7 +40,11 @@ class RedisStore final : public Store {
               absl::AnyInvocable<void(absl::StatusOr<AppendResult>)> done) override;
   void Read(ReadRequest request,
             absl::AnyInvocable<void(absl::StatusOr<ReadResult>)> done) override;
-  void AdvanceCursor(std::string_view user_id, uint64_t seq) override;
+  void Advance(std::string_view user_id, std::string_view device_id, uint64_t seq,
+               Progress progress) override;
+  void TouchDevice(std::string_view user_id, std::string_view device_id) override;
+  void Receipts(ReceiptsRequest request,
+                absl::AnyInvocable<void(absl::StatusOr<ReceiptsResult>)> done) override;
   void Purge(std::string_view user_id, absl::AnyInvocable<void(absl::Status)> done) override;
 
   // What arrives on a user's channel (a subscriber link, on its thread): a message the append
@@ -51,6 +56,9 @@ class RedisStore final : public Store {
   }
 
  private:
+  // One cursor script run (fire and forget): `kind` as the script's progress argument.
+  void Cursor(std::string_view user_id, std::string_view device_id, uint64_t seq, const char* kind);
+  std::string DeviceTtlMs() const;
   void Commit(uint16_t slot, const std::string& user, uint64_t seq, AppendResult result,
               absl::AnyInvocable<void(absl::StatusOr<AppendResult>)> done);
 

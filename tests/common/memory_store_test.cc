@@ -57,8 +57,9 @@ class StoreTestBase : public ::testing::Test {
     if (backend() == Backend::kRedis) {
       EXPECT_EQ(redis_server_->Command({"FLUSHALL"}), "OK");
       router_ = std::make_unique<redis::ConnectionRouter>(redis_.get());
-      store_ = std::make_unique<RedisStore>(RedisStoreOptions{.history_size = options.history_size},
-                                            router_.get(), &clock_);
+      store_ = std::make_unique<RedisStore>(
+          RedisStoreOptions{.history_size = options.history_size, .devices = options.devices},
+          router_.get(), &clock_);
     } else {
       auto memory = std::make_unique<MemoryStore>(options, &clock_);
       memory_ = memory.get();
@@ -91,9 +92,11 @@ class StoreTestBase : public ::testing::Test {
   }
 
   ReadResult Read(const std::string& user, std::optional<uint64_t> after = std::nullopt,
-                  size_t max_messages = 256, size_t max_bytes = 1 << 20) {
+                  size_t max_messages = 256, size_t max_bytes = 1 << 20,
+                  const std::string& device = "") {
     ReadRequest request;
     request.user_id = user;
+    request.device_id = device;
     request.after = after;
     request.max_messages = max_messages;
     request.max_bytes = max_bytes;
@@ -106,6 +109,33 @@ class StoreTestBase : public ::testing::Test {
 
   // The delivered cursor, as a read without `after` starts from it.
   uint64_t Cursor(const std::string& user) { return Read(user).after; }
+
+  // A read of the device's connection (without `since`: from the device's cursor).
+  ReadResult ReadDevice(const std::string& user, const std::string& device) {
+    return Read(user, std::nullopt, 256, 1 << 20, device);
+  }
+
+  absl::StatusOr<ReceiptsResult> Receipts(const std::string& user, const std::string& message_id,
+                                          uint64_t seq) {
+    auto out = Await<absl::StatusOr<ReceiptsResult>>([&](auto done) {
+      store_->Receipts(ReceiptsRequest{user, message_id, seq}, std::move(done));
+    });
+    if (!out.has_value()) return absl::DeadlineExceededError("no answer");
+    return *std::move(out);
+  }
+  // The receipts of seq as "device:STATE@cursor" ("" for the connections without a device).
+  std::vector<std::string> ReceiptsOf(const std::string& user, uint64_t seq) {
+    absl::StatusOr<ReceiptsResult> r = Receipts(user, "", seq);
+    EXPECT_TRUE(r.ok()) << r.status();
+    std::vector<std::string> out;
+    if (!r.ok()) return out;
+    EXPECT_EQ(r->seq, seq);
+    for (const DeviceReceipt& d : r->receipts) {
+      out.push_back(d.device_id + ":" + (d.acked ? "ACKED" : "WRITTEN") + "@" +
+                    std::to_string(d.cursor));
+    }
+    return out;
+  }
 
   void Purge(const std::string& user) {
     auto out = Await<absl::Status>([&](auto done) { store_->Purge(user, std::move(done)); });
@@ -197,7 +227,7 @@ TEST_P(StoreTest, ReadOfUnknownUserIsEmpty) {
 TEST_P(StoreTest, ReadWithoutAfterStartsAtTheDeliveredCursor) {
   for (int i = 1; i <= 4; ++i) Append("alice", std::to_string(i));
   EXPECT_EQ(Seqs(Read("alice")), (Seq{1, 2, 3, 4}));
-  store_->AdvanceCursor("alice", 2);
+  store_->Advance("alice", "", 2, Progress::kWritten);
   EXPECT_EQ(Cursor("alice"), 2u);
   ReadResult r = Read("alice");
   EXPECT_EQ(r.after, 2u);
@@ -209,17 +239,17 @@ TEST_P(StoreTest, ReadWithoutAfterStartsAtTheDeliveredCursor) {
 
 TEST_P(StoreTest, CursorNeverMovesBackwardsNorPastTheEnd) {
   for (int i = 1; i <= 3; ++i) Append("alice", std::to_string(i));
-  store_->AdvanceCursor("alice", 2);
-  store_->AdvanceCursor("alice", 1);
+  store_->Advance("alice", "", 2, Progress::kWritten);
+  store_->Advance("alice", "", 1, Progress::kWritten);
   EXPECT_EQ(Cursor("alice"), 2u);
-  store_->AdvanceCursor("alice", 100);
+  store_->Advance("alice", "", 100, Progress::kWritten);
   EXPECT_EQ(Cursor("alice"), 3u);
   EXPECT_TRUE(Read("alice").messages.empty());
   // New messages after the clamp are still delivered.
   Append("alice", "4");
   EXPECT_EQ(Seqs(Read("alice")), (Seq{4}));
   // Unknown users have nothing to advance.
-  store_->AdvanceCursor("nobody", 5);
+  store_->Advance("nobody", "", 5, Progress::kWritten);
   EXPECT_EQ(Cursor("nobody"), 0u);
   EXPECT_EQ(Append("nobody", "1").message->seq, 1u);
 }
@@ -378,6 +408,195 @@ TEST_P(StoreTest, ExpiredMessagesDoNotCountTowardsPageLimits) {
   ReadResult page = Read("alice", 0, 2);
   EXPECT_EQ(Seqs(page), (Seq{3, 4}));
   EXPECT_FALSE(page.more);
+}
+
+// ---- Devices (CONTRACT §6): per-(user, device) cursors, marks, receipts ----------------------
+
+using Strings = std::vector<std::string>;
+
+TEST_P(StoreTest, DevicesReplayFromTheirOwnCursors) {
+  for (int i = 1; i <= 3; ++i) Append("alice", std::to_string(i));
+  // A device never seen replays everything retained, whatever the others did.
+  ReadResult a = ReadDevice("alice", "phone");
+  EXPECT_EQ(a.after, 0u);
+  EXPECT_EQ(Seqs(a), (Seq{1, 2, 3}));
+  store_->Advance("alice", "phone", 3, Progress::kWritten);
+  EXPECT_EQ(ReadDevice("alice", "phone").after, 3u);
+  ReadResult b = ReadDevice("alice", "laptop");
+  EXPECT_EQ(b.after, 0u);
+  EXPECT_EQ(Seqs(b), (Seq{1, 2, 3}));
+  // The shared cursor (connections without a device) did not move either.
+  EXPECT_EQ(Cursor("alice"), 0u);
+  store_->Advance("alice", "laptop", 1, Progress::kWritten);
+  Append("alice", "4");
+  EXPECT_EQ(Seqs(ReadDevice("alice", "phone")), (Seq{4}));
+  EXPECT_EQ(Seqs(ReadDevice("alice", "laptop")), (Seq{2, 3, 4}));
+  // And the shared cursor moves without touching the devices'.
+  store_->Advance("alice", "", 4, Progress::kWritten);
+  EXPECT_EQ(Cursor("alice"), 4u);
+  EXPECT_EQ(ReadDevice("alice", "phone").after, 3u);
+  EXPECT_EQ(ReadDevice("alice", "laptop").after, 1u);
+  // An explicit `after` (since) wins over the device's cursor.
+  EXPECT_EQ(Seqs(Read("alice", 1, 256, 1 << 20, "phone")), (Seq{2, 3, 4}));
+  // Cursors never move backwards nor past the end, and other users' devices are their own.
+  store_->Advance("alice", "phone", 2, Progress::kWritten);
+  store_->Advance("alice", "laptop", 99, Progress::kWritten);
+  EXPECT_EQ(ReadDevice("alice", "phone").after, 3u);
+  EXPECT_EQ(ReadDevice("alice", "laptop").after, 4u);
+  Append("bob", "1");
+  EXPECT_EQ(ReadDevice("bob", "phone").after, 0u);
+}
+
+TEST_P(StoreTest, OnlyAcksMoveTheCursorOfAnAckConnection) {
+  for (int i = 1; i <= 3; ++i) Append("alice", std::to_string(i));
+  for (std::string device : {"", "tablet"}) {
+    SCOPED_TRACE("device '" + device + "'");
+    store_->Advance("alice", device, 3, Progress::kWrittenAwaitingAck);
+    EXPECT_EQ(Read("alice", std::nullopt, 256, 1 << 20, device).after, 0u);
+    store_->Advance("alice", device, 2, Progress::kAcked);
+    EXPECT_EQ(Read("alice", std::nullopt, 256, 1 << 20, device).after, 2u);
+  }
+}
+
+TEST_P(StoreTest, ReceiptsShowWhichDevicesGotTheMessage) {
+  AppendResult first = Append("alice", "1");  // the server makes its id
+  Append("alice", "2", "order-2");
+  Append("alice", "3");
+  // Nothing written yet: no receipts.
+  EXPECT_EQ(ReceiptsOf("alice", 2), Strings{});
+  // A connection without a device and without ack=1 wrote 1..2.
+  store_->Advance("alice", "", 2, Progress::kWritten);
+  EXPECT_EQ(ReceiptsOf("alice", 2), (Strings{":WRITTEN@2"}));
+  // An ack=1 connection of the phone wrote 1..3: written, its cursor still at 0 ...
+  store_->Advance("alice", "phone", 3, Progress::kWrittenAwaitingAck);
+  EXPECT_EQ(ReceiptsOf("alice", 2), (Strings{":WRITTEN@2", "phone:WRITTEN@0"}));
+  EXPECT_EQ(ReceiptsOf("alice", 3), (Strings{"phone:WRITTEN@0"}));
+  // ... until it acks 2.
+  store_->Advance("alice", "phone", 2, Progress::kAcked);
+  EXPECT_EQ(ReceiptsOf("alice", 2), (Strings{":WRITTEN@2", "phone:ACKED@2"}));
+  EXPECT_EQ(ReceiptsOf("alice", 3), (Strings{"phone:WRITTEN@2"}));
+  store_->Advance("alice", "a-watch", 1, Progress::kAcked);
+  EXPECT_EQ(ReceiptsOf("alice", 1), (Strings{":WRITTEN@2", "a-watch:ACKED@1", "phone:ACKED@2"}));
+
+  // By message id: the caller's, and one the server made.
+  absl::StatusOr<ReceiptsResult> by_id = Receipts("alice", "order-2", 0);
+  ASSERT_TRUE(by_id.ok()) << by_id.status();
+  EXPECT_EQ(by_id->seq, 2u);
+  EXPECT_EQ(by_id->receipts.size(), 2u);
+  by_id = Receipts("alice", first.message->id, 0);
+  ASSERT_TRUE(by_id.ok()) << by_id.status();
+  EXPECT_EQ(by_id->seq, 1u);
+  EXPECT_EQ(by_id->receipts.size(), 3u);
+
+  // What cannot be answered.
+  EXPECT_EQ(Receipts("alice", "no-such-id", 0).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Receipts("nobody", "order-2", 0).status().code(), absl::StatusCode::kNotFound);
+  absl::Status past = Receipts("alice", "", 4).status();
+  EXPECT_EQ(past.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(past.message().find("latest seq"), std::string::npos) << past;
+  EXPECT_EQ(Receipts("nobody", "", 1).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(StoreTest, ReceiptsOfAnExpiredMessageIdAreNotFound) {
+  Append("alice", "1", "short", absl::Seconds(10));
+  Append("alice", "2", "long", absl::Hours(1));
+  store_->Advance("alice", "", 2, Progress::kWritten);
+  ASSERT_TRUE(Receipts("alice", "short", 0).ok());
+  clock_.Advance(absl::Seconds(10));
+  EXPECT_EQ(Receipts("alice", "short", 0).status().code(), absl::StatusCode::kNotFound);
+  // By seq the marks still answer (the seq is not past the latest).
+  EXPECT_EQ(ReceiptsOf("alice", 1), (Strings{":WRITTEN@2"}));
+  EXPECT_TRUE(Receipts("alice", "long", 0).ok());
+}
+
+TEST_P(StoreTest, ADeviceIsKeptForItsTtlAfterItsLastActivity) {
+  MakeStore(MemoryStoreOptions{.devices = {.ttl = absl::Hours(1), .max_per_user = 32}});
+  for (int i = 1; i <= 3; ++i) Append("alice", std::to_string(i));
+  store_->Advance("alice", "phone", 2, Progress::kWritten);
+  clock_.Advance(absl::Minutes(50));
+  // The connection ends: the ttl counts from here.
+  store_->TouchDevice("alice", "phone");
+  clock_.Advance(absl::Minutes(59));
+  EXPECT_EQ(ReceiptsOf("alice", 2), (Strings{"phone:WRITTEN@2"}));
+  EXPECT_EQ(ReadDevice("alice", "phone").after, 2u);  // a connect: activity too
+  clock_.Advance(absl::Minutes(59));
+  EXPECT_EQ(ReceiptsOf("alice", 2), (Strings{"phone:WRITTEN@2"}));
+  clock_.Advance(absl::Minutes(1));
+  // An hour without activity: gone, in receipts and for the next connection (which replays
+  // everything retained, like a device never seen).
+  EXPECT_EQ(ReceiptsOf("alice", 2), Strings{});
+  ReadResult r = ReadDevice("alice", "phone");
+  EXPECT_EQ(r.after, 0u);
+  EXPECT_EQ(Seqs(r), (Seq{1, 2, 3}));
+}
+
+TEST_P(StoreTest, TheLeastRecentlyActiveDeviceGoesAtTheLimit) {
+  MakeStore(MemoryStoreOptions{.devices = {.ttl = absl::Hours(1), .max_per_user = 3}});
+  Append("alice", "1");
+  for (std::string device : {"a", "b", "c"}) {
+    store_->Advance("alice", device, 1, Progress::kWritten);
+    clock_.Advance(absl::Seconds(1));
+  }
+  store_->TouchDevice("alice", "a");  // a is now the most recently active; b the least
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(ReceiptsOf("alice", 1), (Strings{"a:WRITTEN@1", "b:WRITTEN@1", "c:WRITTEN@1"}));
+  store_->Advance("alice", "d", 1, Progress::kWritten);
+  EXPECT_EQ(ReceiptsOf("alice", 1), (Strings{"a:WRITTEN@1", "c:WRITTEN@1", "d:WRITTEN@1"}));
+  // A device known already takes no one's place.
+  clock_.Advance(absl::Seconds(1));
+  store_->Advance("alice", "c", 1, Progress::kAcked);
+  EXPECT_EQ(ReceiptsOf("alice", 1), (Strings{"a:WRITTEN@1", "c:ACKED@1", "d:WRITTEN@1"}));
+  // Expired devices make room first (a, touched at 3 s, expires at 1h 3s).
+  clock_.Advance(absl::Minutes(59) + absl::Seconds(57));
+  store_->Advance("alice", "d", 1, Progress::kWritten);  // d stays alive
+  clock_.Advance(absl::Seconds(2));
+  store_->Advance("alice", "e", 1, Progress::kWritten);
+  EXPECT_EQ(ReceiptsOf("alice", 1), (Strings{"c:ACKED@1", "d:WRITTEN@1", "e:WRITTEN@1"}));
+  // The connections without a device are no device: never counted, never dropped.
+  store_->Advance("alice", "", 1, Progress::kWritten);
+  EXPECT_EQ(ReceiptsOf("alice", 1),
+            (Strings{":WRITTEN@1", "c:ACKED@1", "d:WRITTEN@1", "e:WRITTEN@1"}));
+}
+
+TEST_P(StoreTest, PurgeMovesEveryDevicesCursorToTheEnd) {
+  for (int i = 1; i <= 3; ++i) Append("alice", std::to_string(i));
+  store_->Advance("alice", "phone", 1, Progress::kWritten);
+  store_->Advance("alice", "laptop", 2, Progress::kWrittenAwaitingAck);
+  Purge("alice");
+  EXPECT_EQ(ReadDevice("alice", "phone").after, 3u);
+  EXPECT_EQ(ReadDevice("alice", "laptop").after, 3u);
+  EXPECT_EQ(Cursor("alice"), 3u);
+  Append("alice", "4");
+  EXPECT_EQ(Seqs(ReadDevice("alice", "phone")), (Seq{4}));
+  EXPECT_EQ(Seqs(ReadDevice("alice", "laptop")), (Seq{4}));
+}
+
+TEST_P(StoreTest, NothingIsKeptForAUserWithoutAStream) {
+  store_->Advance("nobody", "phone", 3, Progress::kWritten);
+  store_->TouchDevice("nobody", "phone");
+  EXPECT_EQ(ReadDevice("nobody", "phone").after, 0u);
+  EXPECT_EQ(Append("nobody", "1").message->seq, 1u);
+  EXPECT_EQ(ReceiptsOf("nobody", 1), Strings{});
+  EXPECT_EQ(Seqs(ReadDevice("nobody", "phone")), (Seq{1}));
+}
+
+TEST_F(MemoryStoreTest, DevicesCountInTheBytesAndSweepDropsExpiredOnes) {
+  MakeStore(MemoryStoreOptions{.devices = {.ttl = absl::Hours(1), .max_per_user = 32}});
+  Append("alice", "1");
+  const uint64_t before = memory_->bytes();
+  store_->Advance("alice", "phone", 1, Progress::kWritten);
+  store_->Advance("alice", "a-device-id-long-enough-to-live-on-the-heap", 1, Progress::kWritten);
+  EXPECT_EQ(memory_->DeviceCount("alice"), 2u);
+  EXPECT_GT(memory_->bytes(), before + 2 * sizeof(uint64_t) * 3);
+  clock_.Advance(absl::Minutes(30));
+  store_->TouchDevice("alice", "phone");
+  clock_.Advance(absl::Minutes(30));
+  memory_->Sweep();
+  EXPECT_EQ(memory_->DeviceCount("alice"), 1u);
+  clock_.Advance(absl::Minutes(30));
+  memory_->Sweep();
+  EXPECT_EQ(memory_->DeviceCount("alice"), 0u);
+  EXPECT_EQ(memory_->bytes(), before);
 }
 
 TEST_F(MemoryStoreTest, SweepFreesExpiredMessages) {

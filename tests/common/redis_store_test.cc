@@ -7,6 +7,7 @@
 #include <future>
 #include <memory>
 
+#include "absl/strings/numbers.h"
 #include "common/redis/router.h"
 #include "gtest/gtest.h"
 #include "tests/testing/redis_server.h"
@@ -28,7 +29,7 @@ class RedisStoreTest : public ::testing::Test {
     if (connection_) connection_->Stop();
   }
 
-  void Open(int wait_replicas) {
+  void Open(int wait_replicas, DeviceLimits devices = {}) {
     redis::ConnectionOptions options;
     options.endpoint.host = "127.0.0.1";
     options.endpoint.port = redis_.port();
@@ -43,6 +44,7 @@ class RedisStoreTest : public ::testing::Test {
     router_ = std::make_unique<redis::ConnectionRouter>(connection_.get());
     RedisStoreOptions store_options;
     store_options.wait_replicas = wait_replicas > 0;
+    store_options.devices = devices;
     store_ = std::make_unique<RedisStore>(store_options, router_.get());
   }
 
@@ -185,12 +187,42 @@ TEST_F(RedisStoreTest, AClientPastALaggingCommitMarkIsCaughtUp) {
   EXPECT_EQ(read->last_seq, 4u);
   ASSERT_EQ(read->messages.size(), 1u) << "past the committed mark";
   EXPECT_EQ(read->messages[0]->seq, 4u);
-  store_->AdvanceCursor("dave", 5);
+  store_->Advance("dave", "", 5, Progress::kWritten);
   EXPECT_TRUE(push::testing::WaitFor(
       [&] {
         return redis_.Command({"HGET", "pushd:{dave}:m", "cur"}) == "5";
       },
       std::chrono::seconds(5)));
+}
+
+// The devices' hash: only a device makes it (the connections without one keep their marks in m,
+// one script run per move as before), it expires --device_ttl after the last activity, and it
+// never holds more than --max_devices_per_user devices.
+TEST_F(RedisStoreTest, TheDevicesHashIsBoundedAndExpiresWithTheTtl) {
+  Open(0, DeviceLimits{.ttl = absl::Minutes(10), .max_per_user = 3});
+  ASSERT_TRUE(Append("erin", "1").ok());
+  store_->Advance("erin", "", 1, Progress::kWritten);
+  store_->Advance("erin", "", 1, Progress::kWrittenAwaitingAck);
+  ASSERT_TRUE(push::testing::WaitFor(
+      [&] {
+        return redis_.Command({"HMGET", "pushd:{erin}:m", "cur", "w", "a"}) == "1 1 (nil)";
+      },
+      std::chrono::seconds(5)))
+      << redis_.Command({"HMGET", "pushd:{erin}:m", "cur", "w", "a"});
+  EXPECT_EQ(redis_.Command({"EXISTS", "pushd:{erin}:d"}), "0");
+  for (int i = 0; i < 8; ++i) {
+    store_->Advance("erin", "device-" + std::to_string(i), 1, Progress::kWritten);
+  }
+  ASSERT_TRUE(push::testing::WaitFor(
+      [&] {
+        return redis_.Command({"HEXISTS", "pushd:{erin}:d", "device-7"}) == "1";
+      },
+      std::chrono::seconds(5)));
+  EXPECT_EQ(redis_.Command({"HLEN", "pushd:{erin}:d"}), "3");
+  int64_t pttl = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(redis_.Command({"PTTL", "pushd:{erin}:d"}), &pttl));
+  EXPECT_GT(pttl, 9 * 60 * 1000);
+  EXPECT_LE(pttl, 10 * 60 * 1000);
 }
 
 }  // namespace

@@ -39,8 +39,16 @@ class HeldStore final : public store::Store {
             absl::AnyInvocable<void(absl::StatusOr<store::ReadResult>)> done) override {
     memory_.Read(std::move(request), std::move(done));
   }
-  void AdvanceCursor(std::string_view user_id, uint64_t seq) override {
-    memory_.AdvanceCursor(user_id, seq);
+  void Advance(std::string_view user_id, std::string_view device_id, uint64_t seq,
+               store::Progress progress) override {
+    memory_.Advance(user_id, device_id, seq, progress);
+  }
+  void TouchDevice(std::string_view user_id, std::string_view device_id) override {
+    memory_.TouchDevice(user_id, device_id);
+  }
+  void Receipts(store::ReceiptsRequest request,
+                absl::AnyInvocable<void(absl::StatusOr<store::ReceiptsResult>)> done) override {
+    memory_.Receipts(std::move(request), std::move(done));
   }
   void Purge(std::string_view user_id, absl::AnyInvocable<void(absl::Status)> done) override {
     memory_.Purge(user_id, std::move(done));

@@ -40,10 +40,12 @@ class PushLogicTest : public ::testing::Test {
     store_.SetPublicationSink(&hub_);
   }
 
-  std::shared_ptr<RecordingConnection> Connect(const std::string& user, const std::string& id) {
+  std::shared_ptr<RecordingConnection> Connect(const std::string& user, const std::string& id,
+                                               const std::string& device = "") {
     ConnectionInfo info;
     info.user_id = user;
     info.connection_id = id;
+    info.device_id = device;
     info.remote_address = "10.0.0.1:4242";
     info.user_agent = "unit-test";
     info.connected_at = absl::FromUnixMillis(1700000000250);
@@ -85,6 +87,15 @@ class PushLogicTest : public ::testing::Test {
     request.set_page_size(page_size);
     request.set_page_token(token);
     return Await([&](auto done) { logic_.ListClients(request, response, std::move(done)); });
+  }
+
+  absl::Status Receipts(const std::string& user, const std::string& message_id, uint64_t seq,
+                        v1::GetReceiptsResponse* response) {
+    v1::GetReceiptsRequest request;
+    request.set_user_id(user);
+    request.set_message_id(message_id);
+    request.set_seq(seq);
+    return Await([&](auto done) { logic_.GetReceipts(request, response, std::move(done)); });
   }
 
   template <typename Call>
@@ -340,6 +351,67 @@ TEST_F(PushLogicTest, ListClientsReportsEveryField) {
   EXPECT_EQ(c.connected_at().nanos(), 250000000);
   EXPECT_EQ(c.messages_sent(), 11u);
   EXPECT_EQ(c.queued_bytes(), 22u);
+}
+
+TEST_F(PushLogicTest, ListClientsShowsTheDevice) {
+  Connect("alice", "c1", "phone-1");
+  Connect("alice", "c2");
+  v1::ListClientsResponse res;
+  ASSERT_TRUE(List("alice", 0, "", &res).ok());
+  ASSERT_EQ(res.clients_size(), 2);
+  EXPECT_EQ(res.clients(0).device_id(), "phone-1");
+  EXPECT_EQ(res.clients(1).device_id(), "");
+}
+
+TEST_F(PushLogicTest, GetReceiptsAnswersFromTheStoresMarks) {
+  v1::PushResponse pushed;
+  ASSERT_TRUE(Push("alice", "1", &pushed, "m-1").ok());
+  ASSERT_TRUE(Push("alice", "2").ok());
+  v1::GetReceiptsResponse res;
+  ASSERT_TRUE(Receipts("alice", "m-1", 0, &res).ok());
+  EXPECT_EQ(res.seq(), 1u);
+  EXPECT_EQ(res.receipts_size(), 0);
+  store_.Advance("alice", "phone", 2, store::Progress::kWrittenAwaitingAck);
+  store_.Advance("alice", "phone", 1, store::Progress::kAcked);
+  store_.Advance("alice", "", 2, store::Progress::kWritten);
+  res.Clear();
+  ASSERT_TRUE(Receipts("alice", "", 2, &res).ok());
+  EXPECT_EQ(res.seq(), 2u);
+  ASSERT_EQ(res.receipts_size(), 2);
+  EXPECT_EQ(res.receipts(0).device_id(), "");
+  EXPECT_EQ(res.receipts(0).state(), v1::Receipt::WRITTEN);
+  EXPECT_EQ(res.receipts(0).cursor(), 2u);
+  EXPECT_EQ(res.receipts(1).device_id(), "phone");
+  EXPECT_EQ(res.receipts(1).state(), v1::Receipt::WRITTEN);
+  EXPECT_EQ(res.receipts(1).cursor(), 1u);
+  res.Clear();
+  ASSERT_TRUE(Receipts("alice", "", 1, &res).ok());
+  ASSERT_EQ(res.receipts_size(), 2);
+  EXPECT_EQ(res.receipts(1).state(), v1::Receipt::ACKED);
+}
+
+TEST_F(PushLogicTest, GetReceiptsNeedsExactlyOneOfMessageIdAndSeq) {
+  ASSERT_TRUE(Push("alice", "1").ok());
+  v1::GetReceiptsResponse res;
+  absl::Status s = Receipts("alice", "", 0, &res);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(MessageHas(s, "message_id"));
+  EXPECT_TRUE(MessageHas(s, "seq"));
+  s = Receipts("alice", "m-1", 1, &res);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(MessageHas(s, "not both"));
+  s = Receipts("bad user", "", 1, &res);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(MessageHas(s, "user_id"));
+  s = Receipts("alice", "has space", 0, &res);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(MessageHas(s, "message_id"));
+  s = Receipts("alice", "", 2, &res);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(MessageHas(s, "latest seq"));
+  s = Receipts("alice", "never-pushed", 0, &res);
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(MessageHas(s, "never-pushed"));
 }
 
 TEST_F(PushLogicTest, ListClientsFiltersByUser) {
