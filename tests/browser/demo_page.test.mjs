@@ -291,16 +291,11 @@ describe('demo page in Chromium', () => {
       await waitText(page, '#state', /^open$/);
       await waitFor(() => sockets.length === 2, { what: 'the second connection' });
       assert.equal(sockets[1].searchParams.get('device_id'), 'tablet');
-      // TODO(issue 15): drop this guard once the devices server side is on main.
       await waitFor(async () => (await page.textContent('#connection-id')) !== 'none', {
         what: 'the welcome frame',
       });
       const welcomed = await page.evaluate(() => window.demoClient.connectionId);
       assert.ok(welcomed);
-      if ((await page.textContent('#device-id')) === 'none') {
-        t.skip('this pushd does not name the device in its welcome yet (devices server side not merged)');
-        return;
-      }
       await waitText(page, '#device-id', /^tablet$/);
       assert.equal(firstDevice, 'phone-1');
       await screenshot(page, 'device-id');

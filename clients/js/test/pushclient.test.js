@@ -232,11 +232,6 @@ describe('PushClient against a real pushd', () => {
     assert.equal(new URL(plainLog.urls[0]).searchParams.has('device_id'), false);
     assert.equal(tp.welcomes[0].deviceId, null);
 
-    // TODO(issue 15): drop this guard once the devices server side is on main.
-    if (t.welcomes[0].deviceId === null) {
-      t_.skip('this pushd does not name the device in its welcome yet (devices server side not merged)');
-      return;
-    }
     assert.equal(t.welcomes[0].deviceId, device);
     assert.equal(t.welcomes[1].deviceId, device);
   });
@@ -459,11 +454,6 @@ describe('PushClient against pushd --auth=jwt', () => {
     assert.equal(params.get('token'), token);
     assert.equal(params.get('device_id'), 'tablet');
     assert.equal(client.userId, user);
-    // TODO(issue 15): drop this guard once the devices server side is on main.
-    if (t.welcomes[0].deviceId === null) {
-      t_.skip('this pushd does not name the device in its welcome yet (devices server side not merged)');
-      return;
-    }
     assert.equal(t.welcomes[0].deviceId, 'tablet');
   });
 
