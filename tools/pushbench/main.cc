@@ -48,6 +48,8 @@ ABSL_FLAG(std::string, watch_pids, "",
           "comma-separated pids of other processes (e.g. redis-server) whose CPU time (utime + "
           "stime from /proc) is read with the server's, over the same measured phase");
 ABSL_FLAG(int, connections, -1, "WebSocket connections (default: the scenario's)");
+ABSL_FLAG(bool, device_ids, false,
+          "each connection names a device of its own (device_id=d<n>): per-device cursors");
 ABSL_FLAG(int, tabs, -1, "connections per user (default: 5 for multitab, else 1)");
 ABSL_FLAG(std::string, mode, "unary", "how to push: unary (Push), stream (PushStream), broadcast");
 ABSL_FLAG(int, concurrency, -1,
@@ -266,6 +268,7 @@ Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes
   int ips = absl::GetFlag(FLAGS_source_ips);
   fleet_options.source_ips = ips > 0 ? ips : (sizes.connections + 4999) / 5000;
   fleet_options.stop_reading = scenario == "flood";
+  fleet_options.device_ids = absl::GetFlag(FLAGS_device_ids);
   WsFleet fleet(fleet_options);
 
   Pusher pusher(target.grpc, absl::GetFlag(FLAGS_channels), &users);

@@ -151,6 +151,7 @@ struct WsFleet::Impl {
         if (kind == websocket::frame_type::ping) Worker::Bump(c.worker->pings);
       });
       std::string target = "/ws?user_id=" + (*user_names)[c.user];
+      if (options.device_ids) target += "&device_id=d" + std::to_string(c.index);
       c.ws.async_handshake(host_header, target, [this, &c](beast::error_code ec) {
         if (ec) return Fail(c, "handshake", ec);
         DoRead(c);

@@ -25,6 +25,9 @@ struct FleetOptions {
   // The flood scenario: after its welcome frame a connection reads nothing more (a stalled
   // browser tab); the socket stays open.
   bool stop_reading = false;
+  // Each connection names a device of its own (device_id=d<index>), so its cursor moves are
+  // per-device ones (CONTRACT §6) instead of the user's shared cursor.
+  bool device_ids = false;
 };
 
 // One message that took longer than FleetOptions::slow_ns.
