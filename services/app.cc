@@ -113,6 +113,8 @@ absl::Status App::StartRedis() {
   }
   options.node_id = config_.node_id;
   options.history_size = config_.history_size;
+  options.device_ttl = config_.device_ttl;
+  options.max_devices_per_user = config_.max_devices_per_user;
   options.wait_replicas = config_.redis_wait_replicas;
   options.edge = config_.role != Role::kApi;
   options.on_links_changed = [this] { UpdateReady(); };
@@ -151,6 +153,7 @@ absl::Status App::Start() {
     store::MemoryStoreOptions store_options;
     store_options.history_size = config_.history_size;
     store_options.max_bytes = config_.max_store_bytes;
+    store_options.devices = {config_.device_ttl, config_.max_devices_per_user};
     memory_store_ = std::make_unique<store::MemoryStore>(store_options);
     local_directory_ = std::make_unique<LocalDirectory>(hub_.get(), config_.node_id);
     store_ = memory_store_.get();

@@ -284,7 +284,8 @@ void MemoryStore::TouchDevice(std::string_view user_id, std::string_view device_
   absl::MutexLock lock(&shard.mu);
   auto it = shard.streams.find(user_id);
   if (it == shard.streams.end()) return;
-  ActiveDevice(shard, *it->second, device_id, clock_->Now());
+  absl::Time now = clock_->Now();
+  if (Device* device = FindDevice(shard, *it->second, device_id, now)) device->last_active = now;
 }
 
 void MemoryStore::Receipts(ReceiptsRequest request,

@@ -139,7 +139,9 @@ class Store {
                        Progress progress) = 0;
 
   // A connection of the device ended: its last activity is now, so --device_ttl counts from
-  // here. Fire and forget; nothing for an empty device_id.
+  // here. Only a device still kept: one dropped meanwhile (expired, or pushed out by other devices
+  // at --max_devices_per_user) is not brought back by the late end of its connection. Fire and
+  // forget; nothing for an empty device_id.
   virtual void TouchDevice(std::string_view user_id, std::string_view device_id) = 0;
 
   // The receipts of one retained message (by id) or seq: NOT_FOUND when the message id is not

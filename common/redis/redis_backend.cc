@@ -95,6 +95,7 @@ RedisBackend::RedisBackend(RedisBackendOptions options, Hub* hub)
 
   store::RedisStoreOptions store_options;
   store_options.history_size = options_.history_size;
+  store_options.devices = {options_.device_ttl, options_.max_devices_per_user};
   store_options.wait_replicas = options_.wait_replicas > 0;
   store_ = std::make_unique<store::RedisStore>(store_options, router_.get());
   if (edge) {

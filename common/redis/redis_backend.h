@@ -36,6 +36,9 @@ struct RedisBackendOptions {
   std::vector<redis::Endpoint> cluster_seeds;
   std::string node_id;
   uint32_t history_size = 1000;
+  // --device_ttl, --max_devices_per_user.
+  absl::Duration device_ttl = absl::Hours(720);
+  uint32_t max_devices_per_user = 32;
   // --redis_wait_replicas: a push is answered once this many replicas hold it.
   uint32_t wait_replicas = 0;
   // This process holds WebSocket connections (role edge or all): it subscribes to its users'

@@ -155,10 +155,10 @@ return out
 )lua";
 
 // KEYS: m, d. ARGV: seq, progress (w: written without ack=1, p: written to an ack=1 connection,
-// a: acked, t: only the device's activity), device ('' = the connections without one, whose marks
-// are cur, w and a in m), now_ms, device_ttl_ms, max_devices. The marks never move backwards nor
-// past the last seq (a client is only sent committed messages, but the committed mark may lag
-// behind them after a failover). Nothing for a user without a stream.
+// a: acked, t: only the activity of a device still kept), device ('' = the connections without one,
+// whose marks are cur, w and a in m), now_ms, device_ttl_ms, max_devices. The marks never move
+// backwards nor past the last seq (a client is only sent committed messages, but the committed mark
+// may lag behind them after a failover). Nothing for a user without a stream.
 constexpr char kCursorScript[] = R"lua(
 local m = redis.call('HMGET', KEYS[1], 'seq', 'cur', 'w', 'a')
 local last = tonumber(m[1])
@@ -174,7 +174,9 @@ if dev == '' then
   return seq
 end
 local now, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local c, w, a = device_get(KEYS[2], dev, now, ttl)
+local c, w, a, kept = device_get(KEYS[2], dev, now, ttl)
+-- A touch (the end of a connection) only refreshes a device still kept.
+if kind == 't' and not kept then return 0 end
 if kind ~= 't' then
   w = math.max(w, seq)
   if kind ~= 'p' then c = math.max(c, seq) end
@@ -274,14 +276,15 @@ end
 local function device_value(c, w, a, t)
   return string.format('%d %d %d %d', c, w, a, t)
 end
--- The device's cursor, written and acked marks (0s when new or expired).
+-- The device's cursor, written and acked marks, and whether it is kept (0s and false when new or
+-- expired).
 local function device_get(dk, dev, now, ttl)
   local v = redis.call('HGET', dk, dev)
   if v then
     local c, w, a, t = device_parse(v)
-    if c and t + ttl > now then return c, w, a end
+    if c and t + ttl > now then return c, w, a, true end
   end
-  return 0, 0, 0
+  return 0, 0, 0, false
 end
 -- Stores the device with its last activity now. A device new to the hash that takes it past
 -- max_devices drops the expired ones first, then the least recently active (ties: the smallest

@@ -542,6 +542,9 @@ TEST_P(StoreTest, TheLeastRecentlyActiveDeviceGoesAtTheLimit) {
   EXPECT_EQ(ReceiptsOf("alice", 1), (Strings{"a:WRITTEN@1", "b:WRITTEN@1", "c:WRITTEN@1"}));
   store_->Advance("alice", "d", 1, Progress::kWritten);
   EXPECT_EQ(ReceiptsOf("alice", 1), (Strings{"a:WRITTEN@1", "c:WRITTEN@1", "d:WRITTEN@1"}));
+  // The late end of b's connection does not bring it back (nor push another out).
+  store_->TouchDevice("alice", "b");
+  EXPECT_EQ(ReceiptsOf("alice", 1), (Strings{"a:WRITTEN@1", "c:WRITTEN@1", "d:WRITTEN@1"}));
   // A device known already takes no one's place.
   clock_.Advance(absl::Seconds(1));
   store_->Advance("alice", "c", 1, Progress::kAcked);
@@ -576,6 +579,9 @@ TEST_P(StoreTest, NothingIsKeptForAUserWithoutAStream) {
   store_->TouchDevice("nobody", "phone");
   EXPECT_EQ(ReadDevice("nobody", "phone").after, 0u);
   EXPECT_EQ(Append("nobody", "1").message->seq, 1u);
+  // The end of a connection of a device never recorded records nothing either.
+  store_->TouchDevice("nobody", "phone");
+  if (memory_ != nullptr) EXPECT_EQ(memory_->DeviceCount("nobody"), 0u);
   EXPECT_EQ(ReceiptsOf("nobody", 1), Strings{});
   EXPECT_EQ(Seqs(ReadDevice("nobody", "phone")), (Seq{1}));
 }

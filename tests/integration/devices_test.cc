@@ -24,12 +24,17 @@ enum class Backend { kMemory, kRedis };
 
 class DevicesTest : public ::testing::TestWithParam<Backend> {
  protected:
-  void SetUp() override {
+  void SetUp() override { Start({}); }
+
+  // (Re)starts pushd with `extra` flags.
+  void Start(const std::vector<std::string>& extra) {
+    pushd_.reset();
     std::vector<std::string> args{"--log_level=warn"};
+    args.insert(args.end(), extra.begin(), extra.end());
     if (GetParam() == Backend::kRedis) {
       // scripts/setup.sh installs redis-server: its absence is a failure, not a skip.
       ASSERT_TRUE(RedisServer::Available()) << "redis-server is not installed (scripts/setup.sh)";
-      redis_ = std::make_unique<RedisServer>();
+      if (!redis_) redis_ = std::make_unique<RedisServer>();
       ASSERT_TRUE(redis_->running());
       args.push_back("--redis=" + redis_->url());
     }
@@ -253,6 +258,32 @@ TEST_P(DevicesTest, ListClientsShowsTheDevice) {
     return devices == std::vector<std::string>{"", "old-tab", "phone-7"};
   })) << "listed devices: "
       << ::testing::PrintToString(devices);
+}
+
+// The flags reach the store: one device per user makes the next device push the previous one
+// out; a short ttl drops a device soon after its connection ends.
+TEST_P(DevicesTest, TheDeviceFlagsAreApplied) {
+  ASSERT_NO_FATAL_FAILURE(Start({"--max_devices_per_user=1"}));
+  Push("flo", "1");
+  for (const std::string device : {"first", "second"}) {
+    auto ws = Open("user_id=flo&device_id=" + device);
+    ASSERT_TRUE(ws);
+    EXPECT_EQ(ReadSeqs(*ws, 1), (std::vector<uint64_t>{1}));
+    ASSERT_TRUE(ReceiptsBecome("flo", "", 1, device + ":WRITTEN@1"));
+  }
+  ASSERT_NO_FATAL_FAILURE(Start({"--device_ttl=3s"}));
+  Push("gus", "1");
+  {
+    auto ws = Open("user_id=gus&device_id=brief");
+    ASSERT_TRUE(ws);
+    EXPECT_EQ(ReadSeqs(*ws, 1), (std::vector<uint64_t>{1}));
+    ASSERT_TRUE(ReceiptsBecome("gus", "", 1, "brief:WRITTEN@1"));
+  }
+  ASSERT_TRUE(ReceiptsBecome("gus", "", 1, ""));
+  // Gone: its next connection replays what is retained, like a device never seen.
+  auto ws = Open("user_id=gus&device_id=brief");
+  ASSERT_TRUE(ws);
+  EXPECT_EQ(ReadSeqs(*ws, 1), (std::vector<uint64_t>{1}));
 }
 
 }  // namespace
