@@ -20,7 +20,7 @@ struct MemoryStoreOptions {
   uint32_t history_size = 1000;       // messages kept per user
   uint64_t max_bytes = 512ull << 20;  // global bound; least recently active users go first
   int shards = 64;
-  DeviceLimits devices;  // --device_ttl, --max_devices_per_user
+  DeviceLimits devices = {};  // --device_ttl, --max_devices_per_user
 };
 
 // The embedded store: sharded by user, everything in memory, callbacks run inline.

@@ -26,7 +26,7 @@ namespace push::store {
 struct RedisStoreOptions {
   uint32_t history_size = 1000;
   bool wait_replicas = false;
-  DeviceLimits devices;  // --device_ttl, --max_devices_per_user
+  DeviceLimits devices = {};  // --device_ttl, --max_devices_per_user
 };
 
 class RedisStore final : public Store {

@@ -581,7 +581,9 @@ TEST_P(StoreTest, NothingIsKeptForAUserWithoutAStream) {
   EXPECT_EQ(Append("nobody", "1").message->seq, 1u);
   // The end of a connection of a device never recorded records nothing either.
   store_->TouchDevice("nobody", "phone");
-  if (memory_ != nullptr) EXPECT_EQ(memory_->DeviceCount("nobody"), 0u);
+  if (memory_ != nullptr) {
+    EXPECT_EQ(memory_->DeviceCount("nobody"), 0u);
+  }
   EXPECT_EQ(ReceiptsOf("nobody", 1), Strings{});
   EXPECT_EQ(Seqs(ReadDevice("nobody", "phone")), (Seq{1}));
 }
