@@ -15,6 +15,10 @@
 //   latency     10,000 connections, 5,000 pushes/s to random users for 30 s
 //   multitab    2,000 users x 5 connections, pushes to random users, max rate, 10 s
 //   replay      10,000 messages to 1,000 offline users, then all connect: time to deliver all
+//   churn       connection churn: 1,000 connects/s, each a new connection of one of 5,000 users
+//               (a fixed-seed sequence) that reads its welcome and closes; 10 s of warm-up,
+//               then 20 s measured: server CPU per connect+disconnect cycle. With
+//               --presence_watchers=N, N WatchPresence streams read every presence event.
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -22,6 +26,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -31,6 +37,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/synchronization/mutex.h"
+#include "tools/pushbench/churn.h"
 #include "tools/pushbench/pusher.h"
 #include "tools/pushbench/report.h"
 #include "tools/pushbench/server.h"
@@ -38,7 +45,7 @@
 #include "tools/pushbench/ws_fleet.h"
 
 ABSL_FLAG(std::string, scenario, "throughput",
-          "idle, throughput, latency, multitab, replay or flood");
+          "idle, throughput, latency, multitab, replay, flood or churn");
 ABSL_FLAG(std::string, pushd, "", "start this pushd binary (loopback, ports 0) and measure it");
 ABSL_FLAG(std::string, pushd_args, "", "extra flags for the started pushd, space-separated");
 ABSL_FLAG(std::string, grpc, "", "gRPC address of an already-running server (host:port)");
@@ -73,6 +80,18 @@ ABSL_FLAG(std::string, slow_log, "",
           "write every message slower than --slow_ms to this file (seconds since the first "
           "push, latency ms, connection), to see whether a tail comes in bursts");
 ABSL_FLAG(double, slow_ms, 5, "threshold for --slow_log");
+ABSL_FLAG(int, presence_watchers, 0,
+          "churn: WatchPresence streams (every user, each on its own channel) reading every "
+          "presence event during the run");
+ABSL_FLAG(int, churn_users, 5000, "churn: distinct users the cycles pick from");
+ABSL_FLAG(int, churn_workers, 64, "churn: cycles in flight at most");
+ABSL_FLAG(uint64_t, churn_seed, 1, "churn: seed of the users' sequence");
+ABSL_FLAG(double, warmup, 10,
+          "churn: seconds of cycles before the measured window (at least the server's "
+          "--presence_offline_delay, so OFFLINEs are in steady state)");
+ABSL_FLAG(double, churn_settle, 20,
+          "churn: after the cycles stop, how long to wait for the watchers to have every event "
+          "(the last OFFLINEs come --presence_offline_delay later)");
 ABSL_FLAG(int, runs, 1,
           "repeat the scenario this often (fresh pushd each time) and report medians");
 ABSL_FLAG(double, max_seconds, 175, "hard limit per run; exceeded = error, exit 3");
@@ -190,6 +209,7 @@ Sizes ScenarioSizes(const std::string& scenario) {
   if (scenario == "multitab") s = {10000, 5, 10, 0};
   if (scenario == "replay") s = {1000, 1, 0, 0};
   if (scenario == "flood") s = {3000, 1, 0, 0};
+  if (scenario == "churn") s = {absl::GetFlag(FLAGS_churn_workers), 1, 20, 1000};
   if (absl::GetFlag(FLAGS_connections) > 0) s.connections = absl::GetFlag(FLAGS_connections);
   if (absl::GetFlag(FLAGS_tabs) > 0) s.tabs = absl::GetFlag(FLAGS_tabs);
   if (absl::GetFlag(FLAGS_duration) >= 0) s.duration = absl::GetFlag(FLAGS_duration);
@@ -210,6 +230,136 @@ PushOptions BasePushOptions(const std::string& mode, int tabs) {
   o.max_backlog = static_cast<uint64_t>(std::max(0, absl::GetFlag(FLAGS_max_backlog)));
   o.connections_per_user = tabs;
   return o;
+}
+
+std::vector<uint64_t> Scrape(const Target& target) {
+  std::vector<std::string> series(std::begin(ChurnReport::kSeries), std::end(ChurnReport::kSeries));
+  return ScrapeMetrics(target.ws_host, target.ws_port, series);
+}
+
+// Connection churn: cycles of connect, welcome, close at a fixed rate, with N presence watchers.
+// The window is a slice of steady state: it starts after the warm-up (OFFLINEs of the warm-up's
+// cycles fall due in it, as the window's own will after it) and ends while cycles go on. Then
+// the cycles stop and the watchers are checked against the server's count of presence events.
+void RunChurn(const Sizes& sizes, const Target& target, Report* out) {
+  Report& report = *out;
+  ChurnReport& c = report.churn;
+  c.on = true;
+  c.watchers = std::max(0, absl::GetFlag(FLAGS_presence_watchers));
+  c.users = absl::GetFlag(FLAGS_churn_users);
+  c.workers = absl::GetFlag(FLAGS_churn_workers);
+  c.rate = sizes.rate;
+  c.warmup_seconds = std::max(0.0, absl::GetFlag(FLAGS_warmup));
+  report.rate = sizes.rate;
+  report.connections = 0;
+  report.latency_meaningful = false;
+  auto error = [&report](const std::string& what) { report.errors.push_back(what); };
+
+  std::unique_ptr<PresenceWatchers> watchers;
+  if (c.watchers > 0) {
+    watchers = std::make_unique<PresenceWatchers>(target.grpc, c.watchers);
+    std::string why;
+    if (!watchers->WaitLive(15, &why)) return error(why + " (" + target.grpc + ")");
+  }
+  ChurnOptions o;
+  o.host = target.ws_host;
+  o.port = target.ws_port;
+  o.io_threads = absl::GetFlag(FLAGS_io_threads);
+  int ips = absl::GetFlag(FLAGS_source_ips);
+  o.source_ips = ips > 0 ? ips : 8;
+  o.workers = c.workers;
+  o.rate = sizes.rate;
+  o.users = c.users;
+  o.seed = absl::GetFlag(FLAGS_churn_seed);
+  // Run-unique names: a long-lived server (or Redis) has not seen these users.
+  o.user_prefix = MakeUsers(1)[0] + "-";
+  ChurnClients clients(o);
+  const double self_cpu0 = SelfCpuSeconds();
+  report.rss_before = ReadProcStats(target.pid);
+  c.metrics_base = Scrape(target);
+  clients.Start();
+  Sleep(c.warmup_seconds);
+
+  // The window. /metrics is read just outside it (its own cost is not a cycle's).
+  c.metrics_start = Scrape(target);
+  report.cpu_start = ReadProcStats(target.pid);
+  report.watched_start = ReadWatched(report.watched_pids);
+  c.start = clients.Counts();
+  if (watchers) c.watch_start = watchers->Counts();
+  auto t0 = Clock::now();
+  Sleep(sizes.duration);
+  report.cpu_end = ReadProcStats(target.pid);
+  report.watched_end = ReadWatched(report.watched_pids);
+  c.end = clients.Counts();
+  if (watchers) c.watch_end = watchers->Counts();
+  report.measure_seconds = SecondsBetween(t0, Clock::now());
+  c.metrics_end = Scrape(target);
+  report.rss_connected = report.cpu_end;
+
+  if (!clients.Stop(20)) error("cycles still under way 20 s after the end");
+  c.final = clients.Counts();
+  c.welcome_ns = clients.WelcomeLatency();
+  c.cycle_ns = clients.CycleLatency();
+  report.fleet.latency_ns = c.welcome_ns;
+
+  // Every connection is closed now: each watcher must end up with a CONNECTED and a
+  // DISCONNECTED per cycle, an OFFLINE per ONLINE, and every event the server made.
+  auto settle_start = Clock::now();
+  const double settle = absl::GetFlag(FLAGS_churn_settle);
+  while (true) {
+    c.metrics_final = Scrape(target);
+    if (watchers) c.watch_final = watchers->Counts();
+    double made = ChurnReport::Delta(c.metrics_base, c.metrics_final, 0);
+    bool complete = true;
+    for (const WatcherCounts& w : c.watch_final) {
+      complete = complete && w.connected >= c.final.done && w.disconnected >= c.final.done &&
+                 w.offline >= w.online && (made < 0 || w.events >= made);
+    }
+    if (complete || SecondsBetween(settle_start, Clock::now()) > settle) break;
+    Sleep(0.25);
+  }
+  c.settle_seconds = SecondsBetween(settle_start, Clock::now());
+  if (watchers) watchers->Stop();
+  report.rss_after = ReadProcStats(target.pid);
+  report.client_cpu = SelfCpuSeconds() - self_cpu0;
+
+  // Verdict.
+  if (c.final.failed > 0) {
+    error(std::to_string(c.final.failed) + " cycles failed (" + clients.FirstError() + ")");
+  }
+  if (c.cycles() == 0) error("no cycle completed in the measured window");
+  double made = ChurnReport::Delta(c.metrics_base, c.metrics_final, 0);
+  double connects = ChurnReport::Delta(c.metrics_base, c.metrics_final, 1);
+  if (connects >= 0 && connects != static_cast<double>(c.final.done + c.final.failed) &&
+      c.final.failed == 0) {
+    error("the server counted " + std::to_string(static_cast<uint64_t>(connects)) +
+          " connects for " + std::to_string(c.final.done) + " cycles");
+  }
+  double drops = ChurnReport::Delta(c.metrics_base, c.metrics_final, 3);
+  if (drops > 0) error(std::to_string(static_cast<uint64_t>(drops)) + " presence watchers dropped");
+  double lost = ChurnReport::Delta(c.metrics_base, c.metrics_final, 4);
+  if (lost > 0) error(std::to_string(static_cast<uint64_t>(lost)) + " presence reports dropped");
+  for (size_t i = 0; i < c.watch_final.size(); ++i) {
+    const WatcherCounts& w = c.watch_final[i];
+    std::string who = "watcher " + std::to_string(i) + ": ";
+    if (w.ended) error(who + "ended during the run (" + w.end_status + ")");
+    if (w.gaps > 0) error(who + std::to_string(w.gaps) + " cursors missed");
+    if (w.out_of_order > 0) error(who + std::to_string(w.out_of_order) + " cursors out of order");
+    if (w.resync > 0) error(who + std::to_string(w.resync) + " RESYNC events");
+    if (w.other > 0) error(who + std::to_string(w.other) + " events of an unknown kind");
+    if (made >= 0 && static_cast<double>(w.events) != made) {
+      error(who + std::to_string(w.events) + " events read, the server made " +
+            std::to_string(static_cast<uint64_t>(made)));
+    }
+    if (c.final.failed == 0 && (w.connected != c.final.done || w.disconnected != c.final.done)) {
+      error(who + std::to_string(w.connected) + " CONNECTED and " + std::to_string(w.disconnected) +
+            " DISCONNECTED for " + std::to_string(c.final.done) + " cycles");
+    }
+    if (w.online != w.offline) {
+      error(who + std::to_string(w.online) + " ONLINE but " + std::to_string(w.offline) +
+            " OFFLINE once every connection closed (--churn_settle too short?)");
+    }
+  }
 }
 
 // One measured run: its own pushd (when starting one), fresh users, fresh connections.
@@ -246,6 +396,13 @@ Report RunOnce(const std::string& scenario, const std::string& mode, const Sizes
     SplitHostPort(absl::GetFlag(FLAGS_ws), &target.ws_host, &target.ws_port);
     if (target.ws_host == "localhost") target.ws_host = "127.0.0.1";
     target.pid = absl::GetFlag(FLAGS_server_pid);
+  }
+
+  if (scenario == "churn") {
+    RunChurn(sizes, target, &report);
+    server.Stop();
+    report.ok = report.errors.empty();
+    return report;
   }
 
   const int tabs = scenario == "multitab" || absl::GetFlag(FLAGS_tabs) > 0 ? sizes.tabs : 1;
@@ -424,7 +581,7 @@ bool ValidTarget() {
 
 int Run(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "pushbench --scenario=idle|throughput|latency|multitab|replay "
+      "pushbench --scenario=idle|throughput|latency|multitab|replay|flood|churn "
       "(--pushd=PATH | --grpc=HOST:PORT --ws=HOST:PORT [--server_pid=PID]) [flags]");
   absl::ParseCommandLine(argc, argv);
   // Debian's Abseil is built without NDEBUG, so every Mutex (gRPC's included) would run deadlock
@@ -436,10 +593,11 @@ int Run(int argc, char** argv) {
   const std::string scenario = absl::GetFlag(FLAGS_scenario);
   const std::string mode = absl::GetFlag(FLAGS_mode);
   if (scenario != "idle" && scenario != "throughput" && scenario != "latency" &&
-      scenario != "multitab" && scenario != "replay" && scenario != "flood") {
+      scenario != "multitab" && scenario != "replay" && scenario != "flood" &&
+      scenario != "churn") {
     std::fprintf(stderr,
-                 "pushbench: --scenario=%s: want idle, throughput, latency, multitab, replay or "
-                 "flood\n",
+                 "pushbench: --scenario=%s: want idle, throughput, latency, multitab, replay, "
+                 "flood or churn\n",
                  scenario.c_str());
     return 2;
   }

@@ -11,7 +11,8 @@ INFO commandstats reset; after it, the commandstats (which do cover the whole ru
 
 usage: redis_cpu.py [--runs=3] [--out=FILE] [--bench=PUSHBENCH] [--quiet=SECONDS]
                     --topologies=T[,T...] "PUSHBENCH FLAGS" NAME=TOPOLOGY:PUSHD[ ARGS...]...
-  topologies: single            one redis-server
+  topologies: none              no Redis: pushd's in-memory backend (for runs alongside)
+              single            one redis-server
               single+replica    one primary and one replica (--replicaof)
               cluster1          a Redis Cluster of one primary holding every slot
               cluster3          a 3-primary Redis Cluster, no replicas
@@ -24,6 +25,9 @@ usage: redis_cpu.py [--runs=3] [--out=FILE] [--bench=PUSHBENCH] [--quiet=SECONDS
          "--scenario=throughput --mode=unary --rate=6000 --duration=20" \\
          one=single:build/services/pushd cluster=cluster3:build/services/pushd
        redis_cpu.py --summary a.jsonl      (medians of a file's runs again)
+  With --scenario=churn (connection churn, pushbench's "churn" JSON object) the figures are per
+  connect+disconnect cycle instead of per push: pushd us/cycle, Redis us/cycle, presence events
+  per cycle, cycles/s; a run is kept when it made 98% of --rate x --duration cycles.
 
 Prints and appends to --out one JSON line per run: the build, the 1-minute load average before
 the run, the share of the machine's CPU that processes other than pushbench, its pushd and the
@@ -63,7 +67,7 @@ HZ = os.sysconf('SC_CLK_TCK')
 # socket read carried, i.e. how much the node batched.
 STATS = ('total_commands_processed', 'total_reads_processed', 'total_writes_processed',
          'total_net_input_bytes', 'total_net_output_bytes', 'total_connections_received')
-TOPOLOGIES = ('single', 'single+replica', 'cluster1', 'cluster3', 'cluster3+replicas')
+TOPOLOGIES = ('none', 'single', 'single+replica', 'cluster1', 'cluster3', 'cluster3+replicas')
 
 
 def free_port(used):
@@ -151,6 +155,9 @@ class Topology:
 
     def start(self, used_ports):
         name = self.name
+        if name == 'none':  # pushd in memory: no node, no flag
+            self.pushd_flag = ''
+            return
         cluster = name.startswith('cluster')
         replicas = name.endswith('+replicas') or name.endswith('+replica')
         shards = 1 if name == 'cluster1' else 3
@@ -249,8 +256,9 @@ def run_once(bench, flags, name, topo, pushd, extra, quiet_limit):
     ctx0 = {pid: ctxt_switches(pid) for pid in pids}
     children0 = os.times()
     b0, t0 = busy_and_total()
-    cmd = [bench, f'--pushd={pushd}', '--pushd_args=' + ' '.join([topo.pushd_flag, *extra]),
-           '--watch_pids=' + ','.join(map(str, pids)), *shlex.split(flags)]
+    cmd = [bench, f'--pushd={pushd}',
+           '--pushd_args=' + ' '.join(w for w in [topo.pushd_flag, *extra] if w),
+           *(['--watch_pids=' + ','.join(map(str, pids))] if pids else []), *shlex.split(flags)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     b1, t1 = busy_and_total()
     children1 = os.times()
@@ -286,9 +294,48 @@ def run_once(bench, flags, name, topo, pushd, extra, quiet_limit):
             'stderr_tail': proc.stderr[-4096:]}
 
 
+def derive_churn(r):
+    """The figures of one churn run: per connect+disconnect cycle over the measured window."""
+    b = r['bench']
+    c = b.get('churn') or {}
+    cycles = c.get('cycles') or 0
+    out = {'ok': b.get('ok'), 'pushes': cycles, 'cycles': cycles,
+           'cycles_per_s': c.get('cycles_per_s'), 'load1': r['load1'],
+           'foreign_cpu': r['foreign_cpu'], 'pushd_us_per_cycle': c.get('server_us_per_cycle'),
+           'late': c.get('late'), 'welcome_p50_ms': (c.get('welcome_ms') or {}).get('p50'),
+           'welcome_p99_ms': (c.get('welcome_ms') or {}).get('p99'),
+           'watchers': c.get('watchers'), 'lost': 0, 'duplicated': 0, 'reordered': 0}
+    if cycles and c.get('events') is not None:
+        out['events_per_cycle'] = c['events'] / cycles
+    ww = c.get('watchers_window') or []
+    if cycles and ww:
+        out['online_per_cycle'] = ww[0]['online'] / cycles
+        out['watcher_events_per_cycle'] = statistics.mean(w['events'] for w in ww) / cycles
+    if cycles and r['redis'] and all(n['cpu_seconds'] is not None for n in r['redis']):
+        out['redis_us_per_cycle'] = sum(n['cpu_seconds'] for n in r['redis']) * 1e6 / cycles
+        prim = [n for n in r['redis'] if n['role'] == 'master']
+        # Commandstats and INFO stats cover the whole run (warm-up, window, the end): per cycle
+        # of the whole run.
+        cycles = c.get('done') or cycles
+        cs = {}
+        for n in prim:
+            for cmd, (calls, usec) in n['commandstats'].items():
+                x = cs.setdefault(cmd, [0, 0])
+                x[0] += calls
+                x[1] += usec
+        out['commands'] = {k: [v[0] / cycles, v[1] / cycles] for k, v in cs.items()}
+        for k, short in (('total_reads_processed', 'reads_per_cycle'),
+                         ('total_commands_processed', 'commands_per_cycle')):
+            if all(k in n.get('stats', {}) for n in prim):
+                out[short] = sum(n['stats'][k] for n in prim) / cycles
+    return out
+
+
 def derive(r):
     """The figures of one run."""
     b = r['bench']
+    if b.get('scenario') == 'churn':
+        return derive_churn(r)
     pushes = b.get('pushes_ok') or 0
     delivered = b.get('delivered') or 0
     out = {'ok': b.get('ok'), 'pushes': pushes, 'delivered': delivered,
@@ -343,6 +390,10 @@ def keep(r, max_foreign):
     b = r['bench']
     if not b.get('ok') or r['foreign_cpu'] > max_foreign:
         return False
+    if b.get('scenario') == 'churn':
+        c = b.get('churn') or {}
+        rate = c.get('rate') or 0
+        return rate <= 0 or (c.get('cycles') or 0) >= 0.98 * rate * (c.get('window_seconds') or 0)
     def last(flag):
         found = re.findall(r'--' + flag + r'=([0-9a-z.]+)', r['flags'])
         return found[-1] if found else None
@@ -373,6 +424,8 @@ def summarize(records):
             'preemptions_per_push', 'reads_per_push', 'writes_per_push', 'commands_per_push',
             'load1', 'foreign_cpu']
     print(f'--- medians (runs per build: {", ".join(f"{n} {len(by_name[n])}" for n in order)})')
+    if records and records[0]['bench'].get('scenario') == 'churn':
+        return summarize_churn(order, by_name)
     summary = {}
     for name in order:
         runs = by_name[name]
@@ -412,6 +465,43 @@ def summarize(records):
               f'{f("primaries_sys_share", "{:.2f}")}; load {f("load1", "{:.2f}")}, foreign '
               f'{f("foreign_cpu", "{:.3f}")}; {med["pushes"]:.0f} pushes; ok {med["all_ok"]}, lost '
               f'{med["lost"]}, dup {med["duplicated"]}, reordered {med["reordered"]}')
+    print(json.dumps({'summary': summary}))
+
+
+def summarize_churn(order, by_name):
+    keys = ['cycles_per_s', 'pushd_us_per_cycle', 'redis_us_per_cycle', 'events_per_cycle',
+            'watcher_events_per_cycle', 'online_per_cycle', 'welcome_p50_ms', 'welcome_p99_ms',
+            'reads_per_cycle', 'commands_per_cycle', 'load1', 'foreign_cpu']
+    summary = {}
+    for name in order:
+        runs = by_name[name]
+        med = {'runs': len(runs), 'all_ok': all(x['ok'] for x in runs)}
+        for k in keys:
+            vals = sorted(x[k] for x in runs if x.get(k) is not None)
+            if vals:
+                med[k] = statistics.median(vals)
+                med[k + '_range'] = [vals[0], vals[-1]]
+        cmds = {}
+        for x in runs:
+            for c, (calls, usec) in x.get('commands', {}).items():
+                cmds.setdefault(c, []).append((calls, usec))
+        med['commands'] = {c: [statistics.median(v[0] for v in vs),
+                               statistics.median(v[1] for v in vs)]
+                           for c, vs in cmds.items() if len(vs) == len(runs)}
+        summary[name] = med
+
+        def f(k, fmt='{:.1f}'):
+            if k not in med:
+                return '-'
+            lo, hi = med[k + '_range']
+            return fmt.format(med[k]) + ' (' + fmt.format(lo) + '-' + fmt.format(hi) + ')'
+        print(f'{name}: {f("cycles_per_s", "{:.0f}")} cycles/s; pushd {f("pushd_us_per_cycle")} '
+              f'us/cycle; Redis {f("redis_us_per_cycle")} us/cycle; events/cycle '
+              f'{f("events_per_cycle", "{:.3f}")}, read per watcher '
+              f'{f("watcher_events_per_cycle", "{:.3f}")}, ONLINE/cycle '
+              f'{f("online_per_cycle", "{:.3f}")}; welcome p50/p99 '
+              f'{f("welcome_p50_ms", "{:.2f}")}/{f("welcome_p99_ms", "{:.2f}")} ms; load '
+              f'{f("load1", "{:.2f}")}, foreign {f("foreign_cpu", "{:.3f}")}; ok {med["all_ok"]}')
     print(json.dumps({'summary': summary}))
 
 

@@ -49,6 +49,30 @@ struct Metric {
 
 double ServerCpu(const Report& r) { return r.cpu_end.cpu_seconds - r.cpu_start.cpu_seconds; }
 
+// --watch_pids together over the measured phase (0 when none was readable).
+double WatchedCpu(const Report& r) {
+  double sum = 0;
+  for (size_t i = 0; i < r.watched_pids.size(); ++i) {
+    if (i < r.watched_start.size() && i < r.watched_end.size() && r.watched_start[i].ok &&
+        r.watched_end[i].ok) {
+      sum += r.watched_end[i].cpu_seconds - r.watched_start[i].cpu_seconds;
+    }
+  }
+  return sum;
+}
+
+double PerCycle(const Report& r, double x) {
+  uint64_t n = r.churn.cycles();
+  return n > 0 ? x / static_cast<double>(n) : 0;
+}
+
+// Events a watcher read in the window (the first watcher; -1 without one), of one kind or all.
+double WatcherWindow(const Report& r, uint64_t WatcherCounts::*field) {
+  const ChurnReport& c = r.churn;
+  if (c.watch_start.empty() || c.watch_end.empty()) return -1;
+  return static_cast<double>(c.watch_end[0].*field - c.watch_start[0].*field);
+}
+
 const Metric kMetrics[] = {
     {"connect_rate", "connects/s",
      [](const Report& r) {
@@ -74,10 +98,39 @@ const Metric kMetrics[] = {
     {"deliveries_per_cpu_s", "deliveries/server CPU-s",
      [](const Report& r) { return ServerCpu(r) > 0 ? r.fleet.unique / ServerCpu(r) : 0; }},
     {"client_cpu_seconds", "pushbench CPU s", [](const Report& r) { return r.client_cpu; }},
+    {"churn_cycles_per_s", "cycles/s",
+     [](const Report& r) {
+       return r.measure_seconds > 0 ? r.churn.cycles() / r.measure_seconds : 0;
+     }},
+    {"churn_server_us_per_cycle", "server us/cycle",
+     [](const Report& r) { return PerCycle(r, ServerCpu(r) * 1e6); }},
+    {"churn_watched_us_per_cycle", "watched pids us/cycle",
+     [](const Report& r) { return PerCycle(r, WatchedCpu(r) * 1e6); }},
+    {"churn_events_per_cycle", "presence events/cycle",
+     [](const Report& r) {
+       double d = ChurnReport::Delta(r.churn.metrics_start, r.churn.metrics_end, 0);
+       return d < 0 ? 0 : PerCycle(r, d);
+     }},
+    {"churn_online_per_cycle", "ONLINE/cycle (watcher)",
+     [](const Report& r) { return PerCycle(r, WatcherWindow(r, &WatcherCounts::online)); }},
+    {"churn_welcome_p50_ms", "welcome p50 ms",
+     [](const Report& r) { return Ms(r.churn.welcome_ns.Percentile(50)); }},
+    {"churn_welcome_p99_ms", "welcome p99 ms",
+     [](const Report& r) { return Ms(r.churn.welcome_ns.Percentile(99)); }},
 };
 
 bool Applies(const Metric& m, const Report& r) {
   std::string key = m.key;
+  if (r.churn.on) {
+    if (key == "churn_events_per_cycle") {
+      return ChurnReport::Delta(r.churn.metrics_start, r.churn.metrics_end, 0) >= 0;
+    }
+    if (key == "churn_online_per_cycle") return !r.churn.watch_start.empty();
+    if (key == "churn_watched_us_per_cycle") return !r.watched_pids.empty();
+    if (key == "churn_server_us_per_cycle" || key == "server_cpu_seconds") return r.rss_before.ok;
+    return key.rfind("churn_", 0) == 0 || key == "measure_seconds" || key == "client_cpu_seconds";
+  }
+  if (key.rfind("churn_", 0) == 0) return false;
   if (key.rfind("p", 0) == 0 || key == "max_ms") {
     return r.latency_meaningful && r.fleet.latency_ns.count() > 0;
   }
@@ -87,6 +140,85 @@ bool Applies(const Metric& m, const Report& r) {
   }
   if (key == "delivered_per_s" || key == "measure_seconds") return r.measure_seconds > 0;
   return true;
+}
+
+std::string KindCounts(const WatcherCounts& a, const WatcherCounts& b) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf),
+                "%" PRIu64 " events: %" PRIu64 " CONNECTED, %" PRIu64 " DISCONNECTED, %" PRIu64
+                " ONLINE, %" PRIu64 " OFFLINE",
+                b.events - a.events, b.connected - a.connected, b.disconnected - a.disconnected,
+                b.online - a.online, b.offline - a.offline);
+  return buf;
+}
+
+void PrintChurnTable(const Report& r) {
+  const ChurnReport& c = r.churn;
+  auto row = [](const char* name, const std::string& value) {
+    std::printf("  %-20s %s\n", name, value.c_str());
+  };
+  char buf[512];
+  const uint64_t n = c.cycles();
+  std::snprintf(buf, sizeof(buf),
+                "%.0f/s target, %d workers, %d users, %.0f s warm-up, %d presence watchers", c.rate,
+                c.workers, c.users, c.warmup_seconds, c.watchers);
+  row("churn", buf);
+  std::snprintf(buf, sizeof(buf),
+                "%" PRIu64 " in %.2f s = %.0f/s (%" PRIu64 " started late); in all %" PRIu64
+                " done, %" PRIu64 " failed",
+                n, r.measure_seconds, r.measure_seconds > 0 ? n / r.measure_seconds : 0.0,
+                c.end.late - c.start.late, c.final.done, c.final.failed);
+  row("cycles (window)", buf);
+  std::snprintf(buf, sizeof(buf), "welcome p50 %.3f p99 %.3f max %.3f; cycle p50 %.3f p99 %.3f",
+                Ms(c.welcome_ns.Percentile(50)), Ms(c.welcome_ns.Percentile(99)),
+                Ms(c.welcome_ns.max()), Ms(c.cycle_ns.Percentile(50)),
+                Ms(c.cycle_ns.Percentile(99)));
+  row("latency ms", buf);
+  double made = ChurnReport::Delta(c.metrics_start, c.metrics_end, 0);
+  if (made >= 0) {
+    std::snprintf(buf, sizeof(buf), "%.0f made in the window = %.3f per cycle", made,
+                  PerCycle(r, made));
+    row("presence events", buf);
+  } else {
+    row("presence events", "not counted by this server (no pushd_presence_events_total)");
+  }
+  if (!c.watch_start.empty() && !c.watch_end.empty()) {
+    row("watcher 0 (window)", KindCounts(c.watch_start[0], c.watch_end[0]));
+  }
+  for (size_t i = 0; i < c.watch_final.size(); ++i) {
+    const WatcherCounts& w = c.watch_final[i];
+    std::snprintf(buf, sizeof(buf),
+                  "%s; cursors %" PRIu64 "..%" PRIu64 ", %" PRIu64 " missed, %" PRIu64
+                  " out of order, %" PRIu64 " RESYNC%s",
+                  KindCounts(WatcherCounts{}, w).c_str(), w.first_cursor + 1, w.last_cursor, w.gaps,
+                  w.out_of_order, w.resync, w.ended ? (", ENDED: " + w.end_status).c_str() : "");
+    row(("watcher " + std::to_string(i) + " (all)").c_str(), buf);
+  }
+  if (!c.watch_final.empty()) {
+    std::snprintf(buf, sizeof(buf), "%.2f s after the cycles stopped", c.settle_seconds);
+    row("watchers complete", buf);
+  }
+  if (r.rss_before.ok) {
+    double cpu = ServerCpu(r);
+    std::snprintf(buf, sizeof(buf), "%.3f s = %.1f us per cycle", cpu, PerCycle(r, cpu * 1e6));
+    row("server CPU", buf);
+  } else {
+    row("server stats", "unavailable (pass --server_pid for an external server)");
+  }
+  for (size_t i = 0; i < r.watched_pids.size(); ++i) {
+    if (i >= r.watched_start.size() || i >= r.watched_end.size() || !r.watched_start[i].ok ||
+        !r.watched_end[i].ok) {
+      row(("CPU of pid " + std::to_string(r.watched_pids[i])).c_str(), "unreadable");
+      continue;
+    }
+    double cpu = r.watched_end[i].cpu_seconds - r.watched_start[i].cpu_seconds;
+    std::snprintf(buf, sizeof(buf), "%.3f s = %.1f us per cycle", cpu, PerCycle(r, cpu * 1e6));
+    row(("CPU of pid " + std::to_string(r.watched_pids[i])).c_str(), buf);
+  }
+  std::snprintf(buf, sizeof(buf), "%.2f s", r.client_cpu);
+  row("pushbench CPU", buf);
+  row("result", r.ok ? "OK" : "FAILED");
+  for (const auto& e : r.errors) row("error", e);
 }
 
 }  // namespace
@@ -99,6 +231,7 @@ void PrintTable(const Report& r, const Target& t) {
     std::printf("  %-20s %s\n", name, value.c_str());
   };
   char buf[512];
+  if (r.churn.on) return PrintChurnTable(r);
   std::snprintf(buf, sizeof(buf),
                 "%" PRIu64 " (%" PRIu64 " users x %" PRIu64 "), %" PRIu64
                 " up in %.2f s = %.0f/s, %" PRIu64 " failed",
@@ -266,6 +399,57 @@ void PrintJson(const Report& r, const Target& t) {
       j << "}";
     }
     j << "]";
+  }
+  if (r.churn.on) {
+    const ChurnReport& c = r.churn;
+    const double cpu = ServerCpu(r);
+    auto delta = [&c](size_t i) {
+      double d = ChurnReport::Delta(c.metrics_start, c.metrics_end, i);
+      return d < 0 ? std::string("null") : std::to_string(static_cast<uint64_t>(d));
+    };
+    j << ",\"churn\":{\"rate\":" << c.rate << ",\"workers\":" << c.workers
+      << ",\"users\":" << c.users << ",\"warmup_seconds\":" << c.warmup_seconds
+      << ",\"watchers\":" << c.watchers << ",\"cycles\":" << c.cycles()
+      << ",\"window_seconds\":" << r.measure_seconds
+      << ",\"cycles_per_s\":" << (r.measure_seconds > 0 ? c.cycles() / r.measure_seconds : 0)
+      << ",\"late\":" << c.end.late - c.start.late << ",\"done\":" << c.final.done
+      << ",\"failed\":" << c.final.failed;
+    if (r.rss_before.ok) {
+      j << ",\"server_cpu_seconds\":" << cpu
+        << ",\"server_us_per_cycle\":" << PerCycle(r, cpu * 1e6);
+    }
+    if (!r.watched_pids.empty()) {
+      j << ",\"watched_us_per_cycle\":" << PerCycle(r, WatchedCpu(r) * 1e6);
+    }
+    j << ",\"events\":" << delta(0) << ",\"connects\":" << delta(1)
+      << ",\"client_disconnects\":" << delta(2)
+      << ",\"welcome_ms\":{\"p50\":" << Ms(c.welcome_ns.Percentile(50))
+      << ",\"p99\":" << Ms(c.welcome_ns.Percentile(99)) << ",\"max\":" << Ms(c.welcome_ns.max())
+      << "},\"cycle_ms\":{\"p50\":" << Ms(c.cycle_ns.Percentile(50))
+      << ",\"p99\":" << Ms(c.cycle_ns.Percentile(99)) << "}";
+    auto counts = [&j](const WatcherCounts& a, const WatcherCounts& b) {
+      j << "{\"events\":" << b.events - a.events << ",\"connected\":" << b.connected - a.connected
+        << ",\"disconnected\":" << b.disconnected - a.disconnected
+        << ",\"online\":" << b.online - a.online << ",\"offline\":" << b.offline - a.offline
+        << ",\"resync\":" << b.resync - a.resync << ",\"gaps\":" << b.gaps - a.gaps
+        << ",\"out_of_order\":" << b.out_of_order - a.out_of_order
+        << ",\"last_cursor\":" << b.last_cursor << ",\"ended\":" << (b.ended ? "true" : "false")
+        << "}";
+    };
+    j << ",\"watchers_window\":[";
+    for (size_t i = 0; i < c.watch_end.size() && i < c.watch_start.size(); ++i) {
+      if (i) j << ",";
+      counts(c.watch_start[i], c.watch_end[i]);
+    }
+    j << "],\"watchers_final\":[";
+    for (size_t i = 0; i < c.watch_final.size(); ++i) {
+      if (i) j << ",";
+      counts(WatcherCounts{}, c.watch_final[i]);
+    }
+    double made = ChurnReport::Delta(c.metrics_base, c.metrics_final, 0);
+    j << "],\"events_total\":"
+      << (made < 0 ? std::string("null") : std::to_string(static_cast<uint64_t>(made)))
+      << ",\"settle_seconds\":" << c.settle_seconds << "}";
   }
   j << ",\"client_cpu_seconds\":" << r.client_cpu << ",\"errors\":[";
   for (size_t i = 0; i < r.errors.size(); ++i) {

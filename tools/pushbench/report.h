@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/pushbench/churn.h"
 #include "tools/pushbench/pusher.h"
 #include "tools/pushbench/stats.h"
 #include "tools/pushbench/ws_fleet.h"
@@ -21,6 +22,31 @@ struct Target {
   int ws_port = 0;
   pid_t pid = 0;
   bool started = false;
+};
+
+// The churn scenario's figures: counters at the start and end of the measured window (after the
+// warm-up), and at the very end (cycles stopped, watchers caught up). The series scraped from
+// /metrics are kChurnSeries (UINT64_MAX: absent, e.g. a pushd without presence).
+struct ChurnReport {
+  static constexpr const char* kSeries[] = {"pushd_presence_events_total", "pushd_connects_total",
+                                            "pushd_disconnects_total{reason=\"client\"}",
+                                            "pushd_presence_watcher_drops_total",
+                                            "pushd_presence_reports_dropped_total"};
+  bool on = false;
+  int watchers = 0, users = 0, workers = 0;
+  double rate = 0, warmup_seconds = 0;
+  ChurnCounts start, end, final;
+  std::vector<WatcherCounts> watch_start, watch_end, watch_final;
+  std::vector<uint64_t> metrics_base, metrics_start, metrics_end, metrics_final;
+  Histogram welcome_ns, cycle_ns;
+  double settle_seconds = 0;  // after the cycles stopped, until the watchers had everything
+
+  uint64_t cycles() const { return end.done - start.done; }
+  // A /metrics series' growth between two scrapes (-1: not available).
+  static double Delta(const std::vector<uint64_t>& a, const std::vector<uint64_t>& b, size_t i) {
+    if (a.size() <= i || b.size() <= i || a[i] == UINT64_MAX || b[i] == UINT64_MAX) return -1;
+    return static_cast<double>(b[i] - a[i]);
+  }
 };
 
 // What one run measured, and its verdict.
@@ -45,6 +71,7 @@ struct Report {
   double rate = 0;
   bool latency_meaningful = true;
   int64_t origin_ns = 0;  // when pushing started (steady clock), for --slow_log
+  ChurnReport churn;
 };
 
 // The human table of one run.
