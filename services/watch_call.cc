@@ -29,6 +29,8 @@ constexpr size_t kMaxWatchedUsers = 10000;
 constexpr size_t kBatch = 256;
 // How long a watcher may stay more than --presence_max_lag behind, or have one write stalled.
 constexpr absl::Duration kStall = absl::Seconds(1);
+// How long a woken watcher waits for more events before it writes (Wake).
+constexpr absl::Duration kCoalesce = absl::Milliseconds(2);
 
 void ToProto(const presence::Event& e, v1::PresenceEvent* out) {
   out->set_cursor(e.cursor);
@@ -60,9 +62,15 @@ class PushServiceImpl::WatchCall final : public presence::Feed::Waiter {
 
   // The feed has events past our position. Under the feed's lock, which Step holds mu_ around:
   // it must not take mu_, only arm the alarm (once per registration), whose event runs Step.
+  // The alarm fires kCoalesce later, so that events coming close together are taken and written
+  // together (one socket write) rather than one wake-up and one write each.
   void Wake() override {
     alarm_armed_.store(true);
-    alarm_.Set(queue_, gpr_now(GPR_CLOCK_MONOTONIC), &wake_);
+    alarm_.Set(
+        queue_,
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                     gpr_time_from_micros(absl::ToInt64Microseconds(kCoalesce), GPR_TIMESPAN)),
+        &wake_);
   }
 
  private:

@@ -319,10 +319,43 @@ std::vector<std::string> RedisPresence::Keys() const {
 
 void RedisPresence::Start() {
   stopped_.store(false);
+  if (hub_ != nullptr && !flusher_.joinable()) {
+    {
+      absl::MutexLock lock(&flush_mu_);
+      flush_stop_ = false;
+    }
+    flusher_ = std::thread([this] { FlushLoop(); });
+    lingering_.store(true);
+  }
   BeginTail();
 }
 
-void RedisPresence::Stop() { stopped_.store(true); }
+void RedisPresence::Stop() {
+  stopped_.store(true);
+  lingering_.store(false);
+  {
+    absl::MutexLock lock(&flush_mu_);
+    flush_stop_ = true;
+  }
+  if (flusher_.joinable()) flusher_.join();
+}
+
+void RedisPresence::FlushLoop() {
+  absl::MutexLock lock(&flush_mu_);
+  for (;;) {
+    flush_mu_.Await(absl::Condition(
+        +[](RedisPresence* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->flush_mu_) {
+          return p->flush_wanted_ || p->flush_stop_;
+        },
+        this));
+    if (flush_stop_) return;
+    flush_wanted_ = false;
+    flush_mu_.Unlock();
+    absl::SleepFor(options_.linger);
+    Pump();
+    flush_mu_.Lock();
+  }
+}
 
 size_t RedisPresence::outbox_size() const {
   absl::MutexLock lock(&mu_);
@@ -368,6 +401,13 @@ void RedisPresence::Enqueue(Op op) {
     }
     outbox_.push_back(std::move(op));
     ++queued_reports_;
+    // A full batch, or no linger thread (not started): at once. Otherwise the linger sends it
+    // with whatever comes meanwhile (and a batch in flight takes it along when it returns).
+    if (queued_reports_ < options_.max_batch && lingering_.load()) {
+      absl::MutexLock flush(&flush_mu_);
+      flush_wanted_ = true;
+      return;
+    }
   }
   Pump();
 }
