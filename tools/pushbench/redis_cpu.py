@@ -70,6 +70,16 @@ STATS = ('total_commands_processed', 'total_reads_processed', 'total_writes_proc
 TOPOLOGIES = ('none', 'single', 'single+replica', 'cluster1', 'cluster3', 'cluster3+replicas')
 
 
+def command_medians(runs):
+    """Per Redis command: the medians over `runs` of its calls and µs per push (or cycle), for
+    the commands every run has."""
+    cmds = {}
+    for x in runs:
+        for c, (calls, usec) in x.get('commands', {}).items():
+            cmds.setdefault(c, []).append((calls, usec))
+    return {c: [statistics.median(v[0] for v in vs), statistics.median(v[1] for v in vs)]
+            for c, vs in cmds.items() if len(vs) == len(runs)}
+
 def free_port(used):
     """A port whose cluster bus port (+10000) is free too."""
     for _ in range(200):
@@ -440,13 +450,7 @@ def summarize(records):
         med['duplicated'] = sum(x['duplicated'] or 0 for x in runs)
         med['reordered'] = sum(x['reordered'] or 0 for x in runs)
         med['pushes'] = statistics.median([x['pushes'] for x in runs])
-        cmds = {}
-        for x in runs:
-            for c, (calls, usec) in x.get('commands', {}).items():
-                cmds.setdefault(c, []).append((calls, usec))
-        med['commands'] = {c: [statistics.median(v[0] for v in vs),
-                               statistics.median(v[1] for v in vs)]
-                           for c, vs in cmds.items() if len(vs) == len(runs)}
+        med['commands'] = command_medians(runs)
         summary[name] = med
 
         def f(k, fmt='{:.1f}'):
@@ -481,13 +485,7 @@ def summarize_churn(order, by_name):
             if vals:
                 med[k] = statistics.median(vals)
                 med[k + '_range'] = [vals[0], vals[-1]]
-        cmds = {}
-        for x in runs:
-            for c, (calls, usec) in x.get('commands', {}).items():
-                cmds.setdefault(c, []).append((calls, usec))
-        med['commands'] = {c: [statistics.median(v[0] for v in vs),
-                               statistics.median(v[1] for v in vs)]
-                           for c, vs in cmds.items() if len(vs) == len(runs)}
+        med['commands'] = command_medians(runs)
         summary[name] = med
 
         def f(k, fmt='{:.1f}'):
