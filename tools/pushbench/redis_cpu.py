@@ -80,6 +80,7 @@ def command_medians(runs):
     return {c: [statistics.median(v[0] for v in vs), statistics.median(v[1] for v in vs)]
             for c, vs in cmds.items() if len(vs) == len(runs)}
 
+
 def free_port(used):
     """A port whose cluster bus port (+10000) is free too."""
     for _ in range(200):
