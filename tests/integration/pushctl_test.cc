@@ -4,7 +4,6 @@
 // from stored to written to acknowledged.
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -88,23 +87,10 @@ class BackgroundPushctl {
 
  private:
   void ReadAll(int out, int err) {
-    pollfd fds[2] = {{out, POLLIN, 0}, {err, POLLIN, 0}};
-    for (int open_fds = 2; open_fds > 0;) {
-      if (poll(fds, 2, -1) < 0) break;
-      for (int i = 0; i < 2; ++i) {
-        if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-        char chunk[4096];
-        ssize_t n = read(fds[i].fd, chunk, sizeof(chunk));
-        if (n <= 0) {
-          close(fds[i].fd);
-          fds[i].fd = -1;
-          --open_fds;
-        } else {
-          std::lock_guard<std::mutex> lock(mu_);
-          (i == 0 ? out_ : err_).append(chunk, n);
-        }
-      }
-    }
+    ReadOutputs(out, err, -1, [this](int stream, const char* data, size_t size) {
+      std::lock_guard<std::mutex> lock(mu_);
+      (stream == 0 ? out_ : err_).append(data, size);
+    });
   }
 
   pid_t pid_ = -1;

@@ -127,6 +127,32 @@ int PushdProcess::Terminate(int timeout_ms) {
   return Wait(timeout_ms);
 }
 
+void ReadOutputs(int out_fd, int err_fd, int timeout_ms,
+                 const std::function<void(int stream, const char* data, size_t size)>& sink) {
+  const bool bounded = timeout_ms >= 0;
+  auto deadline = Clock::now() + std::chrono::milliseconds(bounded ? timeout_ms : 0);
+  pollfd fds[2] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
+  int open_fds = 2;
+  while (open_fds > 0 && (!bounded || Clock::now() < deadline)) {
+    if (poll(fds, 2, bounded ? static_cast<int>(MillisLeft(deadline)) : -1) <= 0) break;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      char chunk[4096];
+      ssize_t n = read(fds[i].fd, chunk, sizeof(chunk));
+      if (n <= 0) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      } else {
+        sink(i, chunk, static_cast<size_t>(n));
+      }
+    }
+  }
+  for (auto& f : fds) {
+    if (f.fd >= 0) close(f.fd);
+  }
+}
+
 RunResult RunCommand(const std::string& binary, const std::vector<std::string>& args,
                      const std::vector<std::string>& env, int timeout_ms) {
   RunResult result;
@@ -144,26 +170,9 @@ RunResult RunCommand(const std::string& binary, const std::vector<std::string>& 
   close(out[1]);
   close(err[1]);
   auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  int open_fds = 2;
-  while (open_fds > 0 && Clock::now() < deadline) {
-    if (poll(fds, 2, static_cast<int>(MillisLeft(deadline))) <= 0) break;
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
-      char chunk[4096];
-      ssize_t n = read(fds[i].fd, chunk, sizeof(chunk));
-      if (n <= 0) {
-        close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      } else {
-        (i == 0 ? result.out : result.err).append(chunk, n);
-      }
-    }
-  }
-  for (auto& f : fds) {
-    if (f.fd >= 0) close(f.fd);
-  }
+  ReadOutputs(out[0], err[0], timeout_ms, [&](int stream, const char* data, size_t size) {
+    (stream == 0 ? result.out : result.err).append(data, size);
+  });
   result.exit_status = WaitForExit(pid, static_cast<int>(MillisLeft(deadline)) + 100);
   if (result.exit_status < 0) {
     result.exit_status = -1;

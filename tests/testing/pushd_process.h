@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -71,6 +72,11 @@ struct RunResult {
 };
 RunResult RunCommand(const std::string& binary, const std::vector<std::string>& args,
                      const std::vector<std::string>& env = {}, int timeout_ms = 30000);
+
+// Reads a child's stdout (`out_fd`) and stderr (`err_fd`) until both end or `timeout_ms` passes
+// (-1: no bound), handing each chunk to `sink` (0: stdout, 1: stderr); closes both.
+void ReadOutputs(int out_fd, int err_fd, int timeout_ms,
+                 const std::function<void(int stream, const char* data, size_t size)>& sink);
 
 std::string PushdBinary();
 std::string PushctlBinary();
