@@ -8,6 +8,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <sstream>
 
 namespace pushbench {
@@ -49,15 +50,19 @@ struct Metric {
 
 double ServerCpu(const Report& r) { return r.cpu_end.cpu_seconds - r.cpu_start.cpu_seconds; }
 
+// The CPU of the i-th --watch_pids process over the measured phase; nullopt when unreadable.
+std::optional<double> WatchedCpu(const Report& r, size_t i) {
+  if (i >= r.watched_start.size() || i >= r.watched_end.size() || !r.watched_start[i].ok ||
+      !r.watched_end[i].ok) {
+    return std::nullopt;
+  }
+  return r.watched_end[i].cpu_seconds - r.watched_start[i].cpu_seconds;
+}
+
 // --watch_pids together over the measured phase (0 when none was readable).
 double WatchedCpu(const Report& r) {
   double sum = 0;
-  for (size_t i = 0; i < r.watched_pids.size(); ++i) {
-    if (i < r.watched_start.size() && i < r.watched_end.size() && r.watched_start[i].ok &&
-        r.watched_end[i].ok) {
-      sum += r.watched_end[i].cpu_seconds - r.watched_start[i].cpu_seconds;
-    }
-  }
+  for (size_t i = 0; i < r.watched_pids.size(); ++i) sum += WatchedCpu(r, i).value_or(0);
   return sum;
 }
 
@@ -206,12 +211,12 @@ void PrintChurnTable(const Report& r) {
     row("server stats", "unavailable (pass --server_pid for an external server)");
   }
   for (size_t i = 0; i < r.watched_pids.size(); ++i) {
-    if (i >= r.watched_start.size() || i >= r.watched_end.size() || !r.watched_start[i].ok ||
-        !r.watched_end[i].ok) {
+    std::optional<double> watched = WatchedCpu(r, i);
+    if (!watched) {
       row(("CPU of pid " + std::to_string(r.watched_pids[i])).c_str(), "unreadable");
       continue;
     }
-    double cpu = r.watched_end[i].cpu_seconds - r.watched_start[i].cpu_seconds;
+    double cpu = *watched;
     std::snprintf(buf, sizeof(buf), "%.3f s = %.1f us per cycle", cpu, PerCycle(r, cpu * 1e6));
     row(("CPU of pid " + std::to_string(r.watched_pids[i])).c_str(), buf);
   }
@@ -310,12 +315,12 @@ void PrintTable(const Report& r, const Target& t) {
     row("server stats", "unavailable (pass --server_pid for an external server)");
   }
   for (size_t i = 0; i < r.watched_pids.size(); ++i) {
-    if (i >= r.watched_start.size() || i >= r.watched_end.size() || !r.watched_start[i].ok ||
-        !r.watched_end[i].ok) {
+    std::optional<double> watched = WatchedCpu(r, i);
+    if (!watched) {
       row(("CPU of pid " + std::to_string(r.watched_pids[i])).c_str(), "unreadable");
       continue;
     }
-    double cpu = r.watched_end[i].cpu_seconds - r.watched_start[i].cpu_seconds;
+    double cpu = *watched;
     std::snprintf(
         buf, sizeof(buf), "%.2f s%s", cpu,
         r.push.pushes_ok > 0
@@ -388,11 +393,10 @@ void PrintJson(const Report& r, const Target& t) {
   if (!r.watched_pids.empty()) {
     j << ",\"watched\":[";
     for (size_t i = 0; i < r.watched_pids.size(); ++i) {
-      bool ok = i < r.watched_start.size() && i < r.watched_end.size() && r.watched_start[i].ok &&
-                r.watched_end[i].ok;
+      std::optional<double> watched = WatchedCpu(r, i);
       j << (i ? "," : "") << "{\"pid\":" << r.watched_pids[i] << ",\"cpu_seconds\":";
-      if (ok) {
-        j << r.watched_end[i].cpu_seconds - r.watched_start[i].cpu_seconds;
+      if (watched) {
+        j << *watched;
       } else {
         j << "null";
       }
