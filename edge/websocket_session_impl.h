@@ -149,6 +149,9 @@ void WebSocketSession<Stream>::Run(http::request<http::string_body> request, std
 template <class Stream>
 void WebSocketSession<Stream>::OnControlFrame(websocket::frame_type kind) {
   if (kind == websocket::frame_type::pong) awaiting_pong_ = false;
+  // The client is leaving, maybe to reconnect at once: Beast answers this close after the call,
+  // so the cursor moves of what was written reach the store first.
+  if (kind == websocket::frame_type::close) store_->FlushCursor(params_.info.user_id);
 }
 
 template <class Stream>
@@ -841,6 +844,7 @@ void WebSocketSession<Stream>::End(Disconnect why) {
   if (!params_.info.device_id.empty()) {
     store_->TouchDevice(params_.info.user_id, params_.info.device_id);
   }
+  store_->FlushCursor(params_.info.user_id);
   counters_->open_sessions.fetch_sub(1, std::memory_order_relaxed);
   GlobalMetrics().connections.fetch_sub(1, std::memory_order_relaxed);
   spdlog::info("disconnect user={} conn={} reason={} sent={}", params_.info.user_id,

@@ -361,9 +361,9 @@ void App::Drain() {
         absl::ToChronoTime(std::min(deadline, absl::Now() + kGrpcShutdownGrace)));
   }
   if (edge_) edge_->Stop();
-  // The closes' DISCONNECTED reports reach the log before this process goes.
-  if (redis_ != nullptr && !redis_->FlushPresence(absl::Seconds(2))) {
-    spdlog::warn("drain: presence reports not all written to Redis");
+  // The closes' cursor moves and DISCONNECTED reports reach Redis before this process goes.
+  if (redis_ != nullptr && !redis_->Flush(absl::Seconds(2))) {
+    spdlog::warn("drain: cursor moves or presence reports not all written to Redis");
   }
   // Leave ListClients at once rather than when the heartbeat expires.
   if (redis_ != nullptr && config_.role != Role::kApi) {

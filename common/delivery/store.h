@@ -144,6 +144,10 @@ class Store {
   // forget; nothing for an empty device_id.
   virtual void TouchDevice(std::string_view user_id, std::string_view device_id) = 0;
 
+  // A connection of the user is closing: the moves Advance batched for the user go out now, so
+  // a reconnect, on this node or another, reads the cursor they moved. Nothing when not batched.
+  virtual void FlushCursor(std::string_view /*user_id*/) {}
+
   // The receipts of one retained message (by id) or seq: NOT_FOUND when the message id is not
   // retained, INVALID_ARGUMENT when the seq is past the user's latest.
   virtual void Receipts(ReceiptsRequest request,

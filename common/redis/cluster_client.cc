@@ -81,6 +81,11 @@ SlotMap ClusterClient::slot_map() const {
   return r ? r->map : SlotMap();
 }
 
+int ClusterClient::ShardOf(uint16_t slot) const {
+  std::shared_ptr<const Routing> r = routing();
+  return r ? r->map.ShardIndex(slot) : -1;
+}
+
 int64_t ClusterClient::map_generation() const {
   std::shared_ptr<const Routing> r = routing();
   return r ? r->generation : 0;

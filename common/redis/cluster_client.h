@@ -124,6 +124,8 @@ class ClusterClient {
   bool up() const { return up_.load(std::memory_order_acquire); }
   // The map in use (empty before the first one), and how many maps were installed.
   SlotMap slot_map() const;
+  // The index of the shard serving `slot` in the map in use (slot_map().ShardIndex), or -1.
+  int ShardOf(uint16_t slot) const;
   int64_t map_generation() const;
 
  private:

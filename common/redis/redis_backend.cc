@@ -143,8 +143,10 @@ bool RedisBackend::up() const {
   return commands && durable && (subscriber_ == nullptr || subscriber_->up());
 }
 
-bool RedisBackend::FlushPresence(absl::Duration timeout) {
-  return presence_ == nullptr || presence_->Flush(timeout);
+bool RedisBackend::Flush(absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  bool cursors = store_->FlushCursors(timeout);
+  return (presence_ == nullptr || presence_->Flush(deadline - absl::Now())) && cursors;
 }
 
 void RedisBackend::LinksChanged() {
@@ -203,6 +205,7 @@ void RedisBackend::Stop() {
     stop_ticking_ = true;
   }
   if (ticker_.joinable()) ticker_.join();
+  if (store_) store_->Stop();  // its last batch goes out before the connections stop
   if (presence_) presence_->Stop();
   if (tail_cluster_) tail_cluster_->Stop();
   if (tail_) tail_->Stop();

@@ -77,10 +77,10 @@ class RedisBackend {
   RedisDirectory* directory() const { return directory_.get(); }
   // Null without a feed.
   RedisPresence* presence() const { return presence_.get(); }
-  // Graceful shutdown, before Stop(): waits up to `timeout` until this process's presence
-  // reports (the drain's DISCONNECTED "shutdown") are in Redis. True when they are (or there is
-  // no presence).
-  bool FlushPresence(absl::Duration timeout);
+  // Graceful shutdown, before Stop(): waits up to `timeout` until the batched cursor moves and
+  // this process's presence reports (the drain's DISCONNECTED "shutdown") are in Redis. True
+  // when they are.
+  bool Flush(absl::Duration timeout);
   const std::string& instance() const { return instance_; }
 
  private:

@@ -91,12 +91,21 @@ std::string ClientField(std::string_view user_id, std::string_view connection_id
   return Join(user_id, "\n", connection_id);
 }
 
+std::pair<std::string_view, std::string_view> SplitShebang(std::string_view script) {
+  if (script.substr(0, 2) != "#!") return {{}, script};
+  size_t end = script.find('\n');
+  end = end == std::string_view::npos ? script.size() : end + 1;
+  return {script.substr(0, end), script.substr(end)};
+}
+
 std::string Script(std::string_view script) {
   // A message's frame is its header (type, seq, id, ts) + data + "}" (common/delivery/message.h):
   // with an empty id and data and one-digit seq and ts, what remains is the fixed part.
   MessagePtr probe = MakeMessage(0, "", absl::UnixEpoch(), absl::UnixEpoch(), "");
   size_t overhead = probe->FrameSize() - 2;  // less the seq "0" and the ts "0"
-  return absl::StrCat(kLuaPrelude, "local FRAME_OVERHEAD = ", overhead, "\n", ToAbsl(script));
+  auto [shebang, body] = SplitShebang(script);
+  return absl::StrCat(ToAbsl(shebang), kLuaPrelude, "local FRAME_OVERHEAD = ", overhead, "\n",
+                      ToAbsl(body));
 }
 
 std::string ScriptSha(std::string_view script) {

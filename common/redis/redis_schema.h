@@ -55,6 +55,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 
 #include "common/delivery/message.h"
@@ -93,8 +94,11 @@ std::string ClientField(std::string_view user_id, std::string_view connection_id
 // `script` preceded by the Lua prelude: routed_message(u, seq, id, ts, expires, data) and
 // close_command(u, conn, code, reason) for what goes on a channel; user_channel(u);
 // adopt_legacy(u, legacy) for keys of an older pushd; and
-// FRAME_OVERHEAD, the bytes of a message's /ws frame besides its seq, id, ts and data.
+// FRAME_OVERHEAD, the bytes of a message's /ws frame besides its seq, id, ts and data. A script
+// that starts with a shebang line (`#!lua flags=...`, Redis 7) keeps it first.
 std::string Script(std::string_view script);
+// A script's shebang line (with its '\n'; empty when there is none) and the rest.
+std::pair<std::string_view, std::string_view> SplitShebang(std::string_view script);
 // The EVALSHA digest of Script(script): what the store's and the directory's scripts are run by.
 std::string ScriptSha(std::string_view script);
 

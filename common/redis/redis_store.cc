@@ -1,12 +1,14 @@
 #include "common/redis/redis_store.h"
 
 #include <algorithm>
+#include <utility>
 #include <variant>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/ids.h"
 #include "common/base/metrics.h"
+#include "common/base/strings.h"
 #include "common/redis/redis_schema.h"
 #include "spdlog/spdlog.h"
 
@@ -154,36 +156,46 @@ end
 return out
 )lua";
 
-// KEYS: m, d. ARGV: seq, progress (w: written without ack=1, p: written to an ack=1 connection,
-// a: acked, t: only the activity of a device still kept), device ('' = the connections without one,
-// whose marks are cur, w and a in m), now_ms, device_ttl_ms, max_devices. The marks never move
-// backwards nor past the last seq (a client is only sent committed messages, but the committed mark
-// may lag behind them after a failover). Nothing for a user without a stream.
-constexpr char kCursorScript[] = R"lua(
-local m = redis.call('HMGET', KEYS[1], 'seq', 'cur', 'w', 'a')
-local last = tonumber(m[1])
-if not last then return 0 end
-local seq, kind, dev = math.min(tonumber(ARGV[1]), last), ARGV[2], ARGV[3]
-if dev == '' then
-  local c, w, a = tonumber(m[2]) or 0, tonumber(m[3]) or 0, tonumber(m[4]) or 0
-  local set = {}
-  if seq > w then set[#set + 1] = 'w'; set[#set + 1] = seq end
-  if kind ~= 'p' and seq > c then set[#set + 1] = 'cur'; set[#set + 1] = seq end
-  if kind == 'a' and seq > a then set[#set + 1] = 'a'; set[#set + 1] = seq end
-  if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
-  return seq
+// A batch of cursor moves, of users whose slots one shard serves (the keys of one user share a
+// slot; a batch may reach several slots of one node, hence the flag). KEYS[1]: the first move's m
+// (the batch goes where that slot is served). ARGV: per move, 8 fields: m, d, seq, progress (w:
+// written without ack=1, p: written to an ack=1 connection, a: acked, t: only the activity of a
+// device still kept), device ('' = the connections without one, whose marks are cur, w and a in
+// m), now_ms, device_ttl_ms, max_devices. The marks never move backwards nor past the last seq (a
+// client is only sent committed messages, but the committed mark may lag behind them after a
+// failover). Nothing for a user without a stream. A move whose slot this node no longer serves
+// stops the script with an error; the moves before it stay done (each is monotonic, so sending
+// them again is harmless).
+constexpr char kCursorScript[] = R"lua(#!lua flags=allow-cross-slot-keys
+local function move(mk, dk, seq, kind, dev, now, ttl, max)
+  local m = redis.call('HMGET', mk, 'seq', 'cur', 'w', 'a')
+  local last = tonumber(m[1])
+  if not last then return end
+  seq = math.min(seq, last)
+  if dev == '' then
+    local c, w, a = tonumber(m[2]) or 0, tonumber(m[3]) or 0, tonumber(m[4]) or 0
+    local set = {}
+    if seq > w then set[#set + 1] = 'w'; set[#set + 1] = seq end
+    if kind ~= 'p' and seq > c then set[#set + 1] = 'cur'; set[#set + 1] = seq end
+    if kind == 'a' and seq > a then set[#set + 1] = 'a'; set[#set + 1] = seq end
+    if #set > 0 then redis.call('HSET', mk, unpack(set)) end
+    return
+  end
+  local c, w, a, kept = device_get(dk, dev, now, ttl)
+  -- A touch (the end of a connection) only refreshes a device still kept.
+  if kind == 't' and not kept then return end
+  if kind ~= 't' then
+    w = math.max(w, seq)
+    if kind ~= 'p' then c = math.max(c, seq) end
+    if kind == 'a' then a = math.max(a, seq) end
+  end
+  device_put(dk, dev, c, w, a, now, ttl, max)
 end
-local now, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local c, w, a, kept = device_get(KEYS[2], dev, now, ttl)
--- A touch (the end of a connection) only refreshes a device still kept.
-if kind == 't' and not kept then return 0 end
-if kind ~= 't' then
-  w = math.max(w, seq)
-  if kind ~= 'p' then c = math.max(c, seq) end
-  if kind == 'a' then a = math.max(a, seq) end
+for i = 1, #ARGV, 8 do
+  move(ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4],
+       tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7]))
 end
-device_put(KEYS[2], dev, c, w, a, now, ttl, tonumber(ARGV[6]))
-return c
+return #ARGV / 8
 )lua";
 
 // KEYS: s, m, i, d. ARGV: message_id ('' = by seq), seq, now_ms, device_ttl_ms, user, legacy.
@@ -316,7 +328,11 @@ local function device_put(dk, dev, c, w, a, now, ttl, max)
 end
 )lua";
 
-std::string WithDevices(const char* script) { return absl::StrCat(kDevicesLua, script); }
+// The devices' functions after the script's shebang line, if it has one.
+std::string WithDevices(const char* script) {
+  auto [shebang, body] = redis_schema::SplitShebang(script);
+  return absl::StrCat(ToAbsl(shebang), kDevicesLua, ToAbsl(body));
+}
 
 const std::string& AppendSha() {
   static const std::string sha = redis_schema::ScriptSha(kAppendScript);
@@ -354,7 +370,102 @@ RedisStore::RedisStore(RedisStoreOptions options, redis::Router* router, Clock* 
       router_(router),
       clock_(clock),
       verb_(router->cluster() ? "SPUBLISH" : "PUBLISH"),
-      legacy_(router->cluster() ? "0" : "1") {}
+      legacy_(router->cluster() ? "0" : "1") {
+  flusher_ = std::thread([this] { FlushLoop(); });
+}
+
+RedisStore::~RedisStore() {
+  Stop();
+  // The batches' callbacks use this store: every one has run (a connection answers or fails
+  // each command, within its timeout) before it goes.
+  absl::MutexLock lock(&batch_mu_);
+  batch_mu_.Await(absl::Condition(
+      +[](int64_t* n) { return *n == 0; }, &batches_in_flight_));
+}
+
+void RedisStore::Stop() {
+  {
+    absl::MutexLock lock(&batch_mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  if (flusher_.joinable()) flusher_.join();
+  FlushShard(kAllShards);
+}
+
+void RedisStore::FlushLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&batch_mu_);
+      batch_mu_.Await(absl::Condition(
+          +[](RedisStore* s)
+               ABSL_NO_THREAD_SAFETY_ANALYSIS { return s->stopping_ || !s->batches_.empty(); },
+          this));
+      // The moves of the next linger gather behind the first.
+      batch_mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.cursor_linger);
+      if (stopping_) return;  // Stop() sends the rest
+    }
+    FlushShard(kAllShards);
+  }
+}
+
+void RedisStore::FlushShard(int shard) {
+  std::vector<std::vector<Move>> out;
+  {
+    absl::MutexLock lock(&batch_mu_);
+    if (shard == kAllShards) {
+      out.reserve(batches_.size());
+      for (auto& [_, batch] : batches_) out.push_back(std::move(batch.moves));
+      batches_.clear();
+    } else if (auto it = batches_.find(shard); it != batches_.end()) {
+      out.push_back(std::move(it->second.moves));
+      batches_.erase(it);
+    }
+  }
+  for (auto& moves : out) Send(std::move(moves));
+}
+
+void RedisStore::Send(std::vector<Move> moves) {
+  for (size_t begin = 0; begin < moves.size(); begin += kMaxMovesPerScript) {
+    size_t end = std::min(moves.size(), begin + kMaxMovesPerScript);
+    std::vector<std::string> argv{"EVALSHA", CursorSha(), "1", moves[begin].fields[0]};
+    argv.reserve(4 + (end - begin) * kMoveFields);
+    std::vector<Move> chunk;
+    chunk.reserve(end - begin);
+    for (size_t i = begin; i < end; ++i) {
+      for (const std::string& f : moves[i].fields) argv.push_back(f);
+      chunk.push_back(std::move(moves[i]));
+    }
+    {
+      absl::MutexLock lock(&batch_mu_);
+      ++batches_in_flight_;
+    }
+    const uint16_t slot = chunk.front().slot;
+    router_->Command(slot, std::move(argv),
+                     [this, chunk = std::move(chunk)](absl::StatusOr<redis::Value> v) mutable {
+                       // A move whose slot moved to another shard stops the script: each move
+                       // again, on its own (an error of one move alone is dropped, as it was
+                       // before batching: a cursor only lags, its messages are replayed).
+                       if (!v.ok() && chunk.size() > 1) {
+                         for (Move& move : chunk) Send({std::move(move)});
+                       }
+                       absl::MutexLock lock(&batch_mu_);
+                       --batches_in_flight_;
+                     });
+  }
+}
+
+bool RedisStore::FlushCursors(absl::Duration timeout) {
+  FlushShard(kAllShards);
+  absl::MutexLock lock(&batch_mu_);
+  return batch_mu_.AwaitWithTimeout(absl::Condition(
+                                        +[](int64_t* n) { return *n == 0; }, &batches_in_flight_),
+                                    timeout);
+}
+
+void RedisStore::FlushCursor(std::string_view user_id) {
+  FlushShard(router_->ShardOf(redis_schema::UserSlot(user_id)));
+}
 
 std::vector<std::string> RedisStore::Scripts() {
   return {redis_schema::Script(kAppendScript),
@@ -485,6 +596,7 @@ void RedisStore::OnChannelMessage(std::string_view payload) {
 void RedisStore::Read(ReadRequest request,
                       absl::AnyInvocable<void(absl::StatusOr<ReadResult>)> done) {
   const uint16_t slot = redis_schema::UserSlot(request.user_id);
+  FlushShard(router_->ShardOf(slot));  // the cursor the read starts from includes them
   std::vector<std::string> argv{"EVALSHA",
                                 ReadSha(),
                                 "3",
@@ -543,19 +655,40 @@ void RedisStore::Cursor(std::string_view user_id, std::string_view device_id, ui
                         const char* kind) {
   // Without a device: the marks live in m, and the device arguments are not read.
   const bool device = !device_id.empty();
-  router_->Command(
-      redis_schema::UserSlot(user_id),
-      {"EVALSHA", CursorSha(), "2", redis_schema::MetaKey(user_id),
-       redis_schema::DevicesKey(user_id), std::to_string(seq), kind, std::string(device_id),
-       device ? std::to_string(absl::ToUnixMillis(clock_->Now())) : "0",
-       device ? DeviceTtlMs() : "0", device ? std::to_string(options_.devices.max_per_user) : "0"},
-      [](absl::StatusOr<redis::Value>) {});
+  Move move;
+  move.slot = redis_schema::UserSlot(user_id);
+  move.fields = {redis_schema::MetaKey(user_id),
+                 redis_schema::DevicesKey(user_id),
+                 std::to_string(seq),
+                 kind,
+                 std::string(device_id),
+                 device ? std::to_string(absl::ToUnixMillis(clock_->Now())) : "0",
+                 device ? DeviceTtlMs() : "0",
+                 device ? std::to_string(options_.devices.max_per_user) : "0"};
+  // Ids never contain '\n'.
+  std::string key = absl::StrCat(ToAbsl(user_id), "\n", ToAbsl(device_id), "\n", kind);
+  const int shard = router_->ShardOf(move.slot);
+  {
+    absl::MutexLock lock(&batch_mu_);
+    if (!stopping_) {
+      Batch& batch = batches_[shard];
+      auto [it, added] = batch.index.try_emplace(std::move(key), batch.moves.size());
+      if (added) {
+        batch.moves.push_back(std::move(move));
+      } else if (Move& kept = batch.moves[it->second]; seq >= std::stoull(kept.fields[2])) {
+        kept = std::move(move);  // the highest seq, and the latest activity
+      }
+      return;
+    }
+  }
+  Send({std::move(move)});
 }
 
 void RedisStore::Receipts(ReceiptsRequest request,
                           absl::AnyInvocable<void(absl::StatusOr<ReceiptsResult>)> done) {
   const std::string& user = request.user_id;
   const uint16_t slot = redis_schema::UserSlot(user);
+  FlushShard(router_->ShardOf(slot));  // the marks it reports include them
   // Built before `request` moves into the callback.
   std::vector<std::string> argv{"EVALSHA",
                                 ReceiptsSha(),
@@ -600,6 +733,8 @@ void RedisStore::Receipts(ReceiptsRequest request,
 }
 
 void RedisStore::Purge(std::string_view user_id, absl::AnyInvocable<void(absl::Status)> done) {
+  // The cursors jump to the end after the moves made before the purge, not before.
+  FlushShard(router_->ShardOf(redis_schema::UserSlot(user_id)));
   router_->Command(redis_schema::UserSlot(user_id),
                    {"EVALSHA", PurgeSha(), "4", redis_schema::StreamKey(user_id),
                     redis_schema::IdsKey(user_id), redis_schema::MetaKey(user_id),

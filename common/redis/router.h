@@ -20,6 +20,10 @@ class Router {
   virtual void Durable(uint16_t slot, std::vector<std::string> argv, Callback done) = 0;
   // A Redis Cluster: publish with SPUBLISH and subscribe with SSUBSCRIBE.
   virtual bool cluster() const = 0;
+  // Which connection `slot`'s commands go to now: commands of slots with one shard may share a
+  // script that reaches keys of several slots (flags=allow-cross-slot-keys). -1 when no shard
+  // serves the slot (yet). One Redis: 0.
+  virtual int ShardOf(uint16_t slot) const = 0;
 };
 
 // `durable` (when given) carries the Durable() commands: WAIT blocks the connection it is sent on
@@ -36,6 +40,7 @@ class ConnectionRouter final : public Router {
     durable_->Durable(std::move(argv), std::move(done));
   }
   bool cluster() const override { return false; }
+  int ShardOf(uint16_t) const override { return 0; }
 
  private:
   Connection* const commands_;
@@ -53,6 +58,7 @@ class ClusterRouter final : public Router {
     durable_->Durable(slot, std::move(argv), std::move(done));
   }
   bool cluster() const override { return true; }
+  int ShardOf(uint16_t slot) const override { return commands_->ShardOf(slot); }
 
  private:
   ClusterClient* const commands_;

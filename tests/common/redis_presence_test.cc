@@ -595,7 +595,7 @@ TEST_F(RedisPresenceTest, RedisBackendWiresPresenceOnEdgeAndApiProcesses) {
   edge_hub.Add(c);
   ASSERT_TRUE(WaitFor([&] { return Held(api_feed).size() >= 2; }));
   edge_hub.Remove(*c, "shutdown");
-  EXPECT_TRUE(edge.FlushPresence(absl::Seconds(5)));
+  EXPECT_TRUE(edge.Flush(absl::Seconds(5)));
   ASSERT_TRUE(WaitFor([&] { return Held(api_feed).size() >= 4; }));  // OFFLINE by a tick (1 s)
   EXPECT_EQ(Described(Held(api_feed)),
             (std::vector<std::string>{"CONNECTED olga c1 - edge-1 -", "ONLINE olga - - edge-1 -",

@@ -6,10 +6,15 @@
 
 #include <future>
 #include <memory>
+#include <set>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/redis/router.h"
 #include "gtest/gtest.h"
+#include "tests/testing/redis_cluster.h"
 #include "tests/testing/redis_server.h"
 #include "tests/testing/test_util.h"
 
@@ -29,7 +34,8 @@ class RedisStoreTest : public ::testing::Test {
     if (connection_) connection_->Stop();
   }
 
-  void Open(int wait_replicas, DeviceLimits devices = {}) {
+  void Open(int wait_replicas, DeviceLimits devices = {},
+            absl::Duration cursor_linger = absl::Milliseconds(2)) {
     redis::ConnectionOptions options;
     options.endpoint.host = "127.0.0.1";
     options.endpoint.port = redis_.port();
@@ -45,6 +51,7 @@ class RedisStoreTest : public ::testing::Test {
     RedisStoreOptions store_options;
     store_options.wait_replicas = wait_replicas > 0;
     store_options.devices = devices;
+    store_options.cursor_linger = cursor_linger;
     store_ = std::make_unique<RedisStore>(store_options, router_.get());
   }
 
@@ -223,6 +230,163 @@ TEST_F(RedisStoreTest, TheDevicesHashIsBoundedAndExpiresWithTheTtl) {
   ASSERT_TRUE(absl::SimpleAtoi(redis_.Command({"PTTL", "pushd:{erin}:d"}), &pttl));
   EXPECT_GT(pttl, 9 * 60 * 1000);
   EXPECT_LE(pttl, 10 * 60 * 1000);
+}
+
+// How many times Redis ran a command since the last CONFIG RESETSTAT (INFO commandstats).
+int64_t Calls(const std::string& info, const std::string& command) {
+  const std::string prefix = absl::StrCat("cmdstat_", command, ":calls=");
+  for (absl::string_view line : absl::StrSplit(info, '\n')) {
+    if (!absl::ConsumePrefix(&line, prefix)) continue;
+    int64_t n = 0;
+    if (absl::SimpleAtoi(line.substr(0, line.find(',')), &n)) return n;
+  }
+  return 0;
+}
+
+// Cursor moves are batched: they wait for the linger (here a minute, so only the flushes can
+// send them), go out as one script for many users, keep one move per (user, device, progress)
+// at its highest seq, and go out at once before a read, a purge or a receipt of the user, on a
+// closing connection (FlushCursor), and when the store stops.
+TEST_F(RedisStoreTest, CursorMovesGoOutTogetherAndBeforeAnythingThatReadsThem) {
+  Open(0, DeviceLimits{.ttl = absl::Hours(1), .max_per_user = 4}, absl::Minutes(1));
+  for (int seq = 1; seq <= 3; ++seq) ASSERT_TRUE(Append("alice", std::to_string(seq)).ok());
+  ASSERT_TRUE(Append("bob", "1").ok());
+  store_->Advance("alice", "", 2, Progress::kWritten);
+  store_->Advance("bob", "phone", 1, Progress::kWritten);
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(redis_.Command({"HGET", "pushd:{alice}:m", "cur"}), "(nil)");
+  EXPECT_EQ(redis_.Command({"EXISTS", "pushd:{bob}:d"}), "0");
+  // The read starts after the cursor the move set: nothing written is replayed.
+  auto read = Read("alice", std::nullopt);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->after, 2u);
+  ASSERT_EQ(read->messages.size(), 1u);
+  EXPECT_EQ(read->messages[0]->seq, 3u);
+  // Bob's move was waiting for the same shard (one Redis): it went with it.
+  EXPECT_EQ(redis_.Command({"HEXISTS", "pushd:{bob}:d", "phone"}), "1");
+
+  // 100 users, each moved three times (the last move the highest), one also acked: one script.
+  for (int u = 0; u < 100; ++u) {
+    for (int seq = 1; seq <= 3; ++seq) ASSERT_TRUE(Append(absl::StrCat("u", u), "x").ok());
+  }
+  redis_.Command({"CONFIG", "RESETSTAT"});
+  for (int seq = 1; seq <= 3; ++seq) {
+    for (int u = 0; u < 100; ++u) {
+      store_->Advance(absl::StrCat("u", u), "", seq, Progress::kWritten);
+    }
+  }
+  store_->Advance("u7", "", 1, Progress::kAcked);
+  store_->Advance("u7", "", 3, Progress::kWritten);  // lower moves are kept out by the highest
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(Calls(redis_.Command({"INFO", "commandstats"}), "evalsha"), 0);
+  store_->FlushCursor("u1");
+  ASSERT_TRUE(push::testing::WaitFor(
+      [&] {
+        return redis_.Command({"HGET", "pushd:{u99}:m", "cur"}) == "3";
+      },
+      std::chrono::seconds(5)));
+  EXPECT_EQ(Calls(redis_.Command({"INFO", "commandstats"}), "evalsha"), 1);
+  for (int u = 0; u < 100; ++u) {
+    EXPECT_EQ(redis_.Command({"HMGET", absl::StrCat("pushd:{u", u, "}:m"), "cur", "w"}), "3 3")
+        << "u" << u;
+  }
+  EXPECT_EQ(redis_.Command({"HGET", "pushd:{u7}:m", "a"}), "1");
+
+  // Stop sends what waits; later moves go out one by one.
+  store_->Advance("alice", "", 3, Progress::kWritten);
+  store_->Stop();
+  ASSERT_TRUE(push::testing::WaitFor(
+      [&] {
+        return redis_.Command({"HGET", "pushd:{alice}:m", "cur"}) == "3";
+      },
+      std::chrono::seconds(5)));
+  store_->Advance("bob", "", 1, Progress::kWritten);
+  ASSERT_TRUE(push::testing::WaitFor(
+      [&] {
+        return redis_.Command({"HGET", "pushd:{bob}:m", "cur"}) == "1";
+      },
+      std::chrono::seconds(5)));
+  EXPECT_TRUE(store_->FlushCursors(absl::Seconds(5)));
+}
+
+// On a Redis Cluster a batch is per shard. A router that thinks one shard serves every slot (a
+// stale map) makes batches that reach other shards' slots: Redis refuses them, and every move is
+// sent again on its own, to its own shard. No move is lost either way.
+class RedisStoreClusterTest : public push::testing::RedisClusterSuite {};
+
+class OneShardRouter final : public redis::Router {
+ public:
+  explicit OneShardRouter(redis::Router* real) : real_(real) {}
+  void Command(uint16_t slot, std::vector<std::string> argv, redis::Callback done) override {
+    real_->Command(slot, std::move(argv), std::move(done));
+  }
+  void Durable(uint16_t slot, std::vector<std::string> argv, redis::Callback done) override {
+    real_->Durable(slot, std::move(argv), std::move(done));
+  }
+  bool cluster() const override { return true; }
+  int ShardOf(uint16_t) const override { return 0; }
+
+ private:
+  redis::Router* const real_;
+};
+
+TEST_F(RedisStoreClusterTest, MovesReachEveryShardEvenWhenTheMapIsWrong) {
+  push::testing::RedisCluster& cluster = Shared();
+  ASSERT_TRUE(cluster.ready()) << cluster.last_error();
+  auto seeds = redis::ParseSeeds(cluster.seeds());
+  ASSERT_TRUE(seeds.ok());
+  redis::ClusterOptions c;
+  c.seeds = *seeds;
+  c.name = "store";
+  c.scripts = RedisStore::Scripts();
+  redis::ClusterClient client(std::move(c));
+  ASSERT_TRUE(client.Start().ok());
+  redis::ClusterRouter real(&client);
+  OneShardRouter wrong(&real);
+  for (redis::Router* router : std::vector<redis::Router*>{&real, &wrong}) {
+    const bool stale = router == &wrong;
+    RedisStoreOptions options;
+    options.cursor_linger = absl::Minutes(1);
+    RedisStore store(options, router);
+    std::set<int> shards;
+    const std::string prefix = stale ? "w" : "r";
+    for (int u = 0; u < 30; ++u) {
+      std::string user = absl::StrCat(prefix, u);
+      shards.insert(client.ShardOf(redis_schema::UserSlot(user)));
+      std::promise<absl::StatusOr<AppendResult>> p;
+      AppendRequest r;
+      r.user_id = user;
+      r.payload = std::make_shared<std::string>("x");
+      r.ttl = absl::Hours(1);
+      store.Append(std::move(r),
+                   [&](absl::StatusOr<AppendResult> v) { p.set_value(std::move(v)); });
+      ASSERT_TRUE(p.get_future().get().ok());
+    }
+    ASSERT_EQ(shards.size(), 3u);  // the users are on every shard
+    const std::vector<int> primaries =
+        cluster.NodesWithRole(push::testing::RedisCluster::Role::kPrimary);
+    ASSERT_EQ(primaries.size(), 3u);
+    for (int port : primaries) cluster.Command(port, {"CONFIG", "RESETSTAT"});
+    for (int u = 0; u < 30; ++u) store.Advance(absl::StrCat(prefix, u), "", 1, Progress::kWritten);
+    EXPECT_TRUE(store.FlushCursors(absl::Seconds(10)));
+    int64_t scripts = 0;
+    for (int port : primaries) {
+      scripts += Calls(cluster.Command(port, {"INFO", "commandstats"}).str, "evalsha");
+    }
+    // One script per shard; with the stale map, the refused batch and then one per move.
+    if (stale) {
+      EXPECT_EQ(scripts, 31);
+    } else {
+      EXPECT_EQ(scripts, 3);
+    }
+    for (int u = 0; u < 30; ++u) {
+      std::string user = absl::StrCat(prefix, u);
+      int port = cluster.PrimaryOf(redis_schema::UserSlot(user));
+      EXPECT_EQ(cluster.Command(port, {"HGET", redis_schema::MetaKey(user), "cur"}).str, "1")
+          << user << (stale ? " (stale map)" : "");
+    }
+  }
+  client.Stop();
 }
 
 }  // namespace
