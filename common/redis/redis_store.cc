@@ -75,8 +75,11 @@ end
 -- Messages and keys live while a message may still be read. The numbering (m, a few dozen
 -- bytes) never expires: a stream that started over at 1 would make a client resuming with an
 -- old `since` miss messages without a gap frame.
+-- The keys only outlive their messages longer: i is only refreshed when this message is in it.
 local keep = tonumber(ARGV[5])
-for _, k in ipairs({sk, ik}) do
+local touched = {sk}
+if ARGV[3] == '1' then touched[2] = ik end
+for _, k in ipairs(touched) do
   local p = redis.call('PTTL', k)
   if p == -1 or (p >= 0 and p < keep) then redis.call('PEXPIRE', k, keep) end
 end
