@@ -111,6 +111,11 @@ absl::Status App::StartRedis() {
     if (!endpoint.ok()) return endpoint.status();
     options.endpoint = *endpoint;
   }
+  // The credentials of every connection (a cluster's: whichever node the map names).
+  if (!config_.redis_password.empty()) {
+    options.endpoint.user = config_.redis_user;
+    options.endpoint.password = config_.redis_password;
+  }
   options.node_id = config_.node_id;
   options.history_size = config_.history_size;
   options.device_ttl = config_.device_ttl;

@@ -329,6 +329,31 @@ absl::StatusOr<Config> ReadFlags() {
           absl::StrCat("--redis_cluster: ", seeds.status().message()));
     }
   }
+  if (!c.redis_password_file.empty()) {
+    if (!shared) {
+      return absl::InvalidArgumentError(
+          "--redis_password_file needs --redis or --redis_cluster (the embedded store has no "
+          "password)");
+    }
+    if (absl::Status s =
+            ReadKeyFile("redis_password_file", c.redis_password_file, &c.redis_password);
+        !s.ok()) {
+      return s;
+    }
+    if (absl::EndsWith(c.redis_password, "\r\n")) {
+      c.redis_password.resize(c.redis_password.size() - 2);
+    } else if (absl::EndsWith(c.redis_password, "\n")) {
+      c.redis_password.pop_back();
+    }
+    if (c.redis_password.empty() || c.redis_password.find('\n') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--redis_password_file: '", c.redis_password_file, "' must hold one line, the password"));
+    }
+  }
+  if (!c.redis_user.empty() && c.redis_password_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--redis_user needs --redis_password_file (the password of that user)");
+  }
   if (c.redis_wait_replicas > 0 && !shared) {
     return absl::InvalidArgumentError(
         "--redis_wait_replicas needs --redis or --redis_cluster (the embedded store has no "

@@ -21,9 +21,13 @@ enum class Role { kAll, kApi, kEdge };
   F(std::string, ws_listen, "0.0.0.0:8080",                                                       \
     "HTTP/WebSocket address (edge, health, metrics, demo page)")                                  \
   D(std::string, role, "all", "all, api (gRPC only) or edge (WebSocket only)")                    \
-  F(std::string, redis, "", "redis://host:port[/db]; empty = embedded in-memory store")           \
+  F(std::string, redis, "",                                                                       \
+    "redis://[[user]:password@]host:port[/db]; empty = embedded in-memory store")                 \
   F(std::string, redis_cluster, "",                                                               \
     "host:port[,host:port...]: seed nodes of a Redis 7 Cluster, instead of --redis")              \
+  F(std::string, redis_password_file, "",                                                         \
+    "file holding the Redis password: AUTH on every Redis connection (--redis, --redis_cluster)") \
+  F(std::string, redis_user, "", "the Redis ACL user for --redis_password_file (default: none)")  \
   F(uint32_t, redis_wait_replicas, 0,                                                             \
     "with --redis or --redis_cluster: a Push is answered only after this many replicas hold it")  \
   F(std::string, node_id, "", "the name this process shows in ListClients (default hostname)")    \
@@ -103,6 +107,8 @@ struct Config {
   std::string jwt_rs256_public_key;
   std::string tls_cert_pem;
   std::string tls_key_pem;
+  // --redis_password_file's contents (one trailing newline dropped).
+  std::string redis_password;
 };
 
 // Parses argv (Abseil flag syntax, --flagfile= included) on top of PUSHD_<FLAG> environment

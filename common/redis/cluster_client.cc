@@ -426,6 +426,8 @@ std::shared_ptr<Connection> ClusterClient::NewConnection(const Endpoint& endpoin
   ConnectionOptions o;
   o.endpoint = endpoint;
   o.endpoint.db = 0;  // a cluster has only database 0
+  o.endpoint.user = options_.user;
+  o.endpoint.password = options_.password;
   o.name = absl::StrCat(options_.name, " ", Key(endpoint));
   o.command_timeout = options_.command_timeout;
   o.connect_timeout = options_.connect_timeout;
@@ -445,11 +447,13 @@ std::shared_ptr<Connection> ClusterClient::NewConnection(const Endpoint& endpoin
 absl::StatusOr<SlotMap> ClusterClient::ReadMap(const std::vector<Endpoint>& candidates) {
   std::vector<std::string> errors;
   absl::Duration reply_timeout = std::min(options_.command_timeout, absl::Seconds(2));
-  for (const Endpoint& node : candidates) {
+  for (Endpoint node : candidates) {
     {
       absl::ReaderMutexLock lock(&mu_);
       if (stopping_) return absl::UnavailableError("stopping");
     }
+    node.user = options_.user;
+    node.password = options_.password;
     absl::StatusOr<SlotMap> map = FetchSlotMap(node, options_.connect_timeout, reply_timeout);
     if (map.ok() || NotInClusterMode(map.status())) return map;
     errors.push_back(std::string(map.status().message()));

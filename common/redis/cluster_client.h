@@ -31,6 +31,9 @@ struct ClusterOptions {
   // Where to ask for the slot map first (ParseSeeds). Later refreshes also ask every node the
   // last map named, primaries and replicas, so the seeds may all be gone after a failover.
   std::vector<Endpoint> seeds;
+  // AUTH on every node (Endpoint::user and password), whichever the map names.
+  std::string user;
+  std::string password;
   std::string name;  // for logs
   // Loaded on every shard connection after each connect, as ConnectionOptions::scripts.
   std::vector<std::string> scripts;

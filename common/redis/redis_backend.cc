@@ -29,6 +29,8 @@ RedisBackend::RedisBackend(RedisBackendOptions options, Hub* hub)
     auto make = [&](const char* name) {
       redis::ClusterOptions o;
       o.seeds = options_.cluster_seeds;
+      o.user = options_.endpoint.user;
+      o.password = options_.endpoint.password;
       o.name = name;
       o.scripts = scripts;
       return o;
@@ -53,6 +55,8 @@ RedisBackend::RedisBackend(RedisBackendOptions options, Hub* hub)
     if (options_.feed != nullptr) {
       redis::ClusterOptions t;
       t.seeds = options_.cluster_seeds;
+      t.user = options_.endpoint.user;
+      t.password = options_.endpoint.password;
       t.name = "presence-tail";
       t.command_timeout = tail_block + absl::Seconds(3);
       tail_cluster_ = std::make_unique<redis::ClusterClient>(std::move(t));

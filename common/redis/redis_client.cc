@@ -97,6 +97,28 @@ absl::StatusOr<Value> BlockingCommand(const Endpoint& endpoint,
     return s;
   }
   redisSetTimeout(c, absl::ToTimeval(reply_timeout));
+  if (auto auth = AuthCommand(endpoint); !auth.empty()) {
+    std::vector<const char*> p;
+    std::vector<size_t> l;
+    for (const std::string& a : auth) {
+      p.push_back(a.data());
+      l.push_back(a.size());
+    }
+    auto* r = static_cast<redisReply*>(
+        redisCommandArgv(c, static_cast<int>(auth.size()), p.data(), l.data()));
+    absl::Status s;
+    if (r == nullptr) {
+      s = absl::UnavailableError(absl::StrCat(where, ": no reply to AUTH: ", c->errstr));
+    } else if (r->type == REDIS_REPLY_ERROR) {
+      s = absl::PermissionDeniedError(
+          absl::StrCat(where, ": AUTH refused: ", absl::string_view(r->str, r->len)));
+    }
+    if (r) freeReplyObject(r);
+    if (!s.ok()) {
+      redisFree(c);
+      return s;
+    }
+  }
   std::vector<const char*> ptrs;
   std::vector<size_t> lens;
   for (const std::string& a : argv) {
@@ -352,6 +374,7 @@ std::string Connection::Serve(redisContext* c) {
   absl::Time now = absl::Now();
   // Setup: database, scripts, subscriptions; user commands are refused until it is done.
   std::vector<std::vector<std::string>> setup;
+  if (auto auth = AuthCommand(options_.endpoint); !auth.empty()) setup.push_back(std::move(auth));
   if (options_.endpoint.db != 0) setup.push_back({"SELECT", std::to_string(options_.endpoint.db)});
   for (const auto& s : options_.scripts) setup.push_back({"SCRIPT", "LOAD", s});
   setup_pending_ = 0;

@@ -14,13 +14,62 @@ bool ParsePort(std::string_view text, int* port) {
   return absl::SimpleAtoi(ToAbsl(text), port) && *port > 0 && *port <= 65535;
 }
 
+namespace {
+
+// %XX escapes decoded; false on a malformed one.
+bool PercentDecode(absl::string_view in, std::string* out) {
+  out->clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out->push_back(in[i]);
+      continue;
+    }
+    int v = 0;
+    if (i + 2 >= in.size() || !absl::ascii_isxdigit(in[i + 1]) ||
+        !absl::ascii_isxdigit(in[i + 2])) {
+      return false;
+    }
+    for (char c : in.substr(i + 1, 2)) {
+      v = v * 16 + (absl::ascii_isdigit(c) ? c - '0' : absl::ascii_tolower(c) - 'a' + 10);
+    }
+    out->push_back(static_cast<char>(v));
+    i += 2;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::string> AuthCommand(const Endpoint& endpoint) {
+  if (endpoint.password.empty()) return {};
+  if (endpoint.user.empty()) return {"AUTH", endpoint.password};
+  return {"AUTH", endpoint.user, endpoint.password};
+}
+
 absl::StatusOr<Endpoint> ParseUrl(std::string_view url) {
   absl::string_view rest = ToAbsl(url);
   if (!absl::ConsumePrefix(&rest, "redis://")) {
+    // Not echoed: the URL may carry a password.
     return absl::InvalidArgumentError(
-        absl::StrCat("'", ToAbsl(url), "' is not redis://host:port[/db]"));
+        "the Redis URL is not redis://[[user]:password@]host:port[/db]");
   }
   Endpoint e;
+  if (size_t at = rest.rfind('@'); at != absl::string_view::npos) {
+    absl::string_view userinfo = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    size_t colon = userinfo.find(':');
+    if (colon == absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          "the Redis URL's credentials are not [user]:password (write redis://:password@host)");
+    }
+    if (!PercentDecode(userinfo.substr(0, colon), &e.user) ||
+        !PercentDecode(userinfo.substr(colon + 1), &e.password)) {
+      return absl::InvalidArgumentError("bad %-escape in the Redis URL's credentials");
+    }
+    if (e.password.empty()) {
+      return absl::InvalidArgumentError("the Redis URL has a user but no password");
+    }
+  }
   if (size_t slash = rest.find('/'); slash != absl::string_view::npos) {
     absl::string_view db = rest.substr(slash + 1);
     if (!db.empty() && (!absl::SimpleAtoi(db, &e.db) || e.db < 0 || e.db > 1000)) {

@@ -8,15 +8,23 @@
 
 namespace push::redis {
 
-// Where a Redis server is: --redis=redis://host:port[/db].
+// Where a Redis server is: --redis=redis://[[user]:password@]host:port[/db].
 struct Endpoint {
   std::string host;
   int port = 6379;
   int db = 0;
+  // AUTH after each connect when `password` is set: `AUTH password` (Redis's requirepass, the
+  // ACL user "default"), or `AUTH user password` with an ACL user.
+  std::string user;
+  std::string password;
 };
 
-// redis://host:port[/db]
+// redis://[[user]:password@]host:port[/db]; the user and password are percent-decoded
+// ("%40" for '@', "%3A" for ':').
 absl::StatusOr<Endpoint> ParseUrl(std::string_view url);
+
+// The AUTH command for `endpoint`, or an empty vector without a password.
+std::vector<std::string> AuthCommand(const Endpoint& endpoint);
 
 // A TCP port, 1 to 65535, written in decimal: the port of a URL, a seed or a redirect.
 bool ParsePort(std::string_view text, int* port);

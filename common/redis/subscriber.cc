@@ -32,7 +32,11 @@ Subscriber::~Subscriber() { Stop(); }
 std::shared_ptr<Connection> Subscriber::NewLink(const Endpoint& endpoint, const std::string& key) {
   ConnectionOptions o;
   o.endpoint = endpoint;
-  if (cluster_) o.endpoint.db = 0;
+  if (cluster_) {
+    o.endpoint.db = 0;
+    o.endpoint.user = options_.endpoint.user;  // a map's node: the credentials given for all
+    o.endpoint.password = options_.endpoint.password;
+  }
   o.name = absl::StrCat(options_.name, " ", key);
   o.subscriber = true;
   o.error_replies_as_values = true;  // a MOVED is ours to handle

@@ -95,6 +95,32 @@ TEST(ParseUrlTest, ReadsHostPortAndDatabase) {
   EXPECT_EQ(defaults->port, 6379);
   EXPECT_EQ(defaults->db, 0);
   EXPECT_FALSE(ParseUrl("127.0.0.1:6379").ok());
+  EXPECT_TRUE(defaults->password.empty());
+  EXPECT_TRUE(AuthCommand(*defaults).empty());
+}
+
+TEST(ParseUrlTest, ReadsCredentialsPercentDecoded) {
+  absl::StatusOr<Endpoint> e = ParseUrl("redis://:pa%40ss%3Aword@redis.example:6380/1");
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->host, "redis.example");
+  EXPECT_EQ(e->port, 6380);
+  EXPECT_EQ(e->db, 1);
+  EXPECT_EQ(e->user, "");
+  EXPECT_EQ(e->password, "pa@ss:word");
+  EXPECT_EQ(AuthCommand(*e), (std::vector<std::string>{"AUTH", "pa@ss:word"}));
+  e = ParseUrl("redis://pushd:secret@[::1]:7000");
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->host, "::1");
+  EXPECT_EQ(e->user, "pushd");
+  EXPECT_EQ(AuthCommand(*e), (std::vector<std::string>{"AUTH", "pushd", "secret"}));
+  // A user without a password, no ':' before the '@', a bad escape: errors that never echo the
+  // credentials.
+  for (const char* bad : {"redis://pushd:@h:1", "redis://secret@h:1", "redis://:s%zzecret@h:1",
+                          "redis://:secret%4@h:1"}) {
+    absl::StatusOr<Endpoint> r = ParseUrl(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(std::string(r.status().message()).find("secret"), std::string::npos) << r.status();
+  }
 }
 
 }  // namespace

@@ -84,6 +84,13 @@ TEST(FlagsTest, BadFlagValuesExit2WithOneLineNamingTheFlag) {
       {{"--nope=1"}, {"nope"}},
       {{"--ping_interval"}, {"ping_interval"}},  // no value
       {{"stray"}, {"stray"}},
+      {{"--redis_password_file=/nonexistent/pw", "--redis=redis://127.0.0.1:1"},
+       {"redis_password_file", "/nonexistent/pw"}},
+      {{"--redis_password_file=/dev/null"}, {"redis_password_file", "redis"}},
+      {{"--redis_user=pushd", "--redis=redis://127.0.0.1:1"},
+       {"redis_user", "redis_password_file"}},
+      {{"--redis=redis://pushd@127.0.0.1:1"}, {"redis", "password"}},
+      {{"--redis=redis://:p%zz@127.0.0.1:1"}, {"redis", "escape"}},
   };
   for (const BadFlag& c : cases) {
     SCOPED_TRACE(c.args[0]);

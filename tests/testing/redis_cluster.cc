@@ -286,6 +286,10 @@ bool RedisCluster::LaunchNode(Node* node, int index) {
       args.push_back("--" + name);
       args.push_back(value);
     }
+    if (!options_.password.empty()) {
+      args.insert(args.end(),
+                  {"--requirepass", options_.password, "--masterauth", options_.password});
+    }
     node->pid = Spawn(exe, args, node->dir + "/stdout.log");
     if (node->pid <= 0) return Fail("cannot start redis-server");
     auto deadline = Clock::now() + std::chrono::seconds(10);
@@ -311,6 +315,8 @@ bool RedisCluster::CreateCluster() {
   for (const Node& n : nodes_) args.push_back("127.0.0.1:" + std::to_string(n.port));
   args.insert(args.end(), {"--cluster-replicas", std::to_string(options_.replicas_per_primary),
                            "--cluster-yes"});
+  if (!options_.password.empty())
+    args.insert(args.end(), {"-a", options_.password, "--no-auth-warning"});
   // It waits for the nodes to join by itself (about 2 s here), but without a bound.
   std::string output = dir_.path() + "/create.log";
   int code = RunBounded(exe, args, output, options_.start_timeout);
@@ -352,8 +358,10 @@ bool RedisCluster::running(int port) const {
 }
 
 redis::Value RedisCluster::Command(int port, const std::vector<std::string>& argv) {
-  absl::StatusOr<redis::Value> v = redis::BlockingCommand(redis::Endpoint{"127.0.0.1", port}, argv,
-                                                          absl::Seconds(1), absl::Seconds(5));
+  redis::Endpoint endpoint{"127.0.0.1", port};
+  endpoint.password = options_.password;
+  absl::StatusOr<redis::Value> v =
+      redis::BlockingCommand(endpoint, argv, absl::Seconds(1), absl::Seconds(5));
   if (!v.ok()) return ErrorValue(absl::StrCat("ERR ", v.status().message()));
   return *std::move(v);
 }

@@ -36,6 +36,8 @@ class RedisCluster {
     // cluster-node-timeout: how long a primary must be unreachable before its replica takes
     // over. Small, so a failover test takes seconds; a failover takes about this plus 1-2 s.
     int node_timeout_ms = 2000;
+    // requirepass and masterauth on every node (empty: none); Command() and the creation AUTH.
+    std::string password;
     // How long the start may take (launch, create, every node agreeing).
     std::chrono::milliseconds start_timeout = std::chrono::seconds(30);
   };

@@ -127,9 +127,17 @@ bool RedisServer::Start() {
   return false;
 }
 
+bool RedisServer::SetPassword(const std::string& password) {
+  if (Command({"CONFIG", "SET", "requirepass", password}) != "OK") return false;
+  password_ = password;
+  return true;
+}
+
 std::string RedisServer::Command(const std::vector<std::string>& argv) {
-  absl::StatusOr<redis::Value> v = redis::BlockingCommand(redis::Endpoint{"127.0.0.1", port_}, argv,
-                                                          absl::Seconds(1), absl::Seconds(5));
+  redis::Endpoint endpoint{"127.0.0.1", port_};
+  endpoint.password = password_;
+  absl::StatusOr<redis::Value> v =
+      redis::BlockingCommand(endpoint, argv, absl::Seconds(1), absl::Seconds(5));
   if (!v.ok()) return absl::StrCat("ERR ", v.status().message());
   return Render(*v);
 }

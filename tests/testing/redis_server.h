@@ -32,6 +32,9 @@ class RedisServer {
   // Runs one command synchronously (test checks); the reply rendered as text, arrays as
   // space-separated elements, "(nil)" for nil, "ERR ..." for errors.
   std::string Command(const std::vector<std::string>& argv);
+  // From now on clients must AUTH with `password` (CONFIG SET requirepass; not kept across a
+  // restart); Command() does. True when Redis took it.
+  bool SetPassword(const std::string& password);
 
  private:
   bool Launch();
@@ -40,6 +43,7 @@ class RedisServer {
   pid_t pid_ = -1;
   int port_ = 0;
   std::string dir_;
+  std::string password_;
 };
 
 }  // namespace push::testing
