@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Redis CPU per operation: one redis-server at a rate, against the same rate split over three.
+
+A minimal program without pushd (BENCHMARKS.md, issue 16): does a fixed load cost Redis more CPU
+when three servers share it than when one serves it all? It starts plain redis-servers on
+loopback (no persistence, no cluster mode), then, alternating, sends --rate operations a second
+for --duration seconds either all to one server or spread over three by user (as a cluster's
+slots spread users), one request at a time at its scheduled moment, as pushd sends a push's
+append. Each operation is one EVALSHA of a small append script (HINCRBY a counter, XADD a
+--payload-byte entry to the user's stream, capped at 1,000 entries). Redis CPU is each server's
+utime + stime from /proc over the sending phase.
+
+usage: redis_split.py [--rate=6000] [--duration=20] [--rounds=3] [--users=1000] [--payload=256]
+Prints one line per run and the medians: Redis us per operation, one server and three together.
+Every server it starts is stopped at the end.
+"""
+
+import argparse
+import os
+import selectors
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+
+SCRIPT = (b"local s = redis.call('HINCRBY', KEYS[1], 'seq', 1) "
+          b"redis.call('XADD', KEYS[2], 'MAXLEN', 1000, '0-'..s, 'd', ARGV[1]) return s")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def resp(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def start_server(folder):
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", folder],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            c = socket.create_connection(("127.0.0.1", port), timeout=1)
+            return proc, port, c
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"redis-server on {port} did not start")
+
+
+def call(conn, *args):
+    conn.sendall(resp(*args))
+    data = b""
+    while not data.endswith(b"\r\n"):
+        data += conn.recv(65536)
+    return data
+
+
+def run(conns, pids, rate, duration, users, payload, sha):
+    for c in conns:
+        call(c, "FLUSHALL")
+    for c in conns:
+        c.setblocking(False)
+    sel = selectors.DefaultSelector()
+    for c in conns:
+        sel.register(c, selectors.EVENT_READ)
+    total = int(rate * duration)
+    before = [cpu_seconds(p) for p in pids]
+    start = time.monotonic()
+    sent = replies = 0
+    while replies < total:
+        now = time.monotonic()
+        due = min(total, int((now - start) * rate) + 1)
+        while sent < due:
+            user = sent % users
+            conn = conns[user % len(conns)]
+            conn.sendall(resp("EVALSHA", sha, 2, f"{{u{user}}}:m", f"{{u{user}}}:s", payload))
+            sent += 1
+        wait = max(0.0, start + sent / rate - time.monotonic()) if sent < total else 1.0
+        for key, _ in sel.select(timeout=wait):
+            data = key.fileobj.recv(1 << 20)
+            replies += data.count(b"\r\n")  # every reply here is one ":<seq>\r\n" line
+        if time.monotonic() - start > duration * 3 + 10:
+            raise SystemExit("replies did not keep up")
+    elapsed = time.monotonic() - start
+    cpu = sum(cpu_seconds(p) - b for p, b in zip(pids, before))
+    for c in conns:
+        sel.unregister(c)
+        c.setblocking(True)
+    return cpu, elapsed
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rate", type=float, default=6000)
+    p.add_argument("--duration", type=float, default=20)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--users", type=int, default=1000)
+    p.add_argument("--payload", type=int, default=256)
+    a = p.parse_args()
+    if not shutil.which("redis-server"):
+        raise SystemExit("redis-server is not installed")
+    folder = tempfile.mkdtemp(prefix="redis-split-")
+    servers = []
+    try:
+        for i in range(3):
+            d = os.path.join(folder, str(i))
+            os.mkdir(d)
+            servers.append(start_server(d))
+        sha = None
+        for _, _, c in servers:
+            sha = call(c, "SCRIPT", "LOAD", SCRIPT).split(b"\r\n")[1]
+        payload = b"x" * a.payload
+        results = {"one": [], "three": []}
+        for r in range(a.rounds):
+            for name, chosen in (("one", servers[:1]), ("three", servers)):
+                cpu, elapsed = run([s[2] for s in chosen], [s[0].pid for s in chosen], a.rate,
+                                   a.duration, a.users, payload, sha)
+                us = cpu * 1e6 / (a.rate * a.duration)
+                results[name].append(us)
+                load = os.getloadavg()[0]
+                print(f"round {r + 1} {name}: {len(chosen)} server(s), {a.rate:.0f} ops/s over "
+                      f"{elapsed:.1f} s, Redis {cpu:.2f} s CPU = {us:.1f} us/op; load {load:.2f}",
+                      flush=True)
+        one = statistics.median(results["one"])
+        three = statistics.median(results["three"])
+        print(f"medians: one server {one:.1f} us/op, three servers {three:.1f} us/op together "
+              f"({three / one:.2f}x)")
+    finally:
+        for proc, _, c in servers:
+            c.close()
+            proc.terminate()
+            proc.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
