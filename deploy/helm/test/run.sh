@@ -8,7 +8,8 @@
 #   - the default values, values-redis.yaml, values-secure.yaml, values-dev.yaml and each
 #     renders/*.yaml pass `helm lint --strict`, and what `helm template` renders passes validate.js
 #     (Kubernetes schemas with unknown fields refused, the wiring between objects, pushd's flags,
-#     NOTES.txt); for renders/*.yaml, the "# expect env:" lines hold for the pushd container;
+#     NOTES.txt); for renders/*.yaml, the "# expect env:", "# expect arg:" and
+#     "# expect mount:" lines hold for the pushd container;
 #   - each cases/*.yaml is refused: "# expect: TEXT" on its first line means by Helm (lint or
 #     template) with TEXT in Helm's output; "# expect from validate.js: TEXT" means Helm renders it
 #     (a rule Helm cannot know, such as pushd's flag names) and validate.js refuses it with TEXT;
@@ -126,11 +127,15 @@ for case in default values-redis values-secure values-dev; do
     pass "$case: helm lint --strict, helm template, $(tail -n 1 "$work/$case.validate.log")"
 done
 
-# Each renders/*.yaml renders like the values files above, and its pushd container's environment
-# is what its "# expect env:" lines say:
+# Each renders/*.yaml renders like the values files above, and its pushd container's environment,
+# arguments and mounts are what its "# expect env:", "# expect arg:" and "# expect mount:" lines
+# say:
 #   # expect env: NAME=VALUE                       NAME set to exactly VALUE
 #   # expect env: NAME from secret SECRET key KEY  NAME from that Secret's key
 #   # expect no env: NAME                          NAME not set
+#   # expect arg: --FLAG=VALUE                     that argument, exactly
+#   # expect no arg: --FLAG                        no --FLAG=... argument
+#   # expect mount: PATH from secret SECRET        a read-only mount at PATH of that Secret
 for file in "$here"/renders/*.yaml; do
   case=$(basename "$file" .yaml)
   name="render-$case"
@@ -140,8 +145,9 @@ for file in "$here"/renders/*.yaml; do
     const [manifests, values] = process.argv.slice(1);
     const docs = require("yaml").parseAllDocuments(fs.readFileSync(manifests, "utf8"), { version: "1.1" });
     const d = docs.map((doc) => doc.toJS()).find((o) => o && o.kind === "Deployment");
-    const env = new Map(d.spec.template.spec.containers.find((c) => c.name === "pushd").env
-      .map((e) => [e.name, e]));
+    const c = d.spec.template.spec.containers.find((c) => c.name === "pushd");
+    const env = new Map(c.env.map((e) => [e.name, e]));
+    const args = c.args || [];
     const problems = [];
     let expectations = 0;
     for (const line of fs.readFileSync(values, "utf8").split("\n")) {
@@ -157,6 +163,17 @@ for file in "$here"/renders/*.yaml; do
         }
       } else if ((m = /^# expect no env: ([A-Z0-9_]+)$/.exec(line))) {
         if (env.has(m[1])) problems.push(`${m[1]} is set: ${JSON.stringify(env.get(m[1]))}`);
+      } else if ((m = /^# expect arg: (--[a-z0-9_]+=.*)$/.exec(line))) {
+        if (!args.includes(m[1])) problems.push(`no argument ${m[1]}; the arguments are ${JSON.stringify(args)}`);
+      } else if ((m = /^# expect no arg: (--[a-z0-9_]+)$/.exec(line))) {
+        const found = args.filter((a) => a === m[1] || a.startsWith(`${m[1]}=`));
+        if (found.length) problems.push(`argument ${found.join(", ")} is set`);
+      } else if ((m = /^# expect mount: (\/\S+) from secret (\S+)$/.exec(line))) {
+        const mount = (c.volumeMounts || []).find((vm) => vm.mountPath === m[1]);
+        const volume = mount && (d.spec.template.spec.volumes || []).find((v) => v.name === mount.name);
+        if (!mount || mount.readOnly !== true || !volume || !volume.secret || volume.secret.secretName !== m[2]) {
+          problems.push(`${m[1]} is ${mount ? JSON.stringify({ mount, volume }) : "not mounted"}, expected Secret ${m[2]} read-only`);
+        }
       } else if (/^# expect/.test(line)) {
         problems.push(`cannot read: ${line}`);
         continue;
@@ -165,14 +182,14 @@ for file in "$here"/renders/*.yaml; do
       }
       expectations++;
     }
-    if (expectations === 0) problems.push("no \"# expect env:\" line");
+    if (expectations === 0) problems.push("no \"# expect env:\", \"# expect arg:\" or \"# expect mount:\" line");
     for (const p of problems) console.error(p);
     if (problems.length) process.exit(1);
-    console.log(`${expectations} env expectations hold`);' "$work/$name.yaml" "$file") \
+    console.log(`${expectations} env, arg and mount expectations hold`);' "$work/$name.yaml" "$file") \
     >"$work/$name.env.log" 2>&1; then
     pass "$case: helm lint --strict, helm template, $(tail -n 1 "$work/$name.validate.log"), $(tail -n 1 "$work/$name.env.log")"
   else
-    fail "$case: the pushd container's environment is not as expected"
+    fail "$case: the pushd container's environment, arguments or mounts are not as expected"
     show "$work/$name.env.log"
   fi
 done

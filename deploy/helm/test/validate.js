@@ -3,8 +3,9 @@
 // against values.schema.json, and that every document parses):
 //  1. every object against its Kubernetes schema (kubernetes-models), failing on unknown fields,
 //     which those schemas alone let through;
-//  2. the wiring between objects: selectors match pods, named ports and volumes exist, the
-//     grace period outlasts the drain, every PUSHD_* variable and --flag is one pushd knows;
+//  2. the wiring between objects: selectors match pods, named ports and volumes exist, every
+//     --*_file argument names a file in a read-only mount, the grace period outlasts the drain,
+//     every PUSHD_* variable and --flag is one pushd knows;
 //  3. NOTES.txt, when given (run.sh renders it with Helm: `notes: <text>`), says how to push.
 // Usage: node validate.js MANIFESTS_YAML CONFIG_CC [NOTES_YAML]
 // Exit 0 and one summary line when all is well; exit 1 with one line per problem otherwise.
@@ -171,6 +172,19 @@ for (const w of workloads) {
     for (const arg of args) {
       const m = /^--([a-z0-9_]+)=/.exec(arg);
       if (!m || !knownFlags.has(m[1])) problems.push(`${id}: argument ${arg} is no --flag=value of pushd`);
+    }
+    // Key, certificate and password files come from mounted Secrets and ConfigMaps: the file must
+    // lie in a read-only mount of this container.
+    for (const arg of args) {
+      const m = /^--([a-z0-9_]+_file)=(.*)$/.exec(arg);
+      if (!m) continue;
+      const mount = (c.volumeMounts || []).find(
+        (vm) => m[2].startsWith(`${vm.mountPath.replace(/\/$/, '')}/`));
+      if (!mount) {
+        problems.push(`${id}: --${m[1]} ${m[2]} is in no volume mount`);
+      } else if (mount.readOnly !== true) {
+        problems.push(`${id}: --${m[1]} ${m[2]} is in mount ${mount.name}, which is not read-only`);
+      }
     }
     const drain = args.map((a) => /^--drain_timeout=(\d+)s$/.exec(a)).find(Boolean);
     const sleep = c.lifecycle && c.lifecycle.preStop && c.lifecycle.preStop.exec

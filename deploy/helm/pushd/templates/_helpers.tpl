@@ -64,6 +64,15 @@ older than redisCluster have no such key.
 {{- dict "seeds" ($c.seeds | default "") "existingSecret" (merge (dict) ($c.existingSecret | default dict) (dict "name" "" "key" "seeds")) | toJson }}
 {{- end }}
 
+{{/*
+redisAuth with its keys filled in: values kept by `helm upgrade --reuse-values` from a chart
+older than redisAuth have no such key.
+*/}}
+{{- define "pushd.redisAuth" -}}
+{{- $a := .Values.redisAuth | default dict }}
+{{- dict "passwordSecret" (merge (dict) ($a.passwordSecret | default dict) (dict "name" "" "key" "password")) "user" ($a.user | default "") | toJson }}
+{{- end }}
+
 {{/* "true" when pushd gets the seeds of a Redis Cluster. */}}
 {{- define "pushd.hasRedisCluster" -}}
 {{- $c := include "pushd.redisCluster" . | fromJson }}
@@ -105,6 +114,18 @@ A flag value as pushd expects it: YAML numbers arrive as float64, which would pr
 {{- if and (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (not $shared) }}
 {{- fail "pushd: more than one replica (replicaCount > 1 or autoscaling.enabled) needs Redis, or each replica would see only the pushes that reached it: set redis.url, redis.existingSecret.name or redis.bundled.enabled=true, or a Redis Cluster with redisCluster.seeds or redisCluster.existingSecret.name" }}
 {{- end }}
+{{- $auth := include "pushd.redisAuth" . | fromJson }}
+{{- if or $auth.passwordSecret.name $auth.user }}
+{{- if not $shared }}
+{{- fail "pushd: redisAuth needs Redis (redis.url or redis.existingSecret.name) or a Redis Cluster (redisCluster.seeds or redisCluster.existingSecret.name): the in-memory store has no password" }}
+{{- end }}
+{{- if .Values.redis.bundled.enabled }}
+{{- fail "pushd: redisAuth cannot be used with redis.bundled.enabled: the bundled Redis has no password and refuses AUTH, so pushd would never be ready; leave redisAuth empty, or use redis.url, redis.existingSecret.name or redisCluster" }}
+{{- end }}
+{{- if not $auth.passwordSecret.name }}
+{{- fail "pushd: redisAuth.user needs redisAuth.passwordSecret.name: pushd takes --redis_user only with --redis_password_file, the password of that user" }}
+{{- end }}
+{{- end }}
 {{- if gt (int .Values.redis.waitReplicas) 0 }}
 {{- if not $shared }}
 {{- fail "pushd: redis.waitReplicas needs Redis (redis.url or redis.existingSecret.name) or a Redis Cluster (redisCluster.seeds or redisCluster.existingSecret.name): the in-memory store has no replicas" }}
@@ -128,8 +149,8 @@ A flag value as pushd expects it: YAML numbers arrive as float64, which would pr
 {{- fail "pushd: set only one of pushd.jwt.rs256.configMapName and pushd.jwt.rs256.secretName" }}
 {{- end }}
 {{- range $name, $_ := .Values.pushd.flags }}
-{{- if has $name (list "grpc_listen" "ws_listen" "role" "redis" "redis_cluster" "redis_wait_replicas" "node_id" "auth" "jwt_hs256_secret_file" "jwt_rs256_public_key_file" "allowed_origins" "api_key_file" "tls_cert_file" "tls_key_file" "drain_timeout" "flagfile") }}
-{{- fail (printf "pushd: pushd.flags.%s is set by the chart; use the matching value under pushd, redis or redisCluster instead" $name) }}
+{{- if has $name (list "grpc_listen" "ws_listen" "role" "redis" "redis_cluster" "redis_wait_replicas" "redis_password_file" "redis_user" "node_id" "auth" "jwt_hs256_secret_file" "jwt_rs256_public_key_file" "allowed_origins" "api_key_file" "tls_cert_file" "tls_key_file" "drain_timeout" "flagfile") }}
+{{- fail (printf "pushd: pushd.flags.%s is set by the chart; use the matching value under pushd, redis, redisCluster or redisAuth instead" $name) }}
 {{- end }}
 {{- end }}
 {{- if and .Values.service.grpc.headless (ne .Values.service.grpc.type "ClusterIP") }}
