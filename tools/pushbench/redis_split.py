@@ -11,7 +11,8 @@ append. Each operation is one EVALSHA of a small append script (HINCRBY a counte
 utime + stime from /proc over the sending phase.
 
 usage: redis_split.py [--rate=6000] [--duration=20] [--rounds=3] [--users=1000] [--payload=256]
-Prints one line per run and the medians: Redis us per operation, one server and three together.
+Prints one line per run and the medians: Redis us per operation, one server at --rate, three
+together at --rate, and one server at a third of --rate (the load each of the three has).
 Every server it starts is stopped at the end.
 """
 
@@ -127,21 +128,25 @@ def main():
         for _, _, c in servers:
             sha = call(c, "SCRIPT", "LOAD", SCRIPT).split(b"\r\n")[1]
         payload = b"x" * a.payload
-        results = {"one": [], "three": []}
+        # one: the whole rate on one server; three: the same rate spread over three; one_third:
+        # one server at a third of the rate (what each of the three serves).
+        variants = (("one", servers[:1], a.rate), ("three", servers, a.rate),
+                    ("one_third", servers[:1], a.rate / 3))
+        results = {name: [] for name, _, _ in variants}
         for r in range(a.rounds):
-            for name, chosen in (("one", servers[:1]), ("three", servers)):
-                cpu, elapsed = run([s[2] for s in chosen], [s[0].pid for s in chosen], a.rate,
+            for name, chosen, rate in variants:
+                cpu, elapsed = run([s[2] for s in chosen], [s[0].pid for s in chosen], rate,
                                    a.duration, a.users, payload, sha)
-                us = cpu * 1e6 / (a.rate * a.duration)
+                us = cpu * 1e6 / (rate * a.duration)
                 results[name].append(us)
                 load = os.getloadavg()[0]
-                print(f"round {r + 1} {name}: {len(chosen)} server(s), {a.rate:.0f} ops/s over "
+                print(f"round {r + 1} {name}: {len(chosen)} server(s), {rate:.0f} ops/s over "
                       f"{elapsed:.1f} s, Redis {cpu:.2f} s CPU = {us:.1f} us/op; load {load:.2f}",
                       flush=True)
-        one = statistics.median(results["one"])
-        three = statistics.median(results["three"])
-        print(f"medians: one server {one:.1f} us/op, three servers {three:.1f} us/op together "
-              f"({three / one:.2f}x)")
+        m = {name: statistics.median(v) for name, v in results.items()}
+        print(f"medians: one server {m['one']:.1f} us/op; three servers {m['three']:.1f} us/op "
+              f"together ({m['three'] / m['one']:.2f}x); one server at a third of the rate "
+              f"{m['one_third']:.1f} us/op ({m['one_third'] / m['one']:.2f}x)")
     finally:
         for proc, _, c in servers:
             c.close()
