@@ -150,6 +150,15 @@ absl::Status CheckPositive(absl::string_view flag, absl::Duration d) {
   return absl::OkStatus();
 }
 
+// `echo secret > file` adds a newline that is not part of the secret.
+void TrimOneNewline(std::string* s) {
+  if (absl::EndsWith(*s, "\r\n")) {
+    s->resize(s->size() - 2);
+  } else if (absl::EndsWith(*s, "\n")) {
+    s->pop_back();
+  }
+}
+
 absl::Status ReadKeyFile(absl::string_view flag, const std::string& path, std::string* out) {
   // Plain POSIX reads: a directory or an unreadable file is an error to report, not an exception.
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -208,12 +217,7 @@ absl::Status CheckAuth(Config& c) {
         !s.ok()) {
       return s;
     }
-    // `echo secret > file` adds a newline that is not part of the secret.
-    if (absl::EndsWith(c.jwt_hs256_secret, "\r\n")) {
-      c.jwt_hs256_secret.resize(c.jwt_hs256_secret.size() - 2);
-    } else if (absl::EndsWith(c.jwt_hs256_secret, "\n")) {
-      c.jwt_hs256_secret.pop_back();
-    }
+    TrimOneNewline(&c.jwt_hs256_secret);
     options.hs256_secret = c.jwt_hs256_secret;
     if (absl::StatusOr<std::unique_ptr<JwtVerifier>> v = JwtVerifier::Create(options); !v.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -340,11 +344,7 @@ absl::StatusOr<Config> ReadFlags() {
         !s.ok()) {
       return s;
     }
-    if (absl::EndsWith(c.redis_password, "\r\n")) {
-      c.redis_password.resize(c.redis_password.size() - 2);
-    } else if (absl::EndsWith(c.redis_password, "\n")) {
-      c.redis_password.pop_back();
-    }
+    TrimOneNewline(&c.redis_password);
     if (c.redis_password.empty() || c.redis_password.find('\n') != std::string::npos) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--redis_password_file: '", c.redis_password_file, "' must hold one line, the password"));

@@ -148,8 +148,10 @@ bool RedisBackend::up() const {
 }
 
 bool RedisBackend::Flush(absl::Duration timeout) {
+  // Half the time for the cursor moves (a few scripts, normally answered in a millisecond), the
+  // rest for the presence reports.
   absl::Time deadline = absl::Now() + timeout;
-  bool cursors = store_->FlushCursors(timeout);
+  bool cursors = store_->FlushCursors(timeout / 2);
   return (presence_ == nullptr || presence_->Flush(deadline - absl::Now())) && cursors;
 }
 

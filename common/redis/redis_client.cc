@@ -81,6 +81,20 @@ std::string SubscriptionVerb(const std::string& command) {
   return {};
 }
 
+// Calls `f(argc, argv, argvlen)` (a hiredis *Argv function) with `args`.
+template <class F>
+auto WithArgv(const std::vector<std::string>& args, F f) {
+  std::vector<const char*> ptrs;
+  std::vector<size_t> lens;
+  ptrs.reserve(args.size());
+  lens.reserve(args.size());
+  for (const std::string& a : args) {
+    ptrs.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  return f(static_cast<int>(args.size()), ptrs.data(), lens.data());
+}
+
 }  // namespace
 
 absl::StatusOr<Value> BlockingCommand(const Endpoint& endpoint,
@@ -98,14 +112,9 @@ absl::StatusOr<Value> BlockingCommand(const Endpoint& endpoint,
   }
   redisSetTimeout(c, absl::ToTimeval(reply_timeout));
   if (auto auth = AuthCommand(endpoint); !auth.empty()) {
-    std::vector<const char*> p;
-    std::vector<size_t> l;
-    for (const std::string& a : auth) {
-      p.push_back(a.data());
-      l.push_back(a.size());
-    }
-    auto* r = static_cast<redisReply*>(
-        redisCommandArgv(c, static_cast<int>(auth.size()), p.data(), l.data()));
+    auto* r = static_cast<redisReply*>(WithArgv(auth, [&](int n, const char** p, const size_t* l) {
+      return redisCommandArgv(c, n, p, l);
+    }));
     absl::Status s;
     if (r == nullptr) {
       s = absl::UnavailableError(absl::StrCat(where, ": no reply to AUTH: ", c->errstr));
@@ -119,14 +128,8 @@ absl::StatusOr<Value> BlockingCommand(const Endpoint& endpoint,
       return s;
     }
   }
-  std::vector<const char*> ptrs;
-  std::vector<size_t> lens;
-  for (const std::string& a : argv) {
-    ptrs.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  auto* reply = static_cast<redisReply*>(
-      redisCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data()));
+  auto* reply = static_cast<redisReply*>(WithArgv(
+      argv, [&](int n, const char** p, const size_t* l) { return redisCommandArgv(c, n, p, l); }));
   if (reply == nullptr) {
     absl::Status s = absl::UnavailableError(absl::StrCat(where, ": no reply: ", c->errstr));
     redisFree(c);
@@ -363,13 +366,9 @@ redisContext* Connection::Connect() {
 
 std::string Connection::Serve(redisContext* c) {
   auto append = [&](const std::vector<std::string>& argv) {
-    std::vector<const char*> ptrs;
-    std::vector<size_t> lens;
-    for (const auto& a : argv) {
-      ptrs.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    return redisAppendCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data());
+    return WithArgv(argv, [&](int n, const char** p, const size_t* l) {
+      return redisAppendCommandArgv(c, n, p, l);
+    });
   };
   absl::Time now = absl::Now();
   // Setup: database, scripts, subscriptions; user commands are refused until it is done.

@@ -377,13 +377,19 @@ RedisStore::RedisStore(RedisStoreOptions options, redis::Router* router, Clock* 
   flusher_ = std::thread([this] { FlushLoop(); });
 }
 
+namespace {
+bool Zero(int64_t* n) { return *n == 0; }
+}  // namespace
+
 RedisStore::~RedisStore() {
   Stop();
-  // The batches' callbacks use this store: every one has run (a connection answers or fails
-  // each command, within its timeout) before it goes.
+  // The batches' callbacks use this store: every one runs (a connection answers or fails each
+  // command within its timeout, or at once when it stops) before the store goes.
   absl::MutexLock lock(&batch_mu_);
-  batch_mu_.Await(absl::Condition(
-      +[](int64_t* n) { return *n == 0; }, &batches_in_flight_));
+  if (!batch_mu_.AwaitWithTimeout(absl::Condition(&Zero, &batches_in_flight_), absl::Seconds(30))) {
+    spdlog::error("redis: cursor batches unanswered after 30 s; waiting for them");
+    batch_mu_.Await(absl::Condition(&Zero, &batches_in_flight_));
+  }
 }
 
 void RedisStore::Stop() {
@@ -413,6 +419,9 @@ void RedisStore::FlushLoop() {
 }
 
 void RedisStore::FlushShard(int shard) {
+  // Taken and queued on the connections as one step: a read that flushes its shard after the
+  // flusher took that shard's batch waits until the batch is queued ahead of the read.
+  absl::MutexLock send_lock(&send_mu_);
   std::vector<std::vector<Move>> out;
   {
     absl::MutexLock lock(&batch_mu_);
@@ -444,26 +453,27 @@ void RedisStore::Send(std::vector<Move> moves) {
       ++batches_in_flight_;
     }
     const uint16_t slot = chunk.front().slot;
-    router_->Command(slot, std::move(argv),
-                     [this, chunk = std::move(chunk)](absl::StatusOr<redis::Value> v) mutable {
-                       // A move whose slot moved to another shard stops the script: each move
-                       // again, on its own (an error of one move alone is dropped, as it was
-                       // before batching: a cursor only lags, its messages are replayed).
-                       if (!v.ok() && chunk.size() > 1) {
-                         for (Move& move : chunk) Send({std::move(move)});
-                       }
-                       absl::MutexLock lock(&batch_mu_);
-                       --batches_in_flight_;
-                     });
+    router_->Command(
+        slot, std::move(argv),
+        [this, chunk = std::move(chunk)](absl::StatusOr<redis::Value> v) mutable {
+          // A move whose slot is on another shard (the map changed) stops the script
+          // with an error reply (INTERNAL): each move again, on its own shard. Not
+          // when Redis is away or overloaded (UNAVAILABLE): the moves are dropped,
+          // as a single move always was; a cursor only lags, its messages are
+          // replayed, never lost.
+          if (!v.ok() && v.status().code() == absl::StatusCode::kInternal && chunk.size() > 1) {
+            for (Move& move : chunk) Send({std::move(move)});
+          }
+          absl::MutexLock lock(&batch_mu_);
+          --batches_in_flight_;
+        });
   }
 }
 
 bool RedisStore::FlushCursors(absl::Duration timeout) {
   FlushShard(kAllShards);
   absl::MutexLock lock(&batch_mu_);
-  return batch_mu_.AwaitWithTimeout(absl::Condition(
-                                        +[](int64_t* n) { return *n == 0; }, &batches_in_flight_),
-                                    timeout);
+  return batch_mu_.AwaitWithTimeout(absl::Condition(&Zero, &batches_in_flight_), timeout);
 }
 
 void RedisStore::FlushCursor(std::string_view user_id) {

@@ -66,10 +66,10 @@ class RedisStore final : public Store {
 
   // Sends every batched cursor move and waits up to `timeout` until Redis answered every batch
   // sent so far: true when it did (the drain, before the process goes).
-  bool FlushCursors(absl::Duration timeout);
+  bool FlushCursors(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(batch_mu_, send_mu_);
   // Sends what is batched and ends the batching thread; later moves go out one by one. Before
   // the router's connections stop. Idempotent.
-  void Stop();
+  void Stop() ABSL_LOCKS_EXCLUDED(batch_mu_, send_mu_);
 
   // What arrives on a user's channel (a subscriber link, on its thread): a message the append
   // script of any node published goes to the sink, the hub; a close command that DeleteClient on
@@ -94,13 +94,14 @@ class RedisStore final : public Store {
     absl::flat_hash_map<std::string, size_t> index;
   };
   // Batches a move (fire and forget): `kind` as the script's progress argument.
-  void Cursor(std::string_view user_id, std::string_view device_id, uint64_t seq, const char* kind);
+  void Cursor(std::string_view user_id, std::string_view device_id, uint64_t seq, const char* kind)
+      ABSL_LOCKS_EXCLUDED(batch_mu_);
   // Sends the batch waiting for `shard` (kAllShards: every shard's).
-  void FlushShard(int shard) ABSL_LOCKS_EXCLUDED(batch_mu_);
+  void FlushShard(int shard) ABSL_LOCKS_EXCLUDED(batch_mu_, send_mu_);
   // One script per at most kMaxMovesPerScript moves. A failed batch of several moves is sent
   // again one move per script, each to its own slot's shard (the map may have changed).
-  void Send(std::vector<Move> moves);
-  void FlushLoop();
+  void Send(std::vector<Move> moves) ABSL_LOCKS_EXCLUDED(batch_mu_);
+  void FlushLoop() ABSL_LOCKS_EXCLUDED(batch_mu_, send_mu_);
   std::string DeviceTtlMs() const;
   void Commit(uint16_t slot, const std::string& user, uint64_t seq, AppendResult result,
               absl::AnyInvocable<void(absl::StatusOr<AppendResult>)> done);
@@ -112,6 +113,7 @@ class RedisStore final : public Store {
   const std::string legacy_;  // "1" on one Redis: scripts adopt an older pushd's keys
   absl::AnyInvocable<void(const redis_schema::CloseCommand&)> on_close_command_;
 
+  absl::Mutex send_mu_ ABSL_ACQUIRED_BEFORE(batch_mu_);
   absl::Mutex batch_mu_;
   absl::flat_hash_map<int, Batch> batches_ ABSL_GUARDED_BY(batch_mu_);
   int64_t batches_in_flight_ ABSL_GUARDED_BY(batch_mu_) = 0;

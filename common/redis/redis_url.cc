@@ -73,14 +73,14 @@ absl::StatusOr<Endpoint> ParseUrl(std::string_view url) {
   if (size_t slash = rest.find('/'); slash != absl::string_view::npos) {
     absl::string_view db = rest.substr(slash + 1);
     if (!db.empty() && (!absl::SimpleAtoi(db, &e.db) || e.db < 0 || e.db > 1000)) {
-      return absl::InvalidArgumentError(absl::StrCat("bad database number '", db, "'"));
+      // No part of the URL is echoed: a password may sit anywhere in a mistyped one.
+      return absl::InvalidArgumentError("bad database number in the Redis URL (0 to 1000)");
     }
     rest = rest.substr(0, slash);
   }
   if (size_t colon = rest.rfind(':'); colon != absl::string_view::npos) {
     if (!ParsePort(ToStd(rest.substr(colon + 1)), &e.port)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("bad port '", rest.substr(colon + 1), "' in the Redis URL"));
+      return absl::InvalidArgumentError("bad port in the Redis URL (1 to 65535)");
     }
     rest = rest.substr(0, colon);
   }

@@ -15,8 +15,8 @@ struct Endpoint {
   int db = 0;
   // AUTH after each connect when `password` is set: `AUTH password` (Redis's requirepass, the
   // ACL user "default"), or `AUTH user password` with an ACL user.
-  std::string user;
-  std::string password;
+  std::string user = {};  // (default initializers: Endpoint{host, port} leaves them empty)
+  std::string password = {};
 };
 
 // redis://[[user]:password@]host:port[/db]; the user and password are percent-decoded

@@ -115,8 +115,9 @@ TEST(ParseUrlTest, ReadsCredentialsPercentDecoded) {
   EXPECT_EQ(AuthCommand(*e), (std::vector<std::string>{"AUTH", "pushd", "secret"}));
   // A user without a password, no ':' before the '@', a bad escape: errors that never echo the
   // credentials.
+  // A mistyped URL: the host forgotten, the password where the database goes.
   for (const char* bad : {"redis://pushd:@h:1", "redis://secret@h:1", "redis://:s%zzecret@h:1",
-                          "redis://:secret%4@h:1"}) {
+                          "redis://:secret%4@h:1", "redis://pushd:secret", "redis://h/secret"}) {
     absl::StatusOr<Endpoint> r = ParseUrl(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(std::string(r.status().message()).find("secret"), std::string::npos) << r.status();

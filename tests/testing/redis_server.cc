@@ -118,6 +118,7 @@ void RedisServer::Signal(int sig) {
 
 bool RedisServer::Start() {
   if (pid_ > 0) return true;
+  password_.clear();  // requirepass was set at runtime: the restarted server has none
   // The old listening socket may linger for a moment: retry within a bound.
   for (int attempt = 0; attempt < 20; ++attempt) {
     if (Launch() && WaitReady(5000)) return true;

@@ -32,8 +32,8 @@ class RedisServer {
   // Runs one command synchronously (test checks); the reply rendered as text, arrays as
   // space-separated elements, "(nil)" for nil, "ERR ..." for errors.
   std::string Command(const std::vector<std::string>& argv);
-  // From now on clients must AUTH with `password` (CONFIG SET requirepass; not kept across a
-  // restart); Command() does. True when Redis took it.
+  // From now on clients must AUTH with `password` (CONFIG SET requirepass; a restart by Start()
+  // has none again); Command() does. True when Redis took it.
   bool SetPassword(const std::string& password);
 
  private:
