@@ -147,6 +147,22 @@ bool Applies(const Metric& m, const Report& r) {
   return true;
 }
 
+// One line of a text report.
+void Row(const char* name, const std::string& value) {
+  std::printf("  %-20s %s\n", name, value.c_str());
+}
+
+// A "CPU of pid P" line per --watch_pids process: `describe` turns its CPU seconds into the
+// value.
+template <class Describe>
+void WatchedRows(const Report& r, Describe describe) {
+  for (size_t i = 0; i < r.watched_pids.size(); ++i) {
+    std::optional<double> cpu = WatchedCpu(r, i);
+    Row(("CPU of pid " + std::to_string(r.watched_pids[i])).c_str(),
+        cpu ? describe(*cpu) : std::string("unreadable"));
+  }
+}
+
 std::string KindCounts(const WatcherCounts& a, const WatcherCounts& b) {
   char buf[256];
   std::snprintf(buf, sizeof(buf),
@@ -159,9 +175,7 @@ std::string KindCounts(const WatcherCounts& a, const WatcherCounts& b) {
 
 void PrintChurnTable(const Report& r) {
   const ChurnReport& c = r.churn;
-  auto row = [](const char* name, const std::string& value) {
-    std::printf("  %-20s %s\n", name, value.c_str());
-  };
+  auto* row = &Row;
   char buf[512];
   const uint64_t n = c.cycles();
   std::snprintf(buf, sizeof(buf),
@@ -210,16 +224,10 @@ void PrintChurnTable(const Report& r) {
   } else {
     row("server stats", "unavailable (pass --server_pid for an external server)");
   }
-  for (size_t i = 0; i < r.watched_pids.size(); ++i) {
-    std::optional<double> watched = WatchedCpu(r, i);
-    if (!watched) {
-      row(("CPU of pid " + std::to_string(r.watched_pids[i])).c_str(), "unreadable");
-      continue;
-    }
-    double cpu = *watched;
+  WatchedRows(r, [&](double cpu) {
     std::snprintf(buf, sizeof(buf), "%.3f s = %.1f us per cycle", cpu, PerCycle(r, cpu * 1e6));
-    row(("CPU of pid " + std::to_string(r.watched_pids[i])).c_str(), buf);
-  }
+    return std::string(buf);
+  });
   std::snprintf(buf, sizeof(buf), "%.2f s", r.client_cpu);
   row("pushbench CPU", buf);
   row("result", r.ok ? "OK" : "FAILED");
@@ -232,9 +240,7 @@ void PrintTable(const Report& r, const Target& t) {
   std::printf("pushbench %s%s against %s (pid %d%s)\n", r.scenario.c_str(),
               r.pushed ? (" (" + r.mode + ")").c_str() : "", t.grpc.c_str(),
               static_cast<int>(t.pid), t.started ? ", started by pushbench" : "");
-  auto row = [](const char* name, const std::string& value) {
-    std::printf("  %-20s %s\n", name, value.c_str());
-  };
+  auto* row = &Row;
   char buf[512];
   if (r.churn.on) return PrintChurnTable(r);
   std::snprintf(buf, sizeof(buf),
@@ -303,7 +309,7 @@ void PrintTable(const Report& r, const Target& t) {
     row("server RSS KiB", buf);
     std::snprintf(buf, sizeof(buf), "%" PRId64, r.rss_after.peak_rss_kib);
     row("server peak RSS KiB", buf);
-    double cpu = r.cpu_end.cpu_seconds - r.cpu_start.cpu_seconds;
+    double cpu = ServerCpu(r);
     std::snprintf(buf, sizeof(buf), "%.2f s%s", cpu,
                   r.pushed && cpu > 0
                       ? (" = " + std::to_string(static_cast<int64_t>(r.fleet.unique / cpu)) +
@@ -314,21 +320,15 @@ void PrintTable(const Report& r, const Target& t) {
   } else {
     row("server stats", "unavailable (pass --server_pid for an external server)");
   }
-  for (size_t i = 0; i < r.watched_pids.size(); ++i) {
-    std::optional<double> watched = WatchedCpu(r, i);
-    if (!watched) {
-      row(("CPU of pid " + std::to_string(r.watched_pids[i])).c_str(), "unreadable");
-      continue;
-    }
-    double cpu = *watched;
+  WatchedRows(r, [&](double cpu) {
     std::snprintf(
         buf, sizeof(buf), "%.2f s%s", cpu,
         r.push.pushes_ok > 0
             ? (" = " + std::to_string(std::lround(cpu * 1e6 / r.push.pushes_ok)) + " us per push")
                   .c_str()
             : "");
-    row(("CPU of pid " + std::to_string(r.watched_pids[i])).c_str(), buf);
-  }
+    return std::string(buf);
+  });
   std::snprintf(buf, sizeof(buf), "%.2f s", r.client_cpu);
   row("pushbench CPU", buf);
   row("result", r.ok ? "OK" : "FAILED");
@@ -379,7 +379,7 @@ void PrintJson(const Report& r, const Target& t) {
       << ",\"max\":" << Ms(lag.max()) << "}";
   }
   if (r.rss_before.ok) {
-    double cpu = r.cpu_end.cpu_seconds - r.cpu_start.cpu_seconds;
+    double cpu = ServerCpu(r);
     j << ",\"server\":{\"pid\":" << t.pid << ",\"rss_before_kib\":" << r.rss_before.rss_kib
       << ",\"rss_connected_kib\":" << r.rss_connected.rss_kib
       << ",\"rss_held_kib\":" << (r.rss_held.ok ? r.rss_held.rss_kib : 0)
