@@ -22,47 +22,21 @@ import selectors
 import shutil
 import socket
 import statistics
-import subprocess
+import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from redis_cpu import Topology, cpu_seconds  # noqa: E402 (the servers and /proc CPU as there)
+
 SCRIPT = (b"local s = redis.call('HINCRBY', KEYS[1], 'seq', 1) "
           b"redis.call('XADD', KEYS[2], 'MAXLEN', 1000, '0-'..s, 'd', ARGV[1]) return s")
-TICK = os.sysconf("SC_CLK_TCK")
-
-
 def resp(*args):
     out = [b"*%d\r\n" % len(args)]
     for a in args:
         a = a if isinstance(a, bytes) else str(a).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(a), a))
     return b"".join(out)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def start_server(folder):
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", folder],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            c = socket.create_connection(("127.0.0.1", port), timeout=1)
-            return proc, port, c
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"redis-server on {port} did not start")
 
 
 def call(conn, *args):
@@ -118,12 +92,16 @@ def main():
     if not shutil.which("redis-server"):
         raise SystemExit("redis-server is not installed")
     folder = tempfile.mkdtemp(prefix="redis-split-")
-    servers = []
+    topologies = []
+    servers = []  # (pid, port, connection)
     try:
         for i in range(3):
-            d = os.path.join(folder, str(i))
-            os.mkdir(d)
-            servers.append(start_server(d))
+            topo = Topology("single", os.path.join(folder, str(i)))
+            topologies.append(topo)
+            topo.start(set())
+            node = topo.nodes[0]
+            servers.append((node["pid"], node["port"],
+                            socket.create_connection(("127.0.0.1", node["port"]), timeout=5)))
         sha = None
         for _, _, c in servers:
             sha = call(c, "SCRIPT", "LOAD", SCRIPT).split(b"\r\n")[1]
@@ -135,7 +113,7 @@ def main():
         results = {name: [] for name, _, _ in variants}
         for r in range(a.rounds):
             for name, chosen, rate in variants:
-                cpu, elapsed = run([s[2] for s in chosen], [s[0].pid for s in chosen], rate,
+                cpu, elapsed = run([s[2] for s in chosen], [s[0] for s in chosen], rate,
                                    a.duration, a.users, payload, sha)
                 us = cpu * 1e6 / (rate * a.duration)
                 results[name].append(us)
@@ -148,10 +126,10 @@ def main():
               f"together ({m['three'] / m['one']:.2f}x); one server at a third of the rate "
               f"{m['one_third']:.1f} us/op ({m['one_third'] / m['one']:.2f}x)")
     finally:
-        for proc, _, c in servers:
+        for _, _, c in servers:
             c.close()
-            proc.terminate()
-            proc.wait(timeout=10)
+        for topo in topologies:
+            topo.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 
