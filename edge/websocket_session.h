@@ -209,6 +209,8 @@ class WebSocketSession final : public Connection,
   bool beast_reading_ ABSL_GUARDED_BY(mu_) = false;
   // A WebSocket read waits for the lane to go idle.
   bool read_wanted_ ABSL_GUARDED_BY(mu_) = false;
+  // Frames wait for the flush of a WriteBatch (Deliver on a thread serving a burst).
+  bool lane_deferred_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<uint64_t> queued_bytes_{0};
   std::atomic<uint64_t> messages_sent_{0};
 

@@ -18,6 +18,7 @@
 #include "common/base/limits.h"
 #include "common/base/metrics.h"
 #include "common/base/strings.h"
+#include "common/base/write_batch.h"
 #include "edge/websocket_session.h"
 #include "edge/wire_frames.h"
 #include "spdlog/spdlog.h"
@@ -455,6 +456,18 @@ void WebSocketSession<Stream>::Deliver(MessagePtr message) {
     if (phase_ == Phase::kOpen && sequencer_.IsNext(message->seq) && HasRoom(*message)) {
       Frames frames(this);
       sequencer_.Take(std::move(message), /*live=*/true, frames);
+      if (WriteBatch* batch = WriteBatch::Current()) {
+        // This thread serves a burst (WriteBatch): the frame goes with the burst's other writes.
+        if (!lane_deferred_) {
+          lane_deferred_ = true;
+          batch->DeferWrite([self = this->shared_from_this()] {
+            absl::MutexLock lock(&self->mu_);
+            self->lane_deferred_ = false;
+            self->FlushLane(/*on_strand=*/false);
+          });
+        }
+        return;
+      }
       FlushLane(/*on_strand=*/false);
       return;
     }

@@ -31,6 +31,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/base/metrics.h"
+#include "common/base/write_batch.h"
 
 namespace push::service {
 
@@ -108,6 +109,9 @@ class QueueThreads {
   std::atomic<int64_t>& live() { return live_; }
 
  private:
+  // One thread's loop: runs the queue's events until it shuts down.
+  static void Serve(grpc::ServerCompletionQueue* queue);
+
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
   std::vector<std::thread> threads_;
   std::atomic<int64_t> live_{0};
@@ -198,14 +202,26 @@ class UnaryCall {
       answered_ = true;
       if (!late && alarm_) alarm_->Cancel();  // its event (not ok) drops the alarm's reference
     }
-    if (!late) {
-      if (status.ok()) {
-        writer_.Finish(SerializeResponse(response_), grpc::Status::OK, &finished_);
-      } else {
-        writer_.FinishWithError(ToGrpcStatus(status), &finished_);
-      }
+    if (late) {
+      Unref();
+    } else if (WriteBatch* batch = WriteBatch::Current()) {
+      // After the frames of this burst, with its other answers (WriteBatch).
+      batch->DeferAnswer([this, status] {
+        Answer(status);
+        Unref();
+      });
+    } else {
+      Answer(status);
+      Unref();
     }
-    Unref();
+  }
+
+  void Answer(const absl::Status& status) {
+    if (status.ok()) {
+      writer_.Finish(SerializeResponse(response_), grpc::Status::OK, &finished_);
+    } else {
+      writer_.FinishWithError(ToGrpcStatus(status), &finished_);
+    }
   }
 
   // The handler has returned: arms the default deadline if the call is still unanswered and
