@@ -34,7 +34,13 @@ void Hub::Add(std::shared_ptr<Connection> connection, bool reserved) {
     absl::MutexLock lock(&shard.mu);
     // Under the same lock as the push_back, so the user's count never dips in between.
     if (reserved) Unreserve(shard.reserved, c.info().user_id);
-    shard.users[c.info().user_id].push_back(std::move(connection));
+    if (auto it = shard.users.find(std::string_view(c.info().user_id)); it != shard.users.end()) {
+      it->list.push_back(std::move(connection));
+    } else {
+      UserEntry entry;
+      entry.list.push_back(std::move(connection));
+      shard.users.insert(std::move(entry));
+    }
     size_.fetch_add(1, std::memory_order_relaxed);
   }
   for (HubObserver* observer : observers_) observer->OnAdd(c);
@@ -44,7 +50,7 @@ bool Hub::Reserve(std::string_view user_id, uint32_t limit) {
   Shard& shard = ShardFor(user_id);
   absl::MutexLock lock(&shard.mu);
   size_t open = 0;
-  if (auto it = shard.users.find(user_id); it != shard.users.end()) open = it->second.size();
+  if (auto it = shard.users.find(user_id); it != shard.users.end()) open = it->list.size();
   auto held = shard.reserved.find(user_id);
   size_t pending = held == shard.reserved.end() ? 0 : held->second;
   if (open + pending >= limit) return false;
@@ -65,15 +71,19 @@ void Hub::Release(std::string_view user_id) {
 void Hub::Remove(const Connection& connection, std::string_view reason) {
   Shard& shard = ShardFor(connection.info().user_id);
   absl::ReleasableMutexLock lock(&shard.mu);
-  auto it = shard.users.find(connection.info().user_id);
+  auto it = shard.users.find(std::string_view(connection.info().user_id));
   if (it == shard.users.end()) return;
-  ConnectionList& list = it->second;
+  ConnectionList& list = it->list;
   auto pos =
       std::find_if(list.begin(), list.end(), [&](const auto& c) { return c.get() == &connection; });
   if (pos == list.end()) return;
-  list.erase(pos);
   size_.fetch_sub(1, std::memory_order_relaxed);
-  if (list.empty()) shard.users.erase(it);
+  // The entry goes with its last connection (never left empty: its key is read from it).
+  if (list.size() == 1) {
+    shard.users.erase(it);
+  } else {
+    list.erase(pos);
+  }
   if (!observers_.empty()) {
     lock.Release();
     for (HubObserver* observer : observers_) observer->OnRemove(connection, reason);
@@ -87,7 +97,7 @@ uint32_t Hub::Publish(std::string_view user_id, const MessagePtr& message) {
     absl::MutexLock lock(&shard.mu);
     auto it = shard.users.find(user_id);
     if (it == shard.users.end()) return 0;
-    targets = it->second;
+    targets = it->list;
   }
   for (const auto& c : targets) c->Deliver(message);
   return static_cast<uint32_t>(targets.size());
@@ -100,7 +110,7 @@ std::vector<std::shared_ptr<Connection>> Hub::Find(std::string_view user_id,
   absl::MutexLock lock(&shard.mu);
   auto it = shard.users.find(user_id);
   if (it == shard.users.end()) return out;
-  for (const auto& c : it->second) {
+  for (const auto& c : it->list) {
     if (connection_id.empty() || c->info().connection_id == connection_id) out.push_back(c);
   }
   return out;
@@ -110,7 +120,7 @@ std::vector<std::shared_ptr<Connection>> Hub::All() {
   std::vector<std::shared_ptr<Connection>> out;
   for (auto& shard : shards_) {
     absl::MutexLock lock(&shard->mu);
-    for (const auto& [user, list] : shard->users) out.insert(out.end(), list.begin(), list.end());
+    for (const UserEntry& e : shard->users) out.insert(out.end(), e.list.begin(), e.list.end());
   }
   return out;
 }

@@ -10,7 +10,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/hash/hash.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/base/close.h"
@@ -101,9 +103,31 @@ class Hub final : public store::PublicationSink {
 
  private:
   using ConnectionList = absl::InlinedVector<std::shared_ptr<Connection>, 2>;
+  // A user's live connections, never empty. Found by the user id they all share, read from the
+  // first one: the hub keeps no copy of it (a connection's info never changes while it lives).
+  struct UserEntry {
+    // Changing it leaves the entry's key as it was: every connection in it has the same user id.
+    mutable ConnectionList list;
+    std::string_view user_id() const { return list.front()->info().user_id; }
+  };
+  // Not ShardFor's hash: within a shard that one's low bits are all alike, and the table takes
+  // its control bytes from them.
+  struct UserEntryHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view user_id) const { return absl::HashOf(ToAbsl(user_id), 1); }
+    size_t operator()(const UserEntry& e) const { return (*this)(e.user_id()); }
+  };
+  struct UserEntryEq {
+    using is_transparent = void;
+    bool operator()(const UserEntry& a, const UserEntry& b) const {
+      return a.user_id() == b.user_id();
+    }
+    bool operator()(const UserEntry& a, std::string_view b) const { return a.user_id() == b; }
+    bool operator()(std::string_view a, const UserEntry& b) const { return a == b.user_id(); }
+  };
   struct Shard {
     absl::Mutex mu;
-    StringMap<ConnectionList> users ABSL_GUARDED_BY(mu);
+    absl::flat_hash_set<UserEntry, UserEntryHash, UserEntryEq> users ABSL_GUARDED_BY(mu);
     // Slots held by upgrades in progress, per user; empty between handshakes, so that an
     // idle connection costs nothing here.
     StringMap<uint32_t> reserved ABSL_GUARDED_BY(mu);

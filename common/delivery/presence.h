@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -55,11 +56,45 @@ struct Event {
 // The reason of a DISCONNECTED made for a node that died without goodbye.
 inline constexpr std::string_view kNodeLost = "node lost";
 
+// Strings that many entries share (node ids, reasons), each kept once with a count of the entries
+// that hold it: an entry keeps a small id instead of the string. Not thread-safe.
+class SharedStrings {
+ public:
+  static constexpr uint32_t kNone = UINT32_MAX;
+
+  // At most `max_entries` strings, each at most `max_length` bytes.
+  SharedStrings(size_t max_entries, size_t max_length)
+      : max_entries_(max_entries), max_length_(max_length) {}
+
+  // The id of `s`, held once more; kNone (nothing held) when `s` is past the bounds.
+  uint32_t Hold(std::string_view s);
+  // The id of `s` when it is held (nothing changes), else kNone.
+  uint32_t Find(std::string_view s) const;
+  void Release(uint32_t id);
+  std::string_view Get(uint32_t id) const { return entries_[id].value; }
+  size_t size() const { return ids_.size(); }
+  void Clear();
+
+ private:
+  struct Entry {
+    std::string value;
+    uint32_t holders = 0;
+  };
+  const size_t max_entries_;
+  const size_t max_length_;
+  std::vector<Entry> entries_;  // by id; a free id has no holders
+  std::vector<uint32_t> free_;
+  StringMap<uint32_t> ids_;
+};
+
 // The presence rules, for one log. Events come out without a cursor (the log numbers them).
 // Not thread-safe: the owner locks.
 class PresenceState {
  public:
   explicit PresenceState(absl::Duration offline_delay) : offline_delay_(offline_delay) {}
+  ~PresenceState();
+  PresenceState(const PresenceState&) = delete;
+  PresenceState& operator=(const PresenceState&) = delete;
 
   // A connection opened on `node`: CONNECTED, then ONLINE when the user was offline. A user
   // whose last connection closed less than the delay ago is still online: no ONLINE. A
@@ -81,25 +116,55 @@ class PresenceState {
   bool online(std::string_view user) const { return users_.contains(user); }
 
  private:
-  struct User {
-    uint32_t connections = 0;
-    absl::Time leaving_since = absl::InfiniteFuture();  // the last connection closed then
-    std::string last_node;
+  // What every idle connection costs, so both are one small heap block each (presence.cc): the
+  // user's (count and id) and the connection's (its user's block, node, id and device), in
+  // hash sets of pointers. Node ids are shared (nodes_).
+  struct User;
+  struct Open;
+  struct OpenKey {
+    uint32_t node;
+    std::string_view id;
   };
-  struct Open {
-    std::string user_id;
-    std::string device_id;
+  struct UserHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view id) const;
+    size_t operator()(const User* u) const;
   };
-  static std::string Key(std::string_view node, std::string_view connection_id);
+  struct UserEq {
+    using is_transparent = void;
+    bool operator()(const User* a, const User* b) const;
+    bool operator()(const User* a, std::string_view b) const;
+    bool operator()(std::string_view a, const User* b) const { return (*this)(b, a); }
+  };
+  struct OpenHash {
+    using is_transparent = void;
+    size_t operator()(const OpenKey& k) const;
+    size_t operator()(const Open* o) const;
+  };
+  struct OpenEq {
+    using is_transparent = void;
+    bool operator()(const Open* a, const Open* b) const;
+    bool operator()(const Open* a, const OpenKey& b) const;
+    bool operator()(const OpenKey& a, const Open* b) const { return (*this)(b, a); }
+  };
+  // A user whose connections are all closed, until OFFLINE (or a new connection).
+  struct Leaving {
+    absl::Time since;    // the last connection closed then
+    uint32_t last_node;  // where it was (in nodes_)
+  };
 
   const absl::Duration offline_delay_;
-  StringMap<User> users_;        // online users (and those leaving)
-  StringMap<Open> connections_;  // node "\n" connection id
+  SharedStrings nodes_{SIZE_MAX, SIZE_MAX};             // held by each connection and each Leaving
+  absl::flat_hash_set<User*, UserHash, UserEq> users_;  // online users (and those leaving)
+  absl::flat_hash_set<Open*, OpenHash, OpenEq> connections_;  // by node and connection id
+  absl::flat_hash_map<const User*, Leaving> leaving_;
   // When OFFLINE falls due -> user; an entry whose user reconnected meanwhile is skipped.
   std::multimap<absl::Time, std::string> due_;
 };
 
-// The newest events, shared by this process's WatchPresence streams. Thread-safe.
+// The newest events, shared by this process's WatchPresence streams, packed (an idle connection's
+// CONNECTED and ONLINE take about the bytes of their strings): Take makes Events of them.
+// Thread-safe.
 class Feed {
  public:
   // A stream waiting for events past its position.
@@ -118,10 +183,11 @@ class Feed {
     absl::Duration retention = absl::Hours(1);  // events older than this go on Trim
     Clock* clock = Clock::Real();
   };
-  explicit Feed(Options options) : options_(options) {}
+  explicit Feed(Options options);
+  ~Feed();
 
-  // The log's new events, cursors increasing. When the first does not follow last(), the feed
-  // starts over from it (what came between is only in the log).
+  // The log's new events, cursors increasing. An event that does not follow last() (the one
+  // before) starts the feed over from it (what came between is only in the log).
   void Publish(std::vector<Event> events) ABSL_LOCKS_EXCLUDED(mu_);
   // The log's newest cursor before any event was published here (the Redis log at start); the
   // feed starts over from it when it differs from last().
@@ -153,9 +219,28 @@ class Feed {
   template <class Due>
   void WakeLocked(Due due) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // The events are packed into blocks of bytes (presence.cc), consecutive cursors from the oldest
+  // block's to last_; node ids and reasons are shared (strings_).
+  struct Block {
+    std::unique_ptr<char[]> data;
+    uint32_t capacity = 0;  // bytes
+    uint32_t used = 0;      // bytes of events from the front; their offsets are at the back
+    uint32_t count = 0;     // events (the front block's first `dropped_` are gone)
+    uint64_t first = 0;     // the first event's cursor
+  };
+  void AppendLocked(const Event& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PopFrontLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ClearLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t FirstLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return size_ == 0 ? last_ + 1 : blocks_.front().first + dropped_;
+  }
+
   const Options options_;
   mutable absl::Mutex mu_;
-  std::deque<Event> events_ ABSL_GUARDED_BY(mu_);
+  std::deque<Block> blocks_ ABSL_GUARDED_BY(mu_);
+  uint32_t dropped_ ABSL_GUARDED_BY(mu_) = 0;  // events of the front block already gone
+  size_t size_ ABSL_GUARDED_BY(mu_) = 0;       // events held
+  SharedStrings strings_ ABSL_GUARDED_BY(mu_);
   uint64_t last_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<Waiter*, uint64_t> waiters_ ABSL_GUARDED_BY(mu_);
 };

@@ -70,6 +70,42 @@ TEST(HubTest, AddAndRemoveTrackSize) {
   EXPECT_TRUE(hub.All().empty());
 }
 
+// The hub keeps no copy of a user id: a user's entry is found by its connections' own. It must
+// go on being found once the connection it was first found by is gone (and freed), while the
+// table grows around it.
+TEST(HubTest, AUsersEntryOutlivesTheConnectionThatOpenedIt) {
+  Hub hub(1);
+  auto a1 = Conn("alice", "a1");
+  auto a2 = Conn("alice", "a2");
+  auto a3 = Conn("alice", "a3");
+  hub.Add(a1);
+  hub.Add(a2);
+  hub.Add(a3);
+  hub.Remove(*a1);
+  a1.reset();
+  std::vector<std::shared_ptr<RecordingConnection>> others;
+  for (int i = 0; i < 500; ++i) {
+    others.push_back(Conn(absl::StrCat("user", i), absl::StrCat("c", i)));
+    hub.Add(others.back());
+  }
+  EXPECT_EQ(ConnectionIds(hub.Find("alice")), (std::vector<std::string>{"a2", "a3"}));
+  EXPECT_EQ(hub.Publish("alice", Msg(1)), 2u);
+  EXPECT_TRUE(hub.Reserve("alice", 3));
+  EXPECT_FALSE(hub.Reserve("alice", 3)) << "two open and one held";
+  hub.Release("alice");
+  hub.Remove(*a2);
+  a2.reset();
+  for (int i = 0; i < 500; i += 2) hub.Remove(*others[i]);
+  EXPECT_EQ(ConnectionIds(hub.Find("alice")), std::vector<std::string>{"a3"});
+  EXPECT_EQ(hub.Publish("alice", Msg(2)), 1u);
+  EXPECT_EQ(a3->delivered().size(), 2u);
+  hub.Remove(*a3);
+  EXPECT_TRUE(hub.Find("alice").empty());
+  EXPECT_EQ(hub.Publish("alice", Msg(3)), 0u);
+  EXPECT_EQ(hub.size(), 250);
+  EXPECT_EQ(ConnectionIds(hub.Find("user1")), std::vector<std::string>{"c1"});
+}
+
 TEST(HubTest, PublishReachesEveryConnectionOfTheUserOnly) {
   Hub hub;
   auto a1 = Conn("alice", "a1");
