@@ -2,8 +2,12 @@
 // N loopback TCP connections; one thread writes `bytes` to each in turn (round robin, one
 // sendmsg per message, like pushd's send lane), reader threads sleep in epoll and read
 // whatever arrives (like pushbench's clients). Prints the writer thread's CPU per write.
-//   send_floor [connections=1000] [bytes=330] [seconds=5] [readers=2] [per_write=1]
+//   send_floor [connections=1000] [bytes=330] [seconds=5] [readers=2] [per_write=1] [gap_us=0]
+//              [burst=1]
 // per_write > 1 writes that many messages to one connection with one sendmsg (coalescing).
+// gap_us > 0 spins (no syscall) gap_us x burst microseconds before every `burst` writes, so that
+// the readers go back to sleep between bursts as pushbench's do at a server's pace; the line
+// "wall inside sendmsg" then gives the kernel's cost of a write alone (the spin is not in it).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -13,6 +17,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -34,6 +39,9 @@ int main(int argc, char** argv) {
   double seconds = argc > 3 ? atof(argv[3]) : 5;
   int readers = argc > 4 ? atoi(argv[4]) : 2;
   int per_write = argc > 5 ? atoi(argv[5]) : 1;
+  double gap_us = argc > 6 ? atof(argv[6]) : 0;
+  int burst = argc > 7 ? std::max(1, atoi(argv[7])) : 1;
+  double in_send = 0;
   int ls = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -88,7 +96,16 @@ int main(int argc, char** argv) {
     msghdr mh{};
     mh.msg_iov = iov.data();
     mh.msg_iovlen = iov.size();
-    if (sendmsg(tx[i], &mh, MSG_NOSIGNAL) < 0) {
+    if (gap_us > 0 && writes % burst == 0) {
+      auto spin = std::chrono::steady_clock::now();
+      while (std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - spin)
+                 .count() < gap_us * burst) {
+      }
+    }
+    auto s0 = std::chrono::steady_clock::now();
+    ssize_t sent = sendmsg(tx[i], &mh, MSG_NOSIGNAL);
+    in_send += std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+    if (sent < 0) {
       if (errno == EAGAIN) {
         ++again;
         std::this_thread::yield();
@@ -108,4 +125,5 @@ int main(int argc, char** argv) {
       "writer CPU-s), EAGAIN %ld\n",
       n, bytes, per_write, readers, writes, wall, cpu, cpu / writes * 1e6,
       cpu / writes / per_write * 1e6, writes * per_write / cpu, again);
+  std::printf("wall inside sendmsg: %.2f us per write\n", in_send / writes * 1e6);
 }
