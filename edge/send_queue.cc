@@ -3,6 +3,7 @@
 namespace push::edge {
 
 size_t SendQueue::EncodeHeader(Opcode opcode, uint64_t size, uint8_t* out) {
+  if (opcode == Opcode::kRaw) return 0;
   out[0] = static_cast<uint8_t>(0x80 | static_cast<uint8_t>(opcode));  // FIN, no RSV bits
   if (size < 126) {
     out[1] = static_cast<uint8_t>(size);

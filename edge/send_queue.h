@@ -14,12 +14,13 @@
 
 namespace push::edge {
 
-// WebSocket opcodes of the frames the server writes itself.
-enum class Opcode : uint8_t { kText = 0x1, kPing = 0x9, kPong = 0xA };
+// WebSocket opcodes of the frames the server writes itself; kRaw is bytes sent as they are,
+// without a frame (the upgrade's 101 response, which goes first).
+enum class Opcode : uint8_t { kText = 0x1, kClose = 0x8, kPing = 0x9, kPong = 0xA, kRaw = 0xFF };
 
 // One outbound WebSocket frame: a shared stored message, or a frame of our own (welcome, gap,
-// ping, pong). The bytes live on the heap (the message, or `text`), so moving an OutFrame (the
-// queue may) never moves bytes a write points to.
+// ping, pong, close; or the upgrade's response). The bytes live on the heap (the message, or
+// `text`), so moving an OutFrame (the queue may) never moves bytes a write points to.
 struct OutFrame {
   MessagePtr message;
   std::shared_ptr<const std::string> text;
@@ -56,7 +57,12 @@ class SendQueue {
   void Push(OutFrame frame) { frames_.push_back(MakeEntry(std::move(frame))); }
   // Queues a frame ahead of everything not yet started (a ping or pong must not wait behind a
   // backlog of messages: the peer's answer would be late); after a frame partly written.
-  void PushFront(OutFrame frame) { frames_.insert(started() ? 1 : 0, MakeEntry(std::move(frame))); }
+  // Never before the upgrade's response (kRaw), which must go first.
+  void PushFront(OutFrame frame) {
+    size_t at = started() ? 1 : 0;
+    while (at < frames_.size() && frames_.at(at).frame.opcode == Opcode::kRaw) ++at;
+    frames_.insert(at, MakeEntry(std::move(frame)));
+  }
 
   // Drops queued frames from the back, keeping the first `keep` (and a started first frame).
   // Returns the payload bytes dropped.
@@ -103,7 +109,7 @@ class SendQueue {
   }
 
   // The WebSocket header of a server frame with `opcode` and a payload of `size` bytes; returns
-  // its length (2, 4 or 10).
+  // its length (2, 4 or 10; 0 for kRaw).
   static size_t EncodeHeader(Opcode opcode, uint64_t size, uint8_t* out);
 
   // A frame's payload in up to three pieces (unused ones empty): a message's header, data and "}"

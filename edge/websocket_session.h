@@ -25,6 +25,7 @@
 #include "common/delivery/store.h"
 #include "edge/edge_server.h"
 #include "edge/edge_stream.h"
+#include "edge/frame_reader.h"
 #include "edge/queue_budget.h"
 #include "edge/send_queue.h"
 #include "edge/sequencer.h"
@@ -67,14 +68,11 @@ struct SessionParams {
 // the socket itself, without a hand-off: the send lane below. Everything else it posts to the
 // strand, which alone calls into Beast, timers and asio operations.
 //
-// The send lane (plain connections): data, welcome, gap, ping and pong frames are written by the
-// session itself with one non-blocking sendmsg for all that is queued (SendQueue), not through
-// Beast. Beast still writes the close frame and whatever its reads write (a pong to a ping that
-// came within a fragmented message, a close reply, a protocol error's close), so the two never
-// overlap: a WebSocket read starts only while the lane is idle and the lane waits while one is in
-// flight (pings and pongs at a message boundary, even in pieces, are taken at the socket and
-// never start one), and the close frame goes once the lane is idle, after which the lane is
-// closed. TLS connections write every frame through Beast from the strand, one at a time.
+// Plain connections speak WebSocket themselves, without Beast's stream (see EdgeStream): the
+// send lane writes every frame, the upgrade's 101 response first and the close frame last, with
+// one non-blocking sendmsg for all that is queued (SendQueue); FrameReader reads the client's
+// frames from a buffer of the thread's once the socket is readable. TLS connections go through
+// Beast's stream: it reads, and writes every frame from the strand, one at a time.
 template <class Stream>
 class WebSocketSession final : public Connection,
                                public TimerWheel::Client,
@@ -108,12 +106,27 @@ class WebSocketSession final : public Connection,
   // when the read goes on; the strand orders it with the handlers, and Deliver, the one caller
   // off the strand, never touches awaiting_pong_.
   void OnControlFrame(websocket::frame_type kind) ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // TLS: Beast's handshake is done.
   void OnAccept(beast::error_code ec) ABSL_LOCKS_EXCLUDED(mu_);
-  // Reads the next client frame: on a plain connection at a message boundary, by waiting for the
-  // socket to become readable first (OnReadable), otherwise with a WebSocket read at once.
+  // The connection is open (its 101 response written or queued): registers it, starts the
+  // replay, the reads and the heartbeat.
+  void Opened() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reads the next client frames: a plain connection waits for the socket to become readable
+  // (OnReadable), TLS starts a WebSocket read (ReadFrame).
   void DoRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Plain: reads what has arrived into FrameReader, then waits again.
   void OnReadable(beast::error_code ec) ABSL_LOCKS_EXCLUDED(mu_);
-  // The WebSocket read of the next frame (or the rest of one).
+  // Plain: what FrameReader found.
+  void OnFrame(const FrameReader::Event& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Plain: the peer's close frame (`code` 0: it gave none). Answered with a close frame unless
+  // ours went first; then the connection ends.
+  void CloseReceived(uint16_t code, std::string_view reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Plain: the peer broke the protocol: close with `code` at once and end, without waiting for
+  // its answer.
+  void FailConnection(uint16_t code, const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Plain: our close frame is on the wire (the lane is closed).
+  void OnCloseWritten() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // TLS: the WebSocket read of the next frame (or the rest of one).
   void ReadFrame() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnRead(beast::error_code ec, std::size_t bytes) ABSL_LOCKS_EXCLUDED(mu_);
   void HandleClientFrame(std::string_view text) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -169,7 +182,8 @@ class WebSocketSession final : public Connection,
   // Closing. A connection ends one of two ways, and End runs once either way:
   //   StartClose ─▶ (queue empties) MaybeSendClose ─▶ peer's close or kCloseTimeout ─▶ End
   //   Abort (the socket is gone, or the peer never answered) ─────────────────────────▶ End
-  // Beast's own close paths reach the socket through `teardown` (EdgeStream, above).
+  // On a plain connection the close frame is the lane's last; the end of a close handshake
+  // (either side's) or a failure sends FIN then (OnCloseWritten, CloseReceived).
   //
   // Stops delivery and closes with `code` once the queue is empty (counted as `why`); `flush`
   // keeps what is queued.
@@ -185,7 +199,13 @@ class WebSocketSession final : public Connection,
   // Gives back the --max_connections slot and the user's reserved slot, if still held.
   void ReleaseSlots() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  websocket::stream<Stream, /*deflateSupported=*/false> ws_;
+  struct Nothing {
+    Nothing() = default;
+    explicit Nothing(uint32_t) {}
+  };
+  // Plain: the socket; TLS: Beast's WebSocket stream over it.
+  std::conditional_t<kSendLane, EdgeStream, websocket::stream<Stream, /*deflateSupported=*/false>>
+      ws_;
   SessionParams params_;
   const EdgeOptions& options_;
   store::Store* const store_;
@@ -195,7 +215,11 @@ class WebSocketSession final : public Connection,
   // The wheel tick of the latest ScheduleTimer; older ones are stale.
   int64_t wake_tick_ ABSL_GUARDED_BY(mu_) = 0;
   std::unique_ptr<net::steady_timer> close_timer_ ABSL_GUARDED_BY(mu_);
-  beast::flat_buffer read_buffer_ ABSL_GUARDED_BY(mu_);
+  // Plain: the client's frames, read as they come; TLS: the message Beast reads into.
+  [[no_unique_address]] std::conditional_t<kSendLane, FrameReader, Nothing> reader_
+      ABSL_GUARDED_BY(mu_){kMaxClientMessageBytes};
+  [[no_unique_address]] std::conditional_t<kSendLane, Nothing, beast::flat_buffer> read_buffer_
+      ABSL_GUARDED_BY(mu_);
 
   // Guards the session's state against Deliver on publishing threads (see the class comment).
   absl::Mutex mu_;
@@ -203,12 +227,13 @@ class WebSocketSession final : public Connection,
   bool writing_ ABSL_GUARDED_BY(mu_) = false;  // TLS: a Beast write is in flight
   // The lane waits for the socket to drain (or is being torn down).
   bool lane_busy_ ABSL_GUARDED_BY(mu_) = false;
-  // The close frame went through Beast: the lane writes no more.
+  // Our close frame is queued (the last frame the lane takes)...
+  bool close_queued_ ABSL_GUARDED_BY(mu_) = false;
+  // ...and written: the lane writes no more.
   bool lane_closed_ ABSL_GUARDED_BY(mu_) = false;
-  // A WebSocket read is in flight: the lane waits.
-  bool beast_reading_ ABSL_GUARDED_BY(mu_) = false;
-  // A WebSocket read waits for the lane to go idle.
-  bool read_wanted_ ABSL_GUARDED_BY(mu_) = false;
+  // The connection ends once our close frame is written (the peer's close came, or it broke the
+  // protocol), instead of waiting for the peer's answer.
+  bool end_on_close_written_ ABSL_GUARDED_BY(mu_) = false;
   // Frames wait for the flush of a WriteBatch (Deliver on a thread serving a burst).
   bool lane_deferred_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<uint64_t> queued_bytes_{0};

@@ -35,9 +35,7 @@ inline constexpr absl::Duration kCloseTimeout = absl::Seconds(10);
 inline constexpr auto kCloseHandshakeTimeout = std::chrono::milliseconds(5000);
 inline constexpr size_t kReplayPageMessages = 256;
 inline constexpr auto kLinger = std::chrono::seconds(1);
-inline constexpr size_t kReadChunk = 128;
-// How soon the rest of a ping or pong that arrived in pieces is looked for again.
-inline constexpr auto kPartialControlRetry = std::chrono::milliseconds(5);
+inline constexpr size_t kReadChunk = 128;  // TLS
 
 // The allocator of the operation an idle connection keeps pending for as long as it lives (the
 // wait for readability, or the WebSocket read on TLS and mid-message): it gets a block of its own
@@ -121,30 +119,44 @@ WebSocketSession<Stream>::~WebSocketSession() {
 
 template <class Stream>
 void WebSocketSession<Stream>::Run(http::request<http::string_body> request, std::string early) {
-  websocket::stream_base::timeout timeouts{};
-  timeouts.handshake_timeout = ToChrono(options_.handshake_timeout);
-  timeouts.idle_timeout = websocket::stream_base::none();
-  timeouts.keep_alive_pings = false;  // our own heartbeat follows --ping_interval/--pong_timeout
-  ws_.set_option(timeouts);
-  ws_.set_option(websocket::stream_base::decorator(
-      [](websocket::response_type& res) { res.set(http::field::server, "pushd"); }));
-  ws_.read_message_max(4096);
-  ws_.auto_fragment(false);
-  ws_.control_callback(
-      [this](websocket::frame_type kind, beast::string_view) { OnControlFrame(kind); });
-  auto on_accept = beast::bind_front_handler(&WebSocketSession::OnAccept, this->shared_from_this());
-  if (early.empty()) {
-    ws_.async_accept(request, std::move(on_accept));
+  if constexpr (kSendLane) {
+    // HttpSession checked the request (CheckUpgrade): the 101 response goes first in the lane,
+    // and the connection is open.
+    absl::MutexLock lock(&mu_);
+    EnqueueFrame(OutFrame{nullptr,
+                          std::make_shared<const std::string>(
+                              UpgradeResponse(request[http::field::sec_websocket_key])),
+                          false, Opcode::kRaw});
+    Opened();
+    DoWrite();
     return;
+  } else {
+    websocket::stream_base::timeout timeouts{};
+    timeouts.handshake_timeout = ToChrono(options_.handshake_timeout);
+    timeouts.idle_timeout = websocket::stream_base::none();
+    timeouts.keep_alive_pings = false;  // our own heartbeat follows --ping_interval/--pong_timeout
+    ws_.set_option(timeouts);
+    ws_.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(http::field::server, "pushd"); }));
+    ws_.read_message_max(kMaxClientMessageBytes);
+    ws_.auto_fragment(false);
+    ws_.control_callback(
+        [this](websocket::frame_type kind, beast::string_view) { OnControlFrame(kind); });
+    auto on_accept =
+        beast::bind_front_handler(&WebSocketSession::OnAccept, this->shared_from_this());
+    if (early.empty()) {
+      ws_.async_accept(request, std::move(on_accept));
+      return;
+    }
+    // Bytes the client sent behind its request (TLS: plain connections hand them to EdgeStream
+    // instead). Beast takes them only together with the request's own bytes, so the request is
+    // written out again; it copies both before returning and reads its first frames from them.
+    std::ostringstream raw;
+    raw << request;
+    std::string bytes = std::move(raw).str();
+    bytes += early;
+    ws_.async_accept(net::buffer(bytes), std::move(on_accept));
   }
-  // Bytes the client sent behind its request (TLS: plain connections hand them to EdgeStream
-  // instead). Beast takes them only together with the request's own bytes, so the request is
-  // written out again; it copies both before returning and reads its first frames from them.
-  std::ostringstream raw;
-  raw << request;
-  std::string bytes = std::move(raw).str();
-  bytes += early;
-  ws_.async_accept(net::buffer(bytes), std::move(on_accept));
 }
 
 template <class Stream>
@@ -157,24 +169,31 @@ void WebSocketSession<Stream>::OnControlFrame(websocket::frame_type kind) {
 
 template <class Stream>
 void WebSocketSession<Stream>::OnAccept(beast::error_code ec) {
-  absl::MutexLock lock(&mu_);
-  if (ec) {
-    spdlog::info("handshake failed user={} remote={}: {}", params_.info.user_id,
-                 params_.info.remote_address, ec.message());
-    ReleaseSlots();
-    return;
+  if constexpr (!kSendLane) {
+    absl::MutexLock lock(&mu_);
+    if (ec) {
+      spdlog::info("handshake failed user={} remote={}: {}", params_.info.user_id,
+                   params_.info.remote_address, ec.message());
+      ReleaseSlots();
+      return;
+    }
+    websocket::stream_base::timeout timeouts{};
+    timeouts.handshake_timeout = kCloseHandshakeTimeout;
+    timeouts.idle_timeout = websocket::stream_base::none();
+    timeouts.keep_alive_pings = false;
+    ws_.set_option(timeouts);
+    Opened();
   }
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::Opened() {
   counters_->open_sessions.fetch_add(1, std::memory_order_relaxed);
   GlobalMetrics().connections.fetch_add(1, std::memory_order_relaxed);
   GlobalMetrics().connects.fetch_add(1, std::memory_order_relaxed);
   spdlog::info("connect user={} conn={} remote={} mode={}{}", params_.info.user_id,
                params_.info.connection_id, params_.info.remote_address,
                params_.compat ? "compat" : "ws", params_.ack ? " ack" : "");
-  websocket::stream_base::timeout timeouts{};
-  timeouts.handshake_timeout = kCloseHandshakeTimeout;
-  timeouts.idle_timeout = websocket::stream_base::none();
-  timeouts.keep_alive_pings = false;
-  ws_.set_option(timeouts);
   // Register before reading the store: every message is then either in the read or published
   // to us afterwards (the append precedes the publish), so nothing falls between the two.
   registered_ = true;
@@ -196,127 +215,185 @@ void WebSocketSession<Stream>::OnAccept(beast::error_code ec) {
 
 template <class Stream>
 void WebSocketSession<Stream>::DoRead() {
-  if constexpr (std::is_same_v<Stream, EdgeStream>) {
-    // Between messages (and not closing: the close handshake completes through a WebSocket
-    // read), wait for bytes with a small wait operation: Beast's read operation, kept pending by
-    // every idle connection, is ~4 times larger. EdgeStream never lets Beast read past a frame,
-    // so nothing is left unread in Beast's buffer while waiting.
-    if (ws_.is_message_done() && !closing()) {
-      read_buffer_.shrink_to_fit();  // empty between messages: give its memory back
-      if (beast::get_lowest_layer(ws_).HasEarlyBytes()) {
-        // What came with the upgrade request is there to read already.
-        net::post(ws_.get_executor(),
-                  beast::bind_front_handler(&WebSocketSession::OnReadable, this->shared_from_this(),
-                                            beast::error_code{}));
-        return;
-      }
-      beast::get_lowest_layer(ws_).async_wait(
-          net::socket_base::wait_read,
-          WithExactAllocator(
-              beast::bind_front_handler(&WebSocketSession::OnReadable, this->shared_from_this())));
-      return;
-    }
-  }
-  ReadFrame();
-}
-
-template <class Stream>
-void WebSocketSession<Stream>::ReadFrame() {
   if constexpr (kSendLane) {
-    // Beast's read may write (see the class comment): not while the lane has a frame half out.
-    if (lane_busy_) {
-      read_wanted_ = true;
+    if (reader_.done() || ended()) return;
+    if (ws_.HasEarlyBytes()) {
+      // What came with the upgrade request is there to read already.
+      net::post(ws_.get_executor(),
+                beast::bind_front_handler(&WebSocketSession::OnReadable, this->shared_from_this(),
+                                          beast::error_code{}));
       return;
     }
-    beast_reading_ = true;
-  }
-  // Read in small pieces: Beast sizes the buffer it prepares for a pending read by this limit.
-  // Client frames are small acks.
-  ws_.async_read_some(read_buffer_, kReadChunk,
-                      WithExactAllocator(beast::bind_front_handler(&WebSocketSession::OnRead,
-                                                                   this->shared_from_this())));
-}
-
-template <class Stream>
-void WebSocketSession<Stream>::OnReadable(beast::error_code ec) {
-  if constexpr (std::is_same_v<Stream, EdgeStream>) {
-    absl::MutexLock lock(&mu_);
-    if (ended()) return;  // the socket is closing
-    if (!ec && !closing()) {
-      // Pongs answer our heartbeat and pings are clients' own: taken here, they never wake a
-      // WebSocket read (which would then stay pending); a ping's pong goes through the lane. At
-      // most a few per wake-up, so a peer streaming them shares the strand with the rest.
-      EdgeStream::Next next = EdgeStream::Next::kOther;
-      bool more = false;
-      for (int i = 0; i < 16; ++i) {
-        std::string payload;
-        next = beast::get_lowest_layer(ws_).ConsumeControl(/*take_ping=*/true, &payload);
-        if (next == EdgeStream::Next::kPong) {
-          awaiting_pong_ = false;
-        } else if (next == EdgeStream::Next::kPing) {
-          SendControl(/*ping=*/false, std::move(payload));
-        } else {
-          break;
-        }
-        more = i == 15;
-      }
-      if (more) {
-        net::post(ws_.get_executor(),
-                  beast::bind_front_handler(&WebSocketSession::OnReadable, this->shared_from_this(),
-                                            beast::error_code{}));
-        return;
-      }
-      if (next == EdgeStream::Next::kNothing) return DoRead();  // wait again
-      if (next == EdgeStream::Next::kPartial) {
-        // The rest of a ping or pong is on its way (a client or proxy split it). The socket stays
-        // readable with the first bytes unread, so a wait would end at once: look again shortly.
-        // A peer that never sends the rest is cut by the pong timeout.
-        auto timer = std::make_shared<net::steady_timer>(ws_.get_executor(), kPartialControlRetry);
-        timer->async_wait([self = this->shared_from_this(), timer](beast::error_code) {
-          self->OnReadable(beast::error_code{});
-        });
-        return;
-      }
-    }
-    // A frame, the end of the stream or an error: the WebSocket read reports it (OnRead).
+    // The one operation an idle connection keeps pending: a small wait, no buffer.
+    ws_.async_wait(net::socket_base::wait_read,
+                   WithExactAllocator(beast::bind_front_handler(&WebSocketSession::OnReadable,
+                                                                this->shared_from_this())));
+  } else {
     ReadFrame();
   }
 }
 
 template <class Stream>
+void WebSocketSession<Stream>::OnReadable(beast::error_code ec) {
+  if constexpr (kSendLane) {
+    absl::MutexLock lock(&mu_);
+    if (ended() || reader_.done()) return;
+    if (ec) return End(closing() ? close_why_ : Disconnect::kConnectionLost);
+    // A buffer of the thread's: whatever a read brings is taken whole (FrameReader keeps only
+    // the part of a frame or message still incomplete), so no connection holds one. Room for a
+    // largest message with its header in one read.
+    thread_local std::array<uint8_t, 2 * kMaxClientMessageBytes> buffer;
+    // At most a few reads per turn, so a peer streaming frames shares the strand with the rest.
+    for (int i = 0; i < 8; ++i) {
+      ssize_t n = ws_.ReadSome(buffer.data(), buffer.size());
+      if (n > 0) {
+        reader_.Feed(buffer.data(), static_cast<size_t>(n),
+                     [this](const FrameReader::Event& event)
+                         ABSL_NO_THREAD_SAFETY_ANALYSIS { OnFrame(event); });
+        if (reader_.done() || ended()) return;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return DoRead();
+      // The end of the stream without a close frame, or a socket error.
+      return End(closing() ? close_why_ : Disconnect::kConnectionLost);
+    }
+    net::post(ws_.get_executor(),
+              beast::bind_front_handler(&WebSocketSession::OnReadable, this->shared_from_this(),
+                                        beast::error_code{}));
+  }
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::OnFrame(const FrameReader::Event& event) {
+  if constexpr (kSendLane) {
+    using Kind = FrameReader::Event::Kind;
+    switch (event.kind) {
+      case Kind::kPong:
+        awaiting_pong_ = false;
+        return;
+      case Kind::kPing:
+        // Answered unless our close frame has gone (nothing may follow it).
+        if (!close_queued_) SendControl(/*ping=*/false, std::string(event.payload));
+        return;
+      case Kind::kText:
+        if (phase_ == Phase::kOpen) HandleClientFrame(event.payload);
+        return;
+      case Kind::kBinary:
+        if (phase_ == Phase::kOpen) {
+          StartClose(kCloseUnsupported, "binary frames are not accepted", Disconnect::kProtocol);
+        }
+        return;
+      case Kind::kClose:
+        CloseReceived(event.code, event.payload);
+        return;
+      case Kind::kFail:
+        if (event.code == kCloseTooBig) RecordLimitHit(Limit::kFrameBytes);
+        FailConnection(event.code, event.what);
+        return;
+    }
+  }
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::CloseReceived(uint16_t code, std::string_view reason) {
+  if constexpr (kSendLane) {
+    // The client is leaving, maybe to reconnect at once: the cursor moves of what was written
+    // reach the store before it hears our answer.
+    store_->FlushCursor(params_.info.user_id);
+    end_on_close_written_ = true;
+    if (close_queued_) {
+      // Ours went first: this answer completes the handshake (or will, once ours is out).
+      if (lane_closed_) {
+        beast::error_code ignored;
+        ws_.shutdown(net::socket_base::shutdown_send, ignored);
+        End(close_why_);
+      }
+      return;
+    }
+    // Answered with its own code and reason (RFC 6455 5.5.1). What is queued and not started
+    // is dropped: it stays in the stream for the next connection.
+    StartClose(code, std::string(reason), Disconnect::kClientClosed);
+    Dequeued(queue_.DropBack(0));
+    DoWrite();  // the close frame goes once the lane is idle
+  }
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::FailConnection(uint16_t code, const char* what) {
+  if constexpr (kSendLane) {
+    spdlog::info("protocol error user={} conn={}: {} (closing with {})", params_.info.user_id,
+                 params_.info.connection_id, what, code);
+    end_on_close_written_ = true;
+    if (close_queued_) {
+      if (lane_closed_) {  // ours is out already: nothing more to say
+        beast::error_code ignored;
+        ws_.shutdown(net::socket_base::shutdown_send, ignored);
+        End(close_why_);
+      }
+      return;
+    }
+    StartClose(code, what, Disconnect::kProtocol);
+    Dequeued(queue_.DropBack(0));
+    DoWrite();
+  }
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::OnCloseWritten() {
+  if constexpr (kSendLane) {
+    if (!end_on_close_written_) return;  // the peer's answer ends it (CloseReceived) or the timer
+    beast::error_code ignored;
+    ws_.shutdown(net::socket_base::shutdown_send, ignored);
+    End(close_why_);
+  }
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::ReadFrame() {
+  if constexpr (!kSendLane) {
+    // Read in small pieces: Beast sizes the buffer it prepares for a pending read by this limit.
+    // Client frames are small acks.
+    ws_.async_read_some(read_buffer_, kReadChunk,
+                        WithExactAllocator(beast::bind_front_handler(&WebSocketSession::OnRead,
+                                                                     this->shared_from_this())));
+  }
+}
+
+template <class Stream>
 void WebSocketSession<Stream>::OnRead(beast::error_code ec, std::size_t) {
-  absl::MutexLock lock(&mu_);
-  beast_reading_ = false;
-  if (ec) {
-    if (closing()) {
-      End(close_why_);
-    } else if (ec == websocket::error::closed) {
-      End(Disconnect::kClientClosed);
-    } else if (ec == websocket::error::message_too_big) {
-      // Beast has already sent 1009 (read_message_max).
-      RecordLimitHit(Limit::kFrameBytes);
-      End(Disconnect::kProtocol);
-    } else if (ec.category() == make_error_code(websocket::error::closed).category()) {
-      // Beast has already sent the close frame (1009 too big, 1002 protocol, 1007 bad UTF-8).
-      End(Disconnect::kProtocol);
-    } else {
-      End(Disconnect::kConnectionLost);
+  if constexpr (!kSendLane) {
+    absl::MutexLock lock(&mu_);
+    if (ec) {
+      if (closing()) {
+        End(close_why_);
+      } else if (ec == websocket::error::closed) {
+        End(Disconnect::kClientClosed);
+      } else if (ec == websocket::error::message_too_big) {
+        // Beast has already sent 1009 (read_message_max).
+        RecordLimitHit(Limit::kFrameBytes);
+        End(Disconnect::kProtocol);
+      } else if (ec.category() == make_error_code(websocket::error::closed).category()) {
+        // Beast has already sent the close frame (1009 too big, 1002 protocol, 1007 bad UTF-8).
+        End(Disconnect::kProtocol);
+      } else {
+        End(Disconnect::kConnectionLost);
+      }
+      return;
     }
-    return;
-  }
-  if constexpr (kSendLane) DoWrite();  // what was queued while the read was in flight
-  if (!ws_.is_message_done()) return DoRead();
-  if (phase_ == Phase::kOpen) {
-    if (!ws_.got_text()) {
-      StartClose(kCloseUnsupported, "binary frames are not accepted", Disconnect::kProtocol);
-    } else {
-      auto data = read_buffer_.cdata();
-      HandleClientFrame(std::string_view(static_cast<const char*>(data.data()), data.size()));
+    if (!ws_.is_message_done()) return DoRead();
+    if (phase_ == Phase::kOpen) {
+      if (!ws_.got_text()) {
+        StartClose(kCloseUnsupported, "binary frames are not accepted", Disconnect::kProtocol);
+      } else {
+        auto data = read_buffer_.cdata();
+        HandleClientFrame(std::string_view(static_cast<const char*>(data.data()), data.size()));
+      }
     }
+    read_buffer_.consume(read_buffer_.size());
+    if (read_buffer_.capacity() > 2 * kReadChunk) read_buffer_.shrink_to_fit();
+    DoRead();  // keep reading: the close handshake completes through the read
   }
-  read_buffer_.consume(read_buffer_.size());
-  if (read_buffer_.capacity() > 2 * kReadChunk) read_buffer_.shrink_to_fit();
-  DoRead();  // keep reading: the close handshake completes through the read
 }
 
 template <class Stream>
@@ -606,7 +683,7 @@ void WebSocketSession<Stream>::FramesSent(const SentFrames& sent) {
 template <class Stream>
 void WebSocketSession<Stream>::FlushLane(bool on_strand) {
   if constexpr (kSendLane) {
-    if (lane_busy_ || lane_closed_ || beast_reading_ || ended()) return;
+    if (lane_busy_ || lane_closed_ || ended()) return;
     const int fd = beast::get_lowest_layer(ws_).native_handle();
     uint64_t bytes = 0;
     SentFrames sent;
@@ -663,9 +740,12 @@ void WebSocketSession<Stream>::OnWritable(beast::error_code ec) {
 template <class Stream>
 void WebSocketSession<Stream>::OnLaneIdle() {
   if (ended()) return;
-  if (read_wanted_) {
-    read_wanted_ = false;
-    ReadFrame();
+  if (close_queued_) {
+    if (!lane_closed_) {
+      lane_closed_ = true;
+      OnCloseWritten();
+    }
+    return;
   }
   if (closing()) {
     MaybeSendClose();
@@ -734,22 +814,22 @@ void WebSocketSession<Stream>::SendControl(bool ping, std::string payload) {
                           ping ? Opcode::kPing : Opcode::kPong},
                  /*ahead=*/true);
     DoWrite();
-    return;
-  }
-  control_in_flight_ = true;
-  auto done = [self = this->shared_from_this()](beast::error_code ec) {
-    absl::MutexLock lock(&self->mu_);
-    self->control_in_flight_ = false;
-    if (!ec && self->ping_wanted_ && self->phase_ == Phase::kOpen) {
-      self->ping_wanted_ = false;
-      self->SendControl(/*ping=*/true, {});
-    }
-  };
-  websocket::ping_data data(payload.data(), payload.size());
-  if (ping) {
-    ws_.async_ping(data, std::move(done));
   } else {
-    ws_.async_pong(data, std::move(done));
+    control_in_flight_ = true;
+    auto done = [self = this->shared_from_this()](beast::error_code ec) {
+      absl::MutexLock lock(&self->mu_);
+      self->control_in_flight_ = false;
+      if (!ec && self->ping_wanted_ && self->phase_ == Phase::kOpen) {
+        self->ping_wanted_ = false;
+        self->SendControl(/*ping=*/true, {});
+      }
+    };
+    websocket::ping_data data(payload.data(), payload.size());
+    if (ping) {
+      ws_.async_ping(data, std::move(done));
+    } else {
+      ws_.async_pong(data, std::move(done));
+    }
   }
 }
 
@@ -781,8 +861,10 @@ void WebSocketSession<Stream>::StartClose(uint16_t code, std::string reason, Dis
   phase_ = Phase::kClosing;
   close_why_ = why;
   GlobalMetrics().CountDisconnect(why);
-  spdlog::info("closing user={} conn={} code={} reason='{}'", params_.info.user_id,
-               params_.info.connection_id, code, reason);
+  if (why != Disconnect::kClientClosed) {
+    spdlog::info("closing user={} conn={} code={} reason='{}'", params_.info.user_id,
+                 params_.info.connection_id, code, reason);
+  }
   if (registered_) {
     registered_ = false;
     hub_->Remove(*this, DisconnectText(why));
@@ -819,14 +901,28 @@ void WebSocketSession<Stream>::MaybeSendClose() {
   if (phase_ != Phase::kClosing || !queue_.empty()) return;
   if constexpr (kSendLane) {
     if (lane_busy_) return;
-    lane_closed_ = true;
+    phase_ = Phase::kCloseSent;
+    // The lane's last frame. Once written (OnLaneIdle), the peer's close completes the handshake
+    // (CloseReceived), or the close timer gives up on it.
+    close_queued_ = true;
+    auto payload = std::make_shared<std::string>();
+    if (pending_close_->code != websocket::close_code::none) {
+      const auto code = static_cast<uint16_t>(pending_close_->code);
+      payload->push_back(static_cast<char>(code >> 8));
+      payload->push_back(static_cast<char>(code & 0xff));
+      payload->append(pending_close_->reason.data(), pending_close_->reason.size());
+    }
+    EnqueueFrame(OutFrame{nullptr, std::move(payload), false, Opcode::kClose});
+    DoWrite();
+  } else {
+    phase_ = Phase::kCloseSent;
+    // The handshake ends here or in the read that sees the peer's close frame, whichever is
+    // first.
+    ws_.async_close(*pending_close_, [self = this->shared_from_this()](beast::error_code ec) {
+      absl::MutexLock lock(&self->mu_);
+      if (!ec) self->End(self->close_why_);
+    });
   }
-  phase_ = Phase::kCloseSent;
-  // The handshake ends here or in the read that sees the peer's close frame, whichever is first.
-  ws_.async_close(*pending_close_, [self = this->shared_from_this()](beast::error_code ec) {
-    absl::MutexLock lock(&self->mu_);
-    if (!ec) self->End(self->close_why_);
-  });
 }
 
 template <class Stream>

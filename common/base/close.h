@@ -11,12 +11,18 @@ namespace push {
 enum CloseCode : uint16_t {
   kCloseNormal = 1000,         // DeleteClient, /deleteClient
   kCloseGoingAway = 1001,      // the server drains
+  kCloseProtocol = 1002,       // a violation of RFC 6455 framing
   kCloseUnsupported = 1003,    // a binary frame
+  kCloseBadText = 1007,        // text that is not UTF-8
   kClosePolicy = 1008,         // a client frame pushd does not accept
+  kCloseTooBig = 1009,         // a client message over kMaxClientMessageBytes
   kCloseInternalError = 1011,  // the message store failed before the connection started
   kCloseTokenExpired = 4001,   // --auth=jwt: the token expired, or a refresh was refused
   kCloseSlowConsumer = 4008,   // the send queue passed --send_queue_bytes (or --max_queued_bytes)
 };
+
+// The largest message a client may send (all its fragments): CONTRACT §3's 4096 bytes.
+inline constexpr uint32_t kMaxClientMessageBytes = 4096;
 
 enum class Disconnect : uint8_t {
   kClientClosed,    // the client's close frame
