@@ -29,7 +29,7 @@ std::string UpgradeResponse(std::string_view key) {
   unsigned char accept[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
   int accept_size = EVP_EncodeBlock(accept, digest, static_cast<int>(digest_size));
   std::string response =
-      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
       "Sec-WebSocket-Accept: ";
   response.append(reinterpret_cast<const char*>(accept), static_cast<size_t>(accept_size));
   response += "\r\nServer: pushd\r\n\r\n";

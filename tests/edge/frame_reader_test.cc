@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "edge/edge_stream.h"
 #include "tests/testing/clients.h"
 
 namespace push::edge {
@@ -201,6 +202,13 @@ TEST(FrameReaderTest, CloseCodesFollowRfc6455) {
   for (uint16_t code : {0, 999, 1004, 1005, 1006, 1014, 1015, 1016, 2999, 5000, 65535}) {
     EXPECT_FALSE(IsValidCloseCode(code)) << code;
   }
+}
+
+// RFC 6455 1.3's example: this key is answered with this Sec-WebSocket-Accept.
+TEST(UpgradeResponseTest, AnswersTheKeyAsRfc6455Says) {
+  EXPECT_EQ(UpgradeResponse("dGhlIHNhbXBsZSBub25jZQ=="),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nServer: pushd\r\n\r\n");
 }
 
 }  // namespace
