@@ -322,8 +322,6 @@ void WebSocketSession<Stream>::CloseReceived(uint16_t code, std::string_view rea
 template <class Stream>
 void WebSocketSession<Stream>::FailConnection(uint16_t code, const char* what) {
   if constexpr (kSendLane) {
-    spdlog::info("protocol error user={} conn={}: {} (closing with {})", params_.info.user_id,
-                 params_.info.connection_id, what, code);
     end_on_close_written_ = true;
     if (close_queued_) {
       if (lane_closed_) {  // ours is out already: nothing more to say

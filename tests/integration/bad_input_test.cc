@@ -598,8 +598,9 @@ TEST(BadInputTest, FramesThatArriveTogetherOrInPiecesAreAllHandledAtOnce) {
 }
 
 // Once the server has failed a connection (sent its close frame and FIN), the connection is
-// over: it must leave ListClients and stop counting as `delivered`, whether the server or Beast
-// found the fault, and even while the misbehaving peer keeps its end of the socket open.
+// over: it must leave ListClients and stop counting as `delivered`, whether the session or the
+// frame reader found the fault, and even while the misbehaving peer keeps its end of the socket
+// open.
 TEST(BadInputTest, FailedConnectionLeavesListClientsAtOnceEvenIfPeerLingers) {
   PushdProcess pushd;
   ASSERT_TRUE(pushd.started());
