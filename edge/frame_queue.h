@@ -18,6 +18,7 @@ class FrameQueue {
   T& back() { return items_.back(); }
   // The i-th queued item (0 = front).
   const T& at(size_t i) const { return items_[head_ + i]; }
+  T& at_mutable(size_t i) { return items_[head_ + i]; }
   void push_back(T item) { items_.push_back(std::move(item)); }
   // Inserts before the i-th queued item (0 = front); O(size), for rare control frames.
   void insert(size_t i, T item) {

@@ -29,6 +29,28 @@ std::array<iovec, 3> SendQueue::Payload(const OutFrame& f) const {
           piece(data.data(), data.size()), piece("}", 1)};
 }
 
+int64_t SendQueue::PushFront(OutFrame frame) {
+  size_t at = started() ? 1 : 0;
+  while (at < frames_.size() && frames_.at(at).frame.opcode == Opcode::kRaw) ++at;
+  if (frame.opcode == Opcode::kPong) {
+    // The control frames waiting at the front (each went ahead of the ones before it).
+    for (size_t i = at; i < frames_.size(); ++i) {
+      Opcode op = frames_.at(i).frame.opcode;
+      if (op != Opcode::kPing && op != Opcode::kPong) break;
+      if (op != Opcode::kPong) continue;
+      Entry& e = frames_.at_mutable(i);
+      const int64_t before = static_cast<int64_t>(e.frame.Size(compat_));
+      bytes_ -= static_cast<uint64_t>(before);
+      e = MakeEntry(std::move(frame));
+      return static_cast<int64_t>(e.frame.Size(compat_)) - before;
+    }
+  }
+  Entry e = MakeEntry(std::move(frame));
+  const auto added = static_cast<int64_t>(e.frame.Size(compat_));
+  frames_.insert(at, std::move(e));
+  return added;
+}
+
 size_t SendQueue::WireSize(const Entry& e) const { return e.header_size + e.frame.Size(compat_); }
 
 size_t SendQueue::Gather(iovec* iov, size_t max) const {

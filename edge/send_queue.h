@@ -55,14 +55,13 @@ class SendQueue {
   uint64_t bytes() const { return bytes_; }
 
   void Push(OutFrame frame) { frames_.push_back(MakeEntry(std::move(frame))); }
-  // Queues a frame ahead of everything not yet started (a ping or pong must not wait behind a
-  // backlog of messages: the peer's answer would be late); after a frame partly written.
-  // Never before the upgrade's response (kRaw), which must go first.
-  void PushFront(OutFrame frame) {
-    size_t at = started() ? 1 : 0;
-    while (at < frames_.size() && frames_.at(at).frame.opcode == Opcode::kRaw) ++at;
-    frames_.insert(at, MakeEntry(std::move(frame)));
-  }
+  // Queues a control frame ahead of everything not yet started (a ping or pong must not wait
+  // behind a backlog of messages: the peer's answer would be late); after a frame partly
+  // written, and never before the upgrade's response (kRaw), which must go first. A pong replaces
+  // a pong still waiting there (RFC 6455 5.5.3: the latest ping's answer is enough), so a peer
+  // that pings without reading holds one pong, not one per ping. Returns the payload bytes the
+  // queue grew by (negative when a longer pong was replaced).
+  int64_t PushFront(OutFrame frame);
 
   // Drops queued frames from the back, keeping the first `keep` (and a started first frame).
   // Returns the payload bytes dropped.

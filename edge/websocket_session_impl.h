@@ -585,16 +585,16 @@ void WebSocketSession<Stream>::OnLive(MessagePtr message) {
 
 template <class Stream>
 void WebSocketSession<Stream>::EnqueueFrame(OutFrame frame, bool ahead) {
-  size_t bytes = frame.Size(params_.compat);
+  int64_t bytes = static_cast<int64_t>(frame.Size(params_.compat));
   if (ahead) {
-    queue_.PushFront(std::move(frame));
+    bytes = queue_.PushFront(std::move(frame));  // a pong may replace a waiting one
   } else {
     queue_.Push(std::move(frame));
   }
-  queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-  int64_t total = GlobalMetrics().send_queue_bytes.fetch_add(static_cast<int64_t>(bytes),
-                                                             std::memory_order_relaxed) +
-                  static_cast<int64_t>(bytes);
+  // Modular arithmetic: a replaced longer pong shrinks the count.
+  queued_bytes_.fetch_add(static_cast<uint64_t>(bytes), std::memory_order_relaxed);
+  int64_t total =
+      GlobalMetrics().send_queue_bytes.fetch_add(bytes, std::memory_order_relaxed) + bytes;
   if (counters_->budget != nullptr) counters_->budget->Check(static_cast<uint64_t>(total));
 }
 

@@ -292,6 +292,49 @@ TEST(SendQueueTest, PushFrontGoesAfterAStartedFrameAndBeforeTheRest) {
   EXPECT_EQ(q.bytes(), 0u);
 }
 
+// A peer that pings faster than it reads: each new pong replaces the one still waiting (RFC 6455
+// 5.5.3), so the queue holds one pong, the latest, however many pings came; pings are never
+// merged, a pong partly written is finished, and the 101 response stays first.
+TEST(SendQueueTest, APongReplacesAPongStillWaitingAheadOfTheRest) {
+  SendQueue q(/*compat=*/false);
+  OutFrame upgrade = Text("HTTP/1.1 101 Switching Protocols\r\n\r\n", Opcode::kRaw);
+  OutFrame message = Msg(1, std::string(300, 'a'));
+  EXPECT_EQ(q.PushFront(upgrade), static_cast<int64_t>(upgrade.Size(false)));
+  q.Push(message);
+  std::vector<OutFrame> pongs;
+  for (int i = 0; i < 1000; ++i) pongs.push_back(Text("pong " + std::to_string(i), Opcode::kPong));
+  EXPECT_EQ(q.PushFront(pongs[0]), 6);
+  for (int i = 1; i < 1000; ++i) {
+    const int64_t grew =
+        static_cast<int64_t>(pongs[i].Size(false)) - static_cast<int64_t>(pongs[i - 1].Size(false));
+    EXPECT_EQ(q.PushFront(pongs[i]), grew);
+  }
+  OutFrame ping = Text("ping", Opcode::kPing);
+  EXPECT_EQ(q.PushFront(ping), 4);
+  EXPECT_EQ(q.size(), 4u);  // the response, the ping, the latest pong, the message
+  EXPECT_EQ(q.bytes(),
+            upgrade.Size(false) + ping.Size(false) + pongs[999].Size(false) + message.Size(false));
+  // The 101 response goes whole, then the ping and 3 bytes of the pong: a newer pong cannot
+  // replace that one any more, so it goes after it, ahead of the message.
+  OutFrame last = Text("last", Opcode::kPong);
+  Chunk chunk = [&](size_t i) {
+    if (i == 1) EXPECT_EQ(q.PushFront(last), 4);
+    return i == 0 ? upgrade.Size(false) + 2 + 4 + 3 : kAll;
+  };
+  Written w = Drain(q, false, chunk);
+  ASSERT_GT(w.wire.size(), upgrade.Size(false));
+  EXPECT_EQ(w.wire.substr(0, upgrade.Size(false)), *upgrade.text);
+  w.wire.erase(0, upgrade.Size(false));
+  w.sent.erase(w.sent.begin());
+  for (Written::Write& write : w.writes) {
+    write.end -= std::min(write.end, upgrade.Size(false));
+    write.sent -= std::min<size_t>(write.sent, 1);
+  }
+  w.writes.erase(w.writes.begin());
+  ExpectFrames(w, {ping, pongs[999], last, message}, false);
+  EXPECT_EQ(q.bytes(), 0u);
+}
+
 TEST(SendQueueTest, DropBackKeepsAStartedFrame) {
   for (bool compat : {false, true}) {
     SendQueue q(compat);

@@ -597,6 +597,52 @@ TEST(BadInputTest, FramesThatArriveTogetherOrInPiecesAreAllHandledAtOnce) {
   EXPECT_TRUE(WaitFor([&] { return DoList(*stub, "olga").total() == 0; }));
 }
 
+// A client that pings without reading its pongs for a while: the server reads on and answers
+// every ping it can (a pong waiting behind a full socket is replaced by the next one, RFC 6455
+// 5.5.3: SendQueueTest), what waits for that client stays bounded, the process serves everyone
+// else meanwhile, and the last pong the client reads answers its last ping.
+TEST(BadInputTest, APingFloodFromAClientThatDoesNotReadStallsNoOne) {
+  PushdProcess pushd;
+  ASSERT_TRUE(pushd.started());
+  auto stub = pushd.Stub();
+  auto healthy = ConnectUser(pushd, "quinn");
+  ASSERT_TRUE(healthy);
+  auto raw = RawClient::Connect(pushd.ws_port());
+  ASSERT_TRUE(raw);
+  ASSERT_EQ(raw->Upgrade("/ws?user_id=rita"), 101);
+  ASSERT_TRUE(raw->ReadFrame());  // the welcome
+  // 20,000 pings of 125 bytes, about 2.5 MB each way.
+  constexpr int kPings = 20000;
+  auto payload = [](int i) {
+    std::string p = "ping " + std::to_string(i) + " ";
+    return p + std::string(125 - p.size(), 'x');
+  };
+  for (int i = 0; i < kPings; i += 1000) {
+    std::string batch;
+    for (int j = i; j < i + 1000; ++j) batch += RawClient::EncodeFrame(0x9, payload(j));
+    ASSERT_TRUE(raw->SendBytes(batch));
+  }
+  ExpectHealthy(pushd, *healthy, "quinn", R"({"during":"a ping flood"})");
+  // At most a pong being written and the latest one wait in the server for this client.
+  EXPECT_TRUE(WaitFor([&] {
+    v1::ListClientsResponse list = DoList(*stub, "rita");
+    return list.clients_size() == 1 && list.clients(0).queued_bytes() <= 2 * 125;
+  }));
+  // The client reads: pongs only, the last one answering the last ping.
+  int pongs = 0;
+  std::string last;
+  for (int i = 0; i < kPings && last != payload(kPings - 1); ++i) {
+    std::optional<RawClient::Frame> f = raw->ReadFrame(std::chrono::milliseconds(5000));
+    ASSERT_TRUE(f) << "after " << pongs << " pongs, the last " << last;
+    ASSERT_EQ(f->opcode, 0xA);
+    ++pongs;
+    last = f->payload;
+  }
+  EXPECT_EQ(last, payload(kPings - 1));
+  EXPECT_LE(pongs, kPings);
+  EXPECT_EQ(DoList(*stub, "rita").clients_size(), 1);
+}
+
 // Once the server has failed a connection (sent its close frame and FIN), the connection is
 // over: it must leave ListClients and stop counting as `delivered`, whether the session or the
 // frame reader found the fault, and even while the misbehaving peer keeps its end of the socket
