@@ -67,6 +67,11 @@ void FrameReader::Feed(uint8_t* data, size_t size, Sink sink) {
     Unmask(piece, take, mask_, received_);
     remain_ -= static_cast<uint32_t>(take);
     const bool control = op_ >= 0x8;
+    const bool text = op_ == 0x1 || (op_ == 0x0 && message_op_ == 0x1);
+    if (text && !CheckUtf8(piece, take)) {
+      Fail(1007, "text that is not UTF-8", sink);
+      break;
+    }
     std::string_view bytes(reinterpret_cast<const char*>(piece), take);
     if (remain_ == 0 && received_ == 0 && (control || message_op_ == 0)) {
       EndFrame(bytes, /*whole=*/true, sink);  // in one piece: no copy
@@ -115,6 +120,7 @@ void FrameReader::StartFrame(Sink sink) {
     if (before + length > max_message_) return Fail(1009, "message too big", sink);
   }
   std::memcpy(mask_, h + pos, 4);
+  if (op == 0x1) utf8_need_ = 0;  // a new text message
   op_ = op;
   fin_ = fin;
   remain_ = static_cast<uint32_t>(length);
@@ -143,7 +149,8 @@ void FrameReader::EndFrame(std::string_view payload, bool whole, Sink sink) {
 }
 
 void FrameReader::EndMessage(uint8_t op, std::string_view message, Sink sink) {
-  if (op == 0x1 && !IsValidUtf8(message)) return Fail(1007, "text that is not UTF-8", sink);
+  // Every byte passed CheckUtf8 as it came: what is left is a character not finished.
+  if (op == 0x1 && utf8_need_ != 0) return Fail(1007, "text that is not UTF-8", sink);
   Event event{op == 0x1 ? Event::Kind::kText : Event::Kind::kBinary, message};
   sink(event);
 }
@@ -165,6 +172,46 @@ void FrameReader::EndControl(std::string_view payload, Sink sink) {
   control_.reset();
   message_.reset();
   sink(Event{Event::Kind::kClose, payload, code});
+}
+
+bool FrameReader::CheckUtf8(const uint8_t* data, size_t size) {
+  for (size_t i = 0; i < size; ++i) {
+    const uint8_t b = data[i];
+    if (utf8_need_ > 0) {
+      if (b < utf8_lo_ || b > utf8_hi_) return false;
+      utf8_lo_ = 0x80;
+      utf8_hi_ = 0xbf;
+      --utf8_need_;
+      continue;
+    }
+    if (b < 0x80) continue;
+    // The lead byte fixes the length and the range of the first continuation byte, which rules
+    // out overlong forms, surrogates and code points past U+10FFFF.
+    utf8_lo_ = 0x80;
+    utf8_hi_ = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) {
+      utf8_need_ = 1;
+    } else if (b == 0xe0) {
+      utf8_need_ = 2;
+      utf8_lo_ = 0xa0;
+    } else if (b == 0xed) {
+      utf8_need_ = 2;
+      utf8_hi_ = 0x9f;
+    } else if (b >= 0xe1 && b <= 0xef) {
+      utf8_need_ = 2;
+    } else if (b == 0xf0) {
+      utf8_need_ = 3;
+      utf8_lo_ = 0x90;
+    } else if (b >= 0xf1 && b <= 0xf3) {
+      utf8_need_ = 3;
+    } else if (b == 0xf4) {
+      utf8_need_ = 3;
+      utf8_hi_ = 0x8f;
+    } else {
+      return false;
+    }
+  }
+  return true;
 }
 
 void FrameReader::Fail(uint16_t code, const char* what, Sink sink) {

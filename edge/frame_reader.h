@@ -55,6 +55,14 @@ class FrameReader {
   void EndControl(std::string_view payload, Sink sink);
   void EndMessage(uint8_t op, std::string_view message, Sink sink);
   void Fail(uint16_t code, const char* what, Sink sink);
+  // The UTF-8 of the text message so far (RFC 3629), checked as its bytes arrive, so that text
+  // that is not UTF-8 fails at once (as Beast did), not when its last fragment comes. False once
+  // the bytes cannot start valid UTF-8.
+  bool CheckUtf8(const uint8_t* data, size_t size);
+
+  uint8_t utf8_need_ = 0;   // continuation bytes the current character still needs
+  uint8_t utf8_lo_ = 0x80;  // the range of the next continuation byte
+  uint8_t utf8_hi_ = 0xbf;
 
   uint32_t max_message_;
   uint32_t remain_ = 0;    // payload bytes of the current frame still to come

@@ -273,13 +273,6 @@ enum class Difference : uint8_t {
   // 5.2: "the most significant bit MUST be 0"), Beast does not check that bit and fails with 1009
   // because the length passes read_message_max. Both fail; ours names the violation. Ours.
   kLengthTopBitSet,
-  // Fail fast on text that is not UTF-8: Beast checks each fragment (each piece of it, as it
-  // arrives) and fails with 1007 as soon as the bytes so far cannot start valid UTF-8; FrameReader
-  // checks a text message when its last frame is in, so it may first report control frames that
-  // come between fragments, or the peer's close, another failure (1002, 1009) in a later frame,
-  // or the end of the bytes. RFC 6455 8.1 requires failing on invalid UTF-8 but not when;
-  // checking whole messages is ours (a message is checked once, in one place).
-  kUtf8FailFast,
   // A Beast bug: it checks that a text message does not end inside a UTF-8 sequence only when
   // the message's final frame has a payload. A fragmented text message whose last non-empty
   // fragment ends inside a sequence, followed by an empty final fragment, is delivered as text
@@ -294,7 +287,6 @@ constexpr const char* kDifferenceNames[kDifferenceCount] = {
     "close code above 4999",
     "close reason not UTF-8 (1007 vs 1002)",
     "64-bit length top bit (1002 vs 1009)",
-    "UTF-8 fail fast",
     "Beast: empty final fragment skips the UTF-8 end check",
     "UNEXPLAINED",
 };
@@ -330,16 +322,6 @@ Difference Classify(const std::vector<Ev>& ours, const std::vector<Ev>& theirs) 
         checker.write(reinterpret_cast<const uint8_t*>(t.data.data()), t.data.size()) &&
         !checker.finish();
     if (unfinished) return Difference::kBeastEmptyFinalFragment;
-  }
-  if (t.kind == Ev::K::kFail && t.code == 1007) {
-    // Beast failed inside a text message. FrameReader may report control frames, the close or
-    // another failure, or the end of the bytes, but not a message: the one Beast refused is not
-    // whole yet, or not UTF-8.
-    bool message = false;
-    for (size_t k = i; k < ours.size(); ++k) {
-      message |= ours[k].kind == Ev::K::kText || ours[k].kind == Ev::K::kBinary;
-    }
-    if (!message) return Difference::kUtf8FailFast;
   }
   return Difference::kUnexplained;
 }
@@ -796,16 +778,22 @@ TEST(FrameReaderBeastKnownDifferences, LengthTopBitSet) {
   EXPECT_EQ(Show(ReadBeast(wire).events), "fail 1009");
 }
 
-TEST(FrameReaderBeastKnownDifferences, Utf8FailFast) {
+// Not a difference any more: both fail text that is not UTF-8 as soon as its bytes arrive, before
+// the fragments and control frames that follow.
+TEST(FrameReaderBeastAlike, TextThatIsNotUtf8FailsAsSoonAsItArrives) {
   // 01 81 00000000 ff, 89 80 00000000, 88 80 00000000: a first text fragment that is not UTF-8,
   // a ping, a close.
   const std::string wire = Masked(0x01, "\xff") + Masked(0x89, "") + Masked(0x88, "");
-  EXPECT_EQ(Show(ReadOurs(wire, {wire.size()})), "ping[], close 0 []");
+  EXPECT_EQ(Show(ReadOurs(wire, {wire.size()})), "fail 1007 (text that is not UTF-8)");
   EXPECT_EQ(Show(ReadBeast(wire).events), "fail 1007");
   // 01 81 00000000 ff and nothing more.
   const std::string cut = Masked(0x01, "\xff");
-  EXPECT_EQ(Show(ReadOurs(cut, {cut.size()})), "eof");
+  EXPECT_EQ(Show(ReadOurs(cut, {cut.size()})), "fail 1007 (text that is not UTF-8)");
   EXPECT_EQ(Show(ReadBeast(cut).events), "fail 1007");
+  // An overlong form's first two bytes (e0 80) cannot start valid UTF-8 either.
+  const std::string overlong = Masked(0x01, "\xe0\x80");
+  EXPECT_EQ(Show(ReadOurs(overlong, {overlong.size()})), "fail 1007 (text that is not UTF-8)");
+  EXPECT_EQ(Show(ReadBeast(overlong).events), "fail 1007");
 }
 
 TEST(FrameReaderBeastKnownDifferences, BeastEmptyFinalFragment) {

@@ -162,6 +162,12 @@ TEST(FrameReaderTest, TextThatIsNotUtf8FailsWith1007) {
   EXPECT_EQ(Read(Frame(0x1, "ok\xc3", false) + Frame(0x0, "")),
             std::vector<std::string>{"fail:1007"});
   EXPECT_EQ(Read(Close(1000, "\xff")), std::vector<std::string>{"fail:1007"});
+  // At once: a first fragment that cannot start UTF-8 fails before the ping that follows it, and
+  // so does a frame cut inside such bytes.
+  EXPECT_EQ(Read(Frame(0x1, "ok\xff", false) + Frame(0x9, "after")),
+            std::vector<std::string>{"fail:1007"});
+  EXPECT_EQ(Read(Frame(0x1, "\xed\xa0\x80").substr(0, 8)),  // a surrogate's first two bytes
+            std::vector<std::string>{"fail:1007"});
   // Binary messages are not text.
   EXPECT_EQ(Read(Frame(0x2, "\xff")), std::vector<std::string>{"binary:\xff"});
 }
