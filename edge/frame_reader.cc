@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/base/close.h"
 #include "common/json/json.h"
 
 namespace push::edge {
@@ -69,7 +70,7 @@ void FrameReader::Feed(uint8_t* data, size_t size, Sink sink) {
     const bool control = op_ >= 0x8;
     const bool text = op_ == 0x1 || (op_ == 0x0 && message_op_ == 0x1);
     if (text && !CheckUtf8(piece, take)) {
-      Fail(1007, "text that is not UTF-8", sink);
+      Fail(kCloseBadText, "text that is not UTF-8", sink);
       break;
     }
     std::string_view bytes(reinterpret_cast<const char*>(piece), take);
@@ -89,35 +90,36 @@ void FrameReader::StartFrame(Sink sink) {
   const bool fin = (h[0] & 0x80) != 0;
   const uint8_t op = h[0] & 0x0f;
   const bool control = op >= 0x8;
-  if ((h[0] & 0x70) != 0) return Fail(1002, "reserved bits set", sink);
+  if ((h[0] & 0x70) != 0) return Fail(kCloseProtocol, "reserved bits set", sink);
   if (op != 0x0 && op != 0x1 && op != 0x2 && op != 0x8 && op != 0x9 && op != 0xa) {
-    return Fail(1002, "reserved opcode", sink);
+    return Fail(kCloseProtocol, "reserved opcode", sink);
   }
   if (control) {
-    if (!fin) return Fail(1002, "fragmented control frame", sink);
-    if ((h[1] & 0x7f) > 125) return Fail(1002, "control frame over 125 bytes", sink);
+    if (!fin) return Fail(kCloseProtocol, "fragmented control frame", sink);
+    if ((h[1] & 0x7f) > 125) return Fail(kCloseProtocol, "control frame over 125 bytes", sink);
   } else if (op == 0x0 && message_op_ == 0) {
-    return Fail(1002, "continuation frame outside a message", sink);
+    return Fail(kCloseProtocol, "continuation frame outside a message", sink);
   } else if (op != 0x0 && message_op_ != 0) {
-    return Fail(1002, "new message inside a fragmented one", sink);
+    return Fail(kCloseProtocol, "new message inside a fragmented one", sink);
   }
-  if ((h[1] & 0x80) == 0) return Fail(1002, "unmasked client frame", sink);
+  if ((h[1] & 0x80) == 0) return Fail(kCloseProtocol, "unmasked client frame", sink);
   uint64_t length = h[1] & 0x7f;
   size_t pos = 2;
   if (length == 126) {
     length = (uint64_t{h[2]} << 8) | h[3];
-    if (length < 126) return Fail(1002, "frame length not in its shortest form", sink);
+    if (length < 126) return Fail(kCloseProtocol, "frame length not in its shortest form", sink);
     pos = 4;
   } else if (length == 127) {
     length = 0;
     for (int i = 2; i < 10; ++i) length = (length << 8) | h[i];
-    if (length >> 63) return Fail(1002, "frame length over 2^63", sink);
-    if (length <= 0xffff) return Fail(1002, "frame length not in its shortest form", sink);
+    if (length >> 63) return Fail(kCloseProtocol, "frame length over 2^63", sink);
+    if (length <= 0xffff)
+      return Fail(kCloseProtocol, "frame length not in its shortest form", sink);
     pos = 10;
   }
   if (!control) {
     const uint64_t before = message_ ? message_->size() : 0;
-    if (before + length > max_message_) return Fail(1009, "message too big", sink);
+    if (before + length > max_message_) return Fail(kCloseTooBig, "message too big", sink);
   }
   std::memcpy(mask_, h + pos, 4);
   if (op == 0x1) utf8_need_ = 0;  // a new text message
@@ -150,7 +152,7 @@ void FrameReader::EndFrame(std::string_view payload, bool whole, Sink sink) {
 
 void FrameReader::EndMessage(uint8_t op, std::string_view message, Sink sink) {
   // Every byte passed CheckUtf8 as it came: what is left is a character not finished.
-  if (op == 0x1 && utf8_need_ != 0) return Fail(1007, "text that is not UTF-8", sink);
+  if (op == 0x1 && utf8_need_ != 0) return Fail(kCloseBadText, "text that is not UTF-8", sink);
   Event event{op == 0x1 ? Event::Kind::kText : Event::Kind::kBinary, message};
   sink(event);
 }
@@ -159,14 +161,14 @@ void FrameReader::EndControl(std::string_view payload, Sink sink) {
   if (op_ == 0x9) return sink(Event{Event::Kind::kPing, payload});
   if (op_ == 0xa) return sink(Event{Event::Kind::kPong, payload});
   // A close frame: nothing is read after it.
-  if (payload.size() == 1) return Fail(1002, "close frame with a 1-byte payload", sink);
+  if (payload.size() == 1) return Fail(kCloseProtocol, "close frame with a 1-byte payload", sink);
   uint16_t code = 0;
   if (!payload.empty()) {
     code = static_cast<uint16_t>((static_cast<uint8_t>(payload[0]) << 8) |
                                  static_cast<uint8_t>(payload[1]));
-    if (!IsValidCloseCode(code)) return Fail(1002, "invalid close code", sink);
+    if (!IsValidCloseCode(code)) return Fail(kCloseProtocol, "invalid close code", sink);
     payload.remove_prefix(2);
-    if (!IsValidUtf8(payload)) return Fail(1007, "close reason that is not UTF-8", sink);
+    if (!IsValidUtf8(payload)) return Fail(kCloseBadText, "close reason that is not UTF-8", sink);
   }
   done_ = true;
   control_.reset();

@@ -126,6 +126,8 @@ class WebSocketSession final : public Connection,
   void FailConnection(uint16_t code, const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Plain: our close frame is on the wire (the lane is closed).
   void OnCloseWritten() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Plain: the close handshake is over (or failed): FIN, then End.
+  void EndAfterClose() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // TLS: the WebSocket read of the next frame (or the rest of one).
   void ReadFrame() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnRead(beast::error_code ec, std::size_t bytes) ABSL_LOCKS_EXCLUDED(mu_);

@@ -304,11 +304,7 @@ void WebSocketSession<Stream>::CloseReceived(uint16_t code, std::string_view rea
     end_on_close_written_ = true;
     if (close_queued_) {
       // Ours went first: this answer completes the handshake (or will, once ours is out).
-      if (lane_closed_) {
-        beast::error_code ignored;
-        ws_.shutdown(net::socket_base::shutdown_send, ignored);
-        End(close_why_);
-      }
+      if (lane_closed_) EndAfterClose();
       return;
     }
     // Answered with its own code and reason (RFC 6455 5.5.1). What is queued and not started
@@ -324,11 +320,7 @@ void WebSocketSession<Stream>::FailConnection(uint16_t code, const char* what) {
   if constexpr (kSendLane) {
     end_on_close_written_ = true;
     if (close_queued_) {
-      if (lane_closed_) {  // ours is out already: nothing more to say
-        beast::error_code ignored;
-        ws_.shutdown(net::socket_base::shutdown_send, ignored);
-        End(close_why_);
-      }
+      if (lane_closed_) EndAfterClose();  // ours is out already: nothing more to say
       return;
     }
     StartClose(code, what, Disconnect::kProtocol);
@@ -340,9 +332,16 @@ void WebSocketSession<Stream>::FailConnection(uint16_t code, const char* what) {
 template <class Stream>
 void WebSocketSession<Stream>::OnCloseWritten() {
   if constexpr (kSendLane) {
-    if (!end_on_close_written_) return;  // the peer's answer ends it (CloseReceived) or the timer
+    // Otherwise the peer's answer ends it (CloseReceived), or the close timer.
+    if (end_on_close_written_) EndAfterClose();
+  }
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::EndAfterClose() {
+  if constexpr (kSendLane) {
     beast::error_code ignored;
-    ws_.shutdown(net::socket_base::shutdown_send, ignored);
+    ws_.shutdown(net::socket_base::shutdown_send, ignored);  // FIN after our close frame
     End(close_why_);
   }
 }
