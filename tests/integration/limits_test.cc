@@ -329,9 +329,12 @@ TEST(LimitsTest, SlowlorisIsCutAtTheDeadlineWhileANormalClientConnectsAndReceive
   std::atomic<double> cut_after{-1};
   std::atomic<size_t> trickled{0};
   std::thread slowloris([&] {
+    // Taken before the connect: the server's deadline runs from its accept, which comes after,
+    // while an instant taken after the connect returned may already be late by any delay in
+    // scheduling this thread (then the cut would look early).
+    auto start = steady_clock::now();
     TcpSocket s(port);
     if (!s.connected()) return;
-    auto start = steady_clock::now();
     // One byte per 100 ms: the whole request would take 40 s.
     for (size_t i = 0; i < request.size(); ++i) {
       if (s.WaitClosed(milliseconds(100)) || !s.Send(request.substr(i, 1))) {

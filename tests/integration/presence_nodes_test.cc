@@ -115,8 +115,14 @@ TEST_P(PresenceNodesTest, AWatcherOnOneNodeSeesEveryNodesConnectionsInOneOrder) 
   ASSERT_TRUE(off);
   EXPECT_EQ(off->kind(), Kind::OFFLINE) << Describe(*off);
   EXPECT_EQ(off->cursor(), d2->cursor() + 1);
-  // The watcher on the other node saw the very same events.
+  // The watcher on the other node saw the very same events. Node-b follows the log on its own
+  // tail, in its own time: each of the 6 is waited for, then a second's quiet shows no more.
   std::vector<v1::PresenceEvent> seen_on_b;
+  while (seen_on_b.size() < 6u) {
+    auto e = on_b.Next(milliseconds(10000));
+    if (!e) break;
+    seen_on_b.push_back(*e);
+  }
   while (auto e = on_b.Next(milliseconds(1000))) seen_on_b.push_back(*e);
   std::vector<uint64_t> cursors;
   for (auto& e : seen_on_b) cursors.push_back(e.cursor());
@@ -143,16 +149,29 @@ TEST_P(PresenceNodesTest, AWatcherResumesOnAnotherNodeWithoutLossOrRepeat) {
     auto ws = ConnectUser(i % 2 ? *a : *b, "ned" + std::to_string(i));
     ASSERT_TRUE(ws);
   }
+  // 5 users: CONNECTED, ONLINE, DISCONNECTED, OFFLINE. The OFFLINEs come at the first sweep
+  // past the delay (a tick a second), so each event is waited for; then 2 s of quiet show that
+  // no more came.
   std::vector<v1::PresenceEvent> want;
+  while (want.size() < 20u) {
+    auto e = reference.Next(milliseconds(10000));
+    if (!e) break;
+    want.push_back(*e);
+  }
   while (auto e = reference.Next(milliseconds(2000))) want.push_back(*e);
-  ASSERT_EQ(want.size(), 20u);  // 5 users: CONNECTED, ONLINE, DISCONNECTED, OFFLINE
+  ASSERT_EQ(want.size(), 20u);
   PresenceWatcher resumed(b->grpc_port(), {}, last);
-  std::vector<v1::PresenceEvent> got;
-  while (auto e = resumed.Next(milliseconds(1000))) got.push_back(*e);
   std::vector<v1::PresenceEvent> expected;
   for (auto& e : want) {
     if (e.cursor() > last) expected.push_back(e);
   }
+  std::vector<v1::PresenceEvent> got;
+  while (got.size() < expected.size()) {
+    auto e = resumed.Next(milliseconds(10000));
+    if (!e) break;
+    got.push_back(*e);
+  }
+  while (auto e = resumed.Next(milliseconds(1000))) got.push_back(*e);
   ASSERT_EQ(got.size(), expected.size());
   for (size_t i = 0; i < got.size(); ++i) {
     EXPECT_EQ(got[i].SerializeAsString(), expected[i].SerializeAsString()) << Describe(got[i]);
