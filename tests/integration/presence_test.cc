@@ -175,12 +175,14 @@ TEST_P(PresenceTest, AResumedWatcherMissesNothingAndSeesNothingTwice) {
     auto ws = ConnectUser(pushd, "gus" + std::to_string(i));
     ASSERT_TRUE(ws);
   }  // each closes: DISCONNECTED, then OFFLINE after the delay
-  // fay and 5 more users, each CONNECTED, ONLINE, DISCONNECTED, OFFLINE. The OFFLINEs come at
-  // the first tick past the delay (with Redis, a tick a second): waited for, not slept for, so
-  // every event is made before the watcher resumes.
+  // Resumed now, before the OFFLINEs (made at the first tick past the delay): it gets the
+  // events before it from the log and the later ones live, and the line between the two must
+  // neither drop nor repeat one. Both watchers wait for each event (with Redis, a tick a
+  // second), then a second's quiet shows no more came.
+  PresenceWatcher resumed(pushd.grpc_port(), {}, last);
+  // fay and 5 more users, each CONNECTED, ONLINE, DISCONNECTED, OFFLINE.
   std::vector<v1::PresenceEvent> want = Collect(reference, 24, milliseconds(1000));
   ASSERT_EQ(want.size(), 24u);
-  PresenceWatcher resumed(pushd.grpc_port(), {}, last);
   std::vector<v1::PresenceEvent> after_last;
   for (auto& e : want) {
     if (e.cursor() > last) after_last.push_back(e);
