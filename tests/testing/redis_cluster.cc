@@ -121,48 +121,6 @@ std::string ReadTail(const std::string& path, size_t max_chars = 2000) {
   return text;
 }
 
-bool PortFree(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  bool free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  close(fd);
-  return free;
-}
-
-// The first port the kernel hands out to outgoing connections.
-int EphemeralLow() {
-  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
-  int low = 0;
-  if (in >> low && low > 0) return low;
-  return 32768;
-}
-
-// A port P such that P and its bus port P + 10000 are both free and not in `taken`. Both are
-// chosen below the ephemeral range when it leaves room (the usual 32768-60999 leaves
-// 1024-22767): the kernel never gives those to an outgoing connection, so nothing can take
-// them between this probe and redis-server's bind except another process picking the same
-// fixed port, which the caller's retry handles. Otherwise any free port works.
-int PickPort(std::mt19937& rng, const std::set<int>& taken) {
-  int high = EphemeralLow() - 1 - kBusOffset;
-  int low = 12000;
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    int port;
-    if (high - low >= 1000) {
-      port = std::uniform_int_distribution<int>(low, high)(rng);
-    } else {
-      port = FreeLoopbackPort();
-      if (port <= 0 || port + kBusOffset > 65535) continue;
-    }
-    if (taken.count(port) || taken.count(port + kBusOffset)) continue;
-    if (PortFree(port) && PortFree(port + kBusOffset)) return port;
-  }
-  return 0;
-}
-
 redis::Value ErrorValue(std::string text) {
   redis::Value v;
   v.type = redis::Value::Type::kError;
@@ -253,10 +211,11 @@ bool RedisCluster::LaunchNode(Node* node, int index) {
       taken.insert(n.port + kBusOffset);
     }
   }
-  // A port picked free may be taken before redis-server binds it (it then exits at once):
-  // pick again a few times.
+  // The port and its bus port are leased against the other test processes; a process outside
+  // the tests may still take one before redis-server binds it (it then exits at once, or another
+  // server answers there): pick again a few times.
   for (int attempt = 0; attempt < 5; ++attempt) {
-    node->port = PickPort(rng, taken);
+    node->port = LeasedLoopbackPort(rng, &leases_, kBusOffset, taken);
     if (node->port == 0) return Fail("no free port pair (P, P+10000) on 127.0.0.1");
     taken.insert(node->port);
     taken.insert(node->port + kBusOffset);
@@ -299,7 +258,14 @@ bool RedisCluster::LaunchNode(Node* node, int index) {
         break;
       }
       redis::Value pong = Command(node->port, {"PING"});
-      if (pong.type == redis::Value::Type::kStatus && pong.str == "PONG") return true;
+      if (pong.type == redis::Value::Type::kStatus && pong.str == "PONG") {
+        // Ours, not a server someone else started on the port in the meantime.
+        redis::Value info = Command(node->port, {"INFO", "server"});
+        if (info.str.find("process_id:" + std::to_string(node->pid) + "\r") != std::string::npos) {
+          return true;
+        }
+        break;
+      }
       std::this_thread::sleep_for(milliseconds(20));
     }
     if (node->pid > 0) KillAndReap(node->pid);

@@ -12,6 +12,7 @@
 #include "common/redis/cluster_slots.h"
 #include "common/redis/redis_client.h"
 #include "gtest/gtest.h"
+#include "tests/testing/ports.h"
 #include "tests/testing/temp_files.h"
 
 namespace push::testing {
@@ -111,6 +112,8 @@ class RedisCluster {
     pid_t pid = -1;
     std::string dir;
   };
+  // Every node's port and bus port, held against the other test processes for the cluster's life.
+  std::vector<PortLease> leases_;
   struct Migration {
     int from_port = 0;
     std::string from_id;

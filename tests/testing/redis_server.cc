@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <random>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -50,9 +51,14 @@ RedisServer::RedisServer() {
     return;
   }
   dir_ = tmpl;
-  // Another process may take the free port between the probe and the bind: try a few.
+  // The port is leased against the other test processes; a process outside the tests may still
+  // take it between the probe and the bind: try a few.
+  std::random_device seed;
+  std::mt19937 rng(seed());
   for (int attempt = 0; attempt < 5 && pid_ <= 0; ++attempt) {
-    port_ = FreeLoopbackPort();
+    leases_.clear();
+    port_ = LeasedLoopbackPort(rng, &leases_);
+    if (port_ == 0) break;
     if (Launch() && WaitReady(10000)) break;
     Stop();
   }
@@ -89,7 +95,11 @@ bool RedisServer::WaitReady(int timeout_ms) {
       pid_ = -1;
       return false;
     }
-    if (Command({"PING"}) == "PONG") return true;
+    if (Command({"PING"}) == "PONG") {
+      // Ours, not a server someone else started on the port in the meantime.
+      return Command({"INFO", "server"}).find("process_id:" + std::to_string(pid_) + "\r") !=
+             std::string::npos;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return false;

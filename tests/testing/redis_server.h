@@ -5,9 +5,12 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/ports.h"
+
 namespace push::testing {
 
-// A real redis-server child process on 127.0.0.1 with a free port and its own data directory,
+// A real redis-server child process on 127.0.0.1 with a free port (leased: see ports.h) and its own
+// data directory,
 // append-only file on (so a restart keeps the data, as production Redis should be configured).
 // Stopped when destroyed, so no server outlives its test.
 class RedisServer {
@@ -42,6 +45,8 @@ class RedisServer {
 
   pid_t pid_ = -1;
   int port_ = 0;
+  // port_, held against the other test processes for this server's life (restarts included).
+  std::vector<PortLease> leases_;
   std::string dir_;
   std::string password_;
 };
