@@ -10,6 +10,10 @@
 //     user's next seq, one text frame {"type":"message","seq":N,"data":DATA} written with one
 //     send() by that thread, then the answer. No store, no replay, no heartbeat, no limits, no
 //     metrics, no logging; Push only (no other method is served).
+//   - With --batch (the default), the writes of a burst go out as pushd's do (common/base/
+//     write_batch.h, the same code): the queue thread serves the events that are ready, then sends
+//     each connection's frames with one send(), then the answers, with gRPC's own writes corked
+//     (services/cork_sendmsg.cc is linked in). --nobatch writes each frame and answer at once.
 // A full socket is waited out (poll) rather than queued: pushbench's readers keep up.
 // Not a server for anything but this measurement.
 #include <arpa/inet.h>
@@ -36,10 +40,12 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "common/base/write_batch.h"
 #include "push/v1/push.grpc.pb.h"
 
 ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:50061", "gRPC address");
 ABSL_FLAG(std::string, ws_listen, "127.0.0.1:8090", "WebSocket address (host:port)");
+ABSL_FLAG(bool, batch, true, "send a burst's frames and answers together, as pushd does");
 ABSL_FLAG(std::string, ports_file, "",
           "when set, the ports bound (\"GRPC WS\", for :0 addresses) are written there");
 
@@ -209,6 +215,9 @@ void WebSocketLoop(int listener) {
   close(ep);
 }
 
+// Frames waiting for the end of the burst, per socket (queue thread only).
+std::unordered_map<int, std::string> pending_frames;
+
 // One Push call on the completion queue: requested, served, answered, deleted.
 class PushCall {
  public:
@@ -238,20 +247,41 @@ class PushCall {
         seq = ++it->second.seq;
       }
     }
+    push::WriteBatch* batch = push::WriteBatch::Current();
     if (fd >= 0) {
-      std::string frame;
-      frame.reserve(request_.data().size() + 64);
       std::string payload = R"({"type":"message","seq":)" + std::to_string(seq) + R"(,"data":)";
       payload += request_.data();
       payload += '}';
-      AppendTextFrame(payload, &frame);
-      if (SendAll(fd, frame)) {
+      if (batch != nullptr) {
+        // Queued for the connection; one send() of all its frames when the burst ends.
+        std::string& pending = pending_frames[fd];
+        if (pending.empty()) {
+          batch->DeferWrite([fd] {
+            std::string& frames = pending_frames[fd];
+            SendAll(fd, frames);
+            frames.clear();
+          });
+        }
+        AppendTextFrame(payload, &pending);
         response.set_seq(seq);
         response.set_delivered(1);
+      } else {
+        std::string frame;
+        AppendTextFrame(payload, &frame);
+        if (SendAll(fd, frame)) {
+          response.set_seq(seq);
+          response.set_delivered(1);
+        }
       }
     }
     answered_ = true;
-    responder_.Finish(response, grpc::Status::OK, this);
+    if (batch != nullptr) {
+      batch->DeferAnswer([this, response = std::move(response)] {
+        responder_.Finish(response, grpc::Status::OK, this);
+      });
+    } else {
+      responder_.Finish(response, grpc::Status::OK, this);
+    }
   }
 
  private:
@@ -315,7 +345,34 @@ int main(int argc, char** argv) {
   new PushCall(&service, cq.get());
   void* tag = nullptr;
   bool ok = false;
-  while (cq->Next(&tag, &ok)) static_cast<PushCall*>(tag)->Proceed(ok);
+  if (!absl::GetFlag(FLAGS_batch)) {
+    while (cq->Next(&tag, &ok)) static_cast<PushCall*>(tag)->Proceed(ok);
+  } else {
+    // pushd's loop (services/async_call.cc, QueueThreads::Serve): the ready events are one
+    // burst, flushed when none is ready, after 64 events, or when nothing waits.
+    constexpr int kBurstEvents = 64;
+    push::WriteBatch::Scope scope;
+    push::WriteBatch& batch = scope.batch();
+    int burst = 0;
+    for (;;) {
+      grpc::CompletionQueue::NextStatus status;
+      if (burst == 0) {
+        status = cq->Next(&tag, &ok) ? grpc::CompletionQueue::GOT_EVENT
+                                     : grpc::CompletionQueue::SHUTDOWN;
+      } else {
+        status = cq->AsyncNext(&tag, &ok, gpr_inf_past(GPR_CLOCK_MONOTONIC));
+      }
+      if (status == grpc::CompletionQueue::SHUTDOWN) break;
+      if (status == grpc::CompletionQueue::GOT_EVENT) {
+        push::WriteBatch::Cork cork;
+        static_cast<PushCall*>(tag)->Proceed(ok);
+      }
+      if (status == grpc::CompletionQueue::TIMEOUT || ++burst >= kBurstEvents || batch.empty()) {
+        batch.Flush();
+        burst = 0;
+      }
+    }
+  }
   waiter.join();
   ws.join();
   close(listener);

@@ -5,8 +5,10 @@
 # e.g. side_by_side.sh 3 "--scenario=throughput --mode=unary" new=build/services/pushd \
 #        seed=/tmp/seedserver
 # A NAME=PATH whose name is `seed` is started as the reference server (loopback ports, --server_pid
-# for its CPU), and so is one named `floor` (build/tools/pushbench/floor_server: one frame and the
-# answer per Push, nothing else); the others are pushd binaries pushbench starts itself. Prints one JSON line per
+# for its CPU), and so is one named `floor` or `floor_*` (build/tools/pushbench/floor_server: one
+# frame and the answer per Push, nothing else; its flags may follow the path, as in
+# "floor_nobatch=build/tools/pushbench/floor_server --nobatch"); the others are pushd binaries
+# pushbench starts itself. Prints one JSON line per
 # run (prefixed with the name; all of them also in $OUT when set) and, at the end, the medians of
 # deliveries per server CPU-second, delivered msg/s, latency p99 and p99.9, and server CPU.
 set -euo pipefail
@@ -27,9 +29,10 @@ free_port() {
 for r in $(seq 1 "$runs"); do
   for spec in "$@"; do
     name=${spec%%=*} path=${spec#*=}
-    if [ "$name" = seed ] || [ "$name" = floor ]; then
+    if [ "$name" = seed ] || [ "${name%%_*}" = floor ]; then
       g=$(free_port) w=$(free_port)
-      "$path" --grpc_listen=127.0.0.1:$g --ws_listen=127.0.0.1:$w >/dev/null 2>&1 &
+      # shellcheck disable=SC2086  # PATH may carry the server's own flags
+      $path --grpc_listen=127.0.0.1:$g --ws_listen=127.0.0.1:$w >/dev/null 2>&1 &
       pid=$!
       # Until both listeners accept (at most 10 s): a fixed sleep let a run start before them.
       for _ in $(seq 1 100); do
