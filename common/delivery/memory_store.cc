@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <string_view>
 #include <tuple>
 
 #include "absl/hash/hash.h"
@@ -57,7 +58,10 @@ struct MemoryStore::Stream {
   // The user's devices (null: none).
   std::unique_ptr<DeviceTable> devices;
   std::deque<MessagePtr> messages;  // increasing seq
-  StringMap<uint64_t> ids;          // idempotency keys of retained messages
+  // Idempotency keys of retained messages. A key views the id inside its message (no copy per
+  // message); Forget removes it before the message leaves `messages`, and a newer message with the
+  // same id replaces the key (Append), so no key outlives the message it views.
+  absl::flat_hash_map<std::string_view, uint64_t, StringViewHash, StringViewEq> ids;
   absl::Time last_active;
   // A lower bound of the messages' expiry times, so Sweep only scans streams that may hold
   // expired messages.
@@ -162,7 +166,10 @@ void MemoryStore::Append(AppendRequest request,
                                  std::move(request.payload));
       s.last_seq = m->seq;
       AddBytes(static_cast<int64_t>(m->Footprint()));
-      s.ids[m->id] = m->seq;
+      // An older message with this id (expired, not yet dropped) may hold the key: the key must
+      // view the new message's id from now on.
+      if (auto it = s.ids.find(m->id); it != s.ids.end()) s.ids.erase(it);
+      s.ids.emplace(std::string_view(m->id), m->seq);
       s.earliest_expiry = std::min(s.earliest_expiry, m->expires_at);
       s.messages.push_back(m);
       while (s.messages.size() > options_.history_size) {
