@@ -17,11 +17,12 @@ runs=$1 flags=$2
 shift 2
 bench=${PUSHBENCH:-build/tools/pushbench/pushbench}
 out=${OUT:-$(mktemp)}
-[ -n "${OUT:-}" ] || trap 'rm -f "$out"' EXIT
+[ -n "${OUT:-}" ] && trap 'rm -f "$out.server.log"' EXIT || trap 'rm -f "$out" "$out.server.log"' EXIT
 free_port() {
   local p
   for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 20000))
+    # Below the usual ephemeral range (32768-60999), where no outgoing connection holds a port.
+    p=$((20000 + RANDOM % 12000))
     ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && { echo "$p"; return; }
   done
   return 1
@@ -32,7 +33,7 @@ for r in $(seq 1 "$runs"); do
     if [ "$name" = seed ] || [ "${name%%_*}" = floor ]; then
       g=$(free_port) w=$(free_port)
       # shellcheck disable=SC2086  # PATH may carry the server's own flags
-      $path --grpc_listen=127.0.0.1:$g --ws_listen=127.0.0.1:$w >/dev/null 2>&1 &
+      $path --grpc_listen=127.0.0.1:$g --ws_listen=127.0.0.1:$w >"$out.server.log" 2>&1 &
       pid=$!
       # Until both listeners accept (at most 10 s): a fixed sleep let a run start before them.
       for _ in $(seq 1 100); do
@@ -44,6 +45,8 @@ for r in $(seq 1 "$runs"); do
       line=$("$bench" --grpc=127.0.0.1:$g --ws=127.0.0.1:$w --server_pid=$pid $flags | tail -n 1) || true
       kill "$pid" 2>/dev/null || true
       wait "$pid" 2>/dev/null || true
+      # A run that failed shows what the server said (it is not pushd's log, which pushbench keeps).
+      grep -q '"ok":true' <<<"$line" || { echo "$name's output:"; tail -n 5 "$out.server.log"; } >&2
     else
       # shellcheck disable=SC2086
       line=$("$bench" --pushd="$path" $flags | tail -n 1) || true
