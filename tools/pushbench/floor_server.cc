@@ -40,6 +40,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/synchronization/mutex.h"
 #include "common/base/write_batch.h"
 #include "push/v1/push.grpc.pb.h"
 
@@ -297,6 +298,9 @@ class PushCall {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  // As pushd does (services/main.cc): Debian's Abseil is built without NDEBUG, so every
+  // absl::Mutex (gRPC's included) would run deadlock detection.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   signal(SIGPIPE, SIG_IGN);
   // SIGTERM and SIGINT set a flag (gRPC may have started threads of its own already, so a
   // signal mask would not cover every thread); a watcher thread shuts down when it is set.
