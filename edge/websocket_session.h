@@ -121,9 +121,10 @@ class WebSocketSession final : public Connection,
   // Plain: the peer's close frame (`code` 0: it gave none). Answered with a close frame unless
   // ours went first; then the connection ends.
   void CloseReceived(uint16_t code, std::string_view reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Plain: the peer broke the protocol: close with `code` at once and end, without waiting for
-  // its answer.
-  void FailConnection(uint16_t code, const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Plain: sends a close frame with `code` and `reason` (unless ours is queued already) and ends
+  // once it is written, without waiting for an answer: the peer's close, or its protocol failure.
+  void SendCloseThenEnd(uint16_t code, std::string reason, Disconnect why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Plain: our close frame is on the wire (the lane is closed).
   void OnCloseWritten() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Plain: the close handshake is over (or failed): FIN, then End.

@@ -289,7 +289,7 @@ void WebSocketSession<Stream>::OnFrame(const FrameReader::Event& event) {
         return;
       case Kind::kFail:
         if (event.code == kCloseTooBig) RecordLimitHit(Limit::kFrameBytes);
-        FailConnection(event.code, event.what);
+        SendCloseThenEnd(event.code, event.what, Disconnect::kProtocol);  // no answer awaited
         return;
     }
   }
@@ -301,31 +301,24 @@ void WebSocketSession<Stream>::CloseReceived(uint16_t code, std::string_view rea
     // The client is leaving, maybe to reconnect at once: the cursor moves of what was written
     // reach the store before it hears our answer.
     store_->FlushCursor(params_.info.user_id);
-    end_on_close_written_ = true;
-    if (close_queued_) {
-      // Ours went first: this answer completes the handshake (or will, once ours is out).
-      if (lane_closed_) EndAfterClose();
-      return;
-    }
-    // Answered with its own code and reason (RFC 6455 5.5.1). What is queued and not started
-    // is dropped: it stays in the stream for the next connection.
-    StartClose(code, std::string(reason), Disconnect::kClientClosed);
-    Dequeued(queue_.DropBack(0));
-    DoWrite();  // the close frame goes once the lane is idle
+    // Answered with its own code and reason (RFC 6455 5.5.1), unless ours went first: then this
+    // answer completes the handshake.
+    SendCloseThenEnd(code, std::string(reason), Disconnect::kClientClosed);
   }
 }
 
 template <class Stream>
-void WebSocketSession<Stream>::FailConnection(uint16_t code, const char* what) {
+void WebSocketSession<Stream>::SendCloseThenEnd(uint16_t code, std::string reason, Disconnect why) {
   if constexpr (kSendLane) {
     end_on_close_written_ = true;
     if (close_queued_) {
       if (lane_closed_) EndAfterClose();  // ours is out already: nothing more to say
       return;
     }
-    StartClose(code, what, Disconnect::kProtocol);
+    // What is queued and not started is dropped: it stays in the stream for the next connection.
+    StartClose(code, std::move(reason), why);
     Dequeued(queue_.DropBack(0));
-    DoWrite();
+    DoWrite();  // the close frame goes once the lane is idle
   }
 }
 
