@@ -9,14 +9,18 @@ dir=$(mktemp -d)
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 1 100); do [ -s "$dir/ports" ] && break; sleep 0.1; done
+[ -s "$dir/ports" ] || { echo "floor_server did not report its ports within 10 s"; exit 1; }
 read -r g w <"$dir/ports"
-line=$("$bench" --grpc=127.0.0.1:$g --ws=127.0.0.1:$w --server_pid=$pid --scenario=throughput \
-  --mode=unary --connections=200 --duration=2 --max_seconds=60 | tail -n 1)
+# pushbench's own exit status is reported, not acted on here: its report says what went wrong.
+bench_status=0
+"$bench" --grpc=127.0.0.1:$g --ws=127.0.0.1:$w --server_pid=$pid --scenario=throughput \
+  --mode=unary --connections=200 --duration=2 --max_seconds=60 >"$dir/report" || bench_status=$?
+line=$(tail -n 1 "$dir/report")
 echo "$line"
-grep -q '"ok":true' <<<"$line"
-grep -q '"lost":0,' <<<"$line"
-grep -q '"duplicated":0,' <<<"$line"
-grep -q '"reordered":0,' <<<"$line"
+[ "$bench_status" = 0 ] || { echo "pushbench exited with status $bench_status:"; cat "$dir/report"; }
+for want in '"ok":true' '"lost":0,' '"duplicated":0,' '"reordered":0,'; do
+  grep -qF "$want" <<<"$line" || { echo "pushbench's report lacks $want"; exit 1; }
+done
 kill "$pid"
 status=0
 wait "$pid" || status=$?
