@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libboost1.81-dev libboost-json1.81-dev
-  libabsl-dev libspdlog-dev libgtest-dev libgmock-dev libssl-dev libhiredis-dev
+  libabsl-dev libspdlog-dev libgtest-dev libgmock-dev libssl-dev libhiredis-dev libjemalloc-dev
 )
 # The container build (deploy/docker/Dockerfile) sets PUSHD_BUILD_TESTS=OFF: no test-only tools.
 PUSHD_BUILD_TESTS=${PUSHD_BUILD_TESTS:-ON}
