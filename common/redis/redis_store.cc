@@ -62,7 +62,9 @@ local seq = redis.call('HINCRBY', mk, 'seq', 1)
 local hist = tonumber(ARGV[6])
 redis.call('XADD', sk, 'MAXLEN', hist, '0-'..seq, 'i', id, 't', ARGV[7], 'e', ARGV[8],
            'd', ARGV[4])
-if ARGV[3] == '1' then
+-- An id the server made is a key too while waiting for replicas: a push they did not confirm
+-- fails telling the caller to retry with it.
+if ARGV[3] == '1' or verb == '' then
   redis.call('HSET', ik, id, seq)
   -- Keys of messages trimmed by MAXLEN are dropped in bulk now and then (amortised O(1)).
   if redis.call('HLEN', ik) > 2 * hist + 16 then

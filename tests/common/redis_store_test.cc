@@ -124,8 +124,9 @@ TEST_F(RedisStoreTest, AnOlderPushdsKeysAreAdoptedOnTheUsersFirstTouch) {
 }
 
 // --redis_wait_replicas=1 with no replica: the push fails UNAVAILABLE and saying why, and the
-// message stays invisible; once a replica is attached, the retry with the same message_id is
-// answered with the stored message's seq, which reads then return once.
+// message stays invisible; once a replica is attached, the retry with the same message_id (the
+// caller's, or the one the error named) is answered with the stored message's seq, which reads
+// then return once.
 TEST_F(RedisStoreTest, WaitReplicasFailsWithoutAReplicaAndCommitsOnceOneAcknowledges) {
   Open(1);
   absl::StatusOr<AppendResult> first = Append("carol", "\"hello\"", "m-1");
@@ -135,6 +136,16 @@ TEST_F(RedisStoreTest, WaitReplicasFailsWithoutAReplicaAndCommitsOnceOneAcknowle
       << first.status();
   EXPECT_NE(first.status().message().find("retry with the same message_id"), std::string::npos)
       << first.status();
+  // Without a message_id: the error names the id the message was stored with.
+  absl::StatusOr<AppendResult> made = Append("carol", "\"made\"");
+  ASSERT_FALSE(made.ok());
+  const std::string advice(made.status().message());
+  const std::string lead = "retry with message_id \"";
+  size_t at = advice.find(lead);
+  ASSERT_NE(at, std::string::npos) << advice;
+  at += lead.size();
+  const std::string made_id = advice.substr(at, advice.find('"', at) - at);
+  ASSERT_FALSE(made_id.empty()) << advice;
   absl::StatusOr<ReadResult> read = Read("carol", 0);
   ASSERT_TRUE(read.ok());
   EXPECT_EQ(read->last_seq, 0u) << "a message the replicas did not confirm was visible";
@@ -156,6 +167,16 @@ TEST_F(RedisStoreTest, WaitReplicasFailsWithoutAReplicaAndCommitsOnceOneAcknowle
             << " ms after the replica was attached" << std::endl;
   EXPECT_EQ(retry->message->seq, 1u);
   EXPECT_EQ(retry->message->data(), "\"hello\"");
+  // The retry with the id the server made: stored once too.
+  absl::StatusOr<AppendResult> made_retry;
+  ASSERT_TRUE(push::testing::WaitFor(
+      [&] {
+        made_retry = Append("carol", "\"made\"", made_id);
+        return made_retry.ok();
+      },
+      std::chrono::seconds(30)))
+      << made_retry.status();
+  EXPECT_EQ(made_retry->message->seq, 2u);
   // A replica on a busy machine can miss one WAIT's deadline: the caller retries with the id,
   // as the contract says, and the message is stored once.
   absl::StatusOr<AppendResult> second;
@@ -166,15 +187,17 @@ TEST_F(RedisStoreTest, WaitReplicasFailsWithoutAReplicaAndCommitsOnceOneAcknowle
       },
       std::chrono::seconds(30)))
       << second.status();
-  EXPECT_EQ(second->message->seq, 2u);
+  EXPECT_EQ(second->message->seq, 3u);
   read = Read("carol", 0);
   ASSERT_TRUE(read.ok());
-  EXPECT_EQ(read->last_seq, 2u);
-  ASSERT_EQ(read->messages.size(), 2u);
+  EXPECT_EQ(read->last_seq, 3u);
+  ASSERT_EQ(read->messages.size(), 3u);
   EXPECT_EQ(read->messages[0]->id, "m-1");
-  EXPECT_EQ(read->messages[1]->data(), "\"again\"");
-  // The replica has both.
-  EXPECT_EQ(replica.Command({"XLEN", "pushd:{carol}:s"}), "2");
+  EXPECT_EQ(read->messages[1]->id, made_id);
+  EXPECT_EQ(read->messages[1]->data(), "\"made\"");
+  EXPECT_EQ(read->messages[2]->data(), "\"again\"");
+  // The replica has all three.
+  EXPECT_EQ(replica.Command({"XLEN", "pushd:{carol}:s"}), "3");
 }
 
 // After a failover the new primary holds every message a client was sent (WAIT confirmed them)
