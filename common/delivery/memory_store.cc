@@ -31,6 +31,55 @@ struct Marks {
   }
 };
 
+namespace {
+
+// The ids the store makes: 12 hex digits at random, then the seq in 12 hex digits (its low 48
+// bits), so that a lookup finds the message by its seq instead of an index entry.
+constexpr size_t kMadeIdRandomDigits = 12;
+constexpr size_t kMadeIdSeqDigits = 12;
+constexpr uint64_t kMadeIdSeqMask = (uint64_t{1} << (4 * kMadeIdSeqDigits)) - 1;
+
+std::string MakeId(uint64_t seq) {
+  std::string id = NewMessageId();  // random hex; its first digits are kept
+  id.resize(kMadeIdRandomDigits + kMadeIdSeqDigits);
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (size_t i = 0; i < kMadeIdSeqDigits; ++i) {
+    id[kMadeIdRandomDigits + i] = kHex[(seq >> (4 * (kMadeIdSeqDigits - 1 - i))) & 0xF];
+  }
+  return id;
+}
+
+// The seq a made id names (any id of that shape, made here or given by a caller), if it has it.
+std::optional<uint64_t> MadeIdSeq(std::string_view id) {
+  if (id.size() != kMadeIdRandomDigits + kMadeIdSeqDigits) return std::nullopt;
+  uint64_t seq = 0;
+  for (size_t i = 0; i < id.size(); ++i) {
+    char c = id[i];
+    int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (digit < 0) return std::nullopt;
+    if (i >= kMadeIdRandomDigits) seq = (seq << 4) | static_cast<uint64_t>(digit);
+  }
+  return seq;
+}
+
+// Whether a message's id has an entry in its stream's `ids`: not when the id names the message's
+// own seq (made by the store, or given by a caller in that shape), which FindSeq finds without
+// one. Append and Forget ask the same question of the same message, so they agree.
+bool Indexed(const Message& m) {
+  std::optional<uint64_t> seq = MadeIdSeq(m.id);
+  return !seq || *seq != (m.seq & kMadeIdSeqMask);
+}
+
+// The retained message with `seq` in `messages` (increasing seq), or end.
+std::deque<MessagePtr>::const_iterator FindBySeq(const std::deque<MessagePtr>& messages,
+                                                 uint64_t seq) {
+  auto m = std::lower_bound(messages.begin(), messages.end(), seq,
+                            [](const MessagePtr& p, uint64_t v) { return p->seq < v; });
+  return m != messages.end() && (*m)->seq == seq ? m : messages.end();
+}
+
+}  // namespace
+
 struct MemoryStore::Device {
   Marks marks;
   absl::Time last_active;
@@ -58,9 +107,11 @@ struct MemoryStore::Stream {
   // The user's devices (null: none).
   std::unique_ptr<DeviceTable> devices;
   std::deque<MessagePtr> messages;  // increasing seq
-  // Idempotency keys of retained messages. A key views the id inside its message (no copy per
-  // message); Forget removes it before the message leaves `messages`, and a newer message with the
-  // same id replaces the key (Append), so no key outlives the message it views.
+  // Idempotency keys of retained messages whose id the caller gave (Indexed): the ids the store
+  // makes carry their seq and are found by it (FindSeq), so a push without a message_id costs no
+  // hashing, no table probe and no table memory. A key views the id inside its message (no copy
+  // per message); Forget removes it before the message leaves `messages`, and a newer message with
+  // the same id replaces the key (Append), so no key outlives the message it views.
   absl::flat_hash_map<std::string_view, uint64_t, StringViewHash, StringViewEq> ids;
   absl::Time last_active;
   // A lower bound of the messages' expiry times, so Sweep only scans streams that may hold
@@ -108,8 +159,8 @@ MemoryStore::Shard& MemoryStore::ShardFor(std::string_view user_id) {
   return *shards_[StringViewHash{}(user_id) % shards_.size()];
 }
 
-void MemoryStore::Touch(Shard& shard, Stream& s) {
-  s.last_active = clock_->Now();
+void MemoryStore::Touch(Shard& shard, Stream& s, absl::Time now) {
+  s.last_active = now;
   shard.Relink(s);
 }
 
@@ -120,8 +171,23 @@ void MemoryStore::AddBytes(int64_t delta) {
 
 void MemoryStore::Forget(Stream& s, const Message& m) {
   // The key may already name a newer message with the same id (this one had expired).
-  if (auto it = s.ids.find(m.id); it != s.ids.end() && it->second == m.seq) s.ids.erase(it);
+  if (Indexed(m)) {
+    if (auto it = s.ids.find(m.id); it != s.ids.end() && it->second == m.seq) s.ids.erase(it);
+  }
   AddBytes(-static_cast<int64_t>(m.Footprint()));
+}
+
+std::deque<MessagePtr>::const_iterator MemoryStore::FindSeq(const Stream& s,
+                                                            std::string_view message_id) {
+  if (auto it = s.ids.find(message_id); it != s.ids.end()) return FindBySeq(s.messages, it->second);
+  // Not given by a caller: an id the store made names its seq (the other 16 bits of a seq past
+  // 2^48 are those of the latest message's).
+  std::optional<uint64_t> low = MadeIdSeq(message_id);
+  if (!low || s.messages.empty()) return s.messages.end();
+  uint64_t seq = (s.last_seq & ~kMadeIdSeqMask) | *low;
+  if (seq > s.last_seq) seq -= kMadeIdSeqMask + 1;
+  auto m = FindBySeq(s.messages, seq);
+  return m != s.messages.end() && (*m)->id == message_id && !Indexed(**m) ? m : s.messages.end();
 }
 
 void MemoryStore::PopFront(Shard& shard, Stream& s) {
@@ -144,32 +210,37 @@ void MemoryStore::Append(AppendRequest request,
     }
     Stream& s = *slot;
     absl::Time now = clock_->Now();
-    // Expired messages at the front go first so they neither count nor dedupe.
-    while (!s.messages.empty() && s.messages.front()->expires_at <= now) {
+    // Expired messages at the front go first so they neither count nor dedupe (none has expired
+    // before the stream's earliest expiry: the front message is not even looked at).
+    while (s.earliest_expiry <= now && !s.messages.empty() &&
+           s.messages.front()->expires_at <= now) {
       PopFront(shard, s);
       GlobalMetrics().store_expirations.fetch_add(1, std::memory_order_relaxed);
     }
     if (!request.message_id.empty()) {
-      if (auto it = s.ids.find(request.message_id); it != s.ids.end()) {
-        uint64_t seq = it->second;
-        auto m = std::lower_bound(s.messages.begin(), s.messages.end(), seq,
-                                  [](const MessagePtr& p, uint64_t v) { return p->seq < v; });
-        if (m != s.messages.end() && (*m)->seq == seq && (*m)->expires_at > now) {
+      if (auto m = FindSeq(s, request.message_id); m != s.messages.end()) {
+        if ((*m)->expires_at > now) {
           result.message = *m;
           result.duplicate = true;
         }
       }
     }
     if (!result.duplicate) {
-      std::string id = request.message_id.empty() ? NewMessageId() : std::move(request.message_id);
-      MessagePtr m = MakeMessage(s.last_seq + 1, std::move(id), now, now + request.ttl,
-                                 std::move(request.payload));
+      uint64_t seq = s.last_seq + 1;
+      std::string id = request.message_id.empty() ? MakeId(seq) : std::move(request.message_id);
+      MessagePtr m =
+          MakeMessage(seq, std::move(id), now, now + request.ttl, std::move(request.payload));
       s.last_seq = m->seq;
       AddBytes(static_cast<int64_t>(m->Footprint()));
-      // An older message with this id (expired, not yet dropped) may hold the key: the key must
-      // view the new message's id from now on.
-      if (auto it = s.ids.find(m->id); it != s.ids.end()) s.ids.erase(it);
-      s.ids.emplace(std::string_view(m->id), m->seq);
+      if (Indexed(*m)) {
+        // An older message with this id (expired, not yet dropped) may hold the key: the key must
+        // view the new message's id from now on.
+        auto [it, inserted] = s.ids.emplace(std::string_view(m->id), m->seq);
+        if (!inserted) {
+          s.ids.erase(it);
+          s.ids.emplace(std::string_view(m->id), m->seq);
+        }
+      }
       s.earliest_expiry = std::min(s.earliest_expiry, m->expires_at);
       s.messages.push_back(m);
       while (s.messages.size() > options_.history_size) {
@@ -178,7 +249,7 @@ void MemoryStore::Append(AppendRequest request,
       }
       result.message = std::move(m);
     }
-    Touch(shard, s);
+    Touch(shard, s, now);
   }
   if (bytes_.load(std::memory_order_relaxed) > options_.max_bytes) EvictIfOverBudget();
   // Outside the shard lock: a connection's replay may read the store from here.
@@ -240,8 +311,8 @@ void MemoryStore::Read(ReadRequest request,
     auto it = shard.streams.find(request.user_id);
     if (it != shard.streams.end()) {
       Stream& s = *it->second;
-      Touch(shard, s);
       absl::Time now = clock_->Now();
+      Touch(shard, s, now);
       result.last_seq = s.last_seq;
       uint64_t cursor = s.cursor;
       if (!request.device_id.empty()) {
@@ -308,12 +379,9 @@ void MemoryStore::Receipts(ReceiptsRequest request,
     if (!request.message_id.empty()) {
       std::optional<uint64_t> seq;
       if (s != nullptr) {
-        if (auto id = s->ids.find(request.message_id); id != s->ids.end()) {
-          auto m = std::lower_bound(s->messages.begin(), s->messages.end(), id->second,
-                                    [](const MessagePtr& p, uint64_t v) { return p->seq < v; });
-          if (m != s->messages.end() && (*m)->seq == id->second && (*m)->expires_at > now) {
-            seq = id->second;
-          }
+        if (auto m = FindSeq(*s, request.message_id);
+            m != s->messages.end() && (*m)->expires_at > now) {
+          seq = (*m)->seq;
         }
       }
       if (!seq) {

@@ -74,7 +74,11 @@ class MemoryStore final : public Store {
   void Forget(Stream& s, const Message& m);
   void RemoveExpired(Shard& shard, Stream& s, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
-  void Touch(Shard& shard, Stream& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  void Touch(Shard& shard, Stream& s, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  // The retained message (expired or not) with `message_id`: a caller's id through the stream's
+  // index, an id the store made through the seq it names; messages' end when none.
+  static std::deque<MessagePtr>::const_iterator FindSeq(const Stream& s,
+                                                        std::string_view message_id);
   void AddBytes(int64_t delta);
   // The user's device `device_id` if kept and not expired (an expired one is dropped).
   Device* FindDevice(Shard& shard, Stream& s, std::string_view device_id, absl::Time now)

@@ -298,6 +298,58 @@ TEST_P(StoreTest, SameMessageIdIsStoredOnce) {
   EXPECT_EQ(Append("alice", "3").message->seq, 3u);
 }
 
+// The id the embedded store made, given back by a caller that retries with it, is the same key
+// (with Redis only while waiting for replicas, whose error names it: RedisStoreTest).
+TEST_F(MemoryStoreTest, AnIdTheStoreMadeDedupesWhenGivenBack) {
+  MakeStore(MemoryStoreOptions{.history_size = 3});
+  AppendResult made = Append("alice", R"("first")");
+  ASSERT_FALSE(made.message->id.empty());
+  Append("alice", "2");
+  AppendResult again = Append("alice", R"("again")", made.message->id);
+  EXPECT_TRUE(again.duplicate);
+  EXPECT_EQ(again.message->seq, 1u);
+  EXPECT_EQ(again.message->data(), R"("first")");
+  // Another user's made id is no key of alice's; nor is a made id with one digit changed.
+  AppendResult bobs = Append("bob", "1");
+  EXPECT_FALSE(Append("alice", "3", bobs.message->id).duplicate);
+  std::string changed = made.message->id;
+  changed[0] = changed[0] == '0' ? '1' : '0';
+  EXPECT_FALSE(Append("alice", "4", changed).duplicate);
+  EXPECT_EQ(Seqs(Read("alice", 0)), (Seq{2, 3, 4}));  // seq 1 went at history_size 3
+  // Evicted, the made id is free again: stored anew, then a key like any other.
+  AppendResult reused = Append("alice", "5", made.message->id);
+  EXPECT_FALSE(reused.duplicate);
+  EXPECT_EQ(reused.message->seq, 5u);
+  EXPECT_TRUE(Append("alice", "6", made.message->id).duplicate);
+  absl::StatusOr<ReceiptsResult> by_id = Receipts("alice", made.message->id, 0);
+  ASSERT_TRUE(by_id.ok()) << by_id.status();
+  EXPECT_EQ(by_id->seq, 5u);
+}
+
+// Caller ids in the shape of the ids the store makes (24 hex digits) are keys like any other,
+// whichever seq their last digits spell: the message's own or another one.
+TEST_P(StoreTest, CallerIdsShapedLikeMadeOnesAreKeysLikeAnyOther) {
+  MakeStore(MemoryStoreOptions{.history_size = 2});
+  const std::string own = "abcdefabcdef000000000001";    // spells seq 1, which it gets
+  const std::string other = "abcdefabcdef000000000007";  // spells seq 7; it gets seq 2
+  EXPECT_EQ(Append("alice", "1", own).message->seq, 1u);
+  EXPECT_EQ(Append("alice", "2", other).message->seq, 2u);
+  AppendResult own_again = Append("alice", "x", own);
+  EXPECT_TRUE(own_again.duplicate);
+  EXPECT_EQ(own_again.message->seq, 1u);
+  EXPECT_EQ(Append("alice", "x", other).message->seq, 2u);
+  ASSERT_TRUE(Receipts("alice", own, 0).ok());
+  EXPECT_EQ(Receipts("alice", other, 0)->seq, 2u);
+  // Both evicted: both free again, and nothing is left behind that still answers for them.
+  Append("alice", "3");
+  Append("alice", "4");
+  EXPECT_EQ(Receipts("alice", own, 0).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Receipts("alice", other, 0).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(Append("alice", "5", own).duplicate);
+  EXPECT_FALSE(Append("alice", "6", other).duplicate);
+  EXPECT_EQ(Seqs(Read("alice", 0)), (Seq{5, 6}));
+}
+
 TEST_P(StoreTest, SameMessageIdForAnotherUserIsNotADuplicate) {
   Append("alice", "1", "shared");
   AppendResult bob = Append("bob", "1", "shared");
