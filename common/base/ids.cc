@@ -92,4 +92,24 @@ std::string NewMessageId() {
   return id;
 }
 
+std::string NewSeqMessageId(uint64_t seq) {
+  std::string id;
+  id.reserve(24);
+  AppendHex(&id, NextRandom(), 12);
+  AppendHex(&id, seq & kSeqMessageIdMask, 12);
+  return id;
+}
+
+std::optional<uint64_t> SeqOfMessageId(std::string_view message_id) {
+  if (message_id.size() != 24) return std::nullopt;
+  uint64_t seq = 0;
+  for (size_t i = 0; i < message_id.size(); ++i) {
+    char c = message_id[i];
+    int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (digit < 0) return std::nullopt;
+    if (i >= 12) seq = (seq << 4) | static_cast<uint64_t>(digit);
+  }
+  return seq;
+}
+
 }  // namespace push

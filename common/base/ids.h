@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -24,5 +26,14 @@ absl::Status ValidateDeviceId(std::string_view device_id);
 // Random, URL-safe identifiers (hex). Connection ids are 20 characters, message ids 24.
 std::string NewConnectionId();
 std::string NewMessageId();
+
+// A message id that spells its seq: 12 random hex digits, then the seq's low 48 bits in 12 hex
+// digits (24 in all, lowercase), so that a store can find the message by its seq without indexing
+// the id.
+inline constexpr uint64_t kSeqMessageIdMask = (uint64_t{1} << 48) - 1;
+std::string NewSeqMessageId(uint64_t seq);
+// The low 48 bits of the seq an id of that shape spells (whoever made it); nullopt for any other
+// id.
+std::optional<uint64_t> SeqOfMessageId(std::string_view message_id);
 
 }  // namespace push

@@ -33,41 +33,12 @@ struct Marks {
 
 namespace {
 
-// The ids the store makes: 12 hex digits at random, then the seq in 12 hex digits (its low 48
-// bits), so that a lookup finds the message by its seq instead of an index entry.
-constexpr size_t kMadeIdRandomDigits = 12;
-constexpr size_t kMadeIdSeqDigits = 12;
-constexpr uint64_t kMadeIdSeqMask = (uint64_t{1} << (4 * kMadeIdSeqDigits)) - 1;
-
-std::string MakeId(uint64_t seq) {
-  std::string id = NewMessageId();  // random hex; its first digits are kept
-  id.resize(kMadeIdRandomDigits + kMadeIdSeqDigits);
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (size_t i = 0; i < kMadeIdSeqDigits; ++i) {
-    id[kMadeIdRandomDigits + i] = kHex[(seq >> (4 * (kMadeIdSeqDigits - 1 - i))) & 0xF];
-  }
-  return id;
-}
-
-// The seq a made id names (any id of that shape, made here or given by a caller), if it has it.
-std::optional<uint64_t> MadeIdSeq(std::string_view id) {
-  if (id.size() != kMadeIdRandomDigits + kMadeIdSeqDigits) return std::nullopt;
-  uint64_t seq = 0;
-  for (size_t i = 0; i < id.size(); ++i) {
-    char c = id[i];
-    int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    if (digit < 0) return std::nullopt;
-    if (i >= kMadeIdRandomDigits) seq = (seq << 4) | static_cast<uint64_t>(digit);
-  }
-  return seq;
-}
-
 // Whether a message's id has an entry in its stream's `ids`: not when the id names the message's
 // own seq (made by the store, or given by a caller in that shape), which FindSeq finds without
 // one. Append and Forget ask the same question of the same message, so they agree.
 bool Indexed(const Message& m) {
-  std::optional<uint64_t> seq = MadeIdSeq(m.id);
-  return !seq || *seq != (m.seq & kMadeIdSeqMask);
+  std::optional<uint64_t> seq = SeqOfMessageId(m.id);
+  return !seq || *seq != (m.seq & kSeqMessageIdMask);
 }
 
 // The retained message with `seq` in `messages` (increasing seq), or end.
@@ -182,10 +153,10 @@ std::deque<MessagePtr>::const_iterator MemoryStore::FindSeq(const Stream& s,
   if (auto it = s.ids.find(message_id); it != s.ids.end()) return FindBySeq(s.messages, it->second);
   // Not given by a caller: an id the store made names its seq (the other 16 bits of a seq past
   // 2^48 are those of the latest message's).
-  std::optional<uint64_t> low = MadeIdSeq(message_id);
+  std::optional<uint64_t> low = SeqOfMessageId(message_id);
   if (!low || s.messages.empty()) return s.messages.end();
-  uint64_t seq = (s.last_seq & ~kMadeIdSeqMask) | *low;
-  if (seq > s.last_seq) seq -= kMadeIdSeqMask + 1;
+  uint64_t seq = (s.last_seq & ~kSeqMessageIdMask) | *low;
+  if (seq > s.last_seq) seq -= kSeqMessageIdMask + 1;
   auto m = FindBySeq(s.messages, seq);
   return m != s.messages.end() && (*m)->id == message_id && !Indexed(**m) ? m : s.messages.end();
 }
@@ -227,7 +198,8 @@ void MemoryStore::Append(AppendRequest request,
     }
     if (!result.duplicate) {
       uint64_t seq = s.last_seq + 1;
-      std::string id = request.message_id.empty() ? MakeId(seq) : std::move(request.message_id);
+      std::string id =
+          request.message_id.empty() ? NewSeqMessageId(seq) : std::move(request.message_id);
       MessagePtr m =
           MakeMessage(seq, std::move(id), now, now + request.ttl, std::move(request.payload));
       s.last_seq = m->seq;

@@ -91,6 +91,26 @@ TEST(NewIdTest, MessageIdsAreUnique24CharHexAndValidMessageIds) {
   }
 }
 
+TEST(NewIdTest, SeqMessageIdsSpellTheirSeqAndAreValidMessageIds) {
+  std::unordered_set<std::string> seen;
+  for (uint64_t seq : {uint64_t{1}, uint64_t{42}, kSeqMessageIdMask, kSeqMessageIdMask + 5}) {
+    for (int i = 0; i < 1000; ++i) {
+      std::string id = NewSeqMessageId(seq);
+      ASSERT_EQ(id.size(), 24u) << id;
+      ASSERT_TRUE(IsLowerHex(id)) << id;
+      ASSERT_TRUE(ValidateMessageId(id).ok()) << id;
+      ASSERT_EQ(SeqOfMessageId(id), seq & kSeqMessageIdMask) << id;
+      ASSERT_TRUE(seen.insert(id).second) << "duplicate message id " << id;
+    }
+  }
+  EXPECT_EQ(SeqOfMessageId("00000000000000000000002a"), 42u);
+  // Any other shape names no seq: another length, upper case, a non-hex digit.
+  EXPECT_EQ(SeqOfMessageId("0000000000000000000002a"), std::nullopt);
+  EXPECT_EQ(SeqOfMessageId("00000000000000000000002A"), std::nullopt);
+  EXPECT_EQ(SeqOfMessageId("g0000000000000000000002a"), std::nullopt);
+  EXPECT_EQ(SeqOfMessageId("order-42"), std::nullopt);
+}
+
 TEST(NewIdTest, IdsMadeOnSeveralThreadsDoNotCollide) {
   constexpr int kThreads = 4;
   constexpr int kPerThread = 2500;
