@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -10,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/testing/temp_files.h"
 
 namespace push {
 namespace {
@@ -22,14 +22,7 @@ using Env = std::map<std::string, std::string>;
   return ::testing::AssertionFailure() << "'" << message << "' does not mention '" << part << "'";
 }
 
-// Writes `contents` to a fresh file under the test temp dir and returns its path.
-std::string WriteFile(const std::string& name, const std::string& contents) {
-  std::string path =
-      ::testing::TempDir() + "/pushd_config_test_" + std::to_string(getpid()) + "_" + name;
-  std::ofstream out(path, std::ios::trunc);
-  out << contents;
-  return path;
-}
+using ::push::testing::TempFile;
 
 std::string HostName() {
   char buf[256] = {};
@@ -166,13 +159,14 @@ TEST(ParseConfigTest, EachCallStartsFromDefaults) {
 }
 
 TEST(ParseConfigTest, FlagfileWithCommentsAndBlankLines) {
-  std::string path = WriteFile("basic.flags",
-                               "# pushd settings\n"
-                               "\n"
-                               "--history_size=21\n"
-                               "   # indented comment\n"
-                               "  --history_ttl=2h  \n"
-                               "--node_id=from-file\n");
+  TempFile file(
+      "# pushd settings\n"
+      "\n"
+      "--history_size=21\n"
+      "   # indented comment\n"
+      "  --history_ttl=2h  \n"
+      "--node_id=from-file\n");
+  const std::string& path = file.path();
   absl::StatusOr<Config> c = ParseConfig({"--flagfile=" + path}, {});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->history_size, 21u);
@@ -187,7 +181,8 @@ TEST(ParseConfigTest, FlagfileWithCommentsAndBlankLines) {
 }
 
 TEST(ParseConfigTest, FlagfileFromEnvironment) {
-  std::string path = WriteFile("env.flags", "--history_size=33\n");
+  TempFile file("--history_size=33\n");
+  const std::string& path = file.path();
   absl::StatusOr<Config> c = ParseConfig({}, Env{{"PUSHD_FLAGFILE", path}});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->history_size, 33u);
@@ -200,7 +195,8 @@ TEST(ParseConfigTest, MissingFlagfileNamesThePath) {
 }
 
 TEST(ParseConfigTest, BadValueInFlagfileNamesTheFlag) {
-  std::string path = WriteFile("bad.flags", "--history_size=lots\n");
+  TempFile file("--history_size=lots\n");
+  const std::string& path = file.path();
   absl::StatusOr<Config> c = ParseConfig({"--flagfile=" + path}, {});
   EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(MessageHas(c.status(), "--history_size"));
@@ -325,7 +321,8 @@ TEST(ParseConfigTest, TlsNeedsBothFilesWithPemThatOpenSslAccepts) {
   EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(MessageHas(c.status(), "--tls_cert_file is missing"));
 
-  std::string not_pem = WriteFile("not.pem", "hello\n");
+  TempFile not_pem_file("hello\n");
+  const std::string& not_pem = not_pem_file.path();
   c = ParseConfig({"--tls_cert_file=" + not_pem, "--tls_key_file=" + not_pem}, {});
   EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(MessageHas(c.status(), "--tls_cert_file"));
