@@ -175,8 +175,12 @@ class WebSocketSession final : public Connection,
   void ScheduleTimer(absl::Duration after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The next heartbeat or token deadline.
   absl::Time NextWake() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // On the wheel's thread: what needs no strand is done there (a stale entry, a deadline that
+  // moved, a heartbeat ping on the send lane); the rest is posted to OnTimer.
   void OnWheelTimer(int64_t due) override ABSL_LOCKS_EXCLUDED(mu_);
-  void OnTimer(int64_t due) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns false, having changed nothing, when `on_strand` is false and what is due needs the
+  // strand (a close, a ping behind a replay or on TLS).
+  bool OnTimer(int64_t due, bool on_strand) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes our heartbeat ping, or a pong answering a client's ping taken at the socket.
   void SendControl(bool ping, std::string payload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The timer of the close handshake and of the linger after it, made when first needed: an

@@ -251,6 +251,9 @@ void WebSocketSession<Stream>::OnReadable(beast::error_code ec) {
                      [this](const FrameReader::Event& event)
                          ABSL_NO_THREAD_SAFETY_ANALYSIS { OnFrame(event); });
         if (reader_.done() || ended()) return;
+        // A short read took all the socket held: wait rather than read again for EAGAIN (the
+        // wait re-arms the socket in epoll, which reports bytes that came in between).
+        if (static_cast<size_t>(n) < buffer.size()) return DoRead();
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
@@ -758,30 +761,51 @@ void WebSocketSession<Stream>::ScheduleTimer(absl::Duration after) {
 
 template <class Stream>
 void WebSocketSession<Stream>::OnWheelTimer(int64_t due) {
-  // On the wheel's strand: continue on the connection's own.
+  {
+    // Most turns need no strand: a pong came in time, or a ping goes out on the send lane as a
+    // publishing thread's frame does. No post then, and no wake-up of another edge thread.
+    absl::MutexLock lock(&mu_);
+    if (OnTimer(due, /*on_strand=*/false)) return;
+  }
   net::post(ws_.get_executor(), [self = this->shared_from_this(), due] {
     absl::MutexLock lock(&self->mu_);
-    self->OnTimer(due);
+    self->OnTimer(due, /*on_strand=*/true);
   });
 }
 
 template <class Stream>
-void WebSocketSession<Stream>::OnTimer(int64_t due) {
+bool WebSocketSession<Stream>::OnTimer(int64_t due, bool on_strand) {
   // An older deadline that ScheduleTimer has since replaced is stale; once closing, the close
   // timer rules.
-  if (due != wake_tick_ || phase_ != Phase::kOpen) return;
-  wake_tick_ = 0;  // no entry pending now
+  if (due != wake_tick_ || phase_ != Phase::kOpen) return true;
   absl::Time now = absl::Now();
-  if (awaiting_pong_ && now - ping_sent_ >= options_.pong_timeout) {
+  const bool pong_late = awaiting_pong_ && now - ping_sent_ >= options_.pong_timeout;
+  const bool expired = now >= params_.token_valid_until;
+  const bool ping = now >= next_ping_;
+  if (!on_strand) {
+    // Off the strand: a ping only where the lane takes it as Deliver's frames (no replay to
+    // continue once it is written); closing always goes to the strand.
+    bool lane_ping = false;
+    if constexpr (kSendLane) lane_ping = !sequencer_.ReplayWaiting();
+    if (pong_late || expired || (ping && !lane_ping)) return false;
+  }
+  wake_tick_ = 0;  // no entry pending now
+  if (pong_late) {
     Abort(Disconnect::kPongTimeout);
-    return;
+    return true;
   }
-  if (now >= params_.token_valid_until) {
+  if (expired) {
     StartClose(kCloseTokenExpired, "token expired", Disconnect::kToken);
-    return;
+    return true;
   }
-  if (now >= next_ping_) {
-    if (!control_in_flight_) {
+  if (ping) {
+    if (!on_strand) {
+      if constexpr (kSendLane) {
+        EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(), false, Opcode::kPing},
+                     /*ahead=*/true);
+        FlushLane(/*on_strand=*/false);
+      }
+    } else if (!control_in_flight_) {
       SendControl(/*ping=*/true, {});
     } else {
       ping_wanted_ = true;  // sent when the control write in flight completes
@@ -793,6 +817,7 @@ void WebSocketSession<Stream>::OnTimer(int64_t due) {
     next_ping_ = now + options_.ping_interval;
   }
   ScheduleTimer(NextWake() - now);
+  return true;
 }
 
 template <class Stream>
