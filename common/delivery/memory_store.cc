@@ -214,6 +214,7 @@ void MemoryStore::Append(AppendRequest request,
         }
       }
       s.earliest_expiry = std::min(s.earliest_expiry, m->expires_at);
+      shard.earliest_expiry = std::min(shard.earliest_expiry, m->expires_at);
       s.messages.push_back(m);
       while (s.messages.size() > options_.history_size) {
         PopFront(shard, s);
@@ -435,6 +436,7 @@ MemoryStore::Device& MemoryStore::ActiveDevice(Shard& shard, Stream& s, std::str
     auto [it, inserted] = s.devices->try_emplace(device_id);
     AddBytes(static_cast<int64_t>(Device::Footprint(it->first)));
     s.devices->expiry = std::min(s.devices->expiry, now + options_.devices.ttl);
+    shard.earliest_device_expiry = std::min(shard.earliest_device_expiry, s.devices->expiry);
     device = &it->second;
   }
   device->last_active = now;
@@ -508,16 +510,32 @@ void MemoryStore::Sweep() {
   absl::Time now = clock_->Now();
   for (auto& shard : shards_) {
     absl::MutexLock lock(&shard->mu);
-    for (Stream* s = shard->lru_head[0]; s != nullptr;) {
-      Stream* next = s->lru_next;
-      if (s->earliest_expiry <= now) RemoveExpired(*shard, *s, now);
-      s = next;
+    if (shard->earliest_expiry <= now) {
+      absl::Time earliest = absl::InfiniteFuture();
+      for (Stream* s = shard->lru_head[0]; s != nullptr;) {
+        Stream* next = s->lru_next;
+        if (s->earliest_expiry <= now) RemoveExpired(*shard, *s, now);
+        earliest = std::min(earliest, s->earliest_expiry);
+        s = next;
+      }
+      shard->earliest_expiry = earliest;
     }
-    std::vector<Stream*> due;
-    for (Stream* s : shard->with_devices) {
-      if (s->devices->expiry <= now) due.push_back(s);
+    if (shard->earliest_device_expiry <= now) {
+      std::vector<Stream*> due;
+      absl::Time earliest = absl::InfiniteFuture();
+      for (Stream* s : shard->with_devices) {
+        if (s->devices->expiry <= now) {
+          due.push_back(s);
+        } else {
+          earliest = std::min(earliest, s->devices->expiry);
+        }
+      }
+      for (Stream* s : due) {
+        DropExpiredDevices(*shard, *s, now);
+        if (s->devices) earliest = std::min(earliest, s->devices->expiry);
+      }
+      shard->earliest_device_expiry = earliest;
     }
-    for (Stream* s : due) DropExpiredDevices(*shard, *s, now);
   }
 }
 

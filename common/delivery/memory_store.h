@@ -61,6 +61,10 @@ class MemoryStore final : public Store {
     Stream* lru_tail[2] ABSL_GUARDED_BY(mu) = {nullptr, nullptr};
     // The streams with a device table, which Sweep looks at for expired devices.
     absl::flat_hash_set<Stream*> with_devices ABSL_GUARDED_BY(mu);
+    // Lower bounds of its streams' earliest message expiry and device table expiry: until then
+    // Sweep passes the shard by without walking its streams (with a day's ttl, all day long).
+    absl::Time earliest_expiry ABSL_GUARDED_BY(mu) = absl::InfiniteFuture();
+    absl::Time earliest_device_expiry ABSL_GUARDED_BY(mu) = absl::InfiniteFuture();
 
     void Unlink(Stream& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
     // Moves `s` to the most recently active end of the list matching its content.
