@@ -6,9 +6,12 @@
 #include <grpcpp/security/credentials.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
 #include <csignal>
+#include <string>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "tests/testing/clients.h"
@@ -111,6 +114,46 @@ TEST(TlsTest, PushOverGrpcTlsReachesAWssClient) {
   EXPECT_EQ(event.close_reason, "bye");
   auto stub = server.Stub();
   EXPECT_TRUE(WaitFor([&] { return DoList(*stub, "alice").total() == 0; }));
+}
+
+// Heartbeats over TLS go through each connection's strand (the send lane, where the timer's own
+// thread writes a ping, is for plain connections): a wss client that reads answers them and
+// stays, one that never reads is dropped at the pong timeout.
+TEST(TlsTest, HeartbeatKeepsAReadingWssClientAndDropsASilentOne) {
+  TlsPushd server({"--ping_interval=200ms", "--pong_timeout=300ms"});
+  ASSERT_TRUE(server.pushd.started());
+  auto steady = server.Connect("steady");
+  auto silent = server.Connect("silent");  // never read again: Beast answers pings in reads
+  ASSERT_TRUE(steady && silent);
+  auto stub = server.Stub();
+
+  // Reading for 8 intervals, a push each interval, the reader answering every ping meanwhile.
+  constexpr int kMessages = 8;
+  auto start = steady_clock::now();
+  std::atomic<int> push_failures{0};
+  std::thread pusher([&] {
+    auto pusher_stub = server.Stub();
+    for (int i = 1; i <= kMessages; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));  // paces the pushes
+      if (!DoPush(*pusher_stub, "steady", std::to_string(i)).ok()) ++push_failures;
+    }
+  });
+  for (int i = 1; i <= kMessages; ++i) {
+    WsEvent event = steady->Read(std::chrono::milliseconds(5000));
+    ASSERT_EQ(event.kind, WsEvent::kText) << "message " << i << ": kind=" << event.kind
+                                          << " close=" << event.close_code << " " << event.data;
+    EXPECT_EQ(json::parse(event.data).at("seq"), i);
+  }
+  pusher.join();
+  EXPECT_EQ(push_failures.load(), 0);
+  EXPECT_GE(steady_clock::now() - start, std::chrono::milliseconds(3 * 200 + 300));
+
+  EXPECT_EQ(DoList(*stub, "steady").total(), 1u);
+  EXPECT_TRUE(WaitFor([&] { return DoList(*stub, "silent").total() == 0; }));
+  HttpResponse metrics =
+      HttpsRequest(server.pushd.ws_port(), server.cert.cert_pem, "GET", "/metrics");
+  EXPECT_EQ(MetricValue(metrics.body, R"(pushd_disconnects_total{reason="pong_timeout"})"), 1u)
+      << metrics.body;
 }
 
 TEST(TlsTest, CompatRouteAndReplayWorkOverWss) {
