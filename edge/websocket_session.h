@@ -181,8 +181,10 @@ class WebSocketSession final : public Connection,
   // Returns false, having changed nothing, when `on_strand` is false and what is due needs the
   // strand (a close, a ping behind a replay or on TLS).
   bool OnTimer(int64_t due, bool on_strand) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Writes our heartbeat ping, or a pong answering a client's ping taken at the socket.
-  void SendControl(bool ping, std::string payload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes our heartbeat ping, or a pong answering a client's ping taken at the socket. Off the
+  // strand (`on_strand` false) only on the send lane.
+  void SendControl(bool ping, std::string payload, bool on_strand = true)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The timer of the close handshake and of the linger after it, made when first needed: an
   // open connection's deadlines are on the edge's TimerWheel.
   net::steady_timer& CloseTimer() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

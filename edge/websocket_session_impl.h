@@ -799,14 +799,8 @@ bool WebSocketSession<Stream>::OnTimer(int64_t due, bool on_strand) {
     return true;
   }
   if (ping) {
-    if (!on_strand) {
-      if constexpr (kSendLane) {
-        EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(), false, Opcode::kPing},
-                     /*ahead=*/true);
-        FlushLane(/*on_strand=*/false);
-      }
-    } else if (!control_in_flight_) {
-      SendControl(/*ping=*/true, {});
+    if (!control_in_flight_) {
+      SendControl(/*ping=*/true, {}, on_strand);
     } else {
       ping_wanted_ = true;  // sent when the control write in flight completes
     }
@@ -821,14 +815,18 @@ bool WebSocketSession<Stream>::OnTimer(int64_t due, bool on_strand) {
 }
 
 template <class Stream>
-void WebSocketSession<Stream>::SendControl(bool ping, std::string payload) {
+void WebSocketSession<Stream>::SendControl(bool ping, std::string payload, bool on_strand) {
   if constexpr (kSendLane) {
     // In the lane, ahead of the messages not yet started (the peer's answer must not wait
     // behind a backlog); the lane never interleaves with itself, so no wait of their own.
     EnqueueFrame(OutFrame{nullptr, std::make_shared<const std::string>(std::move(payload)), false,
                           ping ? Opcode::kPing : Opcode::kPong},
                  /*ahead=*/true);
-    DoWrite();
+    if (on_strand) {
+      DoWrite();
+    } else {
+      FlushLane(/*on_strand=*/false);  // as a publishing thread writes (see Deliver)
+    }
   } else {
     control_in_flight_ = true;
     auto done = [self = this->shared_from_this()](beast::error_code ec) {
