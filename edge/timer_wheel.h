@@ -28,8 +28,9 @@ class TimerWheel {
   class Client {
    public:
     virtual ~Client() = default;
-    // Runs on the wheel's strand at or after the due tick `due`: hand the work to your own
-    // executor, quickly.
+    // Runs on the wheel's strand at or after the due tick `due`, for every client due in that
+    // tick one after another: brief work only (a WebSocket session takes its own lock and may
+    // write a ping with a non-blocking send); hand anything longer to your own executor.
     virtual void OnWheelTimer(int64_t due) = 0;
   };
 

@@ -104,7 +104,8 @@ class WebSocketSession final : public Connection,
   // Beast's control callback (a pong answers our heartbeat). Not checked: Beast calls it on the
   // strand from inside a WebSocket read, under mu_ when a handler starts the read and without it
   // when the read goes on; the strand orders it with the handlers, and Deliver, the one caller
-  // off the strand, never touches awaiting_pong_.
+  // off the strand, never touches awaiting_pong_ (nor does the timer wheel's thread on TLS:
+  // OnWheelTimer posts every TLS turn to the strand).
   void OnControlFrame(websocket::frame_type kind) ABSL_NO_THREAD_SAFETY_ANALYSIS;
   // TLS: Beast's handshake is done.
   void OnAccept(beast::error_code ec) ABSL_LOCKS_EXCLUDED(mu_);
@@ -175,8 +176,8 @@ class WebSocketSession final : public Connection,
   void ScheduleTimer(absl::Duration after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The next heartbeat or token deadline.
   absl::Time NextWake() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // On the wheel's thread: what needs no strand is done there (a stale entry, a deadline that
-  // moved, a heartbeat ping on the send lane); the rest is posted to OnTimer.
+  // On the wheel's thread: on the send lane, what needs no strand is done there (a stale entry,
+  // a deadline that moved, a heartbeat ping); the rest, and every TLS turn, is posted to OnTimer.
   void OnWheelTimer(int64_t due) override ABSL_LOCKS_EXCLUDED(mu_);
   // Returns false, having changed nothing, when `on_strand` is false and what is due needs the
   // strand (a close, a ping behind a replay or on TLS).

@@ -761,9 +761,10 @@ void WebSocketSession<Stream>::ScheduleTimer(absl::Duration after) {
 
 template <class Stream>
 void WebSocketSession<Stream>::OnWheelTimer(int64_t due) {
-  {
+  if constexpr (kSendLane) {
     // Most turns need no strand: a pong came in time, or a ping goes out on the send lane as a
     // publishing thread's frame does. No post then, and no wake-up of another edge thread.
+    // (Not on TLS: Beast's control callback sets awaiting_pong_ on the strand without mu_.)
     absl::MutexLock lock(&mu_);
     if (OnTimer(due, /*on_strand=*/false)) return;
   }

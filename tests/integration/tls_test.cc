@@ -127,33 +127,71 @@ TEST(TlsTest, HeartbeatKeepsAReadingWssClientAndDropsASilentOne) {
   ASSERT_TRUE(steady && silent);
   auto stub = server.Stub();
 
-  // Reading for 8 intervals, a push each interval, the reader answering every ping meanwhile.
-  constexpr int kMessages = 8;
-  auto start = steady_clock::now();
+  // The steady client reads (answering every ping) for as long as the checks below take: a push
+  // each interval keeps its reads returning, and a last push, "end", tells the reader to stop.
+  // Both threads stop and are joined on every path.
+  std::atomic<bool> stop{false};
+  std::atomic<int> pushed{0};
   std::atomic<int> push_failures{0};
+  std::atomic<int> received{0};
+  std::string read_failure;
   std::thread pusher([&] {
     auto pusher_stub = server.Stub();
-    for (int i = 1; i <= kMessages; ++i) {
+    for (int i = 1; i <= 200 && !stop.load(); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));  // paces the pushes
-      if (!DoPush(*pusher_stub, "steady", std::to_string(i)).ok()) ++push_failures;
+      if (DoPush(*pusher_stub, "steady", std::to_string(i)).ok()) {
+        ++pushed;
+      } else {
+        ++push_failures;
+      }
+    }
+    if (!DoPush(*pusher_stub, "steady", R"("end")").ok()) ++push_failures;
+  });
+  std::thread reader([&] {
+    for (int seq = 1; seq <= 201; ++seq) {
+      WsEvent event = steady->Read(std::chrono::milliseconds(5000));
+      if (event.kind != WsEvent::kText) {
+        read_failure = "kind=" + std::to_string(event.kind) +
+                       " close=" + std::to_string(event.close_code) + " " + event.data;
+        return;
+      }
+      json::value frame = json::parse(event.data);
+      if (frame.at("seq") != seq) {
+        read_failure = "out of order: " + event.data;
+        return;
+      }
+      if (frame.at("data") == "end") return;
+      ++received;
     }
   });
-  for (int i = 1; i <= kMessages; ++i) {
-    WsEvent event = steady->Read(std::chrono::milliseconds(5000));
-    ASSERT_EQ(event.kind, WsEvent::kText) << "message " << i << ": kind=" << event.kind
-                                          << " close=" << event.close_code << " " << event.data;
-    EXPECT_EQ(json::parse(event.data).at("seq"), i);
-  }
-  pusher.join();
-  EXPECT_EQ(push_failures.load(), 0);
-  EXPECT_GE(steady_clock::now() - start, std::chrono::milliseconds(3 * 200 + 300));
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::thread& a;
+    std::thread& b;
+    ~Joiner() {
+      stop = true;
+      if (a.joinable()) a.join();
+      if (b.joinable()) b.join();
+    }
+  } joiner{stop, pusher, reader};
 
-  EXPECT_EQ(DoList(*stub, "steady").total(), 1u);
+  auto start = steady_clock::now();
   EXPECT_TRUE(WaitFor([&] { return DoList(*stub, "silent").total() == 0; }));
+  // Several pong timeouts have passed for a client that answered nothing: the steady one is still
+  // there, still receiving.
+  EXPECT_TRUE(WaitFor([&] { return received.load() >= 5; }));
+  EXPECT_GE(steady_clock::now() - start, std::chrono::milliseconds(3 * 200 + 300));
+  EXPECT_EQ(DoList(*stub, "steady").total(), 1u);
   HttpResponse metrics =
       HttpsRequest(server.pushd.ws_port(), server.cert.cert_pem, "GET", "/metrics");
   EXPECT_EQ(MetricValue(metrics.body, R"(pushd_disconnects_total{reason="pong_timeout"})"), 1u)
       << metrics.body;
+  stop = true;
+  pusher.join();
+  reader.join();
+  EXPECT_EQ(read_failure, "");
+  EXPECT_EQ(push_failures.load(), 0);
+  EXPECT_EQ(received.load(), pushed.load());
 }
 
 TEST(TlsTest, CompatRouteAndReplayWorkOverWss) {
