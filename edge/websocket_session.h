@@ -179,8 +179,8 @@ class WebSocketSession final : public Connection,
   // On the wheel's thread: on the send lane, what needs no strand is done there (a stale entry,
   // a deadline that moved, a heartbeat ping); the rest, and every TLS turn, is posted to OnTimer.
   void OnWheelTimer(int64_t due) override ABSL_LOCKS_EXCLUDED(mu_);
-  // Returns false, having changed nothing, when `on_strand` is false and what is due needs the
-  // strand (a close, a ping behind a replay or on TLS).
+  // Returns false, having changed nothing, when `on_strand` is false (the send lane only) and
+  // what is due needs the strand (a close, a ping behind a replay).
   bool OnTimer(int64_t due, bool on_strand) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes our heartbeat ping, or a pong answering a client's ping taken at the socket. Off the
   // strand (`on_strand` false) only on the send lane.

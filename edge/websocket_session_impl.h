@@ -784,11 +784,9 @@ bool WebSocketSession<Stream>::OnTimer(int64_t due, bool on_strand) {
   const bool expired = now >= params_.token_valid_until;
   const bool ping = now >= next_ping_;
   if (!on_strand) {
-    // Off the strand: a ping only where the lane takes it as Deliver's frames (no replay to
-    // continue once it is written); closing always goes to the strand.
-    bool lane_ping = false;
-    if constexpr (kSendLane) lane_ping = !sequencer_.ReplayWaiting();
-    if (pong_late || expired || (ping && !lane_ping)) return false;
+    // Off the strand (the send lane only, see OnWheelTimer): a ping goes out as Deliver's frames
+    // do unless a replay waits to continue once it is written; closing always goes to the strand.
+    if (pong_late || expired || (ping && sequencer_.ReplayWaiting())) return false;
   }
   wake_tick_ = 0;  // no entry pending now
   if (pong_late) {
