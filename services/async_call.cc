@@ -6,6 +6,7 @@
 #include <mutex>
 #include <string>
 
+#include "common/base/prefaulted_heap.h"
 #include "common/base/write_batch.h"
 #include "spdlog/spdlog.h"
 
@@ -87,7 +88,10 @@ void QueueThreads::Add(grpc::ServerBuilder* builder, int count) {
 
 void QueueThreads::Start() {
   for (auto& queue : queues_) {
-    threads_.emplace_back([q = queue.get()] { Serve(q); });
+    threads_.emplace_back([q = queue.get()] {
+      UsePrefaultedHeap();  // a push's allocations happen here (common/base/prefaulted_heap.h)
+      Serve(q);
+    });
   }
 }
 

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/prefaulted_heap.h"
 #include "common/base/strings.h"
 
 namespace push {
@@ -110,6 +111,19 @@ std::string Metrics::RenderPrometheus() const {
   one("pushd_presence_reports_dropped_total", "counter",
       "Connection reports that presence could not write to Redis and gave up on.",
       presence_reports_dropped.load());
+  if (PrefaultedHeapStats heap = GetPrefaultedHeapStats(); heap.active) {
+    absl::StrAppend(&out,
+                    "# HELP pushd_heap_chunks_total 2 MiB chunks of heap memory taken by the "
+                    "threads that carry pushes, by who faulted them in: the idle-priority thread "
+                    "ahead of use (prefaulted) or the taking thread itself (inline, the pool was "
+                    "empty).\n"
+                    "# TYPE pushd_heap_chunks_total counter\n"
+                    "pushd_heap_chunks_total{source=\"prefaulted\"} ",
+                    heap.chunks_prefaulted, "\n", "pushd_heap_chunks_total{source=\"inline\"} ",
+                    heap.chunks_mapped_inline, "\n");
+    one("pushd_heap_prefaulted_chunks", "gauge", "2 MiB chunks faulted in and waiting to be taken.",
+        heap.ready_chunks);
+  }
   push_duration.Render(&out, "pushd_push_duration_seconds",
                        "Push handling time: validate, store, hand to connections.");
   delivery_latency.Render(&out, "pushd_delivery_latency_seconds",
