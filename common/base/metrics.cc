@@ -114,13 +114,13 @@ std::string Metrics::RenderPrometheus() const {
   if (PrefaultedHeapStats heap = GetPrefaultedHeapStats(); heap.active) {
     absl::StrAppend(&out,
                     "# HELP pushd_heap_chunks_total 2 MiB chunks of heap memory taken by the "
-                    "threads that carry pushes, by who faulted them in: the idle-priority thread "
-                    "ahead of use (prefaulted) or the taking thread itself (inline, the pool was "
-                    "empty).\n"
+                    "threads that carry pushes, by who faulted them in: an idle-priority thread "
+                    "ahead of use (prefaulted), or the taking thread as it writes (inline: the "
+                    "pool was empty).\n"
                     "# TYPE pushd_heap_chunks_total counter\n"
                     "pushd_heap_chunks_total{source=\"prefaulted\"} ",
                     heap.chunks_prefaulted, "\n", "pushd_heap_chunks_total{source=\"inline\"} ",
-                    heap.chunks_mapped_inline, "\n");
+                    heap.chunks_inline, "\n");
     one("pushd_heap_prefaulted_chunks", "gauge", "2 MiB chunks faulted in and waiting to be taken.",
         heap.ready_chunks);
   }

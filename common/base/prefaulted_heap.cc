@@ -1,15 +1,16 @@
 #include "common/base/prefaulted_heap.h"
 
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstring>
-#include <mutex>
+#include <ctime>
 #include <string>
 #include <thread>
 
@@ -18,10 +19,6 @@
 // declared here so that the libraries do not depend on jemalloc's headers.
 extern "C" int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen)
     __attribute__((weak));
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23  // Linux 5.14
-#endif
 
 namespace push {
 namespace {
@@ -48,23 +45,27 @@ struct ExtentHooks {
 
 constexpr size_t kChunk = size_t{2} << 20;  // one huge page
 constexpr int kMaxReady = 32;
+// Address space set aside for the chunks (MAP_NORESERVE: no memory is committed until touched).
+// Past it, arenas map their growth themselves.
+constexpr size_t kReserve = size_t{8} << 30;
+constexpr size_t kMinReserve = size_t{256} << 20;
 
 // Everything here lives as long as the process: jemalloc calls the hooks of an arena until exit.
-// The hooks run inside jemalloc (its locks held), so they must not allocate: the pool is a fixed
-// array under a pthread mutex.
+// The hooks run inside jemalloc (its locks held), so they must not allocate, and they must not
+// wait for the refill thread, which runs only when nothing else wants the CPU: a chunk changes
+// hands through atomic slots, and the refill thread sleeps on a futex word the hook bumps.
 struct Pool {
-  std::mutex mu;
-  std::condition_variable refill;
-  void* ready[kMaxReady] = {};
-  int count = 0;      // guarded by mu
-  int target = 0;     // guarded by mu
-  bool stop = false;  // guarded by mu
-  bool huge = false;  // set before the first arena exists
+  std::atomic<void*> slots[kMaxReady] = {};  // a faulted-in chunk, or null
+  int target = 0;                            // slots in use; set before the thread starts
+  std::atomic<uint32_t> wake{0};             // futex word: bumped when a chunk is taken
+  std::atomic<bool> stop{false};
+  std::atomic<uintptr_t> next{0};  // the reservation's first chunk not handed out yet
+  uintptr_t end = 0;               // the reservation's end; set before the first arena exists
+  bool huge = false;               // set before the first arena exists
   std::thread thread;
   std::atomic<bool> active{false};
   std::atomic<uint64_t> prefaulted{0};
-  std::atomic<uint64_t> inline_maps{0};
-  std::atomic<uint64_t> other_maps{0};
+  std::atomic<uint64_t> inline_chunks{0};
 };
 
 Pool& ThePool() {
@@ -78,66 +79,80 @@ size_t PageSize() {
 }
 
 // An anonymous mapping of `size` bytes aligned to `alignment` (a power of two), or null.
-void* MapAligned(size_t size, size_t alignment) {
+void* MapAligned(size_t size, size_t alignment, int extra_flags = 0) {
   alignment = std::max(alignment, PageSize());
   size_t span = size + alignment - PageSize();
-  void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* raw =
+      mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | extra_flags, -1, 0);
   if (raw == MAP_FAILED) return nullptr;
   auto start = reinterpret_cast<uintptr_t>(raw);
   uintptr_t aligned = (start + alignment - 1) & ~(uintptr_t{alignment} - 1);
   if (aligned > start) munmap(raw, aligned - start);
   uintptr_t end = start + span;
   if (end > aligned + size) munmap(reinterpret_cast<void*>(aligned + size), end - aligned - size);
-  void* out = reinterpret_cast<void*>(aligned);
-  if (ThePool().huge && size >= kChunk) madvise(out, size, MADV_HUGEPAGE);
-  return out;
+  return reinterpret_cast<void*>(aligned);
 }
 
-// Faults every page of [p, p + size) in, as a write would.
-void Populate(void* p, size_t size) {
-  if (madvise(p, size, MADV_POPULATE_WRITE) == 0) return;
-  // Before Linux 5.14: one write per page.
-  auto* bytes = static_cast<volatile char*>(p);
-  for (size_t off = 0; off < size; off += PageSize()) bytes[off] = 0;
+// The next chunk of the reservation, not faulted in; null once it is used up.
+void* Carve() {
+  Pool& pool = ThePool();
+  uintptr_t chunk = pool.next.fetch_add(kChunk, std::memory_order_relaxed);
+  if (chunk + kChunk > pool.end) return nullptr;
+  return reinterpret_cast<void*>(chunk);
+}
+
+void FutexWake(std::atomic<uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+}
+
+void FutexWait(std::atomic<uint32_t>* word, uint32_t seen) {
+  timespec timeout{1, 0};  // bounded: the loop looks at `stop` at least once a second
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, seen, &timeout, nullptr,
+          0);
 }
 
 void* TakeReady() {
   Pool& pool = ThePool();
-  void* chunk = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(pool.mu);
-    if (pool.count > 0) chunk = pool.ready[--pool.count];
+  for (int i = 0; i < pool.target; ++i) {
+    if (pool.slots[i].load(std::memory_order_relaxed) == nullptr) continue;
+    void* chunk = pool.slots[i].exchange(nullptr, std::memory_order_acquire);
+    if (chunk == nullptr) continue;
+    pool.wake.fetch_add(1, std::memory_order_release);
+    FutexWake(&pool.wake);
+    return chunk;
   }
-  pool.refill.notify_one();
-  return chunk;
+  return nullptr;
 }
 
 void* HookAlloc(ExtentHooks* /*hooks*/, void* new_addr, size_t size, size_t alignment, bool* zero,
                 bool* commit, unsigned /*arena*/) {
-  if (new_addr != nullptr) return nullptr;  // no growing in place: jemalloc copies instead
+  // With opt.retain (checked at start) jemalloc never asks for a given address; refusing is a
+  // legal failure anyway.
+  if (new_addr != nullptr) return nullptr;
   Pool& pool = ThePool();
   void* out = nullptr;
-  if (size == kChunk && alignment <= kChunk) {
+  // An arena's growth: 2 MiB (retain_grow_limit) at page alignment. jemalloc's own metadata
+  // blocks ask for huge-page alignment and take the other path, without huge pages.
+  if (size == kChunk && alignment <= PageSize()) {
     out = TakeReady();
     if (out != nullptr) {
       pool.prefaulted.fetch_add(1, std::memory_order_relaxed);
     } else {
-      pool.inline_maps.fetch_add(1, std::memory_order_relaxed);
+      // Pool empty: the arena's thread takes the faults as it writes, as without the pool.
+      pool.inline_chunks.fetch_add(1, std::memory_order_relaxed);
+      out = Carve();
+      if (out == nullptr) {
+        out = MapAligned(kChunk, kChunk);
+        if (out != nullptr && pool.huge) madvise(out, kChunk, MADV_HUGEPAGE);
+      }
     }
   } else {
-    pool.other_maps.fetch_add(1, std::memory_order_relaxed);
+    out = MapAligned(size, alignment);
   }
-  if (out == nullptr) out = MapAligned(size, alignment);
   if (out == nullptr) return nullptr;
   *zero = true;  // fresh anonymous pages, or pages only ever written with zeros
   *commit = true;
   return out;
-}
-
-// Declining keeps the range mapped; jemalloc purges it and keeps it for reuse (opt.retain).
-bool HookDalloc(ExtentHooks* /*hooks*/, void* /*addr*/, size_t /*size*/, bool /*committed*/,
-                unsigned /*arena*/) {
-  return true;
 }
 
 void HookDestroy(ExtentHooks* /*hooks*/, void* addr, size_t size, bool /*committed*/,
@@ -148,11 +163,6 @@ void HookDestroy(ExtentHooks* /*hooks*/, void* addr, size_t size, bool /*committ
 bool HookCommit(ExtentHooks* /*hooks*/, void* /*addr*/, size_t /*size*/, size_t /*offset*/,
                 size_t /*length*/, unsigned /*arena*/) {
   return false;  // the memory is always readable and writable
-}
-
-bool HookDecommit(ExtentHooks* /*hooks*/, void* /*addr*/, size_t /*size*/, size_t /*offset*/,
-                  size_t /*length*/, unsigned /*arena*/) {
-  return true;  // declined: jemalloc purges instead
 }
 
 bool Advise(void* addr, size_t offset, size_t length, int advice) {
@@ -176,33 +186,47 @@ bool HookSplit(ExtentHooks* /*hooks*/, void* /*addr*/, size_t /*size*/, size_t /
 
 bool HookMerge(ExtentHooks* /*hooks*/, void* /*a*/, size_t /*a_size*/, void* /*b*/,
                size_t /*b_size*/, bool /*committed*/, unsigned /*arena*/) {
-  return false;  // and adjacent ranges merge (Linux does not care which mmap made them)
+  return false;  // and merges back (jemalloc only merges pieces of one hook allocation)
 }
 
-ExtentHooks hooks = {HookAlloc,     HookDalloc,      HookDestroy, HookCommit, HookDecommit,
+// No dalloc and no decommit: jemalloc keeps what an arena frees mapped (opt.retain) and gives
+// its pages back to the kernel with the purge hooks.
+ExtentHooks hooks = {HookAlloc,     nullptr,         HookDestroy, HookCommit, nullptr,
                      HookPurgeLazy, HookPurgeForced, HookSplit,   HookMerge};
+
+// Faults [p, p + kChunk) in by writing a zero to each 4 KiB page (with huge pages the first write
+// brings the whole 2 MiB). Page faults take only the faulting range's lock on current kernels, so
+// a refill thread set aside mid-fault holds up nobody's mmap; MADV_POPULATE_WRITE would hold the
+// whole process's address-space lock meanwhile.
+void Touch(void* p) {
+  auto* bytes = static_cast<volatile char*>(p);
+  for (size_t off = 0; off < kChunk; off += PageSize()) bytes[off] = 0;
+}
 
 void Refill() {
   pthread_setname_np(pthread_self(), "pushd-prefault");
-  // Only when nothing else wants a CPU: zeroing a huge page yields between its 4 KiB pages.
+  // Only when nothing else wants a CPU: a waking thread preempts it at once, and zeroing a huge
+  // page yields between its 4 KiB pieces.
   sched_param param{};
   sched_setscheduler(0, SCHED_IDLE, &param);
   Pool& pool = ThePool();
-  std::unique_lock<std::mutex> lock(pool.mu);
-  while (true) {
-    pool.refill.wait(lock, [&] { return pool.stop || pool.count < pool.target; });
-    if (pool.stop) return;
-    lock.unlock();
-    void* chunk = MapAligned(kChunk, kChunk);
-    if (chunk != nullptr) Populate(chunk, kChunk);
-    lock.lock();
-    if (chunk == nullptr) {
-      // Out of address space or memory: try again later rather than spin.
-      pool.refill.wait_for(lock, std::chrono::seconds(1), [&] { return pool.stop; });
-      continue;
+  while (!pool.stop.load(std::memory_order_acquire)) {
+    uint32_t seen = pool.wake.load(std::memory_order_acquire);
+    for (int i = 0; i < pool.target; ++i) {
+      if (pool.slots[i].load(std::memory_order_relaxed) != nullptr) continue;
+      void* chunk = Carve();
+      if (chunk == nullptr) return;  // the reservation is used up: arenas map for themselves
+      Touch(chunk);
+      pool.slots[i].store(chunk, std::memory_order_release);
     }
-    pool.ready[pool.count++] = chunk;
+    FutexWait(&pool.wake, seen);
   }
+}
+
+bool MallctlBool(const char* name) {
+  bool value = false;
+  size_t size = sizeof(value);
+  return mallctl(name, &value, &size, nullptr, 0) == 0 && value;
 }
 
 bool JemallocThpAlways() {
@@ -215,13 +239,22 @@ bool JemallocThpAlways() {
 }
 
 bool StartOnce(int ready_chunks) {
-  if (mallctl == nullptr) return false;
+  // Without opt.retain (MALLOC_CONF=retain:false) arenas grow by exactly what they need, not in
+  // chunks, and the pool would go unused.
+  if (mallctl == nullptr || !MallctlBool("opt.retain")) return false;
   Pool& pool = ThePool();
-  pool.huge = JemallocThpAlways();
-  {
-    std::lock_guard<std::mutex> lock(pool.mu);
-    pool.target = std::clamp(ready_chunks, 1, kMaxReady);
+  void* reserved = nullptr;
+  size_t reserve = kReserve;
+  for (; reserve >= kMinReserve && reserved == nullptr; reserve /= 2) {
+    reserved = MapAligned(reserve, kChunk, MAP_NORESERVE);
+    if (reserved != nullptr) break;
   }
+  if (reserved == nullptr) return false;
+  pool.huge = JemallocThpAlways();
+  if (pool.huge) madvise(reserved, reserve, MADV_HUGEPAGE);
+  pool.next.store(reinterpret_cast<uintptr_t>(reserved));
+  pool.end = reinterpret_cast<uintptr_t>(reserved) + reserve;
+  pool.target = std::clamp(ready_chunks, 1, kMaxReady);
   pool.thread = std::thread(Refill);
   pool.active.store(true);
   return true;
@@ -237,11 +270,9 @@ bool StartPrefaultedHeap(int ready_chunks) {
 void StopPrefaultedHeap() {
   Pool& pool = ThePool();
   if (!pool.active.load()) return;
-  {
-    std::lock_guard<std::mutex> lock(pool.mu);
-    pool.stop = true;
-  }
-  pool.refill.notify_all();
+  pool.stop.store(true, std::memory_order_release);
+  pool.wake.fetch_add(1, std::memory_order_release);
+  FutexWake(&pool.wake);
   if (pool.thread.joinable()) pool.thread.join();
 }
 
@@ -253,11 +284,12 @@ void UsePrefaultedHeap() {
   if (mallctl("arenas.create", &arena, &size, static_cast<void*>(&table), sizeof(table)) != 0) {
     return;
   }
-  // Grow the arena one chunk at a time (jemalloc otherwise doubles each growth), so that its
-  // growth is what the pool holds.
+  // Grow the arena one chunk at a time (jemalloc otherwise steps each growth up a size class:
+  // 2, 2.5, 3, 3.5, 4 MiB...), so that its growth is what the pool holds. If that cannot be set,
+  // the thread keeps its arena (the new one stays unused).
   size_t limit = kChunk;
   std::string name = "arena." + std::to_string(arena) + ".retain_grow_limit";
-  mallctl(name.c_str(), nullptr, nullptr, &limit, sizeof(limit));
+  if (mallctl(name.c_str(), nullptr, nullptr, &limit, sizeof(limit)) != 0) return;
   mallctl("thread.arena", nullptr, nullptr, &arena, sizeof(arena));
 }
 
@@ -266,11 +298,9 @@ PrefaultedHeapStats GetPrefaultedHeapStats() {
   PrefaultedHeapStats stats;
   stats.active = pool.active.load();
   stats.chunks_prefaulted = pool.prefaulted.load(std::memory_order_relaxed);
-  stats.chunks_mapped_inline = pool.inline_maps.load(std::memory_order_relaxed);
-  stats.other_maps = pool.other_maps.load(std::memory_order_relaxed);
-  {
-    std::lock_guard<std::mutex> lock(pool.mu);
-    stats.ready_chunks = static_cast<uint64_t>(pool.count);
+  stats.chunks_inline = pool.inline_chunks.load(std::memory_order_relaxed);
+  for (int i = 0; i < pool.target; ++i) {
+    if (pool.slots[i].load(std::memory_order_relaxed) != nullptr) ++stats.ready_chunks;
   }
   return stats;
 }

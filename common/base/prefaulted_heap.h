@@ -14,27 +14,32 @@ namespace push {
 // were in the bursts holding 39% of the latency scenario's slow deliveries.
 //
 // When pushd's malloc is jemalloc (services/jemalloc_conf.cc), UsePrefaultedHeap() gives the
-// calling thread an arena of its own whose new memory comes in 2 MiB chunks from a small pool.
-// pushd calls it on its gRPC completion-queue threads, the ones that validate, store and write a
-// push to its sockets (services/async_call.cc); the edge's threads keep jemalloc's arenas (binding
-// them too cost 6 MiB more at start for no gain measured in BENCHMARKS.md). A background thread at
-// SCHED_IDLE priority maps the chunks and faults them in (MADV_POPULATE_WRITE), so the page
-// zeroing and the host's faults happen on a thread the scheduler sets aside whenever any other
-// can run (the kernel yields between the 4 KiB pieces of a huge page). When the pool is empty (the
-// heap grows faster than an idle CPU refills it) the arena maps a chunk itself and its thread
-// takes the faults, as without the pool. Memory the arena gives back (jemalloc's decay) goes back
-// to the kernel as before; reused after that, it faults on the thread that reuses it.
+// calling thread an arena of its own (extent hooks) whose growth comes in 2 MiB chunks from a
+// small pool. pushd calls it on its gRPC completion-queue threads, the ones that validate, store
+// and write a push to its sockets (services/async_call.cc); the edge's threads keep jemalloc's
+// arenas (binding them too cost 6 MiB more at start for no gain measured in BENCHMARKS.md).
+//  - The chunks are carved from one address range set aside at start (8 GiB of address space,
+//    MAP_NORESERVE: nothing is committed until touched; less if the kernel refuses that much).
+//  - A background thread at SCHED_IDLE priority faults the next chunks in by writing to them, so
+//    the page zeroing and the host's faults happen on a thread the scheduler sets aside whenever
+//    any other can run (a waking thread preempts it, and the kernel yields between the 4 KiB
+//    pieces of a huge page). Chunks change hands through atomic slots: a hook never waits for it.
+//  - When the pool is empty (the heap grows faster than an idle CPU refills it), the arena takes
+//    the next chunk untouched and its thread takes the faults, as without the pool. Past the
+//    reserved range, arenas map their growth themselves.
+//  - Memory the arena frees goes back to the kernel on jemalloc's decay, as before (the purge
+//    hooks); reused after that, it faults on the thread that reuses it. What stays resident
+//    beyond the store: the chunks waiting in the pool, and up to one partly used chunk per arena.
 //
 // Measured (BENCHMARKS.md, latency scenario, medians of 3): p99 3.6 -> 2.0 ms at the same CPU.
 //
 // Without jemalloc (the processes of the tests and tools themselves, the sanitizer build's pushd)
 // everything here does nothing.
 struct PrefaultedHeapStats {
-  bool active = false;                // the pool runs and threads draw from it
-  uint64_t chunks_prefaulted = 0;     // chunks handed to an arena already faulted in
-  uint64_t chunks_mapped_inline = 0;  // chunks an arena had to map itself (pool empty)
-  uint64_t other_maps = 0;            // other requests (jemalloc's metadata, very large blocks)
-  uint64_t ready_chunks = 0;          // chunks waiting in the pool now
+  bool active = false;             // the pool runs and threads draw from it
+  uint64_t chunks_prefaulted = 0;  // chunks handed to an arena already faulted in
+  uint64_t chunks_inline = 0;      // chunks taken while the pool was empty (faulted on use)
+  uint64_t ready_chunks = 0;       // chunks waiting in the pool now
 };
 
 // Starts the background thread keeping `ready_chunks` chunks of 2 MiB faulted in (at most 32).
