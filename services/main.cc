@@ -67,8 +67,18 @@ int main(int argc, char** argv) {
   if (auto_max_connections) config->max_connections = capacity;
   // Heap memory for the threads that carry pushes (the gRPC queue threads, absent on an edge-only
   // node), faulted in ahead by an idle-priority thread (common/base/prefaulted_heap.h): 2 chunks
-  // of 2 MiB, about a second of the latency scenario's growth.
-  const bool prefaulted_heap = config->role != push::Role::kEdge && push::StartPrefaultedHeap(2);
+  // of 2 MiB, about a second of the latency scenario's growth, out of a range of address space
+  // sized for what those threads hold at most (the store and the send queues, twice over).
+  std::string prefaulted_heap = "off (edge role: no gRPC queue threads)";
+  if (config->role != push::Role::kEdge) {
+    const uint64_t queued = config->max_queued_bytes != 0 ? config->max_queued_bytes : 256u << 20;
+    const uint64_t reserve =
+        std::max<uint64_t>(uint64_t{1} << 30, 2 * config->max_store_bytes + queued);
+    std::string why_not;
+    prefaulted_heap = push::StartPrefaultedHeap(2, reserve, &why_not)
+                          ? absl::StrCat("on (", reserve >> 20, " MiB reserved)")
+                          : absl::StrCat("off (", why_not, ")");
+  }
   push::App app(*config);
   if (absl::Status s = app.Start(); !s.ok()) {
     std::fprintf(stderr, "pushd: %s\n", std::string(s.message()).c_str());

@@ -4,15 +4,21 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <fstream>
 #include <string>
 #include <thread>
+
+#include "spdlog/spdlog.h"
 
 // jemalloc's interface, when jemalloc is the process's malloc (weak: null otherwise). The hook
 // table's layout is jemalloc's extent_hooks_t (jemalloc/jemalloc.h, stable since 5.0); it is
@@ -45,10 +51,9 @@ struct ExtentHooks {
 
 constexpr size_t kChunk = size_t{2} << 20;  // one huge page
 constexpr int kMaxReady = 32;
-// Address space set aside for the chunks (MAP_NORESERVE: no memory is committed until touched).
-// Past it, arenas map their growth themselves.
-constexpr size_t kReserve = size_t{8} << 30;
-constexpr size_t kMinReserve = size_t{256} << 20;
+// The futex word is the atomic's own 4 bytes.
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) &&
+              std::atomic<uint32_t>::is_always_lock_free);
 
 // Everything here lives as long as the process: jemalloc calls the hooks of an arena until exit.
 // The hooks run inside jemalloc (its locks held), so they must not allocate, and they must not
@@ -59,9 +64,11 @@ struct Pool {
   int target = 0;                            // slots in use; set before the thread starts
   std::atomic<uint32_t> wake{0};             // futex word: bumped when a chunk is taken
   std::atomic<bool> stop{false};
-  std::atomic<uintptr_t> next{0};  // the reservation's first chunk not handed out yet
-  uintptr_t end = 0;               // the reservation's end; set before the first arena exists
-  bool huge = false;               // set before the first arena exists
+  std::atomic<bool> refilling{false};  // the refill thread runs (a take wakes it only then)
+  std::atomic<uintptr_t> next{0};      // the reservation's first chunk not handed out yet
+  uintptr_t start = 0;                 // the reservation; set before the first arena exists
+  uintptr_t end = 0;
+  bool huge = false;  // set before the first arena exists
   std::thread thread;
   std::atomic<bool> active{false};
   std::atomic<uint64_t> prefaulted{0};
@@ -118,7 +125,7 @@ void* TakeReady() {
     void* chunk = pool.slots[i].exchange(nullptr, std::memory_order_acquire);
     if (chunk == nullptr) continue;
     pool.wake.fetch_add(1, std::memory_order_release);
-    FutexWake(&pool.wake);
+    if (pool.refilling.load(std::memory_order_relaxed)) FutexWake(&pool.wake);
     return chunk;
   }
   return nullptr;
@@ -132,7 +139,7 @@ void* HookAlloc(ExtentHooks* /*hooks*/, void* new_addr, size_t size, size_t alig
   Pool& pool = ThePool();
   void* out = nullptr;
   // An arena's growth: 2 MiB (retain_grow_limit) at page alignment. jemalloc's own metadata
-  // blocks ask for huge-page alignment and take the other path, without huge pages.
+  // blocks ask for huge-page alignment and take the other path.
   if (size == kChunk && alignment <= PageSize()) {
     out = TakeReady();
     if (out != nullptr) {
@@ -147,7 +154,11 @@ void* HookAlloc(ExtentHooks* /*hooks*/, void* new_addr, size_t size, size_t alig
       }
     }
   } else {
+    // jemalloc's metadata blocks (huge-page alignment; jemalloc advises them itself under
+    // metadata_thp:auto), and growth beyond a chunk for blocks of 2 MiB and more, advised as
+    // jemalloc's own hooks would under thp:always.
     out = MapAligned(size, alignment);
+    if (out != nullptr && pool.huge && alignment <= PageSize()) madvise(out, size, MADV_HUGEPAGE);
   }
   if (out == nullptr) return nullptr;
   *zero = true;  // fresh anonymous pages, or pages only ever written with zeros
@@ -195,9 +206,9 @@ ExtentHooks hooks = {HookAlloc,     nullptr,         HookDestroy, HookCommit, nu
                      HookPurgeLazy, HookPurgeForced, HookSplit,   HookMerge};
 
 // Faults [p, p + kChunk) in by writing a zero to each 4 KiB page (with huge pages the first write
-// brings the whole 2 MiB). Page faults take only the faulting range's lock on current kernels, so
-// a refill thread set aside mid-fault holds up nobody's mmap; MADV_POPULATE_WRITE would hold the
-// whole process's address-space lock meanwhile.
+// brings the whole 2 MiB). From Linux 6.4 a page fault takes only the faulting range's lock
+// (PerRangeFaultLocks), so a refill thread set aside mid-fault holds up nobody's mmap;
+// MADV_POPULATE_WRITE would take the whole process's address-space lock (for reading) instead.
 void Touch(void* p) {
   auto* bytes = static_cast<volatile char*>(p);
   for (size_t off = 0; off < kChunk; off += PageSize()) bytes[off] = 0;
@@ -206,21 +217,29 @@ void Touch(void* p) {
 void Refill() {
   pthread_setname_np(pthread_self(), "pushd-prefault");
   // Only when nothing else wants a CPU: a waking thread preempts it at once, and zeroing a huge
-  // page yields between its 4 KiB pieces.
+  // page yields between its 4 KiB pieces. Failing that, the lowest normal priority.
   sched_param param{};
-  sched_setscheduler(0, SCHED_IDLE, &param);
+  if (sched_setscheduler(0, SCHED_IDLE, &param) != 0) setpriority(PRIO_PROCESS, 0, 19);
   Pool& pool = ThePool();
   while (!pool.stop.load(std::memory_order_acquire)) {
     uint32_t seen = pool.wake.load(std::memory_order_acquire);
-    for (int i = 0; i < pool.target; ++i) {
+    for (int i = 0; i < pool.target && !pool.stop.load(std::memory_order_relaxed); ++i) {
       if (pool.slots[i].load(std::memory_order_relaxed) != nullptr) continue;
       void* chunk = Carve();
-      if (chunk == nullptr) return;  // the reservation is used up: arenas map for themselves
+      if (chunk == nullptr) {
+        pool.refilling.store(false);
+        spdlog::warn(
+            "prefaulted heap: its {} MiB of address space are used up; the gRPC queue threads "
+            "now fault their new heap memory in themselves",
+            (pool.end - pool.start) >> 20);
+        return;
+      }
       Touch(chunk);
       pool.slots[i].store(chunk, std::memory_order_release);
     }
     FutexWait(&pool.wake, seen);
   }
+  pool.refilling.store(false);
 }
 
 bool MallctlBool(const char* name) {
@@ -238,33 +257,61 @@ bool JemallocThpAlways() {
   return std::strcmp(thp, "always") == 0;
 }
 
-bool StartOnce(int ready_chunks) {
+// Linux 6.4 and later take a page fault under the faulting range's own lock. Before, a fault held
+// the whole process's address-space lock, and the refill thread, set aside in the middle of one,
+// would hold up every mmap and munmap, and the faults queued behind them.
+bool PerRangeFaultLocks() {
+  utsname name{};
+  if (uname(&name) != 0) return false;
+  int major = 0;
+  int minor = 0;
+  if (std::sscanf(name.release, "%d.%d", &major, &minor) != 2) return false;
+  return major > 6 || (major == 6 && minor >= 4);
+}
+
+std::string StartOnce(int ready_chunks, size_t reserve) {
+  if (mallctl == nullptr) return "the malloc is not jemalloc";
   // Without opt.retain (MALLOC_CONF=retain:false) arenas grow by exactly what they need, not in
   // chunks, and the pool would go unused.
-  if (mallctl == nullptr || !MallctlBool("opt.retain")) return false;
-  Pool& pool = ThePool();
-  void* reserved = nullptr;
-  size_t reserve = kReserve;
-  for (; reserve >= kMinReserve && reserved == nullptr; reserve /= 2) {
-    reserved = MapAligned(reserve, kChunk, MAP_NORESERVE);
-    if (reserved != nullptr) break;
+  if (!MallctlBool("opt.retain")) return "jemalloc's opt.retain is off";
+  size_t page = 0;
+  size_t size = sizeof(page);
+  if (mallctl("arenas.page", &page, &size, nullptr, 0) != 0 || page != PageSize()) {
+    return "jemalloc's page size is not the kernel's";
   }
-  if (reserved == nullptr) return false;
+  if (!PerRangeFaultLocks()) return "the kernel is older than 6.4";
+  // The reservation is address space only, except where the kernel counts it anyway: with strict
+  // overcommit it would be charged in full, and under an address-space limit it would take room
+  // the rest of the process needs.
+  std::ifstream overcommit("/proc/sys/vm/overcommit_memory");
+  int mode = 0;
+  if (overcommit >> mode && mode == 2) return "vm.overcommit_memory is 2 (strict)";
+  rlimit limit{};
+  if (getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+    return "an address-space limit (ulimit -v) is set";
+  }
+  reserve = (std::max(reserve, kChunk) + kChunk - 1) & ~(kChunk - 1);
+  void* reserved = MapAligned(reserve, kChunk, MAP_NORESERVE);
+  if (reserved == nullptr) return "the address space could not be reserved";
+  Pool& pool = ThePool();
   pool.huge = JemallocThpAlways();
   if (pool.huge) madvise(reserved, reserve, MADV_HUGEPAGE);
-  pool.next.store(reinterpret_cast<uintptr_t>(reserved));
-  pool.end = reinterpret_cast<uintptr_t>(reserved) + reserve;
+  pool.start = reinterpret_cast<uintptr_t>(reserved);
+  pool.next.store(pool.start);
+  pool.end = pool.start + reserve;
   pool.target = std::clamp(ready_chunks, 1, kMaxReady);
+  pool.refilling.store(true);
   pool.thread = std::thread(Refill);
   pool.active.store(true);
-  return true;
+  return "";
 }
 
 }  // namespace
 
-bool StartPrefaultedHeap(int ready_chunks) {
-  static const bool started = StartOnce(ready_chunks);
-  return started;
+bool StartPrefaultedHeap(int ready_chunks, size_t reserve_bytes, std::string* why_not) {
+  static const std::string* const refused = new std::string(StartOnce(ready_chunks, reserve_bytes));
+  if (why_not != nullptr) *why_not = *refused;
+  return refused->empty();
 }
 
 void StopPrefaultedHeap() {

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace push {
 
@@ -18,20 +19,26 @@ namespace push {
 // small pool. pushd calls it on its gRPC completion-queue threads, the ones that validate, store
 // and write a push to its sockets (services/async_call.cc); the edge's threads keep jemalloc's
 // arenas (binding them too cost 6 MiB more at start for no gain measured in BENCHMARKS.md).
-//  - The chunks are carved from one address range set aside at start (8 GiB of address space,
-//    MAP_NORESERVE: nothing is committed until touched; less if the kernel refuses that much).
+//  - The chunks are carved from one address range set aside at start (address space only,
+//    MAP_NORESERVE: nothing is committed until touched; pushd sets aside twice --max_store_bytes
+//    plus --max_queued_bytes, at least 1 GiB). Past it, arenas map their growth themselves.
 //  - A background thread at SCHED_IDLE priority faults the next chunks in by writing to them, so
 //    the page zeroing and the host's faults happen on a thread the scheduler sets aside whenever
 //    any other can run (a waking thread preempts it, and the kernel yields between the 4 KiB
 //    pieces of a huge page). Chunks change hands through atomic slots: a hook never waits for it.
 //  - When the pool is empty (the heap grows faster than an idle CPU refills it), the arena takes
-//    the next chunk untouched and its thread takes the faults, as without the pool. Past the
-//    reserved range, arenas map their growth themselves.
+//    the next chunk untouched and its thread takes the faults, as without the pool.
 //  - Memory the arena frees goes back to the kernel on jemalloc's decay, as before (the purge
-//    hooks); reused after that, it faults on the thread that reuses it. What stays resident
-//    beyond the store: the chunks waiting in the pool, and up to one partly used chunk per arena.
+//    hooks); reused after that, it faults on the thread that reuses it (and khugepaged may fill a
+//    partly purged huge page back in, as it could before). What stays resident beyond the
+//    store: the chunks waiting in the pool, and up to one partly used chunk per arena.
+//  - Off (pushd behaves as before, and says why at start) where it could do harm: kernels before
+//    6.4 (a page fault held the whole address-space lock, so a refill thread set aside mid-fault
+//    would stall every mmap), strict overcommit (the reservation would be charged in full), an
+//    address-space limit (ulimit -v), or jemalloc without opt.retain.
 //
-// Measured (BENCHMARKS.md, latency scenario, medians of 3): p99 3.6 -> 2.0 ms at the same CPU.
+// Measured (BENCHMARKS.md, latency scenario, medians of 3, same sitting): p99 3.21 -> 2.13 ms
+// (first version) and 3.54 -> 2.23 ms (this one), at the same server CPU.
 //
 // Without jemalloc (the processes of the tests and tools themselves, the sanitizer build's pushd)
 // everything here does nothing.
@@ -42,12 +49,14 @@ struct PrefaultedHeapStats {
   uint64_t ready_chunks = 0;       // chunks waiting in the pool now
 };
 
-// Starts the background thread keeping `ready_chunks` chunks of 2 MiB faulted in (at most 32).
-// Returns false, and does nothing, when the process's malloc is not jemalloc. The chunks are
-// advised as huge pages when jemalloc's opt.thp is "always" (pushd's default); with huge pages
-// off they are faulted in 4 KiB at a time, still off the hot threads. Once per process: later
-// calls return what the first returned.
-bool StartPrefaultedHeap(int ready_chunks);
+// Reserves `reserve_bytes` of address space and starts the background thread keeping
+// `ready_chunks` chunks of 2 MiB of it faulted in (at most 32). Returns false, does nothing, and
+// says why in `why_not` when the pool cannot run or should not (see above: no jemalloc, no
+// opt.retain, kernel before 6.4, strict overcommit, ulimit -v). The chunks are advised as huge
+// pages when jemalloc's opt.thp is "always" (pushd's default); with huge pages off they are
+// faulted in 4 KiB at a time, still off the hot threads. Once per process: later calls return
+// what the first returned.
+bool StartPrefaultedHeap(int ready_chunks, size_t reserve_bytes, std::string* why_not = nullptr);
 
 // Stops the background thread (chunks already in the pool are still handed out).
 void StopPrefaultedHeap();
