@@ -18,7 +18,7 @@ namespace push {
 // calling thread an arena of its own (extent hooks) whose growth comes in 2 MiB chunks from a
 // small pool. pushd calls it on its gRPC completion-queue threads, the ones that validate, store
 // and write a push to its sockets (services/async_call.cc); the edge's threads keep jemalloc's
-// arenas (binding them too cost 6 MiB more at start for no gain measured in BENCHMARKS.md).
+// arenas (binding them too cost 14 MiB more at start for no gain measured in BENCHMARKS.md).
 //  - The chunks are carved from one address range set aside at start (address space only,
 //    MAP_NORESERVE: nothing is committed until touched; pushd sets aside twice --max_store_bytes
 //    plus --max_queued_bytes, at least 1 GiB). Past it, arenas map their growth themselves.
@@ -37,8 +37,9 @@ namespace push {
 //    would stall every mmap), strict overcommit (the reservation would be charged in full), an
 //    address-space limit (ulimit -v), or jemalloc without opt.retain.
 //
-// Measured (BENCHMARKS.md, latency scenario, medians of 3, same sitting): p99 3.21 -> 2.13 ms
-// (first version) and 3.54 -> 2.23 ms (this one), at the same server CPU.
+// Measured (BENCHMARKS.md, latency scenario, each pair from one sitting): p99 3.21 -> 2.13 ms
+// (first version, medians of 3), 3.54 -> 2.23 ms (after the first review) and 3.77 -> 2.33 ms
+// (this one, medians of 5), at the same server CPU.
 //
 // Without jemalloc (the processes of the tests and tools themselves, the sanitizer build's pushd)
 // everything here does nothing.
