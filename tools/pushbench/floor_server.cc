@@ -47,6 +47,9 @@
 ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:50061", "gRPC address");
 ABSL_FLAG(std::string, ws_listen, "127.0.0.1:8090", "WebSocket address (host:port)");
 ABSL_FLAG(bool, batch, true, "send a burst's frames and answers together, as pushd does");
+ABSL_FLAG(int, spin_us, 0,
+          "burn this many microseconds of CPU per Push on the queue thread: to see how the tail of "
+          "the latency scenario moves with the CPU a push costs (BENCHMARKS.md, issue 13)");
 ABSL_FLAG(std::string, ports_file, "",
           "when set, the ports bound (\"GRPC WS\", for :0 addresses) are written there");
 
@@ -216,6 +219,8 @@ void WebSocketLoop(int listener) {
   close(ep);
 }
 
+int spin_us = 0;  // --spin_us, read once at start
+
 // Frames waiting for the end of the burst, per socket (queue thread only).
 std::unordered_map<int, std::string> pending_frames;
 
@@ -236,6 +241,12 @@ class PushCall {
       // No new request once the queue is shut down (gRPC aborts on one).
       std::lock_guard<std::mutex> lock(queue_mu);
       if (!queue_shut) new PushCall(service_, cq_);
+    }
+    if (spin_us > 0) {
+      // Busy, not asleep: the cost of a heavier server, on the thread that carries the push.
+      auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us);
+      while (std::chrono::steady_clock::now() < until) {
+      }
     }
     push::v1::PushResponse response;
     int fd = -1;
@@ -298,6 +309,7 @@ class PushCall {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  spin_us = absl::GetFlag(FLAGS_spin_us);
   // As pushd does (services/main.cc): Debian's Abseil is built without NDEBUG, so every
   // absl::Mutex (gRPC's included) would run deadlock detection.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
