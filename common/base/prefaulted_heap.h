@@ -23,9 +23,12 @@ namespace push {
 //    MAP_NORESERVE: nothing is committed until touched; pushd sets aside twice --max_store_bytes
 //    plus --max_queued_bytes, at least 1 GiB). Past it, arenas map their growth themselves.
 //  - A background thread at SCHED_IDLE priority faults the next chunks in by writing to them, so
-//    the page zeroing and the host's faults happen on a thread the scheduler sets aside whenever
-//    any other can run (a waking thread preempts it, and the kernel yields between the 4 KiB
-//    pieces of a huge page). Chunks change hands through atomic slots: a hook never waits for it.
+//    the page zeroing and the host's faults happen on a thread the scheduler sets aside when
+//    another wakes (a waking thread preempts it, and the kernel yields between the 4 KiB pieces
+//    of a huge page). Not always when another waits: under EEVDF a queue thread preempted on the
+//    same CPU can wait behind it for the rest of a huge page, 2.5-5 ms here (BENCHMARKS.md,
+//    "what the latency tail is made of here"); refilling 4 KiB at a time to avoid that cost more
+//    than it saved. Chunks change hands through atomic slots: a hook never waits for it.
 //  - When the pool is empty (the heap grows faster than an idle CPU refills it), the arena takes
 //    the next chunk untouched and its thread takes the faults, as without the pool.
 //  - Memory the arena frees goes back to the kernel on jemalloc's decay, as before (the purge
