@@ -216,9 +216,9 @@ void Touch(void* p) {
 
 void Refill() {
   pthread_setname_np(pthread_self(), "pushd-prefault");
-  // Mostly when nothing else wants a CPU: a waking thread preempts it at once, and zeroing a huge
-  // page yields between its 4 KiB pieces when asked (a thread already waiting on this CPU may not
-  // ask: see the header). Failing that, the lowest normal priority.
+  // Mostly when nothing else wants a CPU: a waking thread preempts it, and zeroing a huge page
+  // yields between its 4 KiB pieces when asked (traced exceptions: see the header). Failing
+  // that, the lowest normal priority.
   sched_param param{};
   if (sched_setscheduler(0, SCHED_IDLE, &param) != 0) setpriority(PRIO_PROCESS, 0, 19);
   Pool& pool = ThePool();

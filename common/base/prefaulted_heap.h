@@ -25,10 +25,11 @@ namespace push {
 //  - A background thread at SCHED_IDLE priority faults the next chunks in by writing to them, so
 //    the page zeroing and the host's faults happen on a thread the scheduler sets aside when
 //    another wakes (a waking thread preempts it, and the kernel yields between the 4 KiB pieces
-//    of a huge page). Not always when another waits: under EEVDF a queue thread preempted on the
-//    same CPU can wait behind it for the rest of a huge page, 2.5-5 ms here (BENCHMARKS.md,
-//    "what the latency tail is made of here"); refilling 4 KiB at a time to avoid that cost more
-//    than it saved. Chunks change hands through atomic slots: a hook never waits for it.
+//    of a huge page). Not always: in traces on this VM a queue thread waited 2.5-5 ms on a CPU
+//    where it was zeroing a huge page, until another CPU took the queue thread (BENCHMARKS.md,
+//    "what the latency tail is made of here"; EEVDF's eligibility is our reading of one such
+//    trace). Refilling 4 KiB at a time to avoid that cost more than it saved. Chunks change
+//    hands through atomic slots: a hook never waits for it.
 //  - When the pool is empty (the heap grows faster than an idle CPU refills it), the arena takes
 //    the next chunk untouched and its thread takes the faults, as without the pool.
 //  - Memory the arena frees goes back to the kernel on jemalloc's decay, as before (the purge
