@@ -26,7 +26,7 @@ namespace push {
 //    the page zeroing and the host's faults happen on a thread the scheduler sets aside when
 //    another wakes (a waking thread preempts it, and the kernel yields between the 4 KiB pieces
 //    of a huge page). Not always: in traces on this VM a queue thread waited 2.5-5 ms on a CPU
-//    where it was zeroing a huge page, until another CPU took the queue thread (BENCHMARKS.md,
+//    where this thread was zeroing a huge page, until another CPU took it over (BENCHMARKS.md,
 //    "what the latency tail is made of here"; EEVDF's eligibility is our reading of one such
 //    trace). Refilling 4 KiB at a time to avoid that cost more than it saved. Chunks change
 //    hands through atomic slots: a hook never waits for it.
