@@ -69,10 +69,11 @@ int main(int argc, char** argv) {
   // node), faulted in ahead by an idle-priority thread (common/base/prefaulted_heap.h): 2 chunks
   // of 2 MiB, about a second of the latency scenario's growth, out of a range of address space
   // sized for what those threads hold at most: twice the store's bound, plus the send queues'
-  // (their default, 256 MiB, when --max_queued_bytes=0 leaves them unbounded).
+  // (the flag's default bound when --max_queued_bytes=0 leaves them unbounded).
   std::string prefaulted_heap = "off (edge role: no gRPC queue threads)";
   if (config->role != push::Role::kEdge) {
-    const uint64_t queued = config->max_queued_bytes != 0 ? config->max_queued_bytes : 256u << 20;
+    const uint64_t queued =
+        config->max_queued_bytes != 0 ? config->max_queued_bytes : push::Config{}.max_queued_bytes;
     const uint64_t reserve =
         std::max<uint64_t>(uint64_t{1} << 30, 2 * config->max_store_bytes + queued);
     std::string why_not;
